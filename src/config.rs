@@ -1,0 +1,784 @@
+//! The gateway configuration: parsed once, validated into typed values.
+//!
+//! The file a user writes is LiteLLM-shaped (`model_list`, `litellm_params`,
+//! `general_settings`), so a LiteLLM `config.yaml` needs few changes. The same document,
+//! as JSON, is the plugin configuration both filter instances receive; the renderer and
+//! `on_configure` run the same validation, so a config that renders also loads.
+//!
+//! Every error names the field (`model_list[2].litellm_params.api_key`) and the fix.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::provider::{ProviderKind, ProviderOptions};
+
+/// Prefix that makes a config value read from the environment, as in LiteLLM.
+pub const ENV_PREFIX: &str = "os.environ/";
+
+/// A configuration error: the field at fault and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path of the field, e.g. `model_list[0].litellm_params.model`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid gateway config: {}", self.message)
+        } else {
+            write!(f, "invalid gateway config: {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// === raw (wire) config ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    model_list: Vec<RawModelEntry>,
+    #[serde(default)]
+    general_settings: RawGeneralSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelEntry {
+    model_name: String,
+    #[serde(alias = "params")]
+    litellm_params: RawParams,
+    #[serde(default)]
+    model_info: RawModelInfo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    model: String,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    api_base: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    anthropic_version: Option<String>,
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelInfo {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGeneralSettings {
+    #[serde(default)]
+    master_key: Option<String>,
+    #[serde(default)]
+    listen_address: Option<String>,
+    #[serde(default)]
+    listen_port: Option<u16>,
+    #[serde(default)]
+    admin_port: Option<u16>,
+    #[serde(default)]
+    ca_bundle: Option<String>,
+    #[serde(default)]
+    request_timeout: Option<f64>,
+    #[serde(default)]
+    max_request_body_bytes: Option<u64>,
+}
+
+// === validated config ===
+
+/// Where a secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// `os.environ/NAME`: read from the Envoy process environment.
+    Env(String),
+    /// Written in the config (allowed for the master key only).
+    Literal(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env(name) => write!(f, "Env({name})"),
+            Secret::Literal(_) => write!(f, "Literal(<redacted>)"),
+        }
+    }
+}
+
+impl Secret {
+    fn parse(value: &str) -> Secret {
+        match value.strip_prefix(ENV_PREFIX) {
+            Some(name) => Secret::Env(name.to_string()),
+            None => Secret::Literal(value.to_string()),
+        }
+    }
+
+    /// The secret's value, reading the environment through `env`.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        match self {
+            Secret::Env(name) => env(name).filter(|v| !v.is_empty()),
+            Secret::Literal(v) => Some(v.clone()),
+        }
+    }
+
+    /// The environment variable it names, if any.
+    pub fn env_name(&self) -> Option<&str> {
+        match self {
+            Secret::Env(name) => Some(name),
+            Secret::Literal(_) => None,
+        }
+    }
+}
+
+/// Scheme, host, port and path prefix of a deployment's `api_base`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https` (true) or `http`.
+    pub tls: bool,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Path prefix without a trailing slash (may be empty).
+    pub base_path: String,
+}
+
+impl Endpoint {
+    /// Parses `http(s)://host[:port][/path]`.
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "`{url}` must start with http:// or https:// (e.g. https://api.openai.com/v1)"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if path.contains('?') || path.contains('#') {
+            return Err(format!("`{url}` must not carry a query or fragment"));
+        }
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            // IPv6 literal: [::1]:8080
+            let end = bracketed
+                .find(']')
+                .ok_or_else(|| format!("`{url}` has an unterminated IPv6 address"))?;
+            let host = &bracketed[..end];
+            let after = &bracketed[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => return Err(format!("`{url}` has text after the IPv6 address")),
+            };
+            (host.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{url}` has no host"));
+        }
+        if host.contains('@') {
+            return Err(format!(
+                "`{url}` must not carry credentials; use `api_key: os.environ/NAME`"
+            ));
+        }
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{url}` has an invalid port `{p}`"))?,
+            None if tls => 443,
+            None => 80,
+        };
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            base_path: path.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// True when the host is an IP address (no DNS, no SNI).
+    pub fn host_is_ip(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
+/// One real model behind an alias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// Stable id: `model_info.id`, or derived from the alias. Names the Envoy cluster and is
+    /// what the endpoint metadata carries to the upstream filter instance.
+    pub id: String,
+    /// The alias (client-facing model name) it serves.
+    pub alias: String,
+    /// The provider API it speaks.
+    pub provider: ProviderKind,
+    /// The provider's model name.
+    pub upstream_model: String,
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Its provider key; `None` for keyless local servers.
+    pub api_key: Option<Secret>,
+    /// Provider-specific settings.
+    pub options: ProviderOptions,
+    /// Upstream timeout in seconds.
+    pub timeout_secs: f64,
+}
+
+impl Deployment {
+    /// The Envoy cluster that reaches this deployment.
+    pub fn cluster_name(&self) -> String {
+        format!("llm_deployment_{}", self.id)
+    }
+}
+
+/// A client-facing model name and the deployments behind it, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alias {
+    /// The name clients put in `model`.
+    pub name: String,
+    /// Indices into [`GatewayConfig::deployments`], primary first.
+    pub deployments: Vec<usize>,
+}
+
+impl Alias {
+    /// The Envoy cluster a request for this alias is routed to.
+    pub fn cluster_name(&self, config: &GatewayConfig) -> String {
+        match self.deployments.first().and_then(|i| config.deployments.get(*i)) {
+            Some(d) => d.cluster_name(),
+            None => String::new(),
+        }
+    }
+}
+
+/// Listener and process settings used by the renderer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneralSettings {
+    /// Address the gateway listens on.
+    pub listen_address: String,
+    /// Port the gateway listens on.
+    pub listen_port: u16,
+    /// Envoy admin port (bound to 127.0.0.1).
+    pub admin_port: u16,
+    /// CA bundle for provider TLS.
+    pub ca_bundle: String,
+    /// Overall request timeout in seconds (LLM answers are slow).
+    pub request_timeout_secs: f64,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body_bytes: u64,
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// Aliases in the order they first appear.
+    pub aliases: Vec<Alias>,
+    /// All deployments, in file order.
+    pub deployments: Vec<Deployment>,
+    /// The master key clients present as `Authorization: Bearer ...`.
+    pub master_key: Secret,
+    /// Listener and process settings.
+    pub general: GeneralSettings,
+}
+
+impl GatewayConfig {
+    /// Parses and validates a JSON document.
+    pub fn from_json(bytes: &[u8]) -> Result<GatewayConfig, ConfigError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
+        GatewayConfig::from_value(value)
+    }
+
+    /// Validates an already parsed document (JSON, or YAML converted to JSON values).
+    pub fn from_value(value: Value) -> Result<GatewayConfig, ConfigError> {
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        validate(raw)
+    }
+
+    /// The alias named `name`.
+    pub fn alias(&self, name: &str) -> Option<&Alias> {
+        self.aliases.iter().find(|a| a.name == name)
+    }
+
+    /// The deployment with id `id`.
+    pub fn deployment(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.id == id)
+    }
+
+    /// Every environment variable the config reads, sorted and unique.
+    pub fn env_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .deployments
+            .iter()
+            .filter_map(|d| d.api_key.as_ref().and_then(|k| k.env_name()))
+            .chain(self.master_key.env_name())
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Characters allowed in aliases: they travel in a routing header and in stat names.
+fn valid_alias(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+".contains(&b))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Turns an alias into a deployment id: `claude-3.5/sonnet` -> `claude-3_5_sonnet`.
+fn id_from_alias(alias: &str) -> String {
+    alias
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(56)
+        .collect()
+}
+
+fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
+    if raw.model_list.is_empty() {
+        return Err(ConfigError::new(
+            "model_list",
+            "is empty; add at least one entry with `model_name` and `litellm_params.model`",
+        ));
+    }
+    let general = validate_general(&raw.general_settings)?;
+    let master_key = match raw.general_settings.master_key.as_deref() {
+        Some(k) if !k.trim().is_empty() => Secret::parse(k),
+        _ => {
+            return Err(ConfigError::new(
+                "general_settings.master_key",
+                "is required: set it to `os.environ/LLM_GATEWAY_MASTER_KEY` (recommended) or a literal key starting with `sk-`",
+            ))
+        }
+    };
+    if let Secret::Env(name) = &master_key {
+        check_env_name(name, "general_settings.master_key")?;
+    }
+
+    // Count deployments per alias so single-deployment aliases get the plain alias as id.
+    let mut per_alias: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in &raw.model_list {
+        *per_alias.entry(entry.model_name.as_str()).or_default() += 1;
+    }
+
+    let mut aliases: Vec<Alias> = Vec::new();
+    let mut deployments: Vec<Deployment> = Vec::new();
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    let mut ordinal: BTreeMap<&str, usize> = BTreeMap::new();
+
+    for (i, entry) in raw.model_list.iter().enumerate() {
+        let at = |field: &str| format!("model_list[{i}].{field}");
+        let alias = entry.model_name.as_str();
+        if !valid_alias(alias) {
+            return Err(ConfigError::new(
+                at("model_name"),
+                format!("`{alias}` is not a valid model name: use 1-128 characters from A-Z a-z 0-9 and - _ . : / @ +"),
+            ));
+        }
+        let n = ordinal.entry(alias).or_default();
+        *n += 1;
+        let id = match &entry.model_info.id {
+            Some(id) => {
+                if !valid_id(id) {
+                    return Err(ConfigError::new(
+                        at("model_info.id"),
+                        format!("`{id}` is not a valid id: use 1-64 characters from A-Z a-z 0-9 - _"),
+                    ));
+                }
+                id.clone()
+            }
+            None if per_alias.get(alias).copied().unwrap_or(0) > 1 => {
+                format!("{}-{}", id_from_alias(alias), n)
+            }
+            None => id_from_alias(alias),
+        };
+        if !seen_ids.insert(id.clone()) {
+            return Err(ConfigError::new(
+                at("model_info.id"),
+                format!("deployment id `{id}` is used twice; give each deployment a distinct `model_info.id`"),
+            ));
+        }
+
+        let params = &entry.litellm_params;
+        let (provider, upstream_model) = provider_and_model(params, &at)?;
+        let api_base = params
+            .api_base
+            .clone()
+            .unwrap_or_else(|| provider.default_api_base().to_string());
+        let endpoint =
+            Endpoint::parse(&api_base).map_err(|m| ConfigError::new(at("litellm_params.api_base"), m))?;
+        let api_key = match params.api_key.as_deref() {
+            None => None,
+            Some(k) => match Secret::parse(k) {
+                Secret::Env(name) => {
+                    check_env_name(&name, &at("litellm_params.api_key"))?;
+                    Some(Secret::Env(name))
+                }
+                Secret::Literal(_) => {
+                    return Err(ConfigError::new(
+                        at("litellm_params.api_key"),
+                        "provider keys must not be written in the config: use `os.environ/NAME` and set NAME in Envoy's environment",
+                    ))
+                }
+            },
+        };
+        let mut options = ProviderOptions::default();
+        if let Some(v) = &params.anthropic_version {
+            if v.trim().is_empty() {
+                return Err(ConfigError::new(
+                    at("litellm_params.anthropic_version"),
+                    "is empty; omit it to use 2023-06-01",
+                ));
+            }
+            options.anthropic_version = v.clone();
+        }
+        if let Some(m) = entry.model_info.max_output_tokens {
+            if m == 0 {
+                return Err(ConfigError::new(
+                    at("model_info.max_output_tokens"),
+                    "must be at least 1",
+                ));
+            }
+            options.default_max_tokens = m;
+        }
+        let timeout_secs = match params.timeout {
+            Some(t) if !(t > 0.0 && t <= 86_400.0) => {
+                return Err(ConfigError::new(
+                    at("litellm_params.timeout"),
+                    "must be a number of seconds between 0 and 86400",
+                ))
+            }
+            Some(t) => t,
+            None => general.request_timeout_secs,
+        };
+
+        let index = deployments.len();
+        deployments.push(Deployment {
+            id,
+            alias: alias.to_string(),
+            provider,
+            upstream_model,
+            endpoint,
+            api_key,
+            options,
+            timeout_secs,
+        });
+        match aliases.iter_mut().find(|a| a.name == alias) {
+            Some(a) => a.deployments.push(index),
+            None => aliases.push(Alias {
+                name: alias.to_string(),
+                deployments: vec![index],
+            }),
+        }
+    }
+
+    Ok(GatewayConfig {
+        aliases,
+        deployments,
+        master_key,
+        general,
+    })
+}
+
+fn provider_and_model(
+    params: &RawParams,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(ProviderKind, String), ConfigError> {
+    let known = ProviderKind::ALL
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (prefix, rest) = match params.model.split_once('/') {
+        Some((p, r)) => (Some(p), r),
+        None => (None, params.model.as_str()),
+    };
+    let provider = match (&params.provider, prefix) {
+        (Some(p), _) => ProviderKind::from_name(p).ok_or_else(|| {
+            ConfigError::new(
+                at("litellm_params.provider"),
+                format!("unknown provider `{p}`; known providers: {known}"),
+            )
+        })?,
+        (None, Some(p)) => ProviderKind::from_name(p).ok_or_else(|| {
+            ConfigError::new(
+                at("litellm_params.model"),
+                format!("unknown provider prefix `{p}/`; write `<provider>/<model>` with one of: {known}"),
+            )
+        })?,
+        (None, None) => {
+            return Err(ConfigError::new(
+                at("litellm_params.model"),
+                format!(
+                    "`{}` names no provider; write `<provider>/<model>` (e.g. `openai/gpt-4o`) with one of: {known}",
+                    params.model
+                ),
+            ))
+        }
+    };
+    // With an explicit `provider`, the whole `model` is the upstream name unless it repeats
+    // the provider as a prefix.
+    let upstream = match (&params.provider, prefix) {
+        (Some(_), Some(p)) if ProviderKind::from_name(p) == Some(provider) => rest,
+        (Some(_), _) => params.model.as_str(),
+        (None, _) => rest,
+    };
+    if upstream.trim().is_empty() {
+        return Err(ConfigError::new(
+            at("litellm_params.model"),
+            "names no model after the provider prefix",
+        ));
+    }
+    Ok((provider, upstream.to_string()))
+}
+
+fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("`{ENV_PREFIX}{name}` does not name a valid environment variable (letters, digits, _)"),
+        ))
+    }
+}
+
+fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigError> {
+    let request_timeout_secs = match raw.request_timeout {
+        Some(t) if !(t > 0.0 && t <= 86_400.0) => {
+            return Err(ConfigError::new(
+                "general_settings.request_timeout",
+                "must be a number of seconds between 0 and 86400",
+            ))
+        }
+        Some(t) => t,
+        None => 600.0,
+    };
+    let max_request_body_bytes = match raw.max_request_body_bytes {
+        Some(0) => {
+            return Err(ConfigError::new(
+                "general_settings.max_request_body_bytes",
+                "must be at least 1",
+            ))
+        }
+        Some(n) if n > 256 * 1024 * 1024 => {
+            return Err(ConfigError::new(
+                "general_settings.max_request_body_bytes",
+                "must be at most 268435456 (256 MiB)",
+            ))
+        }
+        Some(n) => n,
+        None => 16 * 1024 * 1024,
+    };
+    Ok(GeneralSettings {
+        listen_address: raw
+            .listen_address
+            .clone()
+            .unwrap_or_else(|| "0.0.0.0".to_string()),
+        listen_port: raw.listen_port.unwrap_or(4000),
+        admin_port: raw.admin_port.unwrap_or(9901),
+        ca_bundle: raw
+            .ca_bundle
+            .clone()
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_string()),
+        request_timeout_secs,
+        max_request_body_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg(v: Value) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_value(v)
+    }
+
+    fn minimal() -> Value {
+        json!({
+            "model_list": [
+                {"model_name": "gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},
+                {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY"}},
+                {"model_name": "local", "litellm_params": {"model": "openai/llama3", "api_base": "http://127.0.0.1:8000/v1"}}
+            ],
+            "general_settings": {"master_key": "sk-1234"}
+        })
+    }
+
+    /// A LiteLLM-shaped config validates into deployments with provider defaults.
+    #[test]
+    fn parses_litellm_shape() {
+        let c = cfg(minimal()).unwrap();
+        assert_eq!(c.aliases.len(), 3);
+        let d = &c.deployments[1];
+        assert_eq!(d.provider, ProviderKind::Anthropic);
+        assert_eq!(d.upstream_model, "claude-sonnet-4-5");
+        assert_eq!(d.endpoint.host, "api.anthropic.com");
+        assert_eq!(d.endpoint.port, 443);
+        assert!(d.endpoint.tls);
+        assert_eq!(d.api_key, Some(Secret::Env("ANTHROPIC_API_KEY".into())));
+        let local = &c.deployments[2];
+        assert!(!local.endpoint.tls);
+        assert_eq!(local.endpoint.base_path, "/v1");
+        assert_eq!(local.api_key, None);
+        assert_eq!(c.env_names(), vec!["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]);
+    }
+
+    /// Several entries with one `model_name` form one alias with ordered deployments.
+    #[test]
+    fn groups_deployments_by_alias() {
+        let c = cfg(json!({
+            "model_list": [
+                {"model_name": "smart", "litellm_params": {"model": "anthropic/a"}},
+                {"model_name": "smart", "litellm_params": {"model": "openai/b"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }))
+        .unwrap();
+        assert_eq!(c.aliases.len(), 1);
+        assert_eq!(c.aliases[0].deployments, vec![0, 1]);
+        assert_eq!(c.deployments[0].id, "smart-1");
+        assert_eq!(c.deployments[1].id, "smart-2");
+    }
+
+    fn err(v: Value) -> ConfigError {
+        cfg(v).unwrap_err()
+    }
+
+    /// Errors name the field and say how to fix it.
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = minimal();
+        v["model_list"][1]["litellm_params"]["api_key"] = json!("sk-ant-real-key");
+        let e = err(v);
+        assert_eq!(e.field, "model_list[1].litellm_params.api_key");
+        assert!(e.message.contains("os.environ/NAME"), "{e}");
+        assert!(!e.to_string().contains("sk-ant-real-key"));
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["model"] = json!("mystery/x");
+        let e = err(v);
+        assert_eq!(e.field, "model_list[0].litellm_params.model");
+        assert!(e.message.contains("mystery"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["modle"] = json!("x");
+        let e = err(v);
+        assert_eq!(e.field, "model_list[0].litellm_params.modle");
+        assert!(e.message.contains("unknown field `modle`"), "{e}");
+
+        let mut v = minimal();
+        v["general_settings"] = json!({});
+        assert_eq!(err(v).field, "general_settings.master_key");
+
+        let mut v = minimal();
+        v["model_list"][2]["litellm_params"]["api_base"] = json!("ftp://x");
+        assert_eq!(err(v).field, "model_list[2].litellm_params.api_base");
+
+        let mut v = minimal();
+        v["model_list"][0]["model_name"] = json!("bad name");
+        assert_eq!(err(v).field, "model_list[0].model_name");
+
+        let e = err(json!({"model_list": []}));
+        assert_eq!(e.field, "model_list");
+
+        let e = err(json!({"model_list": "x"}));
+        assert_eq!(e.field, "model_list");
+    }
+
+    /// Duplicate deployment ids are refused.
+    #[test]
+    fn duplicate_ids() {
+        let e = err(json!({
+            "model_list": [
+                {"model_name": "a", "litellm_params": {"model": "openai/x"}, "model_info": {"id": "same"}},
+                {"model_name": "b", "litellm_params": {"model": "openai/y"}, "model_info": {"id": "same"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }));
+        assert_eq!(e.field, "model_list[1].model_info.id");
+    }
+
+    /// URLs with ports, paths and IPv6 hosts parse.
+    #[test]
+    fn endpoint_parsing() {
+        let e = Endpoint::parse("http://127.0.0.1:18080/v1/").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.base_path.as_str()), ("127.0.0.1", 18080, "/v1"));
+        assert!(e.host_is_ip());
+        let e = Endpoint::parse("https://[::1]:8443").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 8443));
+        assert!(Endpoint::parse("https://host:0").is_err());
+        assert!(Endpoint::parse("https://user:pw@host").is_err());
+        assert!(Endpoint::parse("https://").is_err());
+    }
+
+    /// Secrets never print.
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::Literal("sk-secret".into())), "Literal(<redacted>)");
+    }
+}

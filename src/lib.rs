@@ -1,0 +1,27 @@
+//! An OpenAI-compatible LLM gateway that runs inside Envoy as a proxy-wasm filter.
+//!
+//! The crate is a **pure core** (configuration, routing, translation, SSE, usage, errors),
+//! which knows nothing of proxy-wasm and is tested natively, and a **thin shell**
+//! ([`filter`], wasm only) that talks to the host. One `.wasm` is loaded twice: a downstream
+//! instance in the HTTP connection manager (authentication, validation, routing by model)
+//! and an upstream instance in the router's `upstream_http_filters` (per-attempt
+//! translation and provider credentials).
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod openai;
+pub mod provider;
+pub mod request;
+pub mod sse;
+pub mod usage;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod render;
+
+#[cfg(target_arch = "wasm32")]
+pub mod filter;

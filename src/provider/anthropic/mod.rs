@@ -1,0 +1,66 @@
+//! Anthropic Messages API (`POST /v1/messages`).
+//!
+//! Reference: <https://docs.anthropic.com/en/api/messages>. Wire types live in `schema`,
+//! the OpenAI → Anthropic request mapping in `request`, the answer mapping in `response`
+//! and the incremental stream translation in `stream`.
+
+pub mod request;
+pub mod response;
+pub mod schema;
+pub mod stream;
+
+use super::{join_path, Target, TranslatedResponse, Translator, UpstreamRequest};
+use crate::error::GatewayError;
+use crate::usage::Usage;
+
+/// Translator for Anthropic deployments.
+#[derive(Debug, Default)]
+pub struct AnthropicTranslator {
+    stream: Option<stream::AnthropicStream>,
+    now_unix_secs: u64,
+}
+
+impl Translator for AnthropicTranslator {
+    fn request(
+        &mut self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_request(body, target)?;
+        self.now_unix_secs = target.now_unix_secs;
+        if translated.stream {
+            self.stream = Some(stream::AnthropicStream::new(
+                translated.client_wants_usage,
+                target.now_unix_secs,
+            ));
+        }
+        let mut headers = vec![("anthropic-version", target.options.anthropic_version.clone())];
+        if let Some(key) = target.api_key {
+            headers.push(("x-api-key", key.to_string()));
+        }
+        Ok(UpstreamRequest {
+            path: join_path(target.base_path, "/v1/messages"),
+            headers,
+            body: translated.body,
+        })
+    }
+
+    fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
+        let status = self.response_status(upstream_status);
+        response::translate_response(upstream_status, status, body, self.now_unix_secs)
+    }
+
+    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+        if let Some(s) = self.stream.as_mut() {
+            s.push(chunk, end_of_stream, out);
+        }
+    }
+
+    fn stream_usage(&self) -> Option<Usage> {
+        self.stream.as_ref().and_then(|s| s.usage())
+    }
+}

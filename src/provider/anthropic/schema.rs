@@ -1,0 +1,1 @@
+//! Anthropic Messages API wire types (request, response, stream events, errors).

@@ -1,0 +1,190 @@
+//! Providers: one module per upstream API, all behind [`Translator`].
+//!
+//! A translator is created per attempt by the upstream filter instance, once it knows from
+//! the endpoint metadata which deployment the attempt reached. It owns all per-attempt
+//! state (stream decoder, tool-call indices, usage) and never talks to the host: it takes
+//! bytes and returns bytes, headers and usage, which the shell applies.
+
+pub mod anthropic;
+pub mod openai_compatible;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+use crate::usage::Usage;
+
+/// The upstream APIs the gateway speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq, ...).
+    OpenAi,
+    /// Anthropic Messages API.
+    Anthropic,
+}
+
+impl ProviderKind {
+    /// Every provider, for listings and error messages.
+    pub const ALL: &'static [ProviderKind] = &[ProviderKind::OpenAi, ProviderKind::Anthropic];
+
+    /// The name used in configs, metrics and headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
+    /// Parses a provider name as written in configs (`openai/gpt-4o` prefixes included).
+    pub fn from_name(name: &str) -> Option<ProviderKind> {
+        match name {
+            "openai" | "openai_compatible" | "hosted_vllm" | "ollama_chat" => {
+                Some(ProviderKind::OpenAi)
+            }
+            "anthropic" => Some(ProviderKind::Anthropic),
+            _ => None,
+        }
+    }
+
+    /// The API base used when a deployment names none.
+    pub fn default_api_base(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com",
+        }
+    }
+}
+
+/// Request headers that carry provider credentials or provider-specific protocol settings.
+///
+/// Envoy shares one request header map across retry attempts, so the upstream shell removes
+/// every one of these on each attempt before setting the ones the attempt's provider needs:
+/// nothing from an earlier attempt's provider can leak into the next.
+pub const PROVIDER_REQUEST_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-organization",
+    "openai-project",
+    "content-length",
+];
+
+/// Provider-specific settings of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// `anthropic-version` header value.
+    pub anthropic_version: String,
+    /// Output limit sent when the client gives none (Anthropic requires one).
+    pub default_max_tokens: u64,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            anthropic_version: "2023-06-01".to_string(),
+            default_max_tokens: 4096,
+        }
+    }
+}
+
+/// What a translator needs to know about the deployment an attempt reached.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The provider's own model name.
+    pub upstream_model: &'a str,
+    /// Path prefix from the deployment's `api_base` (`/v1` for OpenAI, empty for Anthropic).
+    pub base_path: &'a str,
+    /// The provider key, when the deployment has one.
+    pub api_key: Option<&'a str>,
+    /// Current time, for the `created` field of translated answers.
+    pub now_unix_secs: u64,
+    /// Provider-specific settings.
+    pub options: &'a ProviderOptions,
+}
+
+/// The request one attempt sends upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    /// `:path`, query included.
+    pub path: String,
+    /// Provider headers to set (credentials, versions); all others in
+    /// [`PROVIDER_REQUEST_HEADERS`] are removed.
+    pub headers: Vec<(&'static str, String)>,
+    /// The translated body.
+    pub body: Vec<u8>,
+}
+
+/// A complete (non-streamed) answer translated to OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslatedResponse {
+    /// Status for the client (and Envoy's retry policy).
+    pub status: u16,
+    /// OpenAI-shaped body: a `chat.completion` or an error envelope.
+    pub body: Vec<u8>,
+    /// Token usage, when the provider reported it.
+    pub usage: Option<Usage>,
+}
+
+impl TranslatedResponse {
+    /// A translated error.
+    pub fn error(error: &GatewayError) -> Self {
+        TranslatedResponse {
+            status: error.status,
+            body: error.to_json(),
+            usage: None,
+        }
+    }
+}
+
+/// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
+pub trait Translator {
+    /// Translates the client's OpenAI request body for this provider. Remembers what the
+    /// response side needs (streaming, whether the client wants a usage chunk, tool names).
+    fn request(&mut self, body: &[u8], target: &Target<'_>)
+        -> Result<UpstreamRequest, GatewayError>;
+
+    /// True when the translated request asked for a streamed answer.
+    fn is_stream(&self) -> bool;
+
+    /// The status the client and Envoy's retry policy see for an upstream status; overloaded
+    /// answers become 503 so that Envoy falls back to the next deployment.
+    fn response_status(&self, upstream_status: u16) -> u16 {
+        match upstream_status {
+            529 => 503,
+            s => s,
+        }
+    }
+
+    /// Translates a complete non-streamed body, success or error, into OpenAI's shape.
+    /// Called for every non-2xx answer too, streamed requests included.
+    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse;
+
+    /// Translates the next piece of a streamed (SSE) answer. Appends OpenAI SSE bytes to
+    /// `out` (possibly nothing while an event is incomplete). At `end_of_stream` it flushes,
+    /// writes the usage chunk when the client asked for one, and `data: [DONE]`.
+    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>);
+
+    /// Usage learned from the stream so far (complete once the stream has ended).
+    fn stream_usage(&self) -> Option<Usage>;
+}
+
+/// The translator for one attempt to a deployment of `kind`.
+pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
+    match kind {
+        ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
+        ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
+    }
+}
+
+/// Joins an API base path and an endpoint path without doubling or losing the slash.
+pub fn join_path(base_path: &str, endpoint: &str) -> String {
+    let base = base_path.trim_end_matches('/');
+    if endpoint.starts_with('/') {
+        format!("{base}{endpoint}")
+    } else {
+        format!("{base}/{endpoint}")
+    }
+}

@@ -1,0 +1,203 @@
+//! Validation of the client's chat request, done once by the downstream instance so that
+//! no malformed request reaches a provider.
+
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::openai::{ChatRequest, Content, Role};
+
+/// Parses and checks a `/v1/chat/completions` body. Errors are 400s naming the field.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(GatewayError::invalid_request(
+            "request body is empty: send a JSON object with `model` and `messages`",
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("request body is not valid JSON: {e}"))
+            .with_code("invalid_json")
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(GatewayError::invalid_request(
+            "request body must be a JSON object with `model` and `messages`",
+        ));
+    };
+    match object.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return Err(GatewayError::invalid_param(
+                "model",
+                "`model` is required: name one of the models listed by GET /v1/models",
+            ))
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid_param("model", "`model` must be a string"))
+        }
+    }
+    match object.get("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => {}
+        Some(Value::Array(_)) => {
+            return Err(GatewayError::invalid_param(
+                "messages",
+                "`messages` must contain at least one message",
+            ))
+        }
+        None | Some(Value::Null) => {
+            return Err(GatewayError::invalid_param("messages", "`messages` is required"))
+        }
+        Some(_) => {
+            return Err(GatewayError::invalid_param("messages", "`messages` must be an array"))
+        }
+    }
+    let request: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {}", e.into_inner()))
+    })?;
+    check_messages(&request)?;
+    check_parameters(&request)?;
+    Ok(request)
+}
+
+fn check_messages(request: &ChatRequest) -> Result<(), GatewayError> {
+    for (i, m) in request.messages.iter().enumerate() {
+        match m.role {
+            Role::Tool => {
+                if m.tool_call_id.as_deref().unwrap_or("").is_empty() {
+                    return Err(GatewayError::invalid_param(
+                        format!("messages[{i}].tool_call_id"),
+                        format!("messages[{i}] has role `tool` but no `tool_call_id`"),
+                    ));
+                }
+            }
+            Role::Assistant => {
+                if let Some(calls) = &m.tool_calls {
+                    for (j, c) in calls.iter().enumerate() {
+                        if c.id.is_empty() || c.function.name.is_empty() {
+                            return Err(GatewayError::invalid_param(
+                                format!("messages[{i}].tool_calls[{j}]"),
+                                format!("messages[{i}].tool_calls[{j}] needs an `id` and a `function.name`"),
+                            ));
+                        }
+                    }
+                }
+            }
+            Role::System | Role::Developer | Role::User | Role::Function => {
+                if m.content.is_none() {
+                    return Err(GatewayError::invalid_param(
+                        format!("messages[{i}].content"),
+                        format!("messages[{i}] has no `content`"),
+                    ));
+                }
+            }
+        }
+        if let Some(Content::Parts(parts)) = &m.content {
+            for (j, p) in parts.iter().enumerate() {
+                let ok = match p.kind.as_str() {
+                    "text" => p.text.is_some(),
+                    "image_url" => p.image_url.is_some(),
+                    "input_audio" => p.input_audio.is_some(),
+                    "file" => p.file.is_some(),
+                    "refusal" => p.refusal.is_some(),
+                    _ => true,
+                };
+                if !ok {
+                    return Err(GatewayError::invalid_param(
+                        format!("messages[{i}].content[{j}]"),
+                        format!(
+                            "messages[{i}].content[{j}] has type `{}` but no `{}` field",
+                            p.kind, p.kind
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_parameters(request: &ChatRequest) -> Result<(), GatewayError> {
+    if let Some(t) = request.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(GatewayError::invalid_param(
+                "temperature",
+                "`temperature` must be between 0 and 2",
+            ));
+        }
+    }
+    if let Some(p) = request.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(GatewayError::invalid_param("top_p", "`top_p` must be between 0 and 1"));
+        }
+    }
+    if request.output_limit() == Some(0) {
+        return Err(GatewayError::invalid_param(
+            "max_tokens",
+            "`max_tokens` must be at least 1",
+        ));
+    }
+    if request.n == Some(0) {
+        return Err(GatewayError::invalid_param("n", "`n` must be at least 1"));
+    }
+    if let Some(tools) = &request.tools {
+        for (i, t) in tools.iter().enumerate() {
+            if t.kind != "function" {
+                return Err(GatewayError::invalid_param(
+                    format!("tools[{i}].type"),
+                    format!("tools[{i}].type `{}` is not supported; use `function`", t.kind),
+                ));
+            }
+            if t.function.name.is_empty() {
+                return Err(GatewayError::invalid_param(
+                    format!("tools[{i}].function.name"),
+                    format!("tools[{i}].function.name is empty"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param_of(body: &str) -> (u16, Option<String>, String) {
+        let e = parse_chat_request(body.as_bytes()).unwrap_err();
+        (e.status, e.param, e.message)
+    }
+
+    /// A well-formed request parses.
+    #[test]
+    fn accepts_valid() {
+        let r = parse_chat_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"unknown_vendor_field":1}"#,
+        )
+        .unwrap();
+        assert!(r.is_stream());
+        assert!(r.wants_stream_usage());
+    }
+
+    /// Each kind of bad input is a 400 that names the field.
+    #[test]
+    fn refuses_bad_input() {
+        assert_eq!(param_of("").0, 400);
+        assert_eq!(param_of("{not json").0, 400);
+        assert_eq!(param_of("[1]").0, 400);
+        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}]}"#).1.as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"model":3,"messages":[]}"#).1.as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"model":"m"}"#).1.as_deref(), Some("messages"));
+        assert_eq!(param_of(r#"{"model":"m","messages":{}}"#).1.as_deref(), Some("messages"));
+        assert_eq!(param_of(r#"{"model":"m","messages":[]}"#).1.as_deref(), Some("messages"));
+        let (_, p, m) = param_of(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#);
+        assert_eq!(p.as_deref(), Some("messages[0].role"));
+        assert!(m.contains("robot"), "{m}");
+        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#);
+        assert_eq!(p.as_deref(), Some("messages[0].tool_call_id"));
+        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}"#);
+        assert_eq!(p.as_deref(), Some("temperature"));
+        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#);
+        assert_eq!(p.as_deref(), Some("messages[0].content[0]"));
+        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#);
+        assert_eq!(p.as_deref(), Some("max_tokens"));
+    }
+}
