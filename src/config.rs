@@ -112,6 +112,56 @@ struct RawGeneralSettings {
     max_request_body_bytes: Option<u64>,
 }
 
+/// Which of the two filter instances a plugin configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterRole {
+    /// In the HTTP connection manager: authentication, validation, routing by model.
+    Downstream,
+    /// In the router's `upstream_http_filters`: per-attempt translation and credentials.
+    Upstream,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPluginConfig {
+    role: FilterRole,
+    config: Value,
+}
+
+/// The plugin configuration each filter instance receives: its role and the gateway config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    /// Which instance this is.
+    pub role: FilterRole,
+    /// The validated gateway configuration.
+    pub gateway: GatewayConfig,
+}
+
+impl PluginConfig {
+    /// Parses `{"role": "downstream"|"upstream", "config": {...gateway config...}}`.
+    pub fn from_json(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
+        let raw: RawPluginConfig = serde_json::from_slice(bytes).map_err(|e| {
+            ConfigError::new(
+                "",
+                format!("plugin configuration must be {{\"role\": \"downstream\"|\"upstream\", \"config\": {{...}}}}: {e}"),
+            )
+        })?;
+        let gateway = GatewayConfig::from_value(raw.config).map_err(|e| ConfigError {
+            field: if e.field.is_empty() {
+                "config".to_string()
+            } else {
+                format!("config.{}", e.field)
+            },
+            message: e.message,
+        })?;
+        Ok(PluginConfig {
+            role: raw.role,
+            gateway,
+        })
+    }
+}
+
 // === validated config ===
 
 /// Where a secret comes from.

@@ -17,6 +17,7 @@ pub mod error;
 pub mod openai;
 pub mod provider;
 pub mod request;
+pub mod routing;
 pub mod sse;
 pub mod usage;
 

@@ -1,1 +1,298 @@
-//! placeholder
+//! Renders the complete Envoy bootstrap from a gateway config (host side only).
+//!
+//! The output is plain data (`serde_json::Value`) that the CLI writes as YAML. Everything
+//! the two filter instances rely on is produced here, from the same validated config:
+//! one route per alias matching the routing header, one cluster per deployment with the
+//! endpoint metadata naming it, TLS with SNI and host rewrite for public hosts, and the
+//! wasm filter twice with `allow_on_headers_stop_iteration` and a fail-closed,
+//! self-reloading failure policy.
+
+use serde_json::{json, Value};
+
+use crate::config::{Deployment, FilterRole, GatewayConfig};
+use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
+
+/// Options that depend on where the bootstrap runs rather than on the gateway config.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// Path of the `.wasm` file as Envoy will see it.
+    pub wasm_path: String,
+}
+
+/// Name of the shared Wasm VM (identical `vm_config` lets both instances share one VM).
+pub const VM_ID: &str = "llm_gateway";
+
+/// The plugin configuration JSON for one instance: its role and the gateway config.
+pub fn plugin_configuration(role: FilterRole, gateway_json: &Value) -> Value {
+    let role = match role {
+        FilterRole::Downstream => "downstream",
+        FilterRole::Upstream => "upstream",
+    };
+    json!({"role": role, "config": gateway_json})
+}
+
+fn duration(secs: f64) -> String {
+    if secs.fract() == 0.0 {
+        format!("{}s", secs as u64)
+    } else {
+        format!("{secs:.3}s")
+    }
+}
+
+fn wasm_filter(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    role: FilterRole,
+    options: &RenderOptions,
+) -> Value {
+    let name = match role {
+        FilterRole::Downstream => "llm_gateway_downstream",
+        FilterRole::Upstream => "llm_gateway_upstream",
+    };
+    let configuration = plugin_configuration(role, gateway_json).to_string();
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                // Headers must wait for the body: routing and translation depend on it.
+                "allow_on_headers_stop_iteration": true,
+                // A trapped VM reloads instead of failing every request or opening the gateway.
+                "failure_policy": "FAIL_RELOAD",
+                "reload_config": {"backoff": {"base_interval": "0.1s", "max_interval": "1s"}},
+                "vm_config": {
+                    "vm_id": VM_ID,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": options.wasm_path}},
+                    "environment_variables": {"host_env_keys": config.env_names()},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+            },
+        },
+    })
+}
+
+fn route_for_alias(config: &GatewayConfig, alias: &crate::config::Alias) -> Value {
+    let timeout = alias
+        .deployments
+        .iter()
+        .filter_map(|i| config.deployments.get(*i))
+        .map(|d| d.timeout_secs)
+        .fold(0.0_f64, f64::max);
+    json!({
+        "name": format!("alias:{}", alias.name),
+        "match": {
+            "prefix": "/",
+            "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": alias.name}}],
+        },
+        "route": {
+            "cluster": alias.cluster_name(config),
+            "timeout": duration(timeout),
+            "auto_host_rewrite": true,
+        },
+        // Retries replay the buffered body; it must hold the largest accepted request.
+        "request_body_buffer_limit": config.general.max_request_body_bytes,
+    })
+}
+
+fn cluster_for(config: &GatewayConfig, d: &Deployment) -> Value {
+    let ep = &d.endpoint;
+    let mut cluster = json!({
+        "name": d.cluster_name(),
+        "type": if ep.host_is_ip() { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "5s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": d.cluster_name(),
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": {
+                        "address": {"socket_address": {"address": ep.host, "port_value": ep.port}},
+                        // Used by the route's auto_host_rewrite: the provider sees its own Host.
+                        "hostname": ep.host,
+                    },
+                    "metadata": {"filter_metadata": {METADATA_NAMESPACE: {
+                        METADATA_DEPLOYMENT_KEY: d.id,
+                        "provider": d.provider.name(),
+                        "model": d.upstream_model,
+                    }}},
+                }],
+            }],
+        },
+    });
+    if ep.tls {
+        let mut validation = json!({"trusted_ca": {"filename": config.general.ca_bundle}});
+        if !ep.host_is_ip() {
+            validation["match_typed_subject_alt_names"] =
+                json!([{"san_type": "DNS", "matcher": {"exact": ep.host}}]);
+        }
+        let mut tls = json!({
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {"validation_context": validation},
+        });
+        // SNI is set per cluster: Envoy's auto_sni would use the client's Host instead.
+        if !ep.host_is_ip() {
+            tls["sni"] = json!(ep.host);
+        }
+        cluster["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": tls});
+    }
+    cluster
+}
+
+fn access_log() -> Value {
+    let fs = |k: &str| format!("%FILTER_STATE(wasm.{k}:PLAIN)%");
+    json!([{
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": {
+                "time": "%START_TIME%",
+                "method": "%REQ(:METHOD)%",
+                "status": "%RESPONSE_CODE%",
+                "duration_ms": "%DURATION%",
+                "model": fs("llm_model_alias"),
+                "provider": fs("llm_provider"),
+                "upstream_model": fs("llm_upstream_model"),
+                "attempts": fs("llm_attempts"),
+                "prompt_tokens": fs("llm_prompt_tokens"),
+                "completion_tokens": fs("llm_completion_tokens"),
+                "cached_tokens": fs("llm_cached_tokens"),
+                "response_flags": "%RESPONSE_FLAGS%",
+                "upstream_host": "%UPSTREAM_HOST%",
+            }},
+        },
+    }])
+}
+
+/// Renders the Envoy bootstrap. `gateway_json` is the gateway config document as given
+/// (it becomes the plugin configuration); `config` is its validated form.
+pub fn render_bootstrap(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
+    let g = &config.general;
+    let mut routes: Vec<Value> = config
+        .aliases
+        .iter()
+        .map(|a| route_for_alias(config, a))
+        .collect();
+    // Never reached in practice: the downstream instance answers unknown models itself.
+    routes.push(json!({
+        "name": "unrouted",
+        "match": {"prefix": "/"},
+        "direct_response": {
+            "status": 404,
+            "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
+        },
+    }));
+    let clusters: Vec<Value> = config.deployments.iter().map(|d| cluster_for(config, d)).collect();
+
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": g.admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "llm_gateway",
+                "address": {"socket_address": {"address": g.listen_address, "port_value": g.listen_port}},
+                "filter_chains": [{
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "llm_gateway",
+                            "codec_type": "AUTO",
+                            "access_log": access_log(),
+                            "route_config": {
+                                "name": "llm_gateway",
+                                "virtual_hosts": [{"name": "llm_gateway", "domains": ["*"], "routes": routes}],
+                            },
+                            "http_filters": [
+                                wasm_filter(config, gateway_json, FilterRole::Downstream, options),
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                        "upstream_http_filters": [
+                                            wasm_filter(config, gateway_json, FilterRole::Upstream, options),
+                                            {
+                                                "name": "envoy.filters.http.upstream_codec",
+                                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+                                            },
+                                        ],
+                                    },
+                                },
+                            ],
+                        },
+                    }],
+                }],
+            }],
+            "clusters": clusters,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(v: Value) -> Value {
+        let c = GatewayConfig::from_value(v.clone()).unwrap();
+        render_bootstrap(&c, &v, &RenderOptions { wasm_path: "x.wasm".into() })
+    }
+
+    fn sample() -> Value {
+        json!({
+            "model_list": [
+                {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY"}},
+                {"model_name": "local", "litellm_params": {"model": "openai/llama", "api_base": "http://127.0.0.1:8000/v1"}}
+            ],
+            "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"}
+        })
+    }
+
+    /// Public hosts get TLS with SNI and SAN checks; local ones plain HTTP.
+    #[test]
+    fn clusters_tls_and_metadata() {
+        let b = render(sample());
+        let clusters = &b["static_resources"]["clusters"];
+        let anthropic = &clusters[0];
+        assert_eq!(anthropic["name"], "llm_deployment_claude");
+        assert_eq!(anthropic["type"], "STRICT_DNS");
+        assert_eq!(anthropic["transport_socket"]["typed_config"]["sni"], "api.anthropic.com");
+        let ep = &anthropic["load_assignment"]["endpoints"][0]["lb_endpoints"][0];
+        assert_eq!(ep["endpoint"]["hostname"], "api.anthropic.com");
+        assert_eq!(ep["endpoint"]["address"]["socket_address"]["port_value"], 443);
+        assert_eq!(ep["metadata"]["filter_metadata"]["llm_gateway"]["deployment"], "claude");
+        let local = &clusters[1];
+        assert_eq!(local["type"], "STATIC");
+        assert!(local.get("transport_socket").is_none());
+    }
+
+    /// Both instances carry the flag, the same VM, the env keys and their role.
+    #[test]
+    fn filters() {
+        let b = render(sample());
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let down = &hcm["http_filters"][0]["typed_config"]["config"];
+        let up = &hcm["http_filters"][1]["typed_config"]["upstream_http_filters"][0]["typed_config"]["config"];
+        for (f, role) in [(down, "downstream"), (up, "upstream")] {
+            assert_eq!(f["allow_on_headers_stop_iteration"], true);
+            assert_eq!(f["failure_policy"], "FAIL_RELOAD");
+            assert_eq!(f["vm_config"]["vm_id"], VM_ID);
+            assert_eq!(
+                f["vm_config"]["environment_variables"]["host_env_keys"],
+                json!(["ANTHROPIC_API_KEY", "LLM_GATEWAY_MASTER_KEY"])
+            );
+            let plugin: Value = serde_json::from_str(f["configuration"]["value"].as_str().unwrap()).unwrap();
+            assert_eq!(plugin["role"], role);
+            assert_eq!(plugin["config"], sample());
+            crate::config::PluginConfig::from_json(plugin.to_string().as_bytes()).unwrap();
+        }
+        assert_eq!(down["vm_config"], up["vm_config"]);
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["match"]["headers"][0]["string_match"]["exact"], "claude");
+        assert_eq!(routes[0]["route"]["cluster"], "llm_deployment_claude");
+        assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
+    }
+}

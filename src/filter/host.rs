@@ -1,0 +1,291 @@
+//! Host calls that never panic.
+//!
+//! The proxy-wasm SDK's `hostcalls` panic on any status they do not expect, and a panic
+//! kills the Wasm VM (every later request on that worker fails until it reloads). These
+//! wrappers call the same ABI functions and return every status as an error, so the shell
+//! decides what a failure means. This is the only module with `unsafe` code.
+#![allow(unsafe_code)]
+
+use std::ptr::{null, null_mut};
+
+/// A non-OK status from the host (`proxy_wasm` ABI status code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+/// Result of a host call.
+pub type HostResult<T> = Result<T, HostError>;
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+/// Header maps (ABI `MapType`).
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum Map {
+    /// Request headers.
+    RequestHeaders = 0,
+    /// Response headers.
+    ResponseHeaders = 2,
+}
+
+/// Body buffers (ABI `BufferType`).
+#[derive(Debug, Clone, Copy)]
+#[repr(u32)]
+pub enum Buffer {
+    /// The request body seen so far.
+    RequestBody = 0,
+    /// The current response body chunk (or the buffered body).
+    ResponseBody = 1,
+    /// The plugin configuration.
+    PluginConfiguration = 7,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+}
+
+/// Takes ownership of memory the host allocated through the SDK's allocator.
+fn owned(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` with `size` bytes it allocated by calling the module's
+    // exported `proxy_on_memory_allocate` (the SDK's allocator, a Vec<u8> with capacity
+    // `size`), and hands ownership to us.
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// Reads one header; `Ok(None)` when absent.
+pub fn get_header(map: Map, name: &str) -> HostResult<Option<Vec<u8>>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers are valid for the call; the host writes back through them.
+    let status = unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        OK => Ok(Some(owned(data, size))),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Reads one header as text (lossy); `None` when absent or on error.
+pub fn header_text(map: Map, name: &str) -> Option<String> {
+    match get_header(map, name) {
+        Ok(Some(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
+        _ => None,
+    }
+}
+
+/// Sets (replaces) a header.
+pub fn set_header(map: Map, name: &str, value: &str) -> HostResult<()> {
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Removes a header (absent is fine).
+pub fn remove_header(map: Map, name: &str) -> HostResult<()> {
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) };
+    match status {
+        OK | NOT_FOUND => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Reads `max_size` bytes of a buffer from `start`.
+pub fn get_buffer(buffer: Buffer, start: usize, max_size: usize) -> HostResult<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers are valid for the call; the host writes back through them.
+    let status =
+        unsafe { proxy_get_buffer_bytes(buffer as u32, start, max_size, &mut data, &mut size) };
+    match status {
+        OK => Ok(owned(data, size)),
+        NOT_FOUND => Ok(Vec::new()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Replaces `size` bytes of a buffer from `start` with `value`.
+pub fn set_buffer(buffer: Buffer, start: usize, size: usize, value: &[u8]) -> HostResult<()> {
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe {
+        proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len())
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+fn property_path(path: &[&str]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            bytes.push(0);
+        }
+        bytes.extend_from_slice(part.as_bytes());
+    }
+    bytes
+}
+
+/// Reads a property; `Ok(None)` when absent.
+pub fn get_property(path: &[&str]) -> HostResult<Option<Vec<u8>>> {
+    let p = property_path(path);
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers are valid for the call; the host writes back through them.
+    let status = unsafe { proxy_get_property(p.as_ptr(), p.len(), &mut data, &mut size) };
+    match status {
+        OK => Ok(Some(owned(data, size))),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Sets a property (becomes filter state `wasm.<name>`).
+pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
+    let p = property_path(path);
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe { proxy_set_property(p.as_ptr(), p.len(), value.as_ptr(), value.len()) };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in headers {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// Answers the request locally (the stream must then be paused).
+pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
+    let h = serialize_headers(headers);
+    let details = "llm_gateway";
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            if body.is_empty() { null() } else { body.as_ptr() },
+            body.len(),
+            h.as_ptr(),
+            h.len(),
+            -1,
+        )
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Current Unix time in nanoseconds (0 if the host cannot tell).
+pub fn now_nanos() -> u64 {
+    let mut t: u64 = 0;
+    // SAFETY: the pointer is valid for the call.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    if status == OK {
+        t
+    } else {
+        0
+    }
+}
+
+/// Reads a metadata string leaf property (e.g. endpoint metadata) as text.
+pub fn property_text(path: &[&str]) -> Option<String> {
+    match get_property(path) {
+        Ok(Some(v)) => String::from_utf8(v).ok(),
+        _ => None,
+    }
+}
+
+/// Reads an 8-byte little-endian integer property.
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    match get_property(path) {
+        Ok(Some(v)) => {
+            let bytes: [u8; 8] = v.get(..8)?.try_into().ok()?;
+            Some(u64::from_le_bytes(bytes))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,117 @@
+//! The root context: reads and validates the plugin configuration once per VM, resolves
+//! secrets from the environment, and hands the result to every request context.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use super::downstream::DownstreamHttp;
+use super::host::{self, Buffer};
+use super::upstream::UpstreamHttp;
+use crate::auth::{self, KeyDigest};
+use crate::config::{FilterRole, GatewayConfig, PluginConfig};
+use crate::error::GatewayError;
+
+/// Everything a request context needs, shared read-only.
+pub struct Runtime {
+    /// The validated gateway configuration.
+    pub config: GatewayConfig,
+    /// Digest of the master key.
+    pub master_key: KeyDigest,
+    /// Provider keys, aligned with `config.deployments` (`None`: keyless or missing).
+    pub provider_keys: Vec<Option<String>>,
+}
+
+/// Root context of either instance.
+#[derive(Default)]
+pub struct GatewayRoot {
+    role: Option<FilterRole>,
+    runtime: Option<Rc<Runtime>>,
+}
+
+impl Context for GatewayRoot {}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl RootContext for GatewayRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let bytes = match host::get_buffer(Buffer::PluginConfiguration, 0, size) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("cannot read the plugin configuration (host status {})", e.0);
+                return false;
+            }
+        };
+        let plugin = match PluginConfig::from_json(&bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("{e}");
+                return false;
+            }
+        };
+        let master = match plugin.gateway.master_key.resolve(&env) {
+            Some(k) => k,
+            None => {
+                log::error!(
+                    "invalid gateway config: general_settings.master_key: environment variable `{}` is not set for Envoy; export it or list it in vm_config.environment_variables",
+                    plugin.gateway.master_key.env_name().unwrap_or("?")
+                );
+                return false;
+            }
+        };
+        let provider_keys = plugin
+            .gateway
+            .deployments
+            .iter()
+            .map(|d| {
+                let key = d.api_key.as_ref().and_then(|k| k.resolve(&env));
+                if let (None, Some(name)) = (&key, d.api_key.as_ref().and_then(|k| k.env_name())) {
+                    if plugin.role == FilterRole::Upstream {
+                        log::warn!(
+                            "deployment `{}` ({}) has no key: environment variable `{name}` is not set; its requests will fail with 401",
+                            d.id, d.alias
+                        );
+                    }
+                }
+                key
+            })
+            .collect();
+        self.role = Some(plugin.role);
+        self.runtime = Some(Rc::new(Runtime {
+            master_key: auth::digest(&master),
+            provider_keys,
+            config: plugin.gateway,
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Returning None would make the SDK panic; an unconfigured root (which Envoy should
+        // never run) answers every request with a 500 instead.
+        match (self.role, self.runtime.clone()) {
+            (Some(FilterRole::Downstream), Some(rt)) => Some(Box::new(DownstreamHttp::new(rt))),
+            (Some(FilterRole::Upstream), Some(rt)) => Some(Box::new(UpstreamHttp::new(rt))),
+            _ => Some(Box::new(Unconfigured)),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Answers every request with a 500: the plugin has no valid configuration.
+struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let e = GatewayError::internal("the gateway is not configured");
+        let _ = host::send_local_response(e.status, &[("content-type", "application/json")], &e.to_json());
+        Action::Pause
+    }
+}

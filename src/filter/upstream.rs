@@ -1,0 +1,289 @@
+//! The upstream instance: runs once per attempt, after Envoy picked the endpoint. Reads
+//! which deployment the attempt reached from the endpoint metadata, translates the request
+//! for that provider with its credentials, and translates the answer back.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::host::{self, Buffer, Map};
+use super::root::Runtime;
+use crate::config::Deployment;
+use crate::error::GatewayError;
+use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
+use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
+use crate::usage::Usage;
+
+/// How the answer is being handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    /// Headers not seen yet.
+    Pending,
+    /// Whole body buffered, translated at the end (JSON answers and all errors).
+    Buffered,
+    /// SSE translated chunk by chunk.
+    Streamed,
+    /// Nothing to do (local reply, or no translator).
+    PassThrough,
+}
+
+/// Per-attempt state of the upstream instance.
+pub struct UpstreamHttp {
+    runtime: Rc<Runtime>,
+    deployment: Option<usize>,
+    translator: Option<Box<dyn Translator>>,
+    upstream_status: u16,
+    mode: ResponseMode,
+}
+
+impl UpstreamHttp {
+    /// A context for one attempt.
+    pub fn new(runtime: Rc<Runtime>) -> Self {
+        UpstreamHttp {
+            runtime,
+            deployment: None,
+            translator: None,
+            upstream_status: 0,
+            mode: ResponseMode::Pending,
+        }
+    }
+
+    fn deployment(&self) -> Option<&Deployment> {
+        self.runtime.config.deployments.get(self.deployment?)
+    }
+
+    fn reply_error(&mut self, error: &GatewayError) -> Action {
+        self.mode = ResponseMode::PassThrough;
+        if let Err(e) = host::send_local_response(
+            error.status,
+            &[("content-type", "application/json")],
+            &error.to_json(),
+        ) {
+            log::error!("local reply failed (host status {})", e.0);
+        }
+        Action::Pause
+    }
+
+    fn set_request_header(name: &str, value: &str) -> Result<(), GatewayError> {
+        host::set_header(Map::RequestHeaders, name, value).map_err(|e| {
+            GatewayError::internal(format!("could not set request header {name} (host status {})", e.0))
+        })
+    }
+
+    fn publish_usage(usage: &Usage) {
+        let _ = host::set_property(&["llm_prompt_tokens"], usage.prompt_tokens.to_string().as_bytes());
+        let _ = host::set_property(
+            &["llm_completion_tokens"],
+            usage.completion_tokens.to_string().as_bytes(),
+        );
+        let _ = host::set_property(
+            &["llm_cached_tokens"],
+            usage.cache_read_tokens.to_string().as_bytes(),
+        );
+    }
+
+    /// Translates the buffered request body and rewrites path, credentials and body.
+    fn translate_request(&mut self, body_size: usize) -> Result<(), GatewayError> {
+        let deployment = self
+            .deployment()
+            .ok_or_else(|| GatewayError::internal("no deployment for this attempt"))?;
+        let index = self.deployment.unwrap_or(0);
+        let api_key = self.runtime.provider_keys.get(index).and_then(|k| k.as_deref());
+        if deployment.api_key.is_some() && api_key.is_none() {
+            return Err(GatewayError::new(
+                crate::error::ErrorKind::Authentication,
+                format!(
+                    "The gateway has no provider key for deployment `{}` of model `{}`; the operator must set `{}` in Envoy's environment.",
+                    deployment.id,
+                    deployment.alias,
+                    deployment.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("?")
+                ),
+            )
+            .with_code("provider_key_missing"));
+        }
+        let body = host::get_buffer(Buffer::RequestBody, 0, body_size).map_err(|e| {
+            GatewayError::internal(format!("could not read the request body (host status {})", e.0))
+        })?;
+        let target = Target {
+            upstream_model: &deployment.upstream_model,
+            base_path: &deployment.endpoint.base_path,
+            api_key,
+            now_unix_secs: host::now_nanos() / 1_000_000_000,
+            options: &deployment.options,
+        };
+        let mut translator = translator_for(deployment.provider);
+        let upstream = translator.request(&body, &target)?;
+
+        // Envoy shares the request header map across attempts: clear every provider
+        // header so nothing from an earlier attempt's provider leaks into this one.
+        for name in PROVIDER_REQUEST_HEADERS.iter().chain(routing::INTERNAL_REQUEST_HEADERS) {
+            host::remove_header(Map::RequestHeaders, name).map_err(|e| {
+                GatewayError::internal(format!("could not clear request header {name} (host status {})", e.0))
+            })?;
+        }
+        Self::set_request_header(":path", &upstream.path)?;
+        Self::set_request_header("content-type", "application/json")?;
+        for (name, value) in &upstream.headers {
+            Self::set_request_header(name, value)?;
+        }
+        Self::set_request_header("content-length", &upstream.body.len().to_string())?;
+        host::set_buffer(Buffer::RequestBody, 0, body_size, &upstream.body).map_err(|e| {
+            GatewayError::internal(format!("could not replace the request body (host status {})", e.0))
+        })?;
+        self.translator = Some(translator);
+        Ok(())
+    }
+
+    fn set_response_header(name: &str, value: &str) {
+        if let Err(e) = host::set_header(Map::ResponseHeaders, name, value) {
+            log::warn!("could not set response header {name} (host status {})", e.0);
+        }
+    }
+}
+
+impl Context for UpstreamHttp {}
+
+impl HttpContext for UpstreamHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let id = host::property_text(&[
+            "xds",
+            "upstream_host_metadata",
+            "filter_metadata",
+            METADATA_NAMESPACE,
+            METADATA_DEPLOYMENT_KEY,
+        ]);
+        let index = id.as_deref().and_then(|id| {
+            self.runtime
+                .config
+                .deployments
+                .iter()
+                .position(|d| d.id == id)
+        });
+        let Some(index) = index else {
+            log::error!(
+                "the endpoint of this attempt has no known `{METADATA_NAMESPACE}.{METADATA_DEPLOYMENT_KEY}` metadata (got {id:?}); render the Envoy config from the same gateway config"
+            );
+            return self.reply_error(&GatewayError::internal(
+                "the gateway's Envoy configuration does not match its gateway config",
+            ));
+        };
+        self.deployment = Some(index);
+        if end_of_stream {
+            return self.reply_error(&GatewayError::invalid_request("request body is empty"));
+        }
+        // Hold the headers: path and credentials are set once the body is translated.
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.deployment.is_none() || self.mode == ResponseMode::PassThrough {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        match self.translate_request(body_size) {
+            Ok(()) => Action::Continue,
+            Err(e) => self.reply_error(&e),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.mode == ResponseMode::PassThrough {
+            return Action::Continue;
+        }
+        let Some(translator) = self.translator.as_ref() else {
+            self.mode = ResponseMode::PassThrough;
+            return Action::Continue;
+        };
+        let status = host::header_text(Map::ResponseHeaders, ":status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(502);
+        self.upstream_status = status;
+        let client_status = translator.response_status(status);
+        let is_stream = translator.is_stream();
+        if client_status != status {
+            Self::set_response_header(":status", &client_status.to_string());
+        }
+        if let Some(d) = self.deployment() {
+            let (provider, model, id) = (d.provider.name(), d.upstream_model.clone(), d.id.clone());
+            Self::set_response_header(routing::PROVIDER_HEADER, provider);
+            Self::set_response_header(routing::MODEL_HEADER, &model);
+            Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
+            let _ = host::set_property(&["llm_provider"], provider.as_bytes());
+            let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
+        }
+        let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
+        Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
+        let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
+
+        if is_stream && (200..300).contains(&status) {
+            self.mode = ResponseMode::Streamed;
+            let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+            Self::set_response_header("content-type", "text/event-stream");
+            Self::set_response_header("cache-control", "no-cache");
+            return Action::Continue;
+        }
+        self.mode = ResponseMode::Buffered;
+        if end_of_stream {
+            // No body to translate (rare: an error without a body). Keep the status.
+            let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+            return Action::Continue;
+        }
+        // Hold the headers until the whole body is translated, so content-length and the
+        // usage headers can be set.
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.mode {
+            ResponseMode::Streamed => {
+                let Some(translator) = self.translator.as_mut() else {
+                    return Action::Continue;
+                };
+                let chunk = host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                let mut out = Vec::with_capacity(chunk.len() + 256);
+                translator.stream(&chunk, end_of_stream, &mut out);
+                if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
+                    log::error!("could not replace a stream chunk (host status {})", e.0);
+                }
+                if end_of_stream {
+                    if let Some(u) = translator.stream_usage() {
+                        Self::publish_usage(&u);
+                    }
+                }
+                Action::Continue
+            }
+            ResponseMode::Buffered => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let Some(translator) = self.translator.as_mut() else {
+                    return Action::Continue;
+                };
+                let body = host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                let translated = translator.response(self.upstream_status, &body);
+                if translated.status != self.upstream_status {
+                    Self::set_response_header(":status", &translated.status.to_string());
+                }
+                Self::set_response_header("content-type", "application/json");
+                Self::set_response_header("content-length", &translated.body.len().to_string());
+                if let Some(u) = &translated.usage {
+                    Self::set_response_header(routing::PROMPT_TOKENS_HEADER, &u.prompt_tokens.to_string());
+                    Self::set_response_header(
+                        routing::COMPLETION_TOKENS_HEADER,
+                        &u.completion_tokens.to_string(),
+                    );
+                    Self::set_response_header(routing::CACHED_TOKENS_HEADER, &u.cache_read_tokens.to_string());
+                    Self::publish_usage(u);
+                }
+                if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body) {
+                    log::error!("could not replace the response body (host status {})", e.0);
+                }
+                Action::Continue
+            }
+            ResponseMode::Pending | ResponseMode::PassThrough => Action::Continue,
+        }
+    }
+}

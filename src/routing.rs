@@ -1,0 +1,118 @@
+//! Routing by model alias, and the names the two filter instances and the rendered Envoy
+//! config agree on (routing header, endpoint metadata, response headers).
+
+use serde::Serialize;
+
+use crate::config::{Alias, GatewayConfig};
+use crate::error::{ErrorKind, GatewayError};
+
+/// Request header the downstream instance sets to the alias; the rendered routes match on
+/// it. Clients cannot set it: the downstream instance always overwrites or removes it.
+pub const ROUTE_HEADER: &str = "x-llm-route";
+
+/// Endpoint metadata namespace (`filter_metadata`) that names a deployment.
+pub const METADATA_NAMESPACE: &str = "llm_gateway";
+/// Key, in [`METADATA_NAMESPACE`], of the deployment id.
+pub const METADATA_DEPLOYMENT_KEY: &str = "deployment";
+
+/// Response header: the provider that answered.
+pub const PROVIDER_HEADER: &str = "x-llm-provider";
+/// Response header: the provider's model that answered.
+pub const MODEL_HEADER: &str = "x-llm-model";
+/// Response header: the deployment id that answered.
+pub const DEPLOYMENT_HEADER: &str = "x-llm-deployment";
+/// Response header: how many attempts Envoy made.
+pub const ATTEMPTS_HEADER: &str = "x-llm-attempts";
+/// Response header: input tokens (non-streamed answers).
+pub const PROMPT_TOKENS_HEADER: &str = "x-llm-prompt-tokens";
+/// Response header: output tokens (non-streamed answers).
+pub const COMPLETION_TOKENS_HEADER: &str = "x-llm-completion-tokens";
+/// Response header: input tokens served from the prompt cache (non-streamed answers).
+pub const CACHED_TOKENS_HEADER: &str = "x-llm-cached-tokens";
+
+/// Headers by which clients present credentials. The downstream instance removes them all
+/// after authentication, so a client's key never reaches a provider.
+pub const CLIENT_CREDENTIAL_HEADERS: &[&str] =
+    &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Request headers that only the gateway itself may set.
+pub const INTERNAL_REQUEST_HEADERS: &[&str] = &[ROUTE_HEADER];
+
+/// The alias a request asks for, or a 404 naming it.
+pub fn resolve_alias<'a>(config: &'a GatewayConfig, model: &str) -> Result<&'a Alias, GatewayError> {
+    config.alias(model).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::NotFound,
+            format!("The model `{model}` does not exist or you do not have access to it. GET /v1/models lists the available models."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    })
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+/// The `GET /v1/models` body: every alias, in config order.
+pub fn models_list_json(config: &GatewayConfig, created: u64) -> Vec<u8> {
+    let list = ModelList {
+        object: "list",
+        data: config
+            .aliases
+            .iter()
+            .map(|a| ModelEntry {
+                id: &a.name,
+                object: "model",
+                created,
+                owned_by: "llm-gateway",
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&list).unwrap_or_else(|_| br#"{"object":"list","data":[]}"#.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> GatewayConfig {
+        GatewayConfig::from_value(json!({
+            "model_list": [
+                {"model_name": "a", "litellm_params": {"model": "openai/x"}},
+                {"model_name": "b", "litellm_params": {"model": "anthropic/y"}}
+            ],
+            "general_settings": {"master_key": "sk-m"}
+        }))
+        .unwrap()
+    }
+
+    /// Known aliases resolve; unknown ones are a 404 that names the alias.
+    #[test]
+    fn resolves() {
+        let c = config();
+        assert_eq!(resolve_alias(&c, "b").unwrap().name, "b");
+        let e = resolve_alias(&c, "zzz").unwrap_err();
+        assert_eq!(e.status, 404);
+        assert!(e.message.contains("`zzz`"));
+    }
+
+    /// The model list is OpenAI-shaped.
+    #[test]
+    fn model_list() {
+        let v: serde_json::Value = serde_json::from_slice(&models_list_json(&config(), 5)).unwrap();
+        assert_eq!(v["object"], "list");
+        assert_eq!(v["data"][1], json!({"id": "b", "object": "model", "created": 5, "owned_by": "llm-gateway"}));
+    }
+}
