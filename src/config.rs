@@ -41,7 +41,11 @@ impl fmt::Display for ConfigError {
         if self.field.is_empty() {
             write!(f, "invalid gateway config: {}", self.message)
         } else {
-            write!(f, "invalid gateway config: {}: {}", self.field, self.message)
+            write!(
+                f,
+                "invalid gateway config: {}: {}",
+                self.field, self.message
+            )
         }
     }
 }
@@ -330,7 +334,11 @@ pub struct Alias {
 impl Alias {
     /// The Envoy cluster a request for this alias is routed to.
     pub fn cluster_name(&self, config: &GatewayConfig) -> String {
-        match self.deployments.first().and_then(|i| config.deployments.get(*i)) {
+        match self
+            .deployments
+            .first()
+            .and_then(|i| config.deployments.get(*i))
+        {
             Some(d) => d.cluster_name(),
             None => String::new(),
         }
@@ -490,7 +498,9 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 if !valid_id(id) {
                     return Err(ConfigError::new(
                         at("model_info.id"),
-                        format!("`{id}` is not a valid id: use 1-64 characters from A-Z a-z 0-9 - _"),
+                        format!(
+                            "`{id}` is not a valid id: use 1-64 characters from A-Z a-z 0-9 - _"
+                        ),
                     ));
                 }
                 id.clone()
@@ -513,8 +523,8 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             .api_base
             .clone()
             .unwrap_or_else(|| provider.default_api_base().to_string());
-        let endpoint =
-            Endpoint::parse(&api_base).map_err(|m| ConfigError::new(at("litellm_params.api_base"), m))?;
+        let endpoint = Endpoint::parse(&api_base)
+            .map_err(|m| ConfigError::new(at("litellm_params.api_base"), m))?;
         let api_key = match params.api_key.as_deref() {
             None => None,
             Some(k) => match Secret::parse(k) {
@@ -642,9 +652,7 @@ fn provider_and_model(
 
 fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit();
     if ok {
         Ok(())
@@ -817,7 +825,10 @@ mod tests {
     #[test]
     fn endpoint_parsing() {
         let e = Endpoint::parse("http://127.0.0.1:18080/v1/").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.base_path.as_str()), ("127.0.0.1", 18080, "/v1"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.base_path.as_str()),
+            ("127.0.0.1", 18080, "/v1")
+        );
         assert!(e.host_is_ip());
         let e = Endpoint::parse("https://[::1]:8443").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 8443));
@@ -829,6 +840,9 @@ mod tests {
     /// Secrets never print.
     #[test]
     fn secret_debug_is_redacted() {
-        assert_eq!(format!("{:?}", Secret::Literal("sk-secret".into())), "Literal(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::Literal("sk-secret".into())),
+            "Literal(<redacted>)"
+        );
     }
 }

@@ -139,7 +139,8 @@ fn cluster_for(config: &GatewayConfig, d: &Deployment) -> Value {
         if !ep.host_is_ip() {
             tls["sni"] = json!(ep.host);
         }
-        cluster["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": tls});
+        cluster["transport_socket"] =
+            json!({"name": "envoy.transport_sockets.tls", "typed_config": tls});
     }
     cluster
 }
@@ -171,7 +172,11 @@ fn access_log() -> Value {
 
 /// Renders the Envoy bootstrap. `gateway_json` is the gateway config document as given
 /// (it becomes the plugin configuration); `config` is its validated form.
-pub fn render_bootstrap(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
+pub fn render_bootstrap(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+) -> Value {
     let g = &config.general;
     let mut routes: Vec<Value> = config
         .aliases
@@ -187,7 +192,11 @@ pub fn render_bootstrap(config: &GatewayConfig, gateway_json: &Value, options: &
             "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
         },
     }));
-    let clusters: Vec<Value> = config.deployments.iter().map(|d| cluster_for(config, d)).collect();
+    let clusters: Vec<Value> = config
+        .deployments
+        .iter()
+        .map(|d| cluster_for(config, d))
+        .collect();
 
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": g.admin_port}}},
@@ -238,7 +247,13 @@ mod tests {
 
     fn render(v: Value) -> Value {
         let c = GatewayConfig::from_value(v.clone()).unwrap();
-        render_bootstrap(&c, &v, &RenderOptions { wasm_path: "x.wasm".into() })
+        render_bootstrap(
+            &c,
+            &v,
+            &RenderOptions {
+                wasm_path: "x.wasm".into(),
+            },
+        )
     }
 
     fn sample() -> Value {
@@ -259,11 +274,20 @@ mod tests {
         let anthropic = &clusters[0];
         assert_eq!(anthropic["name"], "llm_deployment_claude");
         assert_eq!(anthropic["type"], "STRICT_DNS");
-        assert_eq!(anthropic["transport_socket"]["typed_config"]["sni"], "api.anthropic.com");
+        assert_eq!(
+            anthropic["transport_socket"]["typed_config"]["sni"],
+            "api.anthropic.com"
+        );
         let ep = &anthropic["load_assignment"]["endpoints"][0]["lb_endpoints"][0];
         assert_eq!(ep["endpoint"]["hostname"], "api.anthropic.com");
-        assert_eq!(ep["endpoint"]["address"]["socket_address"]["port_value"], 443);
-        assert_eq!(ep["metadata"]["filter_metadata"]["llm_gateway"]["deployment"], "claude");
+        assert_eq!(
+            ep["endpoint"]["address"]["socket_address"]["port_value"],
+            443
+        );
+        assert_eq!(
+            ep["metadata"]["filter_metadata"]["llm_gateway"]["deployment"],
+            "claude"
+        );
         let local = &clusters[1];
         assert_eq!(local["type"], "STATIC");
         assert!(local.get("transport_socket").is_none());
@@ -273,9 +297,11 @@ mod tests {
     #[test]
     fn filters() {
         let b = render(sample());
-        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
         let down = &hcm["http_filters"][0]["typed_config"]["config"];
-        let up = &hcm["http_filters"][1]["typed_config"]["upstream_http_filters"][0]["typed_config"]["config"];
+        let up = &hcm["http_filters"][1]["typed_config"]["upstream_http_filters"][0]
+            ["typed_config"]["config"];
         for (f, role) in [(down, "downstream"), (up, "upstream")] {
             assert_eq!(f["allow_on_headers_stop_iteration"], true);
             assert_eq!(f["failure_policy"], "FAIL_RELOAD");
@@ -284,14 +310,18 @@ mod tests {
                 f["vm_config"]["environment_variables"]["host_env_keys"],
                 json!(["ANTHROPIC_API_KEY", "LLM_GATEWAY_MASTER_KEY"])
             );
-            let plugin: Value = serde_json::from_str(f["configuration"]["value"].as_str().unwrap()).unwrap();
+            let plugin: Value =
+                serde_json::from_str(f["configuration"]["value"].as_str().unwrap()).unwrap();
             assert_eq!(plugin["role"], role);
             assert_eq!(plugin["config"], sample());
             crate::config::PluginConfig::from_json(plugin.to_string().as_bytes()).unwrap();
         }
         assert_eq!(down["vm_config"], up["vm_config"]);
         let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes[0]["match"]["headers"][0]["string_match"]["exact"], "claude");
+        assert_eq!(
+            routes[0]["match"]["headers"][0]["string_match"]["exact"],
+            "claude"
+        );
         assert_eq!(routes[0]["route"]["cluster"], "llm_deployment_claude");
         assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
     }

@@ -31,7 +31,10 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
             ))
         }
         Some(_) => {
-            return Err(GatewayError::invalid_param("model", "`model` must be a string"))
+            return Err(GatewayError::invalid_param(
+                "model",
+                "`model` must be a string",
+            ))
         }
     }
     match object.get("messages") {
@@ -43,15 +46,24 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
             ))
         }
         None | Some(Value::Null) => {
-            return Err(GatewayError::invalid_param("messages", "`messages` is required"))
+            return Err(GatewayError::invalid_param(
+                "messages",
+                "`messages` is required",
+            ))
         }
         Some(_) => {
-            return Err(GatewayError::invalid_param("messages", "`messages` must be an array"))
+            return Err(GatewayError::invalid_param(
+                "messages",
+                "`messages` must be an array",
+            ))
         }
     }
     let request: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {}", e.into_inner()))
+        GatewayError::invalid_param(
+            path.clone(),
+            format!("invalid `{path}`: {}", e.into_inner()),
+        )
     })?;
     check_messages(&request)?;
     check_parameters(&request)?;
@@ -126,7 +138,10 @@ fn check_parameters(request: &ChatRequest) -> Result<(), GatewayError> {
     }
     if let Some(p) = request.top_p {
         if !(0.0..=1.0).contains(&p) {
-            return Err(GatewayError::invalid_param("top_p", "`top_p` must be between 0 and 1"));
+            return Err(GatewayError::invalid_param(
+                "top_p",
+                "`top_p` must be between 0 and 1",
+            ));
         }
     }
     if request.output_limit() == Some(0) {
@@ -143,7 +158,10 @@ fn check_parameters(request: &ChatRequest) -> Result<(), GatewayError> {
             if t.kind != "function" {
                 return Err(GatewayError::invalid_param(
                     format!("tools[{i}].type"),
-                    format!("tools[{i}].type `{}` is not supported; use `function`", t.kind),
+                    format!(
+                        "tools[{i}].type `{}` is not supported; use `function`",
+                        t.kind
+                    ),
                 ));
             }
             if t.function.name.is_empty() {
@@ -183,21 +201,40 @@ mod tests {
         assert_eq!(param_of("").0, 400);
         assert_eq!(param_of("{not json").0, 400);
         assert_eq!(param_of("[1]").0, 400);
-        assert_eq!(param_of(r#"{"messages":[{"role":"user","content":"x"}]}"#).1.as_deref(), Some("model"));
-        assert_eq!(param_of(r#"{"model":3,"messages":[]}"#).1.as_deref(), Some("model"));
+        assert_eq!(
+            param_of(r#"{"messages":[{"role":"user","content":"x"}]}"#)
+                .1
+                .as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param_of(r#"{"model":3,"messages":[]}"#).1.as_deref(),
+            Some("model")
+        );
         assert_eq!(param_of(r#"{"model":"m"}"#).1.as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model":"m","messages":{}}"#).1.as_deref(), Some("messages"));
-        assert_eq!(param_of(r#"{"model":"m","messages":[]}"#).1.as_deref(), Some("messages"));
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":{}}"#).1.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","messages":[]}"#).1.as_deref(),
+            Some("messages")
+        );
         let (_, p, m) = param_of(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#);
         assert_eq!(p.as_deref(), Some("messages[0].role"));
         assert!(m.contains("robot"), "{m}");
         let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#);
         assert_eq!(p.as_deref(), Some("messages[0].tool_call_id"));
-        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}"#);
+        let (_, p, _) =
+            param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":7}"#);
         assert_eq!(p.as_deref(), Some("temperature"));
-        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#);
+        let (_, p, _) = param_of(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+        );
         assert_eq!(p.as_deref(), Some("messages[0].content[0]"));
-        let (_, p, _) = param_of(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#);
+        let (_, p, _) = param_of(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#,
+        );
         assert_eq!(p.as_deref(), Some("max_tokens"));
     }
 }

@@ -39,7 +39,10 @@ pub const CLIENT_CREDENTIAL_HEADERS: &[&str] =
 pub const INTERNAL_REQUEST_HEADERS: &[&str] = &[ROUTE_HEADER];
 
 /// The alias a request asks for, or a 404 naming it.
-pub fn resolve_alias<'a>(config: &'a GatewayConfig, model: &str) -> Result<&'a Alias, GatewayError> {
+pub fn resolve_alias<'a>(
+    config: &'a GatewayConfig,
+    model: &str,
+) -> Result<&'a Alias, GatewayError> {
     config.alias(model).ok_or_else(|| {
         GatewayError::new(
             ErrorKind::NotFound,
@@ -113,6 +116,9 @@ mod tests {
     fn model_list() {
         let v: serde_json::Value = serde_json::from_slice(&models_list_json(&config(), 5)).unwrap();
         assert_eq!(v["object"], "list");
-        assert_eq!(v["data"][1], json!({"id": "b", "object": "model", "created": 5, "owned_by": "llm-gateway"}));
+        assert_eq!(
+            v["data"][1],
+            json!({"id": "b", "object": "model", "created": 5, "owned_by": "llm-gateway"})
+        );
     }
 }

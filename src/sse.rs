@@ -228,7 +228,8 @@ mod tests {
     /// LF, CRLF and CR line ends, comments, multi-line data and a final unterminated event.
     #[test]
     fn line_ends_comments_multiline() {
-        let input = b": hello\r\nevent: a\r\ndata: 1\r\ndata:2\r\n\r\ndata: x\rdata: y\r\rdata: last";
+        let input =
+            b": hello\r\nevent: a\r\ndata: 1\r\ndata:2\r\n\r\ndata: x\rdata: y\r\rdata: last";
         let expected = vec![ev(Some("a"), "1\n2"), ev(None, "x\ny"), ev(None, "last")];
         assert_eq!(decode_all(&[input]), expected);
     }
@@ -236,7 +237,9 @@ mod tests {
     /// Every split point of a stream gives the same events as the unsplit stream.
     #[test]
     fn every_split_point() {
-        let input = "event: message_start\r\ndata: {\"a\":\"h\u{e9}llo \u{1F600}\"}\r\n\r\ndata: b\n\n".as_bytes();
+        let input =
+            "event: message_start\r\ndata: {\"a\":\"h\u{e9}llo \u{1F600}\"}\r\n\r\ndata: b\n\n"
+                .as_bytes();
         let whole = decode_all(&[input]);
         assert_eq!(whole.len(), 2);
         for i in 0..=input.len() {

@@ -66,7 +66,8 @@ fn run(args: &[String]) -> Result<(), String> {
         print!("{USAGE}");
         return Ok(());
     }
-    let config_path = flag(args, "--config").ok_or_else(|| format!("missing --config\n\n{USAGE}"))?;
+    let config_path =
+        flag(args, "--config").ok_or_else(|| format!("missing --config\n\n{USAGE}"))?;
     let (config, value) = load(config_path)?;
     match command {
         "check" => {
@@ -82,7 +83,8 @@ fn run(args: &[String]) -> Result<(), String> {
                 .ok_or_else(|| format!("missing --wasm\n\n{USAGE}"))?
                 .to_string();
             let bootstrap = render_bootstrap(&config, &value, &RenderOptions { wasm_path });
-            let yaml = serde_yaml::to_string(&bootstrap).map_err(|e| format!("cannot write YAML: {e}"))?;
+            let yaml =
+                serde_yaml::to_string(&bootstrap).map_err(|e| format!("cannot write YAML: {e}"))?;
             let header = format!(
                 "# Rendered by `llm-gateway render` from {config_path}; edit that file, not this one.\n"
             );

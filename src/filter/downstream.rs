@@ -71,8 +71,10 @@ impl DownstreamHttp {
         if auth::digests_equal(&auth::digest(token), &self.runtime.master_key) {
             Ok(())
         } else {
-            Err(GatewayError::new(ErrorKind::Authentication, "Incorrect API key provided.")
-                .with_code("invalid_api_key"))
+            Err(
+                GatewayError::new(ErrorKind::Authentication, "Incorrect API key provided.")
+                    .with_code("invalid_api_key"),
+            )
         }
     }
 
@@ -82,7 +84,10 @@ impl DownstreamHttp {
             .chain(routing::INTERNAL_REQUEST_HEADERS)
         {
             if let Err(e) = host::remove_header(Map::RequestHeaders, name) {
-                log::warn!("could not remove request header {name} (host status {})", e.0);
+                log::warn!(
+                    "could not remove request header {name} (host status {})",
+                    e.0
+                );
             }
         }
     }
@@ -146,7 +151,8 @@ impl HttpContext for DownstreamHttp {
             Ok(b) => b,
             Err(e) => {
                 log::error!("cannot read the request body (host status {})", e.0);
-                return self.reply_error(&GatewayError::internal("could not read the request body"));
+                return self
+                    .reply_error(&GatewayError::internal("could not read the request body"));
             }
         };
         let request = match parse_chat_request(&body) {

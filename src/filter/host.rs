@@ -175,9 +175,8 @@ pub fn get_buffer(buffer: Buffer, start: usize, max_size: usize) -> HostResult<V
 /// Replaces `size` bytes of a buffer from `start` with `value`.
 pub fn set_buffer(buffer: Buffer, start: usize, size: usize, value: &[u8]) -> HostResult<()> {
     // SAFETY: pointers are valid for the duration of the call.
-    let status = unsafe {
-        proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len())
-    };
+    let status =
+        unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, value.as_ptr(), value.len()) };
     match status {
         OK => Ok(()),
         s => Err(HostError(s)),
@@ -246,7 +245,11 @@ pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -
             u32::from(status),
             details.as_ptr(),
             details.len(),
-            if body.is_empty() { null() } else { body.as_ptr() },
+            if body.is_empty() {
+                null()
+            } else {
+                body.as_ptr()
+            },
             body.len(),
             h.as_ptr(),
             h.len(),

@@ -111,7 +111,11 @@ impl Context for Unconfigured {}
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let e = GatewayError::internal("the gateway is not configured");
-        let _ = host::send_local_response(e.status, &[("content-type", "application/json")], &e.to_json());
+        let _ = host::send_local_response(
+            e.status,
+            &[("content-type", "application/json")],
+            &e.to_json(),
+        );
         Action::Pause
     }
 }

@@ -67,12 +67,18 @@ impl UpstreamHttp {
 
     fn set_request_header(name: &str, value: &str) -> Result<(), GatewayError> {
         host::set_header(Map::RequestHeaders, name, value).map_err(|e| {
-            GatewayError::internal(format!("could not set request header {name} (host status {})", e.0))
+            GatewayError::internal(format!(
+                "could not set request header {name} (host status {})",
+                e.0
+            ))
         })
     }
 
     fn publish_usage(usage: &Usage) {
-        let _ = host::set_property(&["llm_prompt_tokens"], usage.prompt_tokens.to_string().as_bytes());
+        let _ = host::set_property(
+            &["llm_prompt_tokens"],
+            usage.prompt_tokens.to_string().as_bytes(),
+        );
         let _ = host::set_property(
             &["llm_completion_tokens"],
             usage.completion_tokens.to_string().as_bytes(),
@@ -89,7 +95,11 @@ impl UpstreamHttp {
             .deployment()
             .ok_or_else(|| GatewayError::internal("no deployment for this attempt"))?;
         let index = self.deployment.unwrap_or(0);
-        let api_key = self.runtime.provider_keys.get(index).and_then(|k| k.as_deref());
+        let api_key = self
+            .runtime
+            .provider_keys
+            .get(index)
+            .and_then(|k| k.as_deref());
         if deployment.api_key.is_some() && api_key.is_none() {
             return Err(GatewayError::new(
                 crate::error::ErrorKind::Authentication,
@@ -103,7 +113,10 @@ impl UpstreamHttp {
             .with_code("provider_key_missing"));
         }
         let body = host::get_buffer(Buffer::RequestBody, 0, body_size).map_err(|e| {
-            GatewayError::internal(format!("could not read the request body (host status {})", e.0))
+            GatewayError::internal(format!(
+                "could not read the request body (host status {})",
+                e.0
+            ))
         })?;
         let target = Target {
             upstream_model: &deployment.upstream_model,
@@ -117,9 +130,15 @@ impl UpstreamHttp {
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
-        for name in PROVIDER_REQUEST_HEADERS.iter().chain(routing::INTERNAL_REQUEST_HEADERS) {
+        for name in PROVIDER_REQUEST_HEADERS
+            .iter()
+            .chain(routing::INTERNAL_REQUEST_HEADERS)
+        {
             host::remove_header(Map::RequestHeaders, name).map_err(|e| {
-                GatewayError::internal(format!("could not clear request header {name} (host status {})", e.0))
+                GatewayError::internal(format!(
+                    "could not clear request header {name} (host status {})",
+                    e.0
+                ))
             })?;
         }
         Self::set_request_header(":path", &upstream.path)?;
@@ -129,7 +148,10 @@ impl UpstreamHttp {
         }
         Self::set_request_header("content-length", &upstream.body.len().to_string())?;
         host::set_buffer(Buffer::RequestBody, 0, body_size, &upstream.body).map_err(|e| {
-            GatewayError::internal(format!("could not replace the request body (host status {})", e.0))
+            GatewayError::internal(format!(
+                "could not replace the request body (host status {})",
+                e.0
+            ))
         })?;
         self.translator = Some(translator);
         Ok(())
@@ -242,7 +264,8 @@ impl HttpContext for UpstreamHttp {
                 let Some(translator) = self.translator.as_mut() else {
                     return Action::Continue;
                 };
-                let chunk = host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                let chunk =
+                    host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
                 if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
@@ -270,15 +293,23 @@ impl HttpContext for UpstreamHttp {
                 Self::set_response_header("content-type", "application/json");
                 Self::set_response_header("content-length", &translated.body.len().to_string());
                 if let Some(u) = &translated.usage {
-                    Self::set_response_header(routing::PROMPT_TOKENS_HEADER, &u.prompt_tokens.to_string());
+                    Self::set_response_header(
+                        routing::PROMPT_TOKENS_HEADER,
+                        &u.prompt_tokens.to_string(),
+                    );
                     Self::set_response_header(
                         routing::COMPLETION_TOKENS_HEADER,
                         &u.completion_tokens.to_string(),
                     );
-                    Self::set_response_header(routing::CACHED_TOKENS_HEADER, &u.cache_read_tokens.to_string());
+                    Self::set_response_header(
+                        routing::CACHED_TOKENS_HEADER,
+                        &u.cache_read_tokens.to_string(),
+                    );
                     Self::publish_usage(u);
                 }
-                if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body) {
+                if let Err(e) =
+                    host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body)
+                {
                     log::error!("could not replace the response body (host status {})", e.0);
                 }
                 Action::Continue

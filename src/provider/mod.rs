@@ -143,8 +143,11 @@ impl TranslatedResponse {
 pub trait Translator {
     /// Translates the client's OpenAI request body for this provider. Remembers what the
     /// response side needs (streaming, whether the client wants a usage chunk, tool names).
-    fn request(&mut self, body: &[u8], target: &Target<'_>)
-        -> Result<UpstreamRequest, GatewayError>;
+    fn request(
+        &mut self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError>;
 
     /// True when the translated request asked for a streamed answer.
     fn is_stream(&self) -> bool;

@@ -58,9 +58,13 @@ impl Translator for OpenAiTranslator {
         body: &[u8],
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let mut value: Map<String, Value> = serde_json::from_slice(body)
-            .map_err(|e| GatewayError::invalid_request(format!("request body is not a JSON object: {e}")))?;
-        value.insert("model".into(), Value::String(target.upstream_model.to_string()));
+        let mut value: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
+        })?;
+        value.insert(
+            "model".into(),
+            Value::String(target.upstream_model.to_string()),
+        );
         if let Some(Value::Array(messages)) = value.get_mut("messages") {
             for m in messages.iter_mut() {
                 if let Value::Object(m) = m {
@@ -107,16 +111,22 @@ impl Translator for OpenAiTranslator {
                 .ok()
                 .and_then(|u| u.usage)
                 .map(|u| Usage::from_body(&u));
-            if serde_json::from_slice::<Value>(body).map(|v| v.is_object()).unwrap_or(false) {
+            if serde_json::from_slice::<Value>(body)
+                .map(|v| v.is_object())
+                .unwrap_or(false)
+            {
                 return TranslatedResponse {
                     status,
                     body: body.to_vec(),
                     usage,
                 };
             }
-            let e = GatewayError::new(ErrorKind::Api, "the provider returned a body that is not JSON")
-                .with_status(502)
-                .with_code("bad_upstream_response");
+            let e = GatewayError::new(
+                ErrorKind::Api,
+                "the provider returned a body that is not JSON",
+            )
+            .with_status(502)
+            .with_code("bad_upstream_response");
             return TranslatedResponse::error(&e);
         }
         TranslatedResponse::error(&openai_error(status, body))
@@ -134,7 +144,10 @@ impl Translator for OpenAiTranslator {
             self.on_event(&event.data, out);
         }
         if self.decoder.error().is_some() {
-            write_stream_error(out, "the provider sent a stream event larger than the gateway accepts");
+            write_stream_error(
+                out,
+                "the provider sent a stream event larger than the gateway accepts",
+            );
             out.extend_from_slice(DONE_EVENT);
             self.done_sent = true;
             self.finished = true;
@@ -276,7 +289,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.path, "/v1/chat/completions");
-        assert_eq!(r.headers, vec![("authorization", "Bearer sk-prov".to_string())]);
+        assert_eq!(
+            r.headers,
+            vec![("authorization", "Bearer sk-prov".to_string())]
+        );
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["model"], "gpt-4o-2024");
         assert_eq!(v["top_k"], 3);
@@ -313,7 +329,10 @@ mod tests {
     #[test]
     fn errors() {
         let mut t = OpenAiTranslator::default();
-        let r = t.response(429, br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#);
+        let r = t.response(
+            429,
+            br#"{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}"#,
+        );
         assert_eq!(r.status, 429);
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"]["message"], "slow down");
@@ -322,6 +341,9 @@ mod tests {
         let r = t.response(502, b"<html>bad gateway</html>");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(r.status, 502);
-        assert!(v["error"]["message"].as_str().unwrap().contains("bad gateway"));
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad gateway"));
     }
 }

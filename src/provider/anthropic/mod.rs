@@ -34,7 +34,10 @@ impl Translator for AnthropicTranslator {
                 target.now_unix_secs,
             ));
         }
-        let mut headers = vec![("anthropic-version", target.options.anthropic_version.clone())];
+        let mut headers = vec![(
+            "anthropic-version",
+            target.options.anthropic_version.clone(),
+        )];
         if let Some(key) = target.api_key {
             headers.push(("x-api-key", key.to_string()));
         }

@@ -15,6 +15,11 @@ pub struct TranslatedRequest {
 }
 
 /// Translates an OpenAI chat request body for Anthropic.
-pub fn translate_request(_body: &[u8], _target: &Target<'_>) -> Result<TranslatedRequest, GatewayError> {
-    Err(GatewayError::internal("anthropic translation is not implemented yet"))
+pub fn translate_request(
+    _body: &[u8],
+    _target: &Target<'_>,
+) -> Result<TranslatedRequest, GatewayError> {
+    Err(GatewayError::internal(
+        "anthropic translation is not implemented yet",
+    ))
 }

@@ -32,6 +32,13 @@ pub fn usage_from_anthropic(u: &AnthropicUsage) -> Usage {
 }
 
 /// Translates a complete Anthropic answer (success or error).
-pub fn translate_response(_upstream_status: u16, _status: u16, _body: &[u8], _now_unix_secs: u64) -> TranslatedResponse {
-    TranslatedResponse::error(&GatewayError::internal("anthropic translation is not implemented yet"))
+pub fn translate_response(
+    _upstream_status: u16,
+    _status: u16,
+    _body: &[u8],
+    _now_unix_secs: u64,
+) -> TranslatedResponse {
+    TranslatedResponse::error(&GatewayError::internal(
+        "anthropic translation is not implemented yet",
+    ))
 }

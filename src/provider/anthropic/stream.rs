@@ -12,7 +12,10 @@ pub struct AnthropicStream {
 impl AnthropicStream {
     /// A translator for one stream.
     pub fn new(client_wants_usage: bool, now_unix_secs: u64) -> Self {
-        AnthropicStream { client_wants_usage, now_unix_secs }
+        AnthropicStream {
+            client_wants_usage,
+            now_unix_secs,
+        }
     }
 
     /// Translates the next piece of the stream into `out`.

@@ -1,0 +1,29 @@
+//! The committed Envoy bootstrap is exactly what the renderer makes from the committed
+//! gateway config, so the two can never drift apart.
+
+use llm_gateway::config::GatewayConfig;
+use llm_gateway::render::{render_bootstrap, RenderOptions};
+use serde_json::Value;
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+}
+
+/// `envoy/envoy.yaml` == render(`envoy/gateway.yaml`); run `make render` after editing.
+#[test]
+fn committed_bootstrap_is_up_to_date() {
+    let gateway = yaml("envoy/gateway.yaml");
+    let config = GatewayConfig::from_value(gateway.clone()).expect("envoy/gateway.yaml is valid");
+    let rendered = render_bootstrap(
+        &config,
+        &gateway,
+        &RenderOptions {
+            wasm_path: "target/wasm32-wasip1/release/llm_gateway.wasm".into(),
+        },
+    );
+    assert!(
+        yaml("envoy/envoy.yaml") == rendered,
+        "envoy/envoy.yaml is stale: run `make render`"
+    );
+}
