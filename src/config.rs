@@ -60,6 +60,34 @@ struct RawConfig {
     model_list: Vec<RawModelEntry>,
     #[serde(default)]
     general_settings: RawGeneralSettings,
+    #[serde(default)]
+    router_settings: RawRouterSettings,
+}
+
+/// `router_settings`, LiteLLM's names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouterSettings {
+    #[serde(default)]
+    pub(crate) fallbacks: Option<RawFallbacks>,
+    #[serde(default)]
+    pub(crate) context_window_fallbacks: Option<RawFallbacks>,
+    #[serde(default)]
+    pub(crate) allowed_fails: Option<u32>,
+    #[serde(default)]
+    pub(crate) cooldown_time: Option<f64>,
+    #[serde(default)]
+    pub(crate) per_try_timeout: Option<f64>,
+    #[serde(default)]
+    pub(crate) per_try_idle_timeout: Option<f64>,
+}
+
+/// Fallback lists: LiteLLM's `[{"a": ["b"]}, ...]` or the plain map `{"a": ["b"]}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawFallbacks {
+    List(Vec<BTreeMap<String, Vec<String>>>),
+    Map(BTreeMap<String, Vec<String>>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +114,10 @@ struct RawParams {
     anthropic_version: Option<String>,
     #[serde(default)]
     timeout: Option<f64>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    order: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +127,8 @@ struct RawModelInfo {
     id: Option<String>,
     #[serde(default)]
     max_output_tokens: Option<u64>,
+    #[serde(default)]
+    max_input_tokens: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,13 +347,12 @@ pub struct Deployment {
     pub options: ProviderOptions,
     /// Upstream timeout in seconds.
     pub timeout_secs: f64,
-}
-
-impl Deployment {
-    /// The Envoy cluster that reaches this deployment.
-    pub fn cluster_name(&self) -> String {
-        format!("llm_deployment_{}", self.id)
-    }
+    /// Share of traffic among deployments of the same tier (`litellm_params.weight`).
+    pub weight: u32,
+    /// Priority: lower is tried first (`litellm_params.order`).
+    pub order: u32,
+    /// Largest prompt it accepts, in tokens (`model_info.max_input_tokens`).
+    pub max_input_tokens: Option<u64>,
 }
 
 /// A client-facing model name and the deployments behind it, in order.
@@ -329,20 +362,6 @@ pub struct Alias {
     pub name: String,
     /// Indices into [`GatewayConfig::deployments`], primary first.
     pub deployments: Vec<usize>,
-}
-
-impl Alias {
-    /// The Envoy cluster a request for this alias is routed to.
-    pub fn cluster_name(&self, config: &GatewayConfig) -> String {
-        match self
-            .deployments
-            .first()
-            .and_then(|i| config.deployments.get(*i))
-        {
-            Some(d) => d.cluster_name(),
-            None => String::new(),
-        }
-    }
 }
 
 /// Listener and process settings used by the renderer.
@@ -373,6 +392,12 @@ pub struct GatewayConfig {
     pub master_key: Secret,
     /// Listener and process settings.
     pub general: GeneralSettings,
+    /// Groups of deployments tried in one attempt, by alias and `order`.
+    pub tiers: Vec<crate::chains::Tier>,
+    /// The routes the downstream instance can pick and the renderer renders.
+    pub routes: Vec<crate::chains::RoutePlan>,
+    /// Retry and outlier-detection settings.
+    pub router: crate::chains::RouterSettings,
 }
 
 impl GatewayConfig {
@@ -580,6 +605,26 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             api_key,
             options,
             timeout_secs,
+            weight: match params.weight {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        at("litellm_params.weight"),
+                        "must be at least 1 (remove the deployment to stop sending it traffic)",
+                    ))
+                }
+                Some(w) => w,
+                None => 1,
+            },
+            order: params.order.unwrap_or(1),
+            max_input_tokens: match entry.model_info.max_input_tokens {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        at("model_info.max_input_tokens"),
+                        "must be at least 1",
+                    ))
+                }
+                m => m,
+            },
         });
         match aliases.iter_mut().find(|a| a.name == alias) {
             Some(a) => a.deployments.push(index),
@@ -590,11 +635,16 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         }
     }
 
+    let router = crate::chains::router_settings(&raw.router_settings)?;
+    let (tiers, routes) = crate::chains::build(&aliases, &deployments, &raw.router_settings)?;
     Ok(GatewayConfig {
         aliases,
         deployments,
         master_key,
         general,
+        tiers,
+        routes,
+        router,
     })
 }
 

@@ -15,6 +15,7 @@
 )]
 
 pub mod auth;
+pub mod chains;
 pub mod config;
 pub mod error;
 pub mod openai;

@@ -9,7 +9,8 @@
 
 use serde_json::{json, Value};
 
-use crate::config::{Deployment, FilterRole, GatewayConfig};
+use crate::chains::{RoutePlan, Tier};
+use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
 
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
@@ -77,72 +78,191 @@ fn wasm_filter(
     })
 }
 
-fn route_for_alias(config: &GatewayConfig, alias: &crate::config::Alias) -> Value {
-    let timeout = alias
-        .deployments
+fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
+    let tiers: Vec<&Tier> = plan
+        .tiers
         .iter()
-        .filter_map(|i| config.deployments.get(*i))
+        .filter_map(|t| config.tiers.get(*t))
+        .collect();
+    let timeout = tiers
+        .iter()
+        .flat_map(|t| t.deployments.iter())
+        .filter_map(|d| config.deployments.get(*d))
         .map(|d| d.timeout_secs)
         .fold(0.0_f64, f64::max);
+    let mut route = json!({
+        "cluster": plan.cluster(&config.tiers),
+        "timeout": duration(timeout),
+        "auto_host_rewrite": true,
+    });
+    // One attempt per tier (the composite cluster sends attempt n to tier n), or, within
+    // a single tier, one attempt per deployment, each to a host not tried yet. Never more:
+    // a composite cluster out of children answers "no healthy upstream" and would hide
+    // the last provider's real error.
+    let single_tier_hosts = match tiers.as_slice() {
+        [one] => one.deployments.len(),
+        _ => 0,
+    };
+    let attempts = if tiers.len() > 1 {
+        tiers.len()
+    } else {
+        single_tier_hosts.max(1)
+    };
+    if attempts > 1 {
+        let mut policy = json!({
+            "retry_on": "5xx,reset,connect-failure,refused-stream,retriable-status-codes",
+            "retriable_status_codes": [429],
+            "num_retries": attempts - 1,
+        });
+        if single_tier_hosts > 1 {
+            policy["retry_host_predicate"] = json!([{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+            }]);
+            policy["host_selection_retry_max_attempts"] = json!(5);
+        }
+        if let Some(t) = config.router.per_try_timeout_secs {
+            policy["per_try_timeout"] = json!(duration(t));
+        }
+        if let Some(t) = config.router.per_try_idle_timeout_secs {
+            policy["per_try_idle_timeout"] = json!(duration(t));
+        }
+        route["retry_policy"] = policy;
+    }
     json!({
-        "name": format!("alias:{}", alias.name),
+        "name": format!("model:{}", plan.key),
         "match": {
             "prefix": "/",
-            "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": alias.name}}],
+            "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": plan.key}}],
         },
-        "route": {
-            "cluster": alias.cluster_name(config),
-            "timeout": duration(timeout),
-            "auto_host_rewrite": true,
-        },
+        "route": route,
         // Retries replay the buffered body; it must hold the largest accepted request.
         "request_body_buffer_limit": config.general.max_request_body_bytes,
     })
 }
 
-fn cluster_for(config: &GatewayConfig, d: &Deployment) -> Value {
-    let ep = &d.endpoint;
-    let mut cluster = json!({
-        "name": d.cluster_name(),
-        "type": if ep.host_is_ip() { "STATIC" } else { "STRICT_DNS" },
-        "connect_timeout": "5s",
-        "dns_lookup_family": "V4_PREFERRED",
-        "load_assignment": {
-            "cluster_name": d.cluster_name(),
-            "endpoints": [{
-                "lb_endpoints": [{
-                    "endpoint": {
-                        "address": {"socket_address": {"address": ep.host, "port_value": ep.port}},
-                        // Used by the route's auto_host_rewrite: the provider sees its own Host.
-                        "hostname": ep.host,
-                    },
-                    "metadata": {"filter_metadata": {METADATA_NAMESPACE: {
+fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {
+    let mut validation = json!({"trusted_ca": {"filename": config.general.ca_bundle}});
+    if !ep.host_is_ip() {
+        validation["match_typed_subject_alt_names"] =
+            json!([{"san_type": "DNS", "matcher": {"exact": ep.host}}]);
+    }
+    let mut tls = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {"validation_context": validation},
+    });
+    // SNI is set per deployment: Envoy's auto_sni would use the client's Host instead.
+    if !ep.host_is_ip() {
+        tls["sni"] = json!(ep.host);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": tls})
+}
+
+/// Limits high enough that Envoy never drops a request or a fallback on its own: the
+/// default of 3 concurrent retries would refuse most fallbacks under load.
+fn circuit_breakers() -> Value {
+    json!({"thresholds": [{
+        "priority": "DEFAULT",
+        "max_connections": 100000,
+        "max_pending_requests": 100000,
+        "max_requests": 100000,
+        "max_retries": 100000,
+    }]})
+}
+
+fn tier_cluster(config: &GatewayConfig, tier: &Tier) -> Value {
+    let members: Vec<&Deployment> = tier
+        .deployments
+        .iter()
+        .filter_map(|d| config.deployments.get(*d))
+        .collect();
+    let tls_hosts: Vec<&Endpoint> = members
+        .iter()
+        .map(|d| &d.endpoint)
+        .filter(|e| e.tls)
+        .collect();
+    let one_socket =
+        tls_hosts.len() == members.len() && tls_hosts.windows(2).all(|w| w[0].host == w[1].host);
+    let lb_endpoints: Vec<Value> = members
+        .iter()
+        .map(|d| {
+            let ep = &d.endpoint;
+            json!({
+                "endpoint": {
+                    "address": {"socket_address": {"address": ep.host, "port_value": ep.port}},
+                    // Used by the route's auto_host_rewrite: the provider sees its own Host.
+                    "hostname": ep.host,
+                },
+                "load_balancing_weight": d.weight,
+                "metadata": {"filter_metadata": {
+                    METADATA_NAMESPACE: {
                         METADATA_DEPLOYMENT_KEY: d.id,
                         "provider": d.provider.name(),
                         "model": d.upstream_model,
-                    }}},
-                }],
-            }],
+                    },
+                    "envoy.transport_socket_match": {"deployment": d.id},
+                }},
+            })
+        })
+        .collect();
+    let all_ip = members.iter().all(|d| d.endpoint.host_is_ip());
+    let mut cluster = json!({
+        "name": tier.cluster,
+        "type": if all_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "5s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {"cluster_name": tier.cluster, "endpoints": [{"lb_endpoints": lb_endpoints}]},
+        "circuit_breakers": circuit_breakers(),
+        // LiteLLM-style cool-down: a deployment that keeps failing is taken out for a while.
+        "outlier_detection": {
+            "consecutive_5xx": config.router.allowed_fails,
+            "base_ejection_time": duration(config.router.cooldown_secs),
+            "max_ejection_time": duration(config.router.cooldown_secs * 10.0),
+            "max_ejection_percent": 100,
+            "interval": "1s",
         },
     });
-    if ep.tls {
-        let mut validation = json!({"trusted_ca": {"filename": config.general.ca_bundle}});
-        if !ep.host_is_ip() {
-            validation["match_typed_subject_alt_names"] =
-                json!([{"san_type": "DNS", "matcher": {"exact": ep.host}}]);
+    if one_socket {
+        if let Some(ep) = tls_hosts.first() {
+            cluster["transport_socket"] = tls_socket(config, ep);
         }
-        let mut tls = json!({
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "common_tls_context": {"validation_context": validation},
-        });
-        // SNI is set per cluster: Envoy's auto_sni would use the client's Host instead.
-        if !ep.host_is_ip() {
-            tls["sni"] = json!(ep.host);
-        }
-        cluster["transport_socket"] =
-            json!({"name": "envoy.transport_sockets.tls", "typed_config": tls});
+    } else if !tls_hosts.is_empty() {
+        let matches: Vec<Value> = members
+            .iter()
+            .filter(|d| d.endpoint.tls)
+            .map(|d| {
+                json!({
+                    "name": d.id,
+                    "match": {"deployment": d.id},
+                    "transport_socket": tls_socket(config, &d.endpoint),
+                })
+            })
+            .collect();
+        cluster["transport_socket_matches"] = json!(matches);
     }
     cluster
+}
+
+fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
+    let children: Vec<Value> = plan
+        .tiers
+        .iter()
+        .filter_map(|t| config.tiers.get(*t))
+        .map(|t| json!({"name": t.cluster}))
+        .collect();
+    json!({
+        "name": plan.cluster(&config.tiers),
+        "connect_timeout": "5s",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "cluster_type": {
+            "name": "envoy.clusters.composite",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.clusters.composite.v3.ClusterConfig",
+                "clusters": children,
+            },
+        },
+        "circuit_breakers": circuit_breakers(),
+    })
 }
 
 fn access_log() -> Value {
@@ -178,11 +298,7 @@ pub fn render_bootstrap(
     options: &RenderOptions,
 ) -> Value {
     let g = &config.general;
-    let mut routes: Vec<Value> = config
-        .aliases
-        .iter()
-        .map(|a| route_for_alias(config, a))
-        .collect();
+    let mut routes: Vec<Value> = config.routes.iter().map(|r| route_for(config, r)).collect();
     // Never reached in practice: the downstream instance answers unknown models itself.
     routes.push(json!({
         "name": "unrouted",
@@ -192,11 +308,14 @@ pub fn render_bootstrap(
             "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
         },
     }));
-    let clusters: Vec<Value> = config
-        .deployments
+    let mut clusters: Vec<Value> = config
+        .tiers
         .iter()
-        .map(|d| cluster_for(config, d))
+        .map(|t| tier_cluster(config, t))
         .collect();
+    for plan in config.routes.iter().filter(|r| r.tiers.len() > 1) {
+        clusters.push(chain_cluster(config, plan));
+    }
 
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": g.admin_port}}},
@@ -222,6 +341,8 @@ pub fn render_bootstrap(
                                     "name": "envoy.filters.http.router",
                                     "typed_config": {
                                         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                        // Providers need not see Envoy's x-envoy-* request headers.
+                                        "suppress_envoy_headers": true,
                                         "upstream_http_filters": [
                                             wasm_filter(config, gateway_json, FilterRole::Upstream, options),
                                             {
@@ -272,7 +393,7 @@ mod tests {
         let b = render(sample());
         let clusters = &b["static_resources"]["clusters"];
         let anthropic = &clusters[0];
-        assert_eq!(anthropic["name"], "llm_deployment_claude");
+        assert_eq!(anthropic["name"], "llm_claude");
         assert_eq!(anthropic["type"], "STRICT_DNS");
         assert_eq!(
             anthropic["transport_socket"]["typed_config"]["sni"],
@@ -322,7 +443,7 @@ mod tests {
             routes[0]["match"]["headers"][0]["string_match"]["exact"],
             "claude"
         );
-        assert_eq!(routes[0]["route"]["cluster"], "llm_deployment_claude");
+        assert_eq!(routes[0]["route"]["cluster"], "llm_claude");
         assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
     }
 }

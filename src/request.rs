@@ -70,6 +70,44 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     Ok(request)
 }
 
+/// A quick, provider-neutral estimate of a request's prompt size in tokens (about four
+/// bytes of text per token, plus per-message and per-image overheads). Used to pick a
+/// deployment whose context window fits before any provider is called.
+pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
+    let mut bytes: u64 = 0;
+    let mut extra: u64 = 0;
+    for m in &request.messages {
+        extra += 4;
+        match &m.content {
+            Some(Content::Text(t)) => bytes += t.len() as u64,
+            Some(Content::Parts(parts)) => {
+                for p in parts {
+                    if let Some(t) = &p.text {
+                        bytes += t.len() as u64;
+                    }
+                    if p.image_url.is_some() {
+                        extra += 765; // a high-detail 1024x1024 image
+                    }
+                }
+            }
+            None => {}
+        }
+        for c in m.tool_calls.iter().flatten() {
+            bytes += (c.function.name.len() + c.function.arguments.len()) as u64;
+        }
+    }
+    for t in request.tools.iter().flatten() {
+        bytes += t.function.name.len() as u64;
+        bytes += t.function.description.as_ref().map_or(0, |d| d.len()) as u64;
+        bytes += t
+            .function
+            .parameters
+            .as_ref()
+            .map_or(0, |p| p.to_string().len()) as u64;
+    }
+    bytes.div_ceil(4) + extra
+}
+
 fn check_messages(request: &ChatRequest) -> Result<(), GatewayError> {
     for (i, m) in request.messages.iter().enumerate() {
         match m.role {

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::chains::{RouteKind, RoutePlan};
 use crate::config::{Alias, GatewayConfig};
 use crate::error::{ErrorKind, GatewayError};
 
@@ -51,6 +52,66 @@ pub fn resolve_alias<'a>(
         .with_param("model")
         .with_code("model_not_found")
     })
+}
+
+/// Picks the route for a request: the alias's primary route, or, when the prompt is
+/// estimated to be too large for the primary tier, the context-window route for its size.
+/// A prompt too large for every tier is a 400 that says how large it is.
+pub fn choose_route<'a>(
+    config: &'a GatewayConfig,
+    alias: &Alias,
+    estimated_prompt_tokens: u64,
+) -> Result<&'a RoutePlan, GatewayError> {
+    let mut primary = None;
+    let mut best: Option<&RoutePlan> = None;
+    for r in config.routes.iter().filter(|r| r.alias == alias.name) {
+        match r.kind {
+            RouteKind::Primary => primary = Some(r),
+            RouteKind::ContextWindow { above_tokens } if estimated_prompt_tokens > above_tokens => {
+                best = Some(r)
+            }
+            RouteKind::ContextWindow { .. } => {}
+        }
+    }
+    let Some(primary) = primary else {
+        return Err(GatewayError::internal(format!(
+            "no route for model `{}`",
+            alias.name
+        )));
+    };
+    let first_limit = primary
+        .tiers
+        .first()
+        .and_then(|t| config.tiers.get(*t))
+        .and_then(|t| t.max_input_tokens);
+    match first_limit {
+        Some(limit) if estimated_prompt_tokens > limit => best
+            .filter(|r| {
+                r.tiers
+                    .first()
+                    .and_then(|t| config.tiers.get(*t))
+                    .is_some_and(|t| t.max_input_tokens.is_none_or(|l| estimated_prompt_tokens <= l))
+            })
+            .ok_or_else(|| {
+            let largest = config
+                .routes
+                .iter()
+                .filter(|r| r.alias == alias.name)
+                .flat_map(|r| r.tiers.iter())
+                .filter_map(|t| config.tiers.get(*t).and_then(|t| t.max_input_tokens))
+                .max()
+                .unwrap_or(limit);
+            GatewayError::invalid_param(
+                "messages",
+                format!(
+                    "This request's prompt is about {estimated_prompt_tokens} tokens, more than any deployment of `{}` accepts (at most {largest}). Shorten the messages or configure a larger model in context_window_fallbacks.",
+                    alias.name
+                ),
+            )
+            .with_code("context_length_exceeded")
+        }),
+        _ => Ok(primary),
+    }
 }
 
 #[derive(Serialize)]
@@ -109,6 +170,32 @@ mod tests {
         let e = resolve_alias(&c, "zzz").unwrap_err();
         assert_eq!(e.status, 404);
         assert!(e.message.contains("`zzz`"));
+    }
+
+    /// Large prompts go to the first tier that fits; too large for all is a 400.
+    #[test]
+    fn context_window_choice() {
+        let c = GatewayConfig::from_value(json!({
+            "model_list": [
+                {"model_name": "s", "litellm_params": {"model": "openai/s"}, "model_info": {"max_input_tokens": 100}},
+                {"model_name": "b", "litellm_params": {"model": "openai/b"}, "model_info": {"max_input_tokens": 1000}}
+            ],
+            "general_settings": {"master_key": "sk-m"},
+            "router_settings": {"context_window_fallbacks": [{"s": ["b"]}]}
+        }))
+        .unwrap();
+        let s = c.alias("s").unwrap();
+        assert_eq!(choose_route(&c, s, 50).unwrap().key, "s");
+        assert_eq!(choose_route(&c, s, 100).unwrap().key, "s");
+        assert_eq!(choose_route(&c, s, 101).unwrap().key, "s#ctx100");
+        let e = choose_route(&c, s, 5000).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
+        assert!(
+            e.message.contains("5000") && e.message.contains("1000"),
+            "{}",
+            e.message
+        );
     }
 
     /// The model list is OpenAI-shaped.

@@ -10,7 +10,7 @@ use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
-use crate::request::parse_chat_request;
+use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
 
 /// What the request is, decided from its headers.
@@ -163,7 +163,12 @@ impl HttpContext for DownstreamHttp {
             Ok(a) => a,
             Err(e) => return self.reply_error(&e),
         };
-        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &alias.name) {
+        let estimate = estimate_prompt_tokens(&request);
+        let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&e),
+        };
+        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
             log::error!("cannot set the routing header (host status {})", e.0);
             return self.reply_error(&GatewayError::internal("could not route the request"));
         }
