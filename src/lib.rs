@@ -18,6 +18,7 @@ pub mod auth;
 pub mod chains;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod openai;
 pub mod provider;
 pub mod request;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::chains::{RoutePlan, Tier};
 use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
+use crate::metrics::STAT_TAGS;
 use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
 
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
@@ -317,7 +318,15 @@ pub fn render_bootstrap(
         clusters.push(chain_cluster(config, plan));
     }
 
+    let stats_tags: Vec<Value> = STAT_TAGS
+        .iter()
+        .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
+        .collect();
     json!({
+        // Histograms reach /stats/prometheus on each flush.
+        "stats_flush_interval": "5s",
+        // Turn the filter's `.label=value;` stat name segments into Prometheus labels.
+        "stats_config": {"stats_tags": stats_tags},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": g.admin_port}}},
         "static_resources": {
             "listeners": [{

@@ -8,10 +8,13 @@ use proxy_wasm::types::Action;
 
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
+use super::stats;
 use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
+use crate::metrics::{self, Outcome};
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
+use crate::usage::Usage;
 
 /// What the request is, decided from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,14 @@ pub struct DownstreamHttp {
     endpoint: Endpoint,
     /// Set once the gateway answered locally, so response callbacks leave that answer alone.
     answered_locally: bool,
+    /// What the stats of this request need.
+    started_nanos: u64,
+    first_byte_nanos: Option<u64>,
+    status: u16,
+    alias: Option<String>,
+    stream: bool,
+    /// Only chat requests are counted in the model stats.
+    counted: bool,
 }
 
 impl DownstreamHttp {
@@ -37,6 +48,12 @@ impl DownstreamHttp {
             runtime,
             endpoint: Endpoint::None,
             answered_locally: false,
+            started_nanos: 0,
+            first_byte_nanos: None,
+            status: 0,
+            alias: None,
+            stream: false,
+            counted: false,
         }
     }
 
@@ -114,6 +131,10 @@ impl HttpContext for DownstreamHttp {
         if let Err(e) = self.authenticate() {
             return self.reply_error(&e);
         }
+        if is_chat {
+            self.counted = true;
+            self.started_nanos = host::now_nanos();
+        }
         if is_models {
             if method != "GET" {
                 let e = GatewayError::invalid_request(format!("{path} takes GET, not {method}"))
@@ -159,10 +180,12 @@ impl HttpContext for DownstreamHttp {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
+        self.stream = request.is_stream();
         let alias = match routing::resolve_alias(&self.runtime.config, &request.model) {
             Ok(a) => a,
             Err(e) => return self.reply_error(&e),
         };
+        self.alias = Some(alias.name.clone());
         let estimate = estimate_prompt_tokens(&request);
         let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
             Ok(r) => r,
@@ -178,9 +201,71 @@ impl HttpContext for DownstreamHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.answered_locally {
-            return Action::Continue;
+        self.status = host::header_text(Map::ResponseHeaders, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if body_size > 0 && self.first_byte_nanos.is_none() {
+            self.first_byte_nanos = Some(host::now_nanos());
         }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let outcome = self.outcome();
+        stats::record_all(&metrics::records(&outcome));
+    }
+}
+
+fn state_text(name: &str) -> String {
+    host::property_text(&[name]).unwrap_or_default()
+}
+
+fn state_u64(name: &str) -> Option<u64> {
+    host::property_text(&[name]).and_then(|v| v.parse().ok())
+}
+
+impl DownstreamHttp {
+    /// Gathers how the request ended from this context and from the filter state the
+    /// upstream instance wrote for the last attempt.
+    fn outcome(&self) -> Outcome {
+        let now = host::now_nanos();
+        let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        let usage = state_u64("llm_prompt_tokens").map(|prompt| Usage {
+            prompt_tokens: prompt,
+            completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),
+            cache_read_tokens: state_u64("llm_cached_tokens").unwrap_or(0),
+            cache_write_tokens: state_u64("llm_cache_write_tokens").unwrap_or(0),
+            reasoning_tokens: state_u64("llm_reasoning_tokens").unwrap_or(0),
+        });
+        let provider = if self.answered_locally {
+            String::new()
+        } else {
+            state_text("llm_provider")
+        };
+        Outcome {
+            model: self.alias.clone().unwrap_or_default(),
+            upstream_model: if provider.is_empty() {
+                String::new()
+            } else {
+                state_text("llm_upstream_model")
+            },
+            provider,
+            key: "master".to_string(),
+            team: String::new(),
+            status: self.status,
+            duration_ms: ms(self.started_nanos, now),
+            first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
+            stream: self.stream,
+            attempts: state_u64("llm_attempts").unwrap_or(0),
+            usage,
+            cost_micro_usd: None,
+        }
     }
 }

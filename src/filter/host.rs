@@ -94,6 +94,14 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 /// Takes ownership of memory the host allocated through the SDK's allocator.
@@ -290,5 +298,38 @@ pub fn property_u64(path: &[&str]) -> Option<u64> {
             Some(u64::from_le_bytes(bytes))
         }
         _ => None,
+    }
+}
+
+/// Defines (or finds) a stat; `histogram` picks the type, else a counter.
+pub fn define_metric(histogram: bool, name: &str) -> HostResult<u32> {
+    let mut id: u32 = 0;
+    let kind: u32 = if histogram { 2 } else { 0 };
+    // SAFETY: pointers are valid for the call; the host writes the id back.
+    let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+    match status {
+        OK => Ok(id),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Adds to a counter.
+pub fn increment_metric(id: u32, by: u64) -> HostResult<()> {
+    let by = i64::try_from(by).unwrap_or(i64::MAX);
+    // SAFETY: plain values.
+    let status = unsafe { proxy_increment_metric(id, by) };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Records a histogram sample.
+pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
+    // SAFETY: plain values.
+    let status = unsafe { proxy_record_metric(id, value) };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
     }
 }

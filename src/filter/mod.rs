@@ -8,6 +8,7 @@
 mod downstream;
 mod host;
 mod root;
+mod stats;
 mod upstream;
 
 use proxy_wasm::traits::RootContext;

@@ -9,8 +9,10 @@ use proxy_wasm::types::Action;
 
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
+use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
+use crate::metrics;
 use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
@@ -86,6 +88,14 @@ impl UpstreamHttp {
         let _ = host::set_property(
             &["llm_cached_tokens"],
             usage.cache_read_tokens.to_string().as_bytes(),
+        );
+        let _ = host::set_property(
+            &["llm_cache_write_tokens"],
+            usage.cache_write_tokens.to_string().as_bytes(),
+        );
+        let _ = host::set_property(
+            &["llm_reasoning_tokens"],
+            usage.reasoning_tokens.to_string().as_bytes(),
         );
     }
 
@@ -237,6 +247,29 @@ impl HttpContext for UpstreamHttp {
             let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
         }
         let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
+        if let Some(d) = self.deployment() {
+            if status >= 400 {
+                stats::record_all(&[metrics::provider_error(
+                    &d.alias,
+                    d.provider.name(),
+                    &d.upstream_model,
+                    status,
+                )]);
+                log::info!(
+                    "deployment `{}` ({} {}) answered {status} on attempt {attempts}",
+                    d.id,
+                    d.provider.name(),
+                    d.upstream_model
+                );
+            } else if attempts > 1 {
+                log::info!(
+                    "fallback: deployment `{}` ({} {}) answered on attempt {attempts}",
+                    d.id,
+                    d.provider.name(),
+                    d.upstream_model
+                );
+            }
+        }
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
