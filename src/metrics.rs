@@ -286,10 +286,12 @@ mod tests {
         o.stream = false;
         let r = records(&o);
         assert_eq!(find(&r, "llm_unpriced_requests_total").len(), 1);
-        assert!(find(&r, "llm_provider_errors_total")[0]
-            .name
-            .contains(".status=429;"));
         assert!(find(&r, "gen_ai_server_time_to_first_token_ms").is_empty());
+        let e = provider_error("m", "anthropic", "claude", 529);
+        assert_eq!(
+            e.name,
+            "llm_provider_errors_total.model=m;.provider=anthropic;.upstream_model=claude;.status=529;"
+        );
     }
 
     /// Label values cannot break the encoding.
