@@ -138,8 +138,33 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
         },
         "route": route,
         // Retries replay the buffered body; it must hold the largest accepted request.
-        "request_body_buffer_limit": config.general.max_request_body_bytes,
+        "request_body_buffer_limit": buffer_limit(config),
     })
+}
+
+/// Envoy's per-stream buffer limit: above the gateway's own body limit, so that the filter,
+/// not Envoy, refuses an oversized request (with an OpenAI-shaped 413).
+fn buffer_limit(config: &GatewayConfig) -> u64 {
+    config.general.max_request_body_bytes + 1024 * 1024
+}
+
+/// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure...)
+/// get the OpenAI error shape too. Mappers match on response flags, which the filter's own
+/// replies never carry, so those pass through untouched.
+fn local_reply_config() -> Value {
+    json!({"mappers": [{
+        "filter": {"response_flag_filter": {"flags": [
+            "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
+        ]}},
+        "body_format_override": {
+            "json_format": {"error": {
+                "message": "%LOCAL_REPLY_BODY%",
+                "type": "api_error",
+                "code": "%RESPONSE_CODE_DETAILS%",
+            }},
+            "content_type": "application/json",
+        },
+    }]})
 }
 
 fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {
@@ -304,6 +329,8 @@ pub fn render_bootstrap(
     routes.push(json!({
         "name": "unrouted",
         "match": {"prefix": "/"},
+        // Matched while the downstream instance buffers the body, before it sets the route.
+        "request_body_buffer_limit": buffer_limit(config),
         "direct_response": {
             "status": 404,
             "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
@@ -340,6 +367,7 @@ pub fn render_bootstrap(
                             "stat_prefix": "llm_gateway",
                             "codec_type": "AUTO",
                             "access_log": access_log(),
+                            "local_reply_config": local_reply_config(),
                             "route_config": {
                                 "name": "llm_gateway",
                                 "virtual_hosts": [{"name": "llm_gateway", "domains": ["*"], "routes": routes}],

@@ -75,6 +75,17 @@ impl DownstreamHttp {
         self.reply_json(error.status, &body, &[])
     }
 
+    fn too_large(&self) -> GatewayError {
+        GatewayError::new(
+            ErrorKind::RequestTooLarge,
+            format!(
+                "The request body is larger than this gateway accepts ({} bytes).",
+                self.runtime.config.general.max_request_body_bytes
+            ),
+        )
+        .with_code("request_too_large")
+    }
+
     /// Checks `Authorization: Bearer <key>` against the master key.
     fn authenticate(&self) -> Result<(), GatewayError> {
         let header = host::header_text(Map::RequestHeaders, "authorization");
@@ -155,6 +166,13 @@ impl HttpContext for DownstreamHttp {
                 "request body is empty: send a JSON object with `model` and `messages`",
             ));
         }
+        let declared = host::header_text(Map::RequestHeaders, "content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(len) = declared {
+            if len > self.runtime.config.general.max_request_body_bytes {
+                return self.reply_error(&self.too_large());
+            }
+        }
         self.strip_client_headers();
         self.endpoint = Endpoint::Chat;
         // Hold the headers: the route depends on the `model` in the body.
@@ -164,6 +182,9 @@ impl HttpContext for DownstreamHttp {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.endpoint != Endpoint::Chat {
             return Action::Continue;
+        }
+        if body_size as u64 > self.runtime.config.general.max_request_body_bytes {
+            return self.reply_error(&self.too_large());
         }
         if !end_of_stream {
             return Action::Pause;
