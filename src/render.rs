@@ -316,13 +316,7 @@ fn access_log() -> Value {
     }])
 }
 
-/// Renders the Envoy bootstrap. `gateway_json` is the gateway config document as given
-/// (it becomes the plugin configuration); `config` is its validated form.
-pub fn render_bootstrap(
-    config: &GatewayConfig,
-    gateway_json: &Value,
-    options: &RenderOptions,
-) -> Value {
+fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
     let g = &config.general;
     let mut routes: Vec<Value> = config.routes.iter().map(|r| route_for(config, r)).collect();
     // Never reached in practice: the downstream instance answers unknown models itself.
@@ -336,6 +330,47 @@ pub fn render_bootstrap(
             "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
         },
     }));
+    json!({
+        "name": "llm_gateway",
+        "address": {"socket_address": {"address": g.listen_address, "port_value": g.listen_port}},
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "llm_gateway",
+                    "codec_type": "AUTO",
+                    "access_log": access_log(),
+                    "local_reply_config": local_reply_config(),
+                    "route_config": {
+                        "name": "llm_gateway",
+                        "virtual_hosts": [{"name": "llm_gateway", "domains": ["*"], "routes": routes}],
+                    },
+                    "http_filters": [
+                        wasm_filter(config, gateway_json, FilterRole::Downstream, options),
+                        {
+                            "name": "envoy.filters.http.router",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                                // Providers need not see Envoy's x-envoy-* request headers.
+                                "suppress_envoy_headers": true,
+                                "upstream_http_filters": [
+                                    wasm_filter(config, gateway_json, FilterRole::Upstream, options),
+                                    {
+                                        "name": "envoy.filters.http.upstream_codec",
+                                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+                                    },
+                                ],
+                            },
+                        },
+                    ],
+                },
+            }],
+        }],
+    })
+}
+
+fn clusters(config: &GatewayConfig) -> Vec<Value> {
     let mut clusters: Vec<Value> = config
         .tiers
         .iter()
@@ -344,7 +379,11 @@ pub fn render_bootstrap(
     for plan in config.routes.iter().filter(|r| r.tiers.len() > 1) {
         clusters.push(chain_cluster(config, plan));
     }
+    clusters
+}
 
+/// The parts of the bootstrap that do not depend on static or dynamic resources.
+fn bootstrap_base(config: &GatewayConfig) -> Value {
     let stats_tags: Vec<Value> = STAT_TAGS
         .iter()
         .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
@@ -354,49 +393,73 @@ pub fn render_bootstrap(
         "stats_flush_interval": "5s",
         // Turn the filter's `.label=value;` stat name segments into Prometheus labels.
         "stats_config": {"stats_tags": stats_tags},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": g.admin_port}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "llm_gateway",
-                "address": {"socket_address": {"address": g.listen_address, "port_value": g.listen_port}},
-                "filter_chains": [{
-                    "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "llm_gateway",
-                            "codec_type": "AUTO",
-                            "access_log": access_log(),
-                            "local_reply_config": local_reply_config(),
-                            "route_config": {
-                                "name": "llm_gateway",
-                                "virtual_hosts": [{"name": "llm_gateway", "domains": ["*"], "routes": routes}],
-                            },
-                            "http_filters": [
-                                wasm_filter(config, gateway_json, FilterRole::Downstream, options),
-                                {
-                                    "name": "envoy.filters.http.router",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                                        // Providers need not see Envoy's x-envoy-* request headers.
-                                        "suppress_envoy_headers": true,
-                                        "upstream_http_filters": [
-                                            wasm_filter(config, gateway_json, FilterRole::Upstream, options),
-                                            {
-                                                "name": "envoy.filters.http.upstream_codec",
-                                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
-                                            },
-                                        ],
-                                    },
-                                },
-                            ],
-                        },
-                    }],
-                }],
-            }],
-            "clusters": clusters,
-        },
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": config.general.admin_port}}},
     })
+}
+
+/// Renders the Envoy bootstrap with static resources. `gateway_json` is the gateway
+/// config document as given (it becomes the plugin configuration); `config` is its
+/// validated form.
+pub fn render_bootstrap(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+) -> Value {
+    let mut b = bootstrap_base(config);
+    b["static_resources"] = json!({
+        "listeners": [listener(config, gateway_json, options)],
+        "clusters": clusters(config),
+    });
+    b
+}
+
+/// A bootstrap whose listener and clusters Envoy reads from `lds.yaml` and `cds.yaml` in
+/// `dir` and reloads whenever they are replaced (atomically, by rename): a changed gateway
+/// config (a revoked key, a new model) takes effect without restarting Envoy, and the
+/// filter's shared state (spend, counters) survives the reload.
+pub struct DynamicBootstrap {
+    /// The bootstrap (`envoy.yaml`).
+    pub bootstrap: Value,
+    /// The listener discovery file (`lds.yaml`).
+    pub lds: Value,
+    /// The cluster discovery file (`cds.yaml`).
+    pub cds: Value,
+}
+
+/// Renders [`DynamicBootstrap`] for files kept in `dir` (as Envoy will see the path).
+pub fn render_dynamic(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+    dir: &str,
+) -> DynamicBootstrap {
+    let dir = dir.trim_end_matches('/');
+    let source = |file: &str| {
+        json!({
+            "resource_api_version": "V3",
+            "path_config_source": {"path": format!("{dir}/{file}"), "watched_directory": {"path": dir}},
+        })
+    };
+    let mut bootstrap = bootstrap_base(config);
+    bootstrap["node"] = json!({"id": "llm-gateway", "cluster": "llm-gateway"});
+    bootstrap["dynamic_resources"] = json!({
+        "lds_config": source("lds.yaml"),
+        "cds_config": source("cds.yaml"),
+    });
+    let mut listener = listener(config, gateway_json, options);
+    listener["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+    let clusters: Vec<Value> = clusters(config)
+        .into_iter()
+        .map(|mut c| {
+            c["@type"] = json!("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+            c
+        })
+        .collect();
+    DynamicBootstrap {
+        bootstrap,
+        lds: json!({"resources": [listener]}),
+        cds: json!({"resources": clusters}),
+    }
 }
 
 #[cfg(test)]
@@ -482,5 +545,26 @@ mod tests {
         );
         assert_eq!(routes[0]["route"]["cluster"], "llm_claude");
         assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
+    }
+
+    /// The dynamic form watches lds.yaml/cds.yaml in the directory and carries the same
+    /// listener and clusters as the static form.
+    #[test]
+    fn dynamic_form() {
+        let v = sample();
+        let c = GatewayConfig::from_value(v.clone()).unwrap();
+        let o = RenderOptions { wasm_path: "x.wasm".into() };
+        let d = render_dynamic(&c, &v, &o, "/etc/gw/");
+        let lds = &d.bootstrap["dynamic_resources"]["lds_config"]["path_config_source"];
+        assert_eq!(lds["path"], "/etc/gw/lds.yaml");
+        assert_eq!(lds["watched_directory"]["path"], "/etc/gw");
+        let s = render_bootstrap(&c, &v, &o);
+        let mut listener = d.lds["resources"][0].clone();
+        listener.as_object_mut().unwrap().remove("@type");
+        assert_eq!(listener, s["static_resources"]["listeners"][0]);
+        assert_eq!(
+            d.cds["resources"].as_array().unwrap().len(),
+            s["static_resources"]["clusters"].as_array().unwrap().len()
+        );
     }
 }

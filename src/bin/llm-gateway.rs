@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use llm_gateway::config::{FilterRole, GatewayConfig};
-use llm_gateway::render::{plugin_configuration, render_bootstrap, RenderOptions};
+use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
 use serde_json::Value;
 
 const USAGE: &str = "\
@@ -13,10 +13,14 @@ llm-gateway: an OpenAI-compatible LLM gateway inside Envoy
 Usage:
   llm-gateway check  --config <gateway.yaml>
   llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> [--out <envoy.yaml>]
+  llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> --dynamic <dir>
   llm-gateway plugin-config --config <gateway.yaml> --role <downstream|upstream>
 
 check          validate the gateway config; errors name the field and the fix
-render         write the complete Envoy bootstrap (stdout unless --out)
+render         write the complete Envoy bootstrap (stdout unless --out); with --dynamic,
+               write <dir>/envoy.yaml plus <dir>/lds.yaml and <dir>/cds.yaml, which Envoy
+               watches: render again into the same <dir> and the new config (models,
+               keys, limits) takes effect without restarting Envoy
 plugin-config  print one filter instance's plugin configuration as JSON
                (for Istio WasmPlugin/EnvoyFilter or a hand-written Envoy config)
 ";
@@ -60,6 +64,41 @@ fn write(out: Option<&str>, text: &str) -> Result<(), String> {
     }
 }
 
+fn yaml(value: &Value) -> Result<String, String> {
+    serde_yaml::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))
+}
+
+/// Writes a file by rename so that Envoy's file watch never sees a half-written file.
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+}
+
+fn write_dynamic(
+    config: &GatewayConfig,
+    value: &Value,
+    options: &RenderOptions,
+    dir: &str,
+    config_path: &str,
+) -> Result<(), String> {
+    let abs = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::canonicalize(dir))
+        .map_err(|e| format!("cannot use directory {dir}: {e}"))?;
+    let abs_str = abs.to_string_lossy().to_string();
+    let d = render_dynamic(config, value, options, &abs_str);
+    let header = format!("# Rendered by `llm-gateway render --dynamic` from {config_path}; edit that file, not this one.\n");
+    // Clusters first: a listener update may route to a cluster that is new.
+    write_atomically(&abs.join("cds.yaml"), &format!("{header}{}", yaml(&d.cds)?))?;
+    write_atomically(&abs.join("lds.yaml"), &format!("{header}{}", yaml(&d.lds)?))?;
+    write_atomically(
+        &abs.join("envoy.yaml"),
+        &format!("{header}{}", yaml(&d.bootstrap)?),
+    )?;
+    println!("wrote {abs_str}/envoy.yaml, lds.yaml, cds.yaml");
+    Ok(())
+}
+
 fn run(args: &[String]) -> Result<(), String> {
     let command = args.first().map(String::as_str).unwrap_or("--help");
     if matches!(command, "-h" | "--help" | "help") {
@@ -82,7 +121,11 @@ fn run(args: &[String]) -> Result<(), String> {
             let wasm_path = flag(args, "--wasm")
                 .ok_or_else(|| format!("missing --wasm\n\n{USAGE}"))?
                 .to_string();
-            let bootstrap = render_bootstrap(&config, &value, &RenderOptions { wasm_path });
+            let options = RenderOptions { wasm_path };
+            if let Some(dir) = flag(args, "--dynamic") {
+                return write_dynamic(&config, &value, &options, dir, config_path);
+            }
+            let bootstrap = render_bootstrap(&config, &value, &options);
             let yaml =
                 serde_yaml::to_string(&bootstrap).map_err(|e| format!("cannot write YAML: {e}"))?;
             let header = format!(
