@@ -553,7 +553,9 @@ mod tests {
     fn dynamic_form() {
         let v = sample();
         let c = GatewayConfig::from_value(v.clone()).unwrap();
-        let o = RenderOptions { wasm_path: "x.wasm".into() };
+        let o = RenderOptions {
+            wasm_path: "x.wasm".into(),
+        };
         let d = render_dynamic(&c, &v, &o, "/etc/gw/");
         let lds = &d.bootstrap["dynamic_resources"]["lds_config"]["path_config_source"];
         assert_eq!(lds["path"], "/etc/gw/lds.yaml");

@@ -260,6 +260,9 @@ pub struct Tool {
     pub kind: String,
     /// The function.
     pub function: FunctionDef,
+    /// Prompt-caching marker for the tool list (Anthropic; LiteLLM convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
 }
 
 /// A callable function.
@@ -303,6 +306,34 @@ pub struct NamedToolChoice {
 pub struct FunctionName {
     /// Function name.
     pub name: String,
+}
+
+/// `response_format`, read from [`ChatRequest::response_format`] by translators that need it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `json_schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct JsonSchemaFormat {
+    /// Schema name (`a-zA-Z0-9_-`, up to 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the answer is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON Schema the answer must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Structured-outputs strictness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// A tool call made by the assistant.

@@ -18,6 +18,7 @@ use crate::usage::Usage;
 pub struct AnthropicTranslator {
     stream: Option<stream::AnthropicStream>,
     now_unix_secs: u64,
+    json_response_tool: Option<String>,
 }
 
 impl Translator for AnthropicTranslator {
@@ -28,6 +29,7 @@ impl Translator for AnthropicTranslator {
     ) -> Result<UpstreamRequest, GatewayError> {
         let translated = request::translate_request(body, target)?;
         self.now_unix_secs = target.now_unix_secs;
+        self.json_response_tool = translated.json_response_tool;
         if translated.stream {
             self.stream = Some(stream::AnthropicStream::new(
                 translated.client_wants_usage,
@@ -54,7 +56,13 @@ impl Translator for AnthropicTranslator {
 
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
-        response::translate_response(upstream_status, status, body, self.now_unix_secs)
+        response::translate_response_with(
+            upstream_status,
+            status,
+            body,
+            self.now_unix_secs,
+            self.json_response_tool.as_deref(),
+        )
     }
 
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {

@@ -1,7 +1,34 @@
 //! OpenAI chat request → Anthropic Messages request.
+//!
+//! Reference: <https://docs.anthropic.com/en/api/messages>. What does not map one to one:
+//!
+//! - System and developer messages, wherever they appear, become the top-level `system`
+//!   (text pieces joined by a blank line; blocks when any piece carries `cache_control`).
+//! - Anthropic needs strict user/assistant alternation, so consecutive turns of one role are
+//!   merged; tool results are user turns, and within a user turn they come first, as
+//!   Anthropic requires.
+//! - Empty text is dropped: Anthropic rejects empty text blocks and empty messages.
+//! - `reasoning_effort` becomes a thinking budget. Anthropic refuses `temperature` and
+//!   `top_p` with thinking, so both are dropped then; it also only allows `tool_choice`
+//!   auto or none with thinking, so a forced choice with reasoning is a 400 here.
+//! - `response_format` `json_schema` becomes a forced tool whose input is the answer (the
+//!   response side turns that call back into `content`); `json_object` becomes a system
+//!   instruction. Anthropic's own structured outputs are still a beta.
+//! - Parameters Anthropic cannot honour (`n` > 1, logprobs, `logit_bias`, non-zero
+//!   penalties) are refused with a 400 rather than silently ignored; OpenAI-only fields
+//!   that change nothing observable (`seed`, `metadata`, ...) are dropped.
 
+use super::schema::{
+    ContentBlockParam, MediaSource, MessageParam, MessageRole, MessagesRequest, Metadata,
+    SystemPrompt, TextBlockParam, ThinkingConfig, ToolChoiceParam, ToolParam, ToolResultContent,
+};
 use crate::error::GatewayError;
+use crate::openai::{
+    ChatRequest, Content, ContentPart, ImageUrl, Message, ResponseFormat, Role, ThinkingBlock,
+    ToolCall, ToolChoice,
+};
 use crate::provider::Target;
+use serde_json::{json, Map, Value};
 
 /// The translated request and what the response side must remember.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,14 +39,758 @@ pub struct TranslatedRequest {
     pub stream: bool,
     /// The client asked for a usage chunk (`stream_options.include_usage`).
     pub client_wants_usage: bool,
+    /// The tool standing in for `response_format: json_schema`: a call to it is the answer
+    /// and goes back to the client as `message.content`.
+    pub json_response_tool: Option<String>,
+}
+
+/// Tool name used for `json_schema` when the schema has no name.
+const DEFAULT_JSON_TOOL_NAME: &str = "json_response";
+
+/// System instruction standing in for `response_format: json_object`.
+const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single JSON object.";
+
+/// The thinking budget for `reasoning_effort`; 1024 is Anthropic's minimum.
+fn thinking_budget(effort: Option<&str>) -> Result<Option<u64>, GatewayError> {
+    match effort {
+        None | Some("none") => Ok(None),
+        Some("minimal" | "low") => Ok(Some(1024)),
+        Some("medium") => Ok(Some(4096)),
+        Some("high") => Ok(Some(16384)),
+        Some(other) => Err(GatewayError::invalid_param(
+            "reasoning_effort",
+            format!(
+                "`reasoning_effort` `{other}` is not supported; use minimal, low, medium, high or none"
+            ),
+        )),
+    }
 }
 
 /// Translates an OpenAI chat request body for Anthropic.
 pub fn translate_request(
-    _body: &[u8],
-    _target: &Target<'_>,
+    body: &[u8],
+    target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    Err(GatewayError::internal(
-        "anthropic translation is not implemented yet",
+    let chat = parse(body)?;
+    refuse_unsupported(&chat)?;
+
+    let mut system = SystemBuilder::default();
+    let messages = map_messages(&chat.messages, &mut system)?;
+    if messages.is_empty() {
+        return Err(GatewayError::invalid_param(
+            "messages",
+            "`messages` needs at least one non-empty user or assistant message",
+        ));
+    }
+
+    let format = response_format(&chat)?;
+    if matches!(format, Format::JsonObject) {
+        system.push(JSON_OBJECT_INSTRUCTION.to_string(), None);
+    }
+    let budget = thinking_budget(chat.reasoning_effort.as_deref())?;
+    let json_schema = match format {
+        Format::JsonSchema(tool) => Some(tool),
+        Format::Text | Format::JsonObject => None,
+    };
+    let json_response_tool = json_schema.as_ref().map(|t| t.name.clone());
+    let (tools, tool_choice) = map_tools(&chat, json_schema, budget.is_some())?;
+
+    let mut max_tokens = chat
+        .output_limit()
+        .unwrap_or(target.options.default_max_tokens);
+    if let Some(budget) = budget {
+        // The thinking budget is part of max_tokens and must stay below it.
+        if max_tokens <= budget {
+            max_tokens = budget.saturating_add(target.options.default_max_tokens);
+        }
+    }
+    // Anthropic rejects empty stop sequences; an all-empty list is no list.
+    let stop_sequences = chat
+        .stop
+        .clone()
+        .map(|s| {
+            s.into_vec()
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty());
+    let thinking = budget.map(|budget_tokens| ThinkingConfig::Enabled { budget_tokens });
+    let request = MessagesRequest {
+        model: target.upstream_model.to_string(),
+        max_tokens,
+        messages,
+        system: system.build(),
+        temperature: chat.temperature.filter(|_| thinking.is_none()),
+        top_p: chat.top_p.filter(|_| thinking.is_none()),
+        stop_sequences,
+        stream: chat.is_stream().then_some(true),
+        metadata: chat.user.clone().map(|user_id| Metadata { user_id }),
+        tools,
+        tool_choice,
+        thinking,
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| {
+        GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
+    })?;
+    Ok(TranslatedRequest {
+        body,
+        stream: chat.is_stream(),
+        client_wants_usage: chat.is_stream() && chat.wants_stream_usage(),
+        json_response_tool,
+    })
+}
+
+/// Parses the client body, naming the field that does not fit.
+fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let chat: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            GatewayError::invalid_request(format!(
+                "request body is not a valid chat request: {inner}"
+            ))
+        } else {
+            GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| {
+        GatewayError::invalid_request(format!("request body is not a valid chat request: {e}"))
+    })?;
+    Ok(chat)
+}
+
+/// Refuses parameters Anthropic cannot honour; the client would otherwise get a different
+/// answer than it asked for without knowing it.
+fn refuse_unsupported(chat: &ChatRequest) -> Result<(), GatewayError> {
+    if chat.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::invalid_param(
+            "n",
+            "`n` greater than 1 is not supported by Anthropic models; send one request per choice",
+        ));
+    }
+    if chat.logprobs == Some(true) {
+        return Err(GatewayError::invalid_param(
+            "logprobs",
+            "`logprobs` is not supported by Anthropic models",
+        ));
+    }
+    if chat.top_logprobs.is_some_and(|n| n > 0) {
+        return Err(GatewayError::invalid_param(
+            "top_logprobs",
+            "`top_logprobs` is not supported by Anthropic models",
+        ));
+    }
+    let bias_set = match &chat.logit_bias {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    };
+    if bias_set {
+        return Err(GatewayError::invalid_param(
+            "logit_bias",
+            "`logit_bias` is not supported by Anthropic models",
+        ));
+    }
+    // SDKs often send the penalties as 0; only a value that would change the answer is refused.
+    for (name, value) in [
+        ("presence_penalty", chat.presence_penalty),
+        ("frequency_penalty", chat.frequency_penalty),
+    ] {
+        if value.is_some_and(|v| v != 0.0) {
+            return Err(GatewayError::invalid_param(
+                name,
+                format!("`{name}` is not supported by Anthropic models; omit it or send 0"),
+            ));
+        }
+    }
+    if chat.temperature.is_some_and(|t| t > 1.0) {
+        return Err(GatewayError::invalid_param(
+            "temperature",
+            "`temperature` must be between 0 and 1 for Anthropic models",
+        ));
+    }
+    Ok(())
+}
+
+/// Collects system and developer text, in order, for the top-level `system`.
+#[derive(Default)]
+struct SystemBuilder {
+    blocks: Vec<TextBlockParam>,
+}
+
+impl SystemBuilder {
+    fn push(&mut self, text: String, cache_control: Option<Value>) {
+        if !text.is_empty() {
+            self.blocks.push(TextBlockParam {
+                text,
+                cache_control,
+            });
+        }
+    }
+
+    /// A plain string unless a block must carry `cache_control`.
+    fn build(self) -> Option<SystemPrompt> {
+        if self.blocks.is_empty() {
+            None
+        } else if self.blocks.iter().any(|b| b.cache_control.is_some()) {
+            Some(SystemPrompt::Blocks(self.blocks))
+        } else {
+            let texts: Vec<String> = self.blocks.into_iter().map(|b| b.text).collect();
+            Some(SystemPrompt::Text(texts.join("\n\n")))
+        }
+    }
+}
+
+/// Builds the alternating message list; empty turns are skipped and same-role turns merged.
+#[derive(Default)]
+struct Turns {
+    messages: Vec<MessageParam>,
+}
+
+impl Turns {
+    fn push(&mut self, role: MessageRole, blocks: Vec<ContentBlockParam>) {
+        if blocks.is_empty() {
+            return;
+        }
+        match self.messages.last_mut() {
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => self.messages.push(MessageParam {
+                role,
+                content: blocks,
+            }),
+        }
+    }
+
+    fn finish(mut self) -> Vec<MessageParam> {
+        for m in &mut self.messages {
+            if m.role == MessageRole::User {
+                // Anthropic wants tool results before any other block of a user turn;
+                // the sort is stable, so the order within each group is kept.
+                m.content
+                    .sort_by_key(|b| !matches!(b, ContentBlockParam::ToolResult { .. }));
+            }
+        }
+        self.messages
+    }
+}
+
+fn map_messages(
+    messages: &[Message],
+    system: &mut SystemBuilder,
+) -> Result<Vec<MessageParam>, GatewayError> {
+    let mut turns = Turns::default();
+    for (i, m) in messages.iter().enumerate() {
+        match m.role {
+            Role::System | Role::Developer => system_text(i, m, system)?,
+            Role::User => turns.push(MessageRole::User, user_blocks(i, m.content.as_ref())?),
+            Role::Assistant => turns.push(MessageRole::Assistant, assistant_blocks(i, m)?),
+            Role::Tool => turns.push(MessageRole::User, vec![tool_result(i, m)?]),
+            Role::Function => {
+                return Err(GatewayError::invalid_param(
+                    format!("messages[{i}].role"),
+                    format!(
+                        "messages[{i}] has the legacy role `function`, which Anthropic models cannot take; use `tool` messages with `tool_call_id`"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(turns.finish())
+}
+
+fn system_text(i: usize, m: &Message, system: &mut SystemBuilder) -> Result<(), GatewayError> {
+    match &m.content {
+        None => {}
+        Some(Content::Text(text)) => system.push(text.clone(), None),
+        Some(Content::Parts(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                if p.kind != "text" {
+                    return Err(part_type_error(
+                        i,
+                        j,
+                        &p.kind,
+                        "system and developer messages can only contain text",
+                    ));
+                }
+                system.push(part_text(i, j, p)?, p.cache_control.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn user_blocks(
+    i: usize,
+    content: Option<&Content>,
+) -> Result<Vec<ContentBlockParam>, GatewayError> {
+    let mut blocks = Vec::new();
+    match content {
+        None => {}
+        Some(Content::Text(text)) => push_text(&mut blocks, text.clone(), None),
+        Some(Content::Parts(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                match p.kind.as_str() {
+                    "text" => push_text(&mut blocks, part_text(i, j, p)?, p.cache_control.clone()),
+                    "image_url" => blocks.push(image_block(i, j, p)?),
+                    "file" => blocks.push(file_block(i, j, p)?),
+                    "input_audio" => {
+                        return Err(part_type_error(
+                            i,
+                            j,
+                            &p.kind,
+                            "audio input is not supported by Anthropic models",
+                        ))
+                    }
+                    other => {
+                        return Err(part_type_error(
+                            i,
+                            j,
+                            other,
+                            "this content part type is not supported by Anthropic models",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// Thinking blocks first (Anthropic checks them against the tool calls that follow), then
+/// text, then tool calls.
+fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<ContentBlockParam>, GatewayError> {
+    let mut blocks = Vec::new();
+    if let Some(thinking) = &m.thinking_blocks {
+        for (k, b) in thinking.iter().enumerate() {
+            blocks.push(thinking_block(i, k, b)?);
+        }
+    }
+    let text_start = blocks.len();
+    match &m.content {
+        None => {}
+        Some(Content::Text(text)) => push_text(&mut blocks, text.clone(), None),
+        Some(Content::Parts(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                match p.kind.as_str() {
+                    "text" => push_text(&mut blocks, part_text(i, j, p)?, p.cache_control.clone()),
+                    "refusal" => {
+                        push_text(&mut blocks, p.refusal.clone().unwrap_or_default(), None)
+                    }
+                    other => {
+                        return Err(part_type_error(
+                            i,
+                            j,
+                            other,
+                            "assistant messages can only contain text",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    if blocks.len() == text_start {
+        if let Some(refusal) = &m.refusal {
+            push_text(&mut blocks, refusal.clone(), None);
+        }
+    }
+    if let Some(calls) = &m.tool_calls {
+        for (j, call) in calls.iter().enumerate() {
+            blocks.push(tool_use(i, j, call)?);
+        }
+    }
+    Ok(blocks)
+}
+
+fn thinking_block(
+    i: usize,
+    k: usize,
+    b: &ThinkingBlock,
+) -> Result<ContentBlockParam, GatewayError> {
+    let field = |name: &str| format!("messages[{i}].thinking_blocks[{k}].{name}");
+    match b.kind.as_str() {
+        "thinking" => {
+            let Some(signature) = b.signature.clone().filter(|s| !s.is_empty()) else {
+                return Err(GatewayError::invalid_param(
+                    field("signature"),
+                    format!(
+                        "{} is missing: Anthropic only accepts thinking blocks with the signature it returned",
+                        field("signature")
+                    ),
+                ));
+            };
+            Ok(ContentBlockParam::Thinking {
+                thinking: b.thinking.clone().unwrap_or_default(),
+                signature,
+            })
+        }
+        "redacted_thinking" => match b.data.clone() {
+            Some(data) => Ok(ContentBlockParam::RedactedThinking { data }),
+            None => Err(GatewayError::invalid_param(
+                field("data"),
+                format!(
+                    "{} is missing on a `redacted_thinking` block",
+                    field("data")
+                ),
+            )),
+        },
+        other => Err(GatewayError::invalid_param(
+            field("type"),
+            format!(
+                "{} `{other}` is not supported; use `thinking` or `redacted_thinking`",
+                field("type")
+            ),
+        )),
+    }
+}
+
+fn tool_use(i: usize, j: usize, call: &ToolCall) -> Result<ContentBlockParam, GatewayError> {
+    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
+    let arguments = call.function.arguments.trim();
+    let input = if arguments.is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_str::<Value>(arguments).map_err(|e| {
+            GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
+        })?
+    };
+    if !input.is_object() {
+        return Err(GatewayError::invalid_param(
+            param.clone(),
+            format!("{param} must be a JSON object"),
+        ));
+    }
+    Ok(ContentBlockParam::ToolUse {
+        id: call.id.clone(),
+        name: call.function.name.clone(),
+        input,
+    })
+}
+
+fn tool_result(i: usize, m: &Message) -> Result<ContentBlockParam, GatewayError> {
+    let Some(tool_use_id) = m.tool_call_id.clone().filter(|id| !id.is_empty()) else {
+        return Err(GatewayError::invalid_param(
+            format!("messages[{i}].tool_call_id"),
+            format!("messages[{i}] has role `tool` but no `tool_call_id`"),
+        ));
+    };
+    let content = match &m.content {
+        None => None,
+        Some(Content::Text(text)) => Some(text.clone())
+            .filter(|t| !t.is_empty())
+            .map(ToolResultContent::Text),
+        Some(content @ Content::Parts(_)) => {
+            let blocks = user_blocks(i, Some(content))?;
+            (!blocks.is_empty()).then_some(ToolResultContent::Blocks(blocks))
+        }
+    };
+    Ok(ContentBlockParam::ToolResult {
+        tool_use_id,
+        content,
+    })
+}
+
+fn push_text(blocks: &mut Vec<ContentBlockParam>, text: String, cache_control: Option<Value>) {
+    if !text.is_empty() {
+        blocks.push(ContentBlockParam::Text {
+            text,
+            cache_control,
+        });
+    }
+}
+
+fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
+    p.text.clone().ok_or_else(|| {
+        GatewayError::invalid_param(
+            format!("messages[{i}].content[{j}].text"),
+            format!("messages[{i}].content[{j}] has type `text` but no `text`"),
+        )
+    })
+}
+
+fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
+    GatewayError::invalid_param(
+        format!("messages[{i}].content[{j}].type"),
+        format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
+    )
+}
+
+fn image_block(i: usize, j: usize, p: &ContentPart) -> Result<ContentBlockParam, GatewayError> {
+    let param = format!("messages[{i}].content[{j}].image_url.url");
+    let Some(ImageUrl { url, .. }) = &p.image_url else {
+        return Err(GatewayError::invalid_param(
+            format!("messages[{i}].content[{j}].image_url"),
+            format!("messages[{i}].content[{j}] has type `image_url` but no `image_url`"),
+        ));
+    };
+    let cache_control = p.cache_control.clone();
+    if url.starts_with("data:") {
+        let (media_type, data) = parse_data_url(url, &param)?;
+        let source = MediaSource::Base64 { media_type, data };
+        // A PDF sent as an image URL is what some clients do; Anthropic reads it as a document.
+        if source_is_pdf(&source) {
+            return Ok(ContentBlockParam::Document {
+                source,
+                cache_control,
+            });
+        }
+        return Ok(ContentBlockParam::Image {
+            source,
+            cache_control,
+        });
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(ContentBlockParam::Image {
+            source: MediaSource::Url { url: url.clone() },
+            cache_control,
+        });
+    }
+    Err(GatewayError::invalid_param(
+        param.clone(),
+        format!("{param} must be an http(s) URL or a base64 `data:` URL"),
     ))
+}
+
+fn source_is_pdf(source: &MediaSource) -> bool {
+    matches!(source, MediaSource::Base64 { media_type, .. } if media_type == "application/pdf")
+}
+
+/// A `file` part: inline PDF data only (Anthropic cannot read OpenAI file ids).
+fn file_block(i: usize, j: usize, p: &ContentPart) -> Result<ContentBlockParam, GatewayError> {
+    let base = format!("messages[{i}].content[{j}].file");
+    let file = p.file.as_ref().and_then(Value::as_object);
+    if let Some(data) = file
+        .and_then(|f| f.get("file_data"))
+        .and_then(Value::as_str)
+    {
+        let param = format!("{base}.file_data");
+        let (media_type, data) = parse_data_url(data, &param)?;
+        if media_type != "application/pdf" {
+            return Err(GatewayError::invalid_param(
+                param,
+                format!("files of type `{media_type}` are not supported by Anthropic models; send a PDF"),
+            ));
+        }
+        return Ok(ContentBlockParam::Document {
+            source: MediaSource::Base64 { media_type, data },
+            cache_control: p.cache_control.clone(),
+        });
+    }
+    if file.is_some_and(|f| f.contains_key("file_id")) {
+        return Err(GatewayError::invalid_param(
+            format!("{base}.file_id"),
+            format!("{base}.file_id is not supported by Anthropic models; send the PDF inline as `file_data`"),
+        ));
+    }
+    Err(GatewayError::invalid_param(
+        base.clone(),
+        format!("{base} needs `file_data` with a `data:application/pdf;base64,...` URL"),
+    ))
+}
+
+/// Splits `data:<mime>;base64,<data>` into media type and data.
+fn parse_data_url(url: &str, param: &str) -> Result<(String, String), GatewayError> {
+    let bad = || {
+        GatewayError::invalid_param(
+            param.to_string(),
+            format!("{param} must be a `data:<media type>;base64,<data>` URL"),
+        )
+    };
+    let rest = url.strip_prefix("data:").ok_or_else(bad)?;
+    let (header, data) = rest.split_once(',').ok_or_else(bad)?;
+    let media_type = header
+        .strip_suffix(";base64")
+        .ok_or_else(bad)?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media_type.is_empty() || data.is_empty() {
+        return Err(bad());
+    }
+    Ok((media_type, data.to_string()))
+}
+
+/// What `response_format` asks for.
+enum Format {
+    Text,
+    JsonObject,
+    JsonSchema(ToolParam),
+}
+
+fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
+    let Some(value) = chat.response_format.clone().filter(|v| !v.is_null()) else {
+        return Ok(Format::Text);
+    };
+    let format: ResponseFormat = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let param = if path == "." {
+            "response_format".to_string()
+        } else {
+            format!("response_format.{path}")
+        };
+        GatewayError::invalid_param(
+            param.clone(),
+            format!("invalid `{param}`: {}", e.into_inner()),
+        )
+    })?;
+    match format.kind.as_str() {
+        "text" => Ok(Format::Text),
+        "json_object" => Ok(Format::JsonObject),
+        "json_schema" => {
+            let Some(spec) = format.json_schema else {
+                return Err(GatewayError::invalid_param(
+                    "response_format.json_schema",
+                    "`response_format.json_schema` is required when the type is `json_schema`",
+                ));
+            };
+            let name = spec
+                .name
+                .unwrap_or_else(|| DEFAULT_JSON_TOOL_NAME.to_string());
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(GatewayError::invalid_param(
+                    "response_format.json_schema.name",
+                    "`response_format.json_schema.name` must be 1 to 64 characters of a-z, A-Z, 0-9, _ or -",
+                ));
+            }
+            Ok(Format::JsonSchema(ToolParam {
+                name,
+                description: Some(spec.description.unwrap_or_else(|| {
+                    "Answer by calling this tool: its input is the final response, as JSON matching the schema.".to_string()
+                })),
+                input_schema: spec
+                    .schema
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                cache_control: None,
+            }))
+        }
+        other => Err(GatewayError::invalid_param(
+            "response_format.type",
+            format!("`response_format.type` `{other}` is not supported; use text, json_object or json_schema"),
+        )),
+    }
+}
+
+/// Maps tools and `tool_choice`, adding the `json_schema` stand-in tool when asked.
+///
+/// With the stand-in and no client tools, the stand-in is forced. With client tools too,
+/// the model must call some tool (`any`): a client tool, or the stand-in to answer.
+fn map_tools(
+    chat: &ChatRequest,
+    json_tool: Option<ToolParam>,
+    thinking: bool,
+) -> Result<(Option<Vec<ToolParam>>, Option<ToolChoiceParam>), GatewayError> {
+    let mut tools = Vec::new();
+    for (i, t) in chat.tools.iter().flatten().enumerate() {
+        if t.kind != "function" {
+            return Err(GatewayError::invalid_param(
+                format!("tools[{i}].type"),
+                format!(
+                    "tools[{i}].type `{}` is not supported; use `function`",
+                    t.kind
+                ),
+            ));
+        }
+        tools.push(ToolParam {
+            name: t.function.name.clone(),
+            description: t.function.description.clone(),
+            input_schema: t
+                .function
+                .parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            cache_control: t.cache_control.clone(),
+        });
+    }
+    let disable_parallel = (chat.parallel_tool_calls == Some(false)).then_some(true);
+    let mut choice = if tools.is_empty() {
+        // Nothing to choose from: Anthropic rejects a tool_choice without tools.
+        None
+    } else {
+        match &chat.tool_choice {
+            None => disable_parallel.map(|_| ToolChoiceParam::Auto {
+                disable_parallel_tool_use: disable_parallel,
+            }),
+            Some(ToolChoice::Mode(mode)) => Some(match mode.as_str() {
+                "auto" => ToolChoiceParam::Auto {
+                    disable_parallel_tool_use: disable_parallel,
+                },
+                "required" => ToolChoiceParam::Any {
+                    disable_parallel_tool_use: disable_parallel,
+                },
+                "none" => ToolChoiceParam::None,
+                other => {
+                    return Err(GatewayError::invalid_param(
+                        "tool_choice",
+                        format!("`tool_choice` `{other}` is not supported; use none, auto, required or a named function"),
+                    ))
+                }
+            }),
+            Some(ToolChoice::Named(named)) => {
+                let name = &named.function.name;
+                if !tools.iter().any(|t| &t.name == name) {
+                    return Err(GatewayError::invalid_param(
+                        "tool_choice.function.name",
+                        format!("`tool_choice` names `{name}`, which is not in `tools`"),
+                    ));
+                }
+                Some(ToolChoiceParam::Tool {
+                    name: name.clone(),
+                    disable_parallel_tool_use: disable_parallel,
+                })
+            }
+        }
+    };
+    let mut forced_by = "tool_choice";
+    if let Some(json_tool) = json_tool {
+        if tools.iter().any(|t| t.name == json_tool.name) {
+            return Err(GatewayError::invalid_param(
+                "response_format.json_schema.name",
+                format!(
+                    "`response_format.json_schema.name` `{}` is also the name of a tool; rename one of them",
+                    json_tool.name
+                ),
+            ));
+        }
+        let client_tools_usable =
+            !tools.is_empty() && !matches!(choice, Some(ToolChoiceParam::None));
+        choice = match choice {
+            // The client named one of its own tools: that call comes first.
+            keep @ Some(ToolChoiceParam::Tool { .. }) => keep,
+            _ if client_tools_usable => {
+                forced_by = "response_format";
+                Some(ToolChoiceParam::Any {
+                    disable_parallel_tool_use: disable_parallel,
+                })
+            }
+            _ => {
+                forced_by = "response_format";
+                Some(ToolChoiceParam::Tool {
+                    name: json_tool.name.clone(),
+                    disable_parallel_tool_use: Some(true),
+                })
+            }
+        };
+        tools.push(json_tool);
+    }
+    let forced = matches!(
+        choice,
+        Some(ToolChoiceParam::Any { .. } | ToolChoiceParam::Tool { .. })
+    );
+    if thinking && forced {
+        return Err(GatewayError::invalid_param(
+            forced_by,
+            format!(
+                "`{forced_by}` forces a tool call, which Anthropic models cannot combine with thinking; drop `reasoning_effort` or let the model choose (`tool_choice` auto)"
+            ),
+        ));
+    }
+    Ok(((!tools.is_empty()).then_some(tools), choice))
 }

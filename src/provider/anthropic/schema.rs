@@ -1,8 +1,294 @@
 //! Anthropic Messages API wire types (request, response, errors).
 //!
-//! Stream event types live in `events`.
+//! Reference: <https://docs.anthropic.com/en/api/messages>. Only what the gateway sends or
+//! reads is modelled; request fields are skipped when unset so the body carries nothing
+//! Anthropic did not ask for. Stream event types live in `events`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /v1/messages` request body.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MessagesRequest {
+    /// The provider's model name.
+    pub model: String,
+    /// Output limit, thinking included; required by Anthropic.
+    pub max_tokens: u64,
+    /// The conversation, strictly alternating user and assistant turns.
+    pub messages: Vec<MessageParam>,
+    /// System prompt: a string, or text blocks when some carry `cache_control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemPrompt>,
+    /// Sampling temperature (0..=1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Custom stop sequences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequences: Option<Vec<String>>,
+    /// Whether the answer is streamed as SSE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// End-user identifier for abuse detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ToolParam>>,
+    /// How the model may use the tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoiceParam>,
+    /// Extended thinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<ThinkingConfig>,
+}
+
+/// `system`: plain text, or blocks so that `cache_control` can mark a prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SystemPrompt {
+    /// Plain text.
+    Text(String),
+    /// Text blocks.
+    Blocks(Vec<TextBlockParam>),
+}
+
+/// A `{"type":"text"}` block of the system prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "text")]
+pub struct TextBlockParam {
+    /// The text; never empty (Anthropic rejects empty text blocks).
+    pub text: String,
+    /// Prompt-caching breakpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
+}
+
+/// `metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// An opaque end-user id.
+    pub user_id: String,
+}
+
+/// Message roles; system instructions are not a role in the Messages API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    /// The user, tool results included.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageParam {
+    /// Who speaks.
+    pub role: MessageRole,
+    /// Content blocks; never empty.
+    pub content: Vec<ContentBlockParam>,
+}
+
+/// A request content block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlockParam {
+    /// Text.
+    Text {
+        /// The text; never empty.
+        text: String,
+        /// Prompt-caching breakpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    /// An image (user messages and tool results).
+    Image {
+        /// Inline bytes or a URL.
+        source: MediaSource,
+        /// Prompt-caching breakpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    /// A PDF document.
+    Document {
+        /// Inline bytes or a URL.
+        source: MediaSource,
+        /// Prompt-caching breakpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    /// A tool call the assistant made in an earlier turn.
+    ToolUse {
+        /// Call id, echoed by the result.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments; always a JSON object.
+        input: Value,
+    },
+    /// The result of a tool call.
+    ToolResult {
+        /// The call this answers.
+        tool_use_id: String,
+        /// Text or blocks; omitted when the tool returned nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<ToolResultContent>,
+    },
+    /// Signed reasoning from an earlier assistant turn, sent back verbatim.
+    Thinking {
+        /// The reasoning text.
+        thinking: String,
+        /// Anthropic's signature over it.
+        signature: String,
+    },
+    /// Encrypted reasoning from an earlier assistant turn, sent back verbatim.
+    RedactedThinking {
+        /// The encrypted payload.
+        data: String,
+    },
+}
+
+/// `tool_result.content`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ToolResultContent {
+    /// Plain text.
+    Text(String),
+    /// Text, image and document blocks.
+    Blocks(Vec<ContentBlockParam>),
+}
+
+/// Where an image's or document's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MediaSource {
+    /// Inline base64 bytes.
+    Base64 {
+        /// `image/png`, `application/pdf`, ...
+        media_type: String,
+        /// Base64 data, without the `data:` prefix.
+        data: String,
+    },
+    /// A URL Anthropic fetches itself.
+    Url {
+        /// `https://...`.
+        url: String,
+    },
+}
+
+/// A tool definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolParam {
+    /// Tool name.
+    pub name: String,
+    /// What the tool does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the input; Anthropic requires one.
+    pub input_schema: Value,
+    /// Prompt-caching breakpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<Value>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToolChoiceParam {
+    /// The model decides.
+    Auto {
+        /// At most one tool call per turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    /// The model must call some tool.
+    Any {
+        /// Exactly one tool call per turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    /// The model must call this tool.
+    Tool {
+        /// The tool.
+        name: String,
+        /// Exactly one tool call per turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        disable_parallel_tool_use: Option<bool>,
+    },
+    /// The model must not call tools.
+    None,
+}
+
+/// `thinking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThinkingConfig {
+    /// Extended thinking with a token budget (at least 1024, below `max_tokens`).
+    Enabled {
+        /// Tokens the model may spend thinking.
+        budget_tokens: u64,
+    },
+}
+
+/// A complete (non-streamed) answer.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct MessagesResponse {
+    /// `msg_...`.
+    pub id: String,
+    /// Always `message`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The model that answered.
+    pub model: String,
+    /// Answer blocks in order.
+    pub content: Vec<ResponseBlock>,
+    /// Why generation stopped.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    /// Token usage.
+    #[serde(default)]
+    pub usage: Option<AnthropicUsage>,
+}
+
+/// An answer content block; kinds the gateway does not map are kept as [`ResponseBlock::Other`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseBlock {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Visible reasoning.
+    Thinking {
+        /// The reasoning text.
+        thinking: String,
+        /// Signature the next turn must send back.
+        #[serde(default)]
+        signature: Option<String>,
+    },
+    /// Reasoning Anthropic encrypted.
+    RedactedThinking {
+        /// The encrypted payload.
+        data: String,
+    },
+    /// A tool call.
+    ToolUse {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments.
+        #[serde(default)]
+        input: Value,
+    },
+    /// Server tool blocks and kinds newer than this gateway.
+    #[serde(other)]
+    Other,
+}
 
 /// Anthropic `usage` object (response and `message_start`/`message_delta` events).
 ///
@@ -21,4 +307,22 @@ pub struct AnthropicUsage {
     /// Input tokens written to the cache.
     #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
+}
+
+/// Error body: `{"type":"error","error":{"type":"overloaded_error","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// `error` of an [`ErrorResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ErrorDetail {
+    /// `invalid_request_error`, `overloaded_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
