@@ -153,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-provider/1"
     sys_version = ""
-    timeout = 30  # idle keep-alive connections are dropped after this
+    timeout = 600  # idle keep-alive connections are dropped after this (longer than any run)
 
     def setup(self) -> None:
         super().setup()

@@ -96,7 +96,8 @@ def free_port() -> int:
 
 
 def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], listen_port: int,
-                   admin_port: int, master_key: str = MASTER_KEY, extra_models: Iterable = ()) -> dict:
+                   admin_port: int, master_key: str = MASTER_KEY, extra_models: Iterable = (),
+                   router_settings: Optional[dict] = None) -> dict:
     """The gateway config used by most tests: `gpt-test` (OpenAI-compatible) and
     `claude-test` (Anthropic), both keyed from the environment."""
     models = []
@@ -109,15 +110,16 @@ def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], list
             "model": "anthropic/claude-sonnet-4-5", "api_base": anthropic_url,
             "api_key": f"os.environ/{ANTHROPIC_KEY_ENV}"}})
     models.extend(extra_models)
-    return {
-        "model_list": models,
-        "general_settings": {
-            "master_key": master_key,
-            "listen_address": "127.0.0.1",
-            "listen_port": listen_port,
-            "admin_port": admin_port,
-        },
+    cfg: dict = {"model_list": models}
+    if router_settings:
+        cfg["router_settings"] = router_settings
+    cfg["general_settings"] = {
+        "master_key": master_key,
+        "listen_address": "127.0.0.1",
+        "listen_port": listen_port,
+        "admin_port": admin_port,
     }
+    return cfg
 
 
 def provider_env(extra: Optional[dict] = None) -> dict:
@@ -495,12 +497,13 @@ class Gateway:
 
 def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
                   master_key: str = MASTER_KEY, env_extra: Optional[dict] = None,
-                  extra_models: tuple = ()) -> Gateway:
+                  extra_models: Iterable = (), router_settings: Optional[dict] = None) -> Gateway:
     """Writes a gateway config with free ports, renders it, starts Envoy and waits for it."""
     require_artefacts()
     port, admin_port = free_port(), free_port()
     cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
-                         master_key=master_key, extra_models=extra_models)
+                         master_key=master_key, extra_models=extra_models,
+                         router_settings=router_settings)
     config_path = write_yaml(tmp / "gateway.yaml", cfg)
     env = provider_env(env_extra)
     out = render(config_path, tmp / "envoy.yaml", env=env)

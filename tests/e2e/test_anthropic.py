@@ -9,6 +9,7 @@ import time
 import pytest
 
 from fakes import Reply, anthropic_message
+from harness import assert_openai_error
 
 # Top-level fields of a Messages API request; anything else is an OpenAI field leaking.
 ANTHROPIC_REQUEST_KEYS = {
@@ -171,13 +172,27 @@ def test_stop_becomes_stop_sequences(gw, stop, expected):
 
 def test_openai_only_fields_never_leak(gw):
     up = sent(gw, chat(
-        [user("hi")], presence_penalty=0.5, frequency_penalty=0.5, logit_bias={"1": 2},
-        seed=7, user="u-1", n=1, store=False, logprobs=False, parallel_tool_calls=True,
+        [user("hi")], presence_penalty=0, frequency_penalty=0, logit_bias={}, seed=7, user="u-1",
+        n=1, store=False, logprobs=False, parallel_tool_calls=True, metadata={"team": "e2e"},
         max_completion_tokens=99, stop=["x"], temperature=1.0))
     # `sent` checks the top-level keys; the translated values still arrive.
     assert up["max_tokens"] == 99
     assert up["stop_sequences"] == ["x"]
     assert up["temperature"] == 1.0
+    assert set(up.get("metadata") or {}) <= {"user_id"}, up["metadata"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("logit_bias", {"50256": -100}),
+    ("presence_penalty", 0.5),
+    ("frequency_penalty", -0.5),
+    ("n", 2),
+    ("logprobs", True),
+])
+def test_openai_parameters_anthropic_cannot_honour_are_refused_not_forwarded(gw, field, value):
+    r = gw.chat(chat([user("hi")], **{field: value}))
+    assert_openai_error(r, 400, "invalid_request_error", param=field)
+    assert gw.provider_requests() == []
 
 
 WEATHER_PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

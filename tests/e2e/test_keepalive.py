@@ -20,7 +20,7 @@ def requests_to_send() -> list:
         ({"model": "claude-test", "messages": [{"role": "system", "content": LONG_SYSTEM},
                                                {"role": "user", "content": "three"}]}, False, "echo: three"),
         ({"model": "claude-test", "messages": [{"role": "user", "content": "four"}],
-          "presence_penalty": 0.5, "frequency_penalty": 0.5, "logit_bias": {"1": 1}, "seed": 1, "n": 1,
+          "presence_penalty": 0, "frequency_penalty": 0, "seed": 1, "n": 1, "store": False,
           "user": "someone-with-a-long-identifier-" * 5}, False, "echo: four"),
         ({"model": "claude-test", "messages": [{"role": "user", "content": "five"}], "stream": True}, True, "echo: five"),
         ({"model": "gpt-test", "messages": [{"role": "user", "content": "six"}], "stream": True}, True, "echo: six"),

@@ -128,7 +128,10 @@ def test_stream_helper_reassembles_anthropic_tool_calls(gw):
         ("tool_use", "toolu_s1", "get_weather", ['{"c', 'ity"', ': "Ber', 'lin"}']),
         ("tool_use", "toolu_s2", "get_weather", ['{"city": "Rome"}']),
     ])))
-    with gw.client().chat.completions.stream(
+    client = gw.client()
+    # `chat.completions.stream` in recent SDKs, `beta.chat.completions.stream` in older ones.
+    helper = getattr(client.chat.completions, "stream", None) or client.beta.chat.completions.stream
+    with helper(
             model="claude-test", messages=[{"role": "user", "content": "weather?"}],
             tools=[WEATHER_TOOL]) as stream:
         for _ in stream:
