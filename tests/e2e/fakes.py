@@ -613,8 +613,6 @@ def anthropic_stream(text: Any = "Hello there!", model: str = "claude-sonnet-4-5
         "usage": {"input_tokens": input_tokens, "output_tokens": 1,
                   "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read},
     })]
-    if ping:
-        events.append(anthropic_event("ping", delay=delay))
     for index, block in enumerate(blocks):
         kind = block[0]
         if kind == "text":
@@ -641,6 +639,10 @@ def anthropic_stream(text: Any = "Hello there!", model: str = "claude-sonnet-4-5
         else:
             raise ValueError(f"unknown block kind {kind}")
         events.append(anthropic_event("content_block_stop", delay=delay, index=index))
+    if ping:
+        # The real API sends a ping right after the first content_block_start.
+        at = next((i for i, e in enumerate(events) if e.event == "content_block_start"), 0) + 1
+        events.insert(at, anthropic_event("ping", delay=delay))
     events.append(anthropic_event("message_delta", delay=delay,
                                   delta={"stop_reason": stop_reason, "stop_sequence": None},
                                   usage={"output_tokens": output_tokens}))

@@ -189,7 +189,7 @@ def test_anthropic_thinking_stream_stays_out_of_content(gw):
 
 
 def test_anthropic_mid_stream_error_is_an_error_event(gw):
-    events = anthropic_stream(pieces=["partial ", "answer"])[:5]  # start, ping, block start, 2 deltas
+    events = anthropic_stream(pieces=["partial ", "answer"])[:5]  # start, block start, ping, 2 deltas
     events.append(anthropic_event("error", error={"type": "overloaded_error", "message": "Overloaded mid-stream"}))
     gw.anthropic.enqueue(Reply.sse(events))
     s = gw.stream(CLAUDE)
