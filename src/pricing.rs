@@ -706,3 +706,21 @@ mod tests {
         assert_eq!(resolve("o3", &o).unwrap().unwrap().input, 10_000_000_000);
     }
 }
+
+/// Formats micro-USD as a decimal USD amount (`1234` → `"0.001234"`), exact.
+pub fn format_usd(micro_usd: u64) -> String {
+    format!("{}.{:06}", micro_usd / 1_000_000, micro_usd % 1_000_000)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::format_usd;
+
+    /// Micro-USD print exactly, without float rounding.
+    #[test]
+    fn formats() {
+        assert_eq!(format_usd(0), "0.000000");
+        assert_eq!(format_usd(1234), "0.001234");
+        assert_eq!(format_usd(12_000_001), "12.000001");
+    }
+}

@@ -13,6 +13,7 @@ use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::metrics;
+use crate::pricing;
 use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
@@ -76,27 +77,26 @@ impl UpstreamHttp {
         })
     }
 
-    fn publish_usage(usage: &Usage) {
-        let _ = host::set_property(
-            &["llm_prompt_tokens"],
-            usage.prompt_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_completion_tokens"],
-            usage.completion_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cached_tokens"],
-            usage.cache_read_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cache_write_tokens"],
-            usage.cache_write_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_reasoning_tokens"],
-            usage.reasoning_tokens.to_string().as_bytes(),
-        );
+    /// Writes usage and cost into filter state (for the access log and the downstream
+    /// instance's stats) and returns the cost in micro-USD, `None` when unpriced.
+    fn publish_usage(&self, usage: &Usage) -> Option<u64> {
+        let cost = self
+            .deployment()
+            .and_then(|d| d.price)
+            .map(|p| pricing::cost_micro_usd(usage, &p));
+        let values: [(&str, u64); 6] = [
+            ("llm_prompt_tokens", usage.prompt_tokens),
+            ("llm_completion_tokens", usage.completion_tokens),
+            ("llm_cached_tokens", usage.cache_read_tokens),
+            ("llm_cache_write_tokens", usage.cache_write_tokens),
+            ("llm_reasoning_tokens", usage.reasoning_tokens),
+            ("llm_cost_micro_usd", cost.unwrap_or(0)),
+        ];
+        for (name, v) in values {
+            let _ = host::set_property(&[name], v.to_string().as_bytes());
+        }
+        let _ = host::set_property(&["llm_priced"], if cost.is_some() { b"1" } else { b"0" });
+        cost
     }
 
     /// Translates the buffered request body and rewrites path, credentials and body.
@@ -245,6 +245,7 @@ impl HttpContext for UpstreamHttp {
             Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
             let _ = host::set_property(&["llm_provider"], provider.as_bytes());
             let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
+            let _ = host::set_property(&["llm_deployment"], id.as_bytes());
         }
         let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
         if let Some(d) = self.deployment() {
@@ -306,7 +307,7 @@ impl HttpContext for UpstreamHttp {
                 }
                 if end_of_stream {
                     if let Some(u) = translator.stream_usage() {
-                        Self::publish_usage(&u);
+                        let _ = self.publish_usage(&u);
                     }
                 }
                 Action::Continue
@@ -338,7 +339,11 @@ impl HttpContext for UpstreamHttp {
                         routing::CACHED_TOKENS_HEADER,
                         &u.cache_read_tokens.to_string(),
                     );
-                    Self::publish_usage(u);
+                    let cost = self.publish_usage(u);
+                    Self::set_response_header(
+                        routing::COST_HEADER,
+                        &pricing::format_usd(cost.unwrap_or(0)),
+                    );
                 }
                 if let Err(e) =
                     host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body)

@@ -200,3 +200,19 @@ def test_access_log_adds_up(observed):
     assert completion == 14 + 12 + 6, chat
     fallback = [l for l in chat if l["model"] == "m-first"]
     assert fallback[0]["attempts"] == "2" and fallback[0]["provider"] == "anthropic"
+
+
+def test_cost_counters(observed):
+    _, prom = observed
+    # gpt-4o-mini: 11 x $0.15/M + 7 x $0.60/M = $5.85e-6, rounded to 6 micro-USD, twice.
+    wait_for(prom, 'llm_cost_micro_usd_total{model="gpt-test",key="master"}', 12)
+    # claude-sonnet-4-5: 12 x $3/M + 6 x $15/M = 126 micro-USD, JSON and streamed.
+    wait_for(prom, 'llm_cost_micro_usd_total{model="claude-test"}', 252)
+
+
+@pytest.mark.parametrize("model,cost", [("gpt-test", "0.000006"), ("claude-test", "0.000126")])
+def test_cost_header_on_json_answers(gw, model, cost):
+    r = gw.chat({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status == 200, r.body
+    assert r.header("x-llm-cost-usd") == cost
+    assert r.header("x-llm-prompt-tokens") and r.header("x-llm-completion-tokens")
