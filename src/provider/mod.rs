@@ -70,6 +70,8 @@ pub const PROVIDER_REQUEST_HEADERS: &[&str] = &[
     "openai-organization",
     "openai-project",
     "content-length",
+    // Answers must arrive uncompressed: the gateway translates them.
+    "accept-encoding",
 ];
 
 /// Provider-specific settings of one deployment.
