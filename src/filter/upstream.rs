@@ -14,7 +14,9 @@ use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::metrics;
 use crate::pricing;
-use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
+use crate::provider::{
+    translator_for, StreamPreamble, Target, Translator, PROVIDER_REQUEST_HEADERS,
+};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
 
@@ -25,8 +27,13 @@ enum ResponseMode {
     Pending,
     /// Whole body buffered, translated at the end (JSON answers and all errors).
     Buffered,
+    /// A streamed 200 whose headers are held until its first event shows it is not an
+    /// error (an overloaded provider can open a 200 stream with an error event).
+    StreamHeld,
     /// SSE translated chunk by chunk.
     Streamed,
+    /// The stream was replaced by an error answer; the rest of its bytes are dropped.
+    Discard,
     /// Nothing to do (local reply, or no translator).
     PassThrough,
 }
@@ -167,6 +174,15 @@ impl UpstreamHttp {
         Ok(())
     }
 
+    fn provider_error_record(&self, status: u16) -> metrics::Record {
+        match self.deployment() {
+            Some(d) => {
+                metrics::provider_error(&d.alias, d.provider.name(), &d.upstream_model, status)
+            }
+            None => metrics::provider_error("", "", "", status),
+        }
+    }
+
     fn set_response_header(name: &str, value: &str) {
         if let Err(e) = host::set_header(Map::ResponseHeaders, name, value) {
             log::warn!("could not set response header {name} (host status {})", e.0);
@@ -275,11 +291,17 @@ impl HttpContext for UpstreamHttp {
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
         if is_stream && (200..300).contains(&status) {
-            self.mode = ResponseMode::Streamed;
             let _ = host::remove_header(Map::ResponseHeaders, "content-length");
             Self::set_response_header("content-type", "text/event-stream");
             Self::set_response_header("cache-control", "no-cache");
-            return Action::Continue;
+            if end_of_stream {
+                self.mode = ResponseMode::Streamed;
+                return Action::Continue;
+            }
+            // Hold the headers until the first event: if it is an error, the status can
+            // still change, and Envoy's retry policy can still fall back.
+            self.mode = ResponseMode::StreamHeld;
+            return Action::Pause;
         }
         self.mode = ResponseMode::Buffered;
         if end_of_stream {
@@ -294,6 +316,45 @@ impl HttpContext for UpstreamHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.mode {
+            ResponseMode::StreamHeld => {
+                let Some(translator) = self.translator.as_mut() else {
+                    return Action::Continue;
+                };
+                let buffered =
+                    host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                match translator.stream_preamble(&buffered, end_of_stream) {
+                    StreamPreamble::NeedMore if !end_of_stream => Action::Pause,
+                    StreamPreamble::NeedMore | StreamPreamble::Proceed => {
+                        self.mode = ResponseMode::Streamed;
+                        self.on_http_response_body(body_size, end_of_stream)
+                    }
+                    StreamPreamble::Fail(answer) => {
+                        log::info!(
+                            "stream opened with an error; answering {} instead",
+                            answer.status
+                        );
+                        stats::record_all(&[self.provider_error_record(answer.status)]);
+                        Self::set_response_header(":status", &answer.status.to_string());
+                        Self::set_response_header("content-type", "application/json");
+                        let _ = host::remove_header(Map::ResponseHeaders, "cache-control");
+                        Self::set_response_header("content-length", &answer.body.len().to_string());
+                        if let Err(e) =
+                            host::set_buffer(Buffer::ResponseBody, 0, body_size, &answer.body)
+                        {
+                            log::error!(
+                                "could not replace the response body (host status {})",
+                                e.0
+                            );
+                        }
+                        self.mode = ResponseMode::Discard;
+                        Action::Continue
+                    }
+                }
+            }
+            ResponseMode::Discard => {
+                let _ = host::set_buffer(Buffer::ResponseBody, 0, body_size, b"");
+                Action::Continue
+            }
             ResponseMode::Streamed => {
                 let Some(translator) = self.translator.as_mut() else {
                     return Action::Continue;
