@@ -299,3 +299,128 @@ mod tests {
         assert_eq!(serde_json::to_string(&DeltaRef::default()).unwrap(), "{}");
     }
 }
+
+/// Who answered a streamed request, and at what cost: added to the usage chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerMeta<'a> {
+    /// Provider that answered.
+    pub provider: &'a str,
+    /// Provider's model that answered.
+    pub upstream_model: &'a str,
+    /// Deployment id that answered.
+    pub deployment: &'a str,
+    /// Envoy attempts it took.
+    pub attempts: u64,
+    /// Cost in micro-USD; `None` when the model is unpriced.
+    pub cost_micro_usd: Option<u64>,
+}
+
+/// Adds the gateway's metadata to the usage chunk in `out` (the last `data:` event before
+/// `data: [DONE]`, when its `choices` is empty and it carries `usage`): `usage.cost_usd`
+/// and an `llm_gateway` object with provider, model, deployment and attempts. The OpenAI
+/// SDK keeps unknown fields, so clients can read them. Returns whether a chunk was found.
+pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
+    let Some(done_at) = find(out, DONE_EVENT) else {
+        return false;
+    };
+    let before = &out[..done_at];
+    let body = before.strip_suffix(b"\n\n").unwrap_or(before);
+    let start = match rfind(body, b"\n\n") {
+        Some(i) => i + 2,
+        None => 0,
+    };
+    let Some(json) = body[start..].strip_prefix(b"data: ") else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(mut chunk)) = serde_json::from_slice(json) else {
+        return false;
+    };
+    let empty_choices = chunk
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .is_some_and(|c| c.is_empty());
+    let Some(serde_json::Value::Object(usage)) = chunk.get_mut("usage") else {
+        return false;
+    };
+    if !empty_choices {
+        return false;
+    }
+    if let Some(c) = meta.cost_micro_usd {
+        if let Some(n) = serde_json::Number::from_f64(c as f64 / 1_000_000.0) {
+            usage.insert("cost_usd".into(), serde_json::Value::Number(n));
+        }
+    }
+    chunk.insert(
+        "llm_gateway".into(),
+        serde_json::json!({
+            "provider": meta.provider,
+            "model": meta.upstream_model,
+            "deployment": meta.deployment,
+            "attempts": meta.attempts,
+            "cost_usd": meta.cost_micro_usd.map(|c| c as f64 / 1_000_000.0),
+        }),
+    );
+    let Ok(encoded) = serde_json::to_vec(&chunk) else {
+        return false;
+    };
+    let mut rewritten = Vec::with_capacity(out.len() + 128);
+    rewritten.extend_from_slice(&out[..start]);
+    rewritten.extend_from_slice(b"data: ");
+    rewritten.extend_from_slice(&encoded);
+    rewritten.extend_from_slice(b"\n\n");
+    rewritten.extend_from_slice(&out[done_at..]);
+    *out = rewritten;
+    true
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod annotate_tests {
+    use super::*;
+
+    fn meta(cost: Option<u64>) -> AnswerMeta<'static> {
+        AnswerMeta {
+            provider: "anthropic",
+            upstream_model: "claude-sonnet-4-5",
+            deployment: "claude",
+            attempts: 2,
+            cost_micro_usd: cost,
+        }
+    }
+
+    /// The usage chunk gains cost and metadata; other events are untouched.
+    #[test]
+    fn annotates_the_usage_chunk() {
+        let mut out = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\ndata: [DONE]\n\n".to_vec();
+        assert!(annotate_usage_chunk(&mut out, &meta(Some(126))));
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3);
+        assert!(events[0].contains("finish_reason"));
+        let v: serde_json::Value =
+            serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(v["usage"]["cost_usd"], 0.000126);
+        assert_eq!(v["usage"]["total_tokens"], 3);
+        assert_eq!(v["llm_gateway"]["attempts"], 2);
+        assert_eq!(v["llm_gateway"]["provider"], "anthropic");
+        assert_eq!(events[2], "data: [DONE]");
+    }
+
+    /// Without a usage chunk (the client did not ask) nothing changes.
+    #[test]
+    fn leaves_streams_without_usage_alone() {
+        let original = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec();
+        let mut out = original.clone();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+        assert_eq!(out, original);
+        let mut out = b"data: [DONE]\n\n".to_vec();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+    }
+}
