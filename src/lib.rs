@@ -22,6 +22,7 @@ pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod routing;
