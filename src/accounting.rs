@@ -356,6 +356,41 @@ impl RequestFacts {
     }
 }
 
+impl RequestFacts {
+    /// The facts of `request` sent on `route`: its estimated prompt, its output limit (or
+    /// the largest deployment default on the route), and the highest per-token prices of
+    /// any priced deployment the route may reach (fallbacks included; cache writes and
+    /// reasoning count as input and output), so the reservation covers every attempt.
+    /// Unpriced deployments add nothing: their spend is not known.
+    pub fn for_route(
+        config: &crate::config::GatewayConfig,
+        route: &crate::chains::RoutePlan,
+        request: &crate::openai::ChatRequest,
+    ) -> RequestFacts {
+        let deployments = route
+            .tiers
+            .iter()
+            .filter_map(|t| config.tiers.get(*t))
+            .flat_map(|t| t.deployments.iter())
+            .filter_map(|d| config.deployments.get(*d));
+        let (mut input, mut output, mut default_max) = (0u64, 0u64, 0u64);
+        for d in deployments {
+            default_max = default_max.max(d.options.default_max_tokens);
+            if let Some(p) = d.price {
+                input = input.max(p.input).max(p.cache_write);
+                output = output.max(p.output).max(p.reasoning);
+            }
+        }
+        RequestFacts {
+            estimated_prompt_tokens: crate::request::estimate_prompt_tokens(request),
+            max_output_tokens: request.output_limit().unwrap_or(default_max),
+            // Prices are pico-USD per token.
+            input_price_per_token: input as f64 * 1e-12,
+            output_price_per_token: output as f64 * 1e-12,
+        }
+    }
+}
+
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalReason {
@@ -508,7 +543,7 @@ impl Subject<'_> {
 }
 
 /// Micro-USD as dollars, at least two decimals, no trailing zeros beyond that.
-pub fn format_usd(micro: u64) -> String {
+pub fn format_dollars(micro: u64) -> String {
     let mut frac = format!("{:06}", micro % 1_000_000);
     while frac.len() > 2 && frac.ends_with('0') {
         frac.pop();
@@ -648,10 +683,10 @@ fn check(
                     format!(
                         "Budget exceeded for {}: {} spent of its {} {span}, {} reserved by requests in flight, and this request may cost up to {}. {reset}",
                         s.who(),
-                        format_usd(rec.spent_micro),
-                        format_usd(max),
-                        format_usd(reserved),
-                        format_usd(cost),
+                        format_dollars(rec.spent_micro),
+                        format_dollars(max),
+                        format_dollars(reserved),
+                        format_dollars(cost),
                     ),
                 )
                 .with_code("budget_exceeded"),
@@ -1139,6 +1174,50 @@ mod tests {
             ..facts()
         };
         assert_eq!(f.worst_case_micro_usd(), 0);
+    }
+
+    /// A route's facts take the highest price over its deployments and fallbacks.
+    #[test]
+    fn facts_for_route() {
+        let c = GatewayConfig::from_value(json!({
+            "model_list": [
+                {"model_name": "a", "litellm_params": {"model": "openai/x",
+                    "input_cost_per_token": 1e-6, "output_cost_per_token": 8e-6},
+                    "model_info": {"max_output_tokens": 1000}},
+                {"model_name": "b", "litellm_params": {"model": "openai/y",
+                    "input_cost_per_token": 3e-6, "output_cost_per_token": 2e-6},
+                    "model_info": {"max_output_tokens": 3000}},
+                {"model_name": "b", "litellm_params": {"model": "openai/unpriced-z"}, "model_info": {"id": "z"}}
+            ],
+            "router_settings": {"fallbacks": [{"a": ["b"]}]},
+            "general_settings": {"master_key": "sk-master"}
+        }))
+        .unwrap();
+        let request = crate::request::parse_chat_request(
+            br#"{"model":"a","messages":[{"role":"user","content":"12345678"}]}"#,
+        )
+        .unwrap();
+        let alias = crate::routing::resolve_alias(&c, "a").unwrap();
+        let route = crate::routing::choose_route(&c, alias, 10).unwrap();
+        let f = RequestFacts::for_route(&c, route, &request);
+        assert_eq!(
+            f.estimated_prompt_tokens,
+            crate::request::estimate_prompt_tokens(&request)
+        );
+        assert_eq!(
+            f.max_output_tokens, 4096,
+            "the unpriced deployment's default is largest"
+        );
+        assert!((f.input_price_per_token - 3e-6).abs() < 1e-15);
+        assert!((f.output_price_per_token - 8e-6).abs() < 1e-15);
+        let request = crate::request::parse_chat_request(
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"max_tokens":7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            RequestFacts::for_route(&c, route, &request).max_output_tokens,
+            7
+        );
     }
 
     /// The record format round-trips and rejects anything else.
@@ -1638,10 +1717,10 @@ mod tests {
     /// Dollar amounts read naturally.
     #[test]
     fn usd_formatting() {
-        assert_eq!(format_usd(10_000_000), "$10.00");
-        assert_eq!(format_usd(150), "$0.00015");
-        assert_eq!(format_usd(1_234_567), "$1.234567");
-        assert_eq!(format_usd(1_500_000), "$1.50");
-        assert_eq!(format_usd(0), "$0.00");
+        assert_eq!(format_dollars(10_000_000), "$10.00");
+        assert_eq!(format_dollars(150), "$0.00015");
+        assert_eq!(format_dollars(1_234_567), "$1.234567");
+        assert_eq!(format_dollars(1_500_000), "$1.50");
+        assert_eq!(format_dollars(0), "$0.00");
     }
 }
