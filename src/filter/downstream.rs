@@ -310,6 +310,7 @@ impl HttpContext for DownstreamHttp {
             if let Err(e) = accounting::settle(&SharedData, admission, actual, now_secs()) {
                 log::error!("could not settle the request's reservation: {e:?}");
             }
+            self.record_spend();
         }
         stats::record_all(&metrics::records(&outcome));
     }
@@ -324,6 +325,30 @@ fn state_u64(name: &str) -> Option<u64> {
 }
 
 impl DownstreamHttp {
+    /// Publishes where the key's and its team's budgets stand.
+    fn record_spend(&self) {
+        let config = &self.runtime.config;
+        let key = self.virtual_key();
+        let now = now_secs();
+        let s = accounting::spend(&SharedData, accounting::Account::Key(key), now);
+        let mut records = metrics::budget_gauges(
+            "key",
+            &key.name,
+            s.spent_micro_usd,
+            key.limits.max_budget_micro_usd,
+        );
+        if let Some(team) = config.keys.team_of(key) {
+            let s = accounting::spend(&SharedData, accounting::Account::Team(team), now);
+            records.extend(metrics::budget_gauges(
+                "team",
+                &team.name,
+                s.spent_micro_usd,
+                team.limits.max_budget_micro_usd,
+            ));
+        }
+        stats::record_all(&records);
+    }
+
     /// Gathers how the request ended from this context and from the filter state the
     /// upstream instance wrote for the last attempt.
     fn outcome(&self) -> Outcome {

@@ -315,10 +315,9 @@ pub fn property_u64(path: &[&str]) -> Option<u64> {
     }
 }
 
-/// Defines (or finds) a stat; `histogram` picks the type, else a counter.
-pub fn define_metric(histogram: bool, name: &str) -> HostResult<u32> {
+/// Defines (or finds) a stat of ABI type `kind` (0 counter, 1 gauge, 2 histogram).
+pub fn define_metric(kind: u32, name: &str) -> HostResult<u32> {
     let mut id: u32 = 0;
-    let kind: u32 = if histogram { 2 } else { 0 };
     // SAFETY: pointers are valid for the call; the host writes the id back.
     let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
     match status {
