@@ -409,15 +409,6 @@ def stream(port: int, path: str, body: Any, key: Optional[str] = MASTER_KEY,
             c.close()
 
 
-def without_gateway_fields(chunk: dict) -> dict:
-    """A stream chunk without what the gateway adds to the usage chunk (`usage.cost_usd`
-    and `llm_gateway`), to compare it with what the provider sent."""
-    c = {k: v for k, v in chunk.items() if k != "llm_gateway"}
-    if isinstance(c.get("usage"), dict):
-        c["usage"] = {k: v for k, v in c["usage"].items() if k != "cost_usd"}
-    return c
-
-
 def assert_openai_error(resp: Response, status: int, type: Optional[str] = None,
                         param: Any = ..., message_contains: Optional[str] = None) -> dict:
     """Checks `resp` is an OpenAI-shaped error and returns its `error` object."""
