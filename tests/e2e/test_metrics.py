@@ -243,3 +243,32 @@ def test_sdk_sees_stream_cost(gw):
     assert last is not None and last.usage is not None
     assert last.usage.model_extra.get("cost_usd") == pytest.approx(0.000126)
     assert last.model_extra["llm_gateway"]["model"] == "claude-sonnet-4-5"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_alert_rules_are_valid():
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    out = subprocess.run([promtool, "check", "rules", str(REPO / "envoy/observability/alerts.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_and_alert_queries_run_against_the_real_series(observed):
+    _, prom = observed
+    wait_for(prom, 'sum(llm_requests_total)', 6)
+    dash = json.loads((REPO / "envoy/observability/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    import yaml
+    rules = yaml.safe_load((REPO / "envoy/observability/alerts.yaml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert len(exprs) > 10
+    for e in exprs:
+        prom.query(e)  # raises unless Prometheus accepts the query
+    # The core panels have data after the mix of requests.
+    for e in exprs[:4]:
+        deadline = time.monotonic() + SCRAPE_TIMEOUT
+        while not prom.query(e) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert prom.query(e), e
