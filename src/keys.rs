@@ -98,11 +98,15 @@ impl Period {
     /// First second of the period (UTC).
     pub fn start_unix_secs(&self) -> u64 {
         match self.duration {
-            BudgetDuration::Daily => self.id * SECS_PER_DAY,
-            BudgetDuration::Weekly => (self.id * 7).saturating_sub(3) * SECS_PER_DAY,
+            BudgetDuration::Daily => self.id.saturating_mul(SECS_PER_DAY),
+            BudgetDuration::Weekly => self
+                .id
+                .saturating_mul(7)
+                .saturating_sub(3)
+                .saturating_mul(SECS_PER_DAY),
             BudgetDuration::Monthly => {
                 let (y, m) = month_of(self.id);
-                days_from_civil(y, m, 1).max(0) as u64 * SECS_PER_DAY
+                (days_from_civil(y, m, 1).max(0) as u64).saturating_mul(SECS_PER_DAY)
             }
             BudgetDuration::Total => 0,
         }
@@ -115,7 +119,7 @@ impl Period {
             d => Some(
                 Period {
                     duration: d,
-                    id: self.id + 1,
+                    id: self.id.saturating_add(1),
                 }
                 .start_unix_secs(),
             ),

@@ -26,6 +26,7 @@ pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod routing;
+pub mod secrets;
 pub mod sse;
 pub mod usage;
 
