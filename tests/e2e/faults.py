@@ -433,6 +433,8 @@ class RawProvider:
 
     def stop(self) -> None:
         self._stopping = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         try:
             self._sock.close()
         except OSError:
@@ -444,8 +446,6 @@ class RawProvider:
                 c.close()
             except OSError:
                 pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def __enter__(self) -> "RawProvider":
         return self.start()
@@ -498,9 +498,12 @@ class RawProvider:
     # -- internals --
 
     def _accept(self) -> None:
+        self._sock.settimeout(0.2)  # so that stop() is noticed without closing under accept()
         while not self._stopping:
             try:
                 conn, _ = self._sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
