@@ -112,6 +112,9 @@ struct RawParams {
     api_key: Option<String>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
+    #[serde(default)]
+    drop_params: Option<bool>,
     #[serde(default)]
     timeout: Option<f64>,
     #[serde(default)]
@@ -575,6 +578,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             }
             options.anthropic_version = v.clone();
         }
+        options.drop_params = params.drop_params.unwrap_or(false);
         if let Some(m) = entry.model_info.max_output_tokens {
             if m == 0 {
                 return Err(ConfigError::new(

@@ -6,6 +6,7 @@
 //! bytes and returns bytes, headers and usage, which the shell applies.
 
 pub mod anthropic;
+pub mod common;
 pub mod openai_compatible;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,10 @@ pub struct ProviderOptions {
     pub anthropic_version: String,
     /// Output limit sent when the client gives none (Anthropic requires one).
     pub default_max_tokens: u64,
+    /// `litellm_params.drop_params`: drop request parameters the provider cannot honour
+    /// (reported in [`UpstreamRequest::dropped`]) instead of refusing them with a 400.
+    /// Off by default, because a silently dropped parameter changes the answer.
+    pub drop_params: bool,
 }
 
 impl Default for ProviderOptions {
@@ -86,6 +91,7 @@ impl Default for ProviderOptions {
         ProviderOptions {
             anthropic_version: "2023-06-01".to_string(),
             default_max_tokens: 4096,
+            drop_params: false,
         }
     }
 }
@@ -115,6 +121,9 @@ pub struct UpstreamRequest {
     pub headers: Vec<(&'static str, String)>,
     /// The translated body.
     pub body: Vec<u8>,
+    /// Client parameters left out because the provider cannot honour them and the
+    /// deployment allows dropping (`drop_params`); the shell logs them as a warning.
+    pub dropped: Vec<String>,
 }
 
 /// A complete (non-streamed) answer translated to OpenAI's shape.
