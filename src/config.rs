@@ -899,4 +899,26 @@ mod tests {
             "Literal(<redacted>)"
         );
     }
+
+    /// Gemini deployments get Google's endpoint; `drop_params` is off unless set.
+    #[test]
+    fn gemini_and_drop_params() {
+        let c = cfg(json!({
+            "model_list": [
+                {"model_name": "flash", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "os.environ/GEMINI_API_KEY", "drop_params": true}},
+                {"model_name": "studio", "litellm_params": {"model": "google_ai_studio/gemini-2.5-pro", "api_key": "os.environ/GEMINI_API_KEY"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }))
+        .unwrap();
+        let flash = &c.deployments[0];
+        assert_eq!(flash.provider, ProviderKind::Gemini);
+        assert_eq!(flash.upstream_model, "gemini-2.5-flash");
+        assert_eq!(flash.endpoint.host, "generativelanguage.googleapis.com");
+        assert_eq!(flash.endpoint.base_path, "");
+        assert!(flash.options.drop_params);
+        let studio = &c.deployments[1];
+        assert_eq!(studio.provider, ProviderKind::Gemini);
+        assert!(!studio.options.drop_params);
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod common;
+pub mod gemini;
 pub mod openai_compatible;
 
 use serde::{Deserialize, Serialize};
@@ -22,17 +23,24 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages API.
     Anthropic,
+    /// Google Gemini API (AI Studio, `generativelanguage.googleapis.com`).
+    Gemini,
 }
 
 impl ProviderKind {
     /// Every provider, for listings and error messages.
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::OpenAi, ProviderKind::Anthropic];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+    ];
 
     /// The name used in configs, metrics and headers.
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 
@@ -43,6 +51,7 @@ impl ProviderKind {
                 Some(ProviderKind::OpenAi)
             }
             "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" | "google_ai_studio" => Some(ProviderKind::Gemini),
             _ => None,
         }
     }
@@ -52,6 +61,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "https://api.openai.com/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 }
@@ -188,6 +198,7 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
         ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
+        ProviderKind::Gemini => Box::new(gemini::GeminiTranslator::default()),
     }
 }
 
