@@ -13,6 +13,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::pricing::{Price, PriceOverride};
 use crate::provider::{ProviderKind, ProviderOptions};
 
 /// Prefix that makes a config value read from the environment, as in LiteLLM.
@@ -121,6 +122,16 @@ struct RawParams {
     weight: Option<u32>,
     #[serde(default)]
     order: Option<u32>,
+    #[serde(default)]
+    input_cost_per_token: Option<f64>,
+    #[serde(default)]
+    output_cost_per_token: Option<f64>,
+    #[serde(default)]
+    cache_read_input_token_cost: Option<f64>,
+    #[serde(default)]
+    cache_creation_input_token_cost: Option<f64>,
+    #[serde(default)]
+    output_cost_per_reasoning_token: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,6 +367,9 @@ pub struct Deployment {
     pub order: u32,
     /// Largest prompt it accepts, in tokens (`model_info.max_input_tokens`).
     pub max_input_tokens: Option<u64>,
+    /// Its token price: the built-in price of `upstream_model` with the `litellm_params`
+    /// price fields applied. `None`: unpriced, counted apart and never guessed.
+    pub price: Option<Price>,
 }
 
 /// A client-facing model name and the deployments behind it, in order.
@@ -599,6 +613,18 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             None => general.request_timeout_secs,
         };
 
+        let price = crate::pricing::resolve(
+            &upstream_model,
+            &PriceOverride {
+                input_cost_per_token: params.input_cost_per_token,
+                output_cost_per_token: params.output_cost_per_token,
+                cache_read_input_token_cost: params.cache_read_input_token_cost,
+                cache_creation_input_token_cost: params.cache_creation_input_token_cost,
+                output_cost_per_reasoning_token: params.output_cost_per_reasoning_token,
+            },
+        )
+        .map_err(|e| ConfigError::new(at(&format!("litellm_params.{}", e.field)), e.message))?;
+
         let index = deployments.len();
         deployments.push(Deployment {
             id,
@@ -629,6 +655,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 }
                 m => m,
             },
+            price,
         });
         match aliases.iter_mut().find(|a| a.name == alias) {
             Some(a) => a.deployments.push(index),
@@ -889,6 +916,71 @@ mod tests {
         assert!(Endpoint::parse("https://host:0").is_err());
         assert!(Endpoint::parse("https://user:pw@host").is_err());
         assert!(Endpoint::parse("https://").is_err());
+    }
+
+    /// Deployments carry the built-in price of their upstream model; unknown models are
+    /// unpriced.
+    #[test]
+    fn deployments_are_priced() {
+        let c = cfg(minimal()).unwrap();
+        assert_eq!(c.deployments[0].price, crate::pricing::lookup("gpt-4o"));
+        assert_eq!(
+            c.deployments[1].price.map(|p| p.cache_write),
+            Some(3_750_000)
+        );
+        assert_eq!(c.deployments[2].price, None);
+    }
+
+    /// LiteLLM's price fields override the table or price an unknown model.
+    #[test]
+    fn price_overrides() {
+        let mut v = minimal();
+        v["model_list"][1]["litellm_params"]["cache_read_input_token_cost"] = json!(0.0000001);
+        v["model_list"][2]["litellm_params"]["input_cost_per_token"] = json!(0);
+        v["model_list"][2]["litellm_params"]["output_cost_per_token"] = json!(0.0000002);
+        let c = cfg(v).unwrap();
+        let claude = c.deployments[1].price.unwrap();
+        assert_eq!((claude.input, claude.cache_read), (3_000_000, 100_000));
+        let local = c.deployments[2].price.unwrap();
+        assert_eq!(
+            (local.input, local.output, local.reasoning),
+            (0, 200_000, 200_000)
+        );
+    }
+
+    /// Price errors name the field and the fix.
+    #[test]
+    fn price_errors_name_the_field() {
+        let mut v = minimal();
+        v["model_list"][2]["litellm_params"]["input_cost_per_token"] = json!(0.000001);
+        let e = err(v);
+        assert_eq!(
+            e.field,
+            "model_list[2].litellm_params.output_cost_per_token"
+        );
+        assert!(e.message.contains("llama3"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["input_cost_per_token"] = json!(-1e-6);
+        let e = err(v);
+        assert_eq!(e.field, "model_list[0].litellm_params.input_cost_per_token");
+        assert!(e.message.contains("0 or more"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["output_cost_per_token"] = json!(10);
+        let e = err(v);
+        assert_eq!(
+            e.field,
+            "model_list[0].litellm_params.output_cost_per_token"
+        );
+        assert!(e.message.contains("per token"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["output_cost_per_reasoning_token"] = json!("cheap");
+        assert_eq!(
+            err(v).field,
+            "model_list[0].litellm_params.output_cost_per_reasoning_token"
+        );
     }
 
     /// Secrets never print.

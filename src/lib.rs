@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openai;
+pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod routing;

@@ -142,10 +142,12 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
     })
 }
 
-/// Envoy's per-stream buffer limit: above the gateway's own body limit, so that the filter,
-/// not Envoy, refuses an oversized request (with an OpenAI-shaped 413).
+/// Envoy's per-stream buffer limit: well above the gateway's own body limit, so that the
+/// filter, not Envoy, refuses an oversized request (with an OpenAI-shaped 413). One read
+/// can bring a lot of data at once, hence the generous margin; it is a cap, not an
+/// allocation.
 fn buffer_limit(config: &GatewayConfig) -> u64 {
-    config.general.max_request_body_bytes + 1024 * 1024
+    config.general.max_request_body_bytes * 2 + 1024 * 1024
 }
 
 /// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure...)
@@ -160,6 +162,7 @@ fn local_reply_config() -> Value {
             "json_format": {"error": {
                 "message": "%LOCAL_REPLY_BODY%",
                 "type": "api_error",
+                "param": null,
                 "code": "%RESPONSE_CODE_DETAILS%",
             }},
             "content_type": "application/json",
@@ -309,6 +312,10 @@ fn access_log() -> Value {
                 "prompt_tokens": fs("llm_prompt_tokens"),
                 "completion_tokens": fs("llm_completion_tokens"),
                 "cached_tokens": fs("llm_cached_tokens"),
+                "cache_write_tokens": fs("llm_cache_write_tokens"),
+                "reasoning_tokens": fs("llm_reasoning_tokens"),
+                "cost_micro_usd": fs("llm_cost_micro_usd"),
+                "deployment": fs("llm_deployment"),
                 "response_flags": "%RESPONSE_FLAGS%",
                 "upstream_host": "%UPSTREAM_HOST%",
             }},
@@ -333,6 +340,9 @@ fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOption
     json!({
         "name": "llm_gateway",
         "address": {"socket_address": {"address": g.listen_address, "port_value": g.listen_port}},
+        // The downstream instance buffers the body before the route is known, so the
+        // stream's buffer limit comes from here, not from the alias routes.
+        "per_connection_buffer_limit_bytes": buffer_limit(config),
         "filter_chains": [{
             "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",

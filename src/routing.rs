@@ -31,6 +31,9 @@ pub const COMPLETION_TOKENS_HEADER: &str = "x-llm-completion-tokens";
 /// Response header: input tokens served from the prompt cache (non-streamed answers).
 pub const CACHED_TOKENS_HEADER: &str = "x-llm-cached-tokens";
 
+/// Response header: cost of the answer in USD (non-streamed answers; 0 when unpriced).
+pub const COST_HEADER: &str = "x-llm-cost-usd";
+
 /// Headers by which clients present credentials. The downstream instance removes them all
 /// after authentication, so a client's key never reaches a provider.
 pub const CLIENT_CREDENTIAL_HEADERS: &[&str] =

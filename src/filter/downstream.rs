@@ -286,7 +286,10 @@ impl DownstreamHttp {
             stream: self.stream,
             attempts: state_u64("llm_attempts").unwrap_or(0),
             usage,
-            cost_micro_usd: None,
+            cost_micro_usd: match host::property_text(&["llm_priced"]).as_deref() {
+                Some("1") => state_u64("llm_cost_micro_usd"),
+                _ => None,
+            },
         }
     }
 }

@@ -13,7 +13,10 @@ use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::metrics;
-use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
+use crate::pricing;
+use crate::provider::{
+    translator_for, StreamPreamble, Target, Translator, PROVIDER_REQUEST_HEADERS,
+};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
 
@@ -24,8 +27,13 @@ enum ResponseMode {
     Pending,
     /// Whole body buffered, translated at the end (JSON answers and all errors).
     Buffered,
+    /// A streamed 200 whose headers are held until its first event shows it is not an
+    /// error (an overloaded provider can open a 200 stream with an error event).
+    StreamHeld,
     /// SSE translated chunk by chunk.
     Streamed,
+    /// The stream was replaced by an error answer; the rest of its bytes are dropped.
+    Discard,
     /// Nothing to do (local reply, or no translator).
     PassThrough,
 }
@@ -76,27 +84,26 @@ impl UpstreamHttp {
         })
     }
 
-    fn publish_usage(usage: &Usage) {
-        let _ = host::set_property(
-            &["llm_prompt_tokens"],
-            usage.prompt_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_completion_tokens"],
-            usage.completion_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cached_tokens"],
-            usage.cache_read_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cache_write_tokens"],
-            usage.cache_write_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_reasoning_tokens"],
-            usage.reasoning_tokens.to_string().as_bytes(),
-        );
+    /// Writes usage and cost into filter state (for the access log and the downstream
+    /// instance's stats) and returns the cost in micro-USD, `None` when unpriced.
+    fn publish_usage(&self, usage: &Usage) -> Option<u64> {
+        let cost = self
+            .deployment()
+            .and_then(|d| d.price)
+            .map(|p| pricing::cost_micro_usd(usage, &p));
+        let values: [(&str, u64); 6] = [
+            ("llm_prompt_tokens", usage.prompt_tokens),
+            ("llm_completion_tokens", usage.completion_tokens),
+            ("llm_cached_tokens", usage.cache_read_tokens),
+            ("llm_cache_write_tokens", usage.cache_write_tokens),
+            ("llm_reasoning_tokens", usage.reasoning_tokens),
+            ("llm_cost_micro_usd", cost.unwrap_or(0)),
+        ];
+        for (name, v) in values {
+            let _ = host::set_property(&[name], v.to_string().as_bytes());
+        }
+        let _ = host::set_property(&["llm_priced"], if cost.is_some() { b"1" } else { b"0" });
+        cost
     }
 
     /// Translates the buffered request body and rewrites path, credentials and body.
@@ -165,6 +172,15 @@ impl UpstreamHttp {
         })?;
         self.translator = Some(translator);
         Ok(())
+    }
+
+    fn provider_error_record(&self, status: u16) -> metrics::Record {
+        match self.deployment() {
+            Some(d) => {
+                metrics::provider_error(&d.alias, d.provider.name(), &d.upstream_model, status)
+            }
+            None => metrics::provider_error("", "", "", status),
+        }
     }
 
     fn set_response_header(name: &str, value: &str) {
@@ -245,6 +261,7 @@ impl HttpContext for UpstreamHttp {
             Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
             let _ = host::set_property(&["llm_provider"], provider.as_bytes());
             let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
+            let _ = host::set_property(&["llm_deployment"], id.as_bytes());
         }
         let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
         if let Some(d) = self.deployment() {
@@ -274,11 +291,17 @@ impl HttpContext for UpstreamHttp {
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
         if is_stream && (200..300).contains(&status) {
-            self.mode = ResponseMode::Streamed;
             let _ = host::remove_header(Map::ResponseHeaders, "content-length");
             Self::set_response_header("content-type", "text/event-stream");
             Self::set_response_header("cache-control", "no-cache");
-            return Action::Continue;
+            if end_of_stream {
+                self.mode = ResponseMode::Streamed;
+                return Action::Continue;
+            }
+            // Hold the headers until the first event: if it is an error, the status can
+            // still change, and Envoy's retry policy can still fall back.
+            self.mode = ResponseMode::StreamHeld;
+            return Action::Pause;
         }
         self.mode = ResponseMode::Buffered;
         if end_of_stream {
@@ -293,6 +316,45 @@ impl HttpContext for UpstreamHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.mode {
+            ResponseMode::StreamHeld => {
+                let Some(translator) = self.translator.as_mut() else {
+                    return Action::Continue;
+                };
+                let buffered =
+                    host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                match translator.stream_preamble(&buffered, end_of_stream) {
+                    StreamPreamble::NeedMore if !end_of_stream => Action::Pause,
+                    StreamPreamble::NeedMore | StreamPreamble::Proceed => {
+                        self.mode = ResponseMode::Streamed;
+                        self.on_http_response_body(body_size, end_of_stream)
+                    }
+                    StreamPreamble::Fail(answer) => {
+                        log::info!(
+                            "stream opened with an error; answering {} instead",
+                            answer.status
+                        );
+                        stats::record_all(&[self.provider_error_record(answer.status)]);
+                        Self::set_response_header(":status", &answer.status.to_string());
+                        Self::set_response_header("content-type", "application/json");
+                        let _ = host::remove_header(Map::ResponseHeaders, "cache-control");
+                        Self::set_response_header("content-length", &answer.body.len().to_string());
+                        if let Err(e) =
+                            host::set_buffer(Buffer::ResponseBody, 0, body_size, &answer.body)
+                        {
+                            log::error!(
+                                "could not replace the response body (host status {})",
+                                e.0
+                            );
+                        }
+                        self.mode = ResponseMode::Discard;
+                        Action::Continue
+                    }
+                }
+            }
+            ResponseMode::Discard => {
+                let _ = host::set_buffer(Buffer::ResponseBody, 0, body_size, b"");
+                Action::Continue
+            }
             ResponseMode::Streamed => {
                 let Some(translator) = self.translator.as_mut() else {
                     return Action::Continue;
@@ -306,7 +368,7 @@ impl HttpContext for UpstreamHttp {
                 }
                 if end_of_stream {
                     if let Some(u) = translator.stream_usage() {
-                        Self::publish_usage(&u);
+                        let _ = self.publish_usage(&u);
                     }
                 }
                 Action::Continue
@@ -338,7 +400,11 @@ impl HttpContext for UpstreamHttp {
                         routing::CACHED_TOKENS_HEADER,
                         &u.cache_read_tokens.to_string(),
                     );
-                    Self::publish_usage(u);
+                    let cost = self.publish_usage(u);
+                    Self::set_response_header(
+                        routing::COST_HEADER,
+                        &pricing::format_usd(cost.unwrap_or(0)),
+                    );
                 }
                 if let Err(e) =
                     host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body)

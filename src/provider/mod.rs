@@ -81,6 +81,8 @@ pub const PROVIDER_REQUEST_HEADERS: &[&str] = &[
     "openai-organization",
     "openai-project",
     "content-length",
+    // Answers must arrive uncompressed: the gateway translates them.
+    "accept-encoding",
 ];
 
 /// Provider-specific settings of one deployment.
@@ -158,6 +160,23 @@ impl TranslatedResponse {
     }
 }
 
+/// What the shell does with a streamed 200 while it holds the response headers back.
+///
+/// A provider that fails before its first token (overloaded, rate limited) still answers
+/// 200 and reports the failure as the stream's first event. Deciding on that event before
+/// the headers go out lets the shell turn it into a real status, which Envoy's retry policy
+/// can act on (fall back to the next deployment) instead of a 200 the client must parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPreamble {
+    /// No decisive event yet: keep the headers and the bytes, ask again with more.
+    NeedMore,
+    /// The stream started well (or could not be judged within a bounded prefix): send the
+    /// headers and feed the same bytes to [`Translator::stream`].
+    Proceed,
+    /// The stream opened with an error: answer this instead of the stream.
+    Fail(TranslatedResponse),
+}
+
 /// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
 pub trait Translator {
     /// Translates the client's OpenAI request body for this provider. Remembers what the
@@ -191,6 +210,15 @@ pub trait Translator {
 
     /// Usage learned from the stream so far (complete once the stream has ended).
     fn stream_usage(&self) -> Option<Usage>;
+
+    /// Judges the start of a streamed 200 answer. `buffered` is every body byte received so
+    /// far (not just the newest piece). Consumes no stream state: after `Proceed` the shell
+    /// passes the same bytes to [`stream`](Self::stream). Translators that cannot tell
+    /// proceed at once.
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        let _ = (buffered, end_of_stream);
+        StreamPreamble::Proceed
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`.
