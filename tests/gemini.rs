@@ -11,7 +11,9 @@ use common::{json_diff, run_all, Case, NOW};
 use llm_gateway::error::GatewayError;
 use llm_gateway::openai::UsageBody;
 use llm_gateway::provider::gemini::request::translate_request;
-use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
+use llm_gateway::provider::{
+    translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target,
+};
 use llm_gateway::usage::Usage;
 use serde_json::{json, Value};
 
@@ -514,5 +516,57 @@ fn errors_by_status() {
         let v: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"]["type"], kind, "{status}");
         assert_eq!(v["error"]["message"], "m");
+    }
+}
+
+/// A stream that opens with an error, a blocked prompt or a failed generation is answered
+/// with that error's status before any header goes out (so Envoy can retry or fall back);
+/// a good start proceeds; an incomplete first event asks for more.
+#[test]
+fn stream_preamble_turns_opening_errors_into_statuses() {
+    let expected: &[(&str, Option<u16>)] = &[
+        ("stream_error_first_event", Some(429)),
+        ("stream_blocked_prompt", Some(400)),
+        ("stream_malformed_function_call", Some(502)),
+        ("stream_text_usage", None),
+        ("stream_tool_calls", None),
+        ("stream_error_mid_stream", None),
+    ];
+    let cases = stream_cases();
+    for (name, status) in expected {
+        let case = cases.iter().find(|c| c.name == *name).unwrap();
+        let upstream = case.bytes("upstream.sse").unwrap();
+        let mut t = translator_for(ProviderKind::Gemini);
+        t.request(
+            &case.bytes("openai_request.json").unwrap(),
+            &gemini_target(),
+        )
+        .unwrap();
+        match (t.stream_preamble(&upstream, false), status) {
+            (StreamPreamble::Fail(answer), Some(status)) => {
+                assert_eq!(answer.status, *status, "{name}");
+                let v: Value = serde_json::from_slice(&answer.body).unwrap();
+                assert!(v["error"]["message"].is_string(), "{name}: {v}");
+            }
+            (StreamPreamble::Proceed, None) => {}
+            (other, _) => panic!("{name}: unexpected {other:?}"),
+        }
+        // Up to the end of the first event nothing can be decided.
+        let first_end = upstream
+            .windows(2)
+            .position(|w| w == b"\n\n" || w == b"\r\n")
+            .unwrap();
+        for cut in [0, 6, first_end] {
+            assert_eq!(
+                t.stream_preamble(&upstream[..cut], false),
+                StreamPreamble::NeedMore,
+                "{name} cut at {cut}"
+            );
+        }
+        assert_eq!(
+            t.stream_preamble(&upstream[..first_end], true),
+            StreamPreamble::Proceed,
+            "{name}: an ended stream is left to `stream`"
+        );
     }
 }

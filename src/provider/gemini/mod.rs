@@ -12,7 +12,7 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
 use crate::usage::Usage;
 
@@ -111,6 +111,12 @@ impl Translator for GeminiTranslator {
 
     fn stream_usage(&self) -> Option<Usage> {
         self.stream.as_ref().and_then(|s| s.usage())
+    }
+
+    /// A Gemini stream that opens with an `error` event, a blocked prompt or a generation
+    /// that failed before producing anything answers that error with its own status.
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        stream::preamble(buffered, end_of_stream)
     }
 }
 

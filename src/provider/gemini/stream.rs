@@ -23,6 +23,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::openai::{
     write_chunk, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, DONE_EVENT,
 };
+use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{SseDecoder, SseError};
 use crate::usage::Usage;
 use serde_json::Value;
@@ -120,6 +121,57 @@ fn candidate_failure(candidate: &Candidate, produced: bool) -> Option<GatewayErr
         _ => None,
     }
 }
+
+/// True when a candidate in this event carries text or a call.
+fn has_output(candidate: &Candidate) -> bool {
+    candidate.content.iter().flat_map(|c| &c.parts).any(|p| {
+        p.function_call.is_some()
+            || (p.thought != Some(true) && p.text.as_deref().is_some_and(|t| !t.is_empty()))
+    })
+}
+
+/// Judges the start of a streamed 200: `Fail` when the first event is an error, a blocked
+/// prompt or a generation that failed before producing anything, with the status the
+/// complete answer would have had (429 and 5xx let Envoy retry or fall back).
+pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+    let mut decoder = SseDecoder::with_limit(PREAMBLE_SCAN_LIMIT);
+    let window = buffered.get(..PREAMBLE_SCAN_LIMIT).unwrap_or(buffered);
+    decoder.push(window);
+    while let Some(event) = decoder.next_event() {
+        let verdict = match parse_event(&event.data) {
+            None => continue,
+            Some(Event::Error(e)) => StreamPreamble::Fail(TranslatedResponse::error(&e)),
+            Some(Event::Chunk(chunk)) => {
+                let blocked = chunk
+                    .prompt_feedback
+                    .as_ref()
+                    .and_then(|f| f.block_reason.as_deref())
+                    .filter(|_| chunk.candidates.is_empty());
+                let failed = chunk
+                    .candidates
+                    .iter()
+                    .find_map(|c| candidate_failure(c, has_output(c)));
+                match (blocked, failed) {
+                    (Some(reason), _) => {
+                        StreamPreamble::Fail(TranslatedResponse::error(&blocked_prompt(reason)))
+                    }
+                    (None, Some(e)) => StreamPreamble::Fail(TranslatedResponse::error(&e)),
+                    (None, None) => StreamPreamble::Proceed,
+                }
+            }
+        };
+        return verdict;
+    }
+    if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT {
+        StreamPreamble::Proceed
+    } else {
+        StreamPreamble::NeedMore
+    }
+}
+
+/// Largest prefix of a stream scanned to judge its start; past it the stream proceeds so
+/// that headers are never held without bound.
+const PREAMBLE_SCAN_LIMIT: usize = 64 * 1024;
 
 impl GeminiStream {
     /// A translator for one stream; `model` names the model until Gemini does.
