@@ -13,6 +13,7 @@ use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::metrics;
+use crate::openai::{annotate_usage_chunk, AnswerMeta, DONE_EVENT};
 use crate::pricing;
 use crate::provider::{
     translator_for, StreamPreamble, Target, Translator, PROVIDER_REQUEST_HEADERS,
@@ -45,6 +46,9 @@ pub struct UpstreamHttp {
     translator: Option<Box<dyn Translator>>,
     upstream_status: u16,
     mode: ResponseMode,
+    /// The stream's `[DONE]` went out (usage published, usage chunk annotated).
+    stream_finished: bool,
+    attempts: u64,
 }
 
 impl UpstreamHttp {
@@ -56,6 +60,8 @@ impl UpstreamHttp {
             translator: None,
             upstream_status: 0,
             mode: ResponseMode::Pending,
+            stream_finished: false,
+            attempts: 1,
         }
     }
 
@@ -182,6 +188,20 @@ impl UpstreamHttp {
         Ok(())
     }
 
+    /// Adds cost and who answered to the usage chunk, if the client asked for one.
+    fn annotate(&self, out: &mut Vec<u8>, cost_micro_usd: Option<u64>) {
+        if let Some(d) = self.deployment() {
+            let meta = AnswerMeta {
+                provider: d.provider.name(),
+                upstream_model: &d.upstream_model,
+                deployment: &d.id,
+                attempts: self.attempts,
+                cost_micro_usd,
+            };
+            annotate_usage_chunk(out, &meta);
+        }
+    }
+
     fn provider_error_record(&self, status: u16) -> metrics::Record {
         match self.deployment() {
             Some(d) => {
@@ -295,6 +315,7 @@ impl HttpContext for UpstreamHttp {
                 );
             }
         }
+        self.attempts = attempts;
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
@@ -371,11 +392,21 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
+                if !self.stream_finished && find_bytes(&out, DONE_EVENT) {
+                    // The stream's last events are in `out`: usage is final now.
+                    self.stream_finished = true;
+                    if let Some(u) = translator.stream_usage() {
+                        let cost = self.publish_usage(&u);
+                        self.annotate(&mut out, cost);
+                    }
+                }
                 if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
                     log::error!("could not replace a stream chunk (host status {})", e.0);
                 }
-                if end_of_stream {
-                    if let Some(u) = translator.stream_usage() {
+                if end_of_stream && !self.stream_finished {
+                    self.stream_finished = true;
+                    let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
+                    if let Some(u) = usage {
                         let _ = self.publish_usage(&u);
                     }
                 }
@@ -424,4 +455,8 @@ impl HttpContext for UpstreamHttp {
             ResponseMode::Pending | ResponseMode::PassThrough => Action::Continue,
         }
     }
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -216,3 +216,30 @@ def test_cost_header_on_json_answers(gw, model, cost):
     assert r.status == 200, r.body
     assert r.header("x-llm-cost-usd") == cost
     assert r.header("x-llm-prompt-tokens") and r.header("x-llm-completion-tokens")
+
+
+@pytest.mark.parametrize("model,provider,cost", [("gpt-test", "openai", 0.000006), ("claude-test", "anthropic", 0.000126)])
+def test_cost_in_the_stream_usage_chunk(gw, model, provider, cost):
+    s = gw.stream({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                   "stream_options": {"include_usage": True}})
+    assert s.status == 200 and s.done_count == 1
+    usage_chunks = [c for c in s.chunks if c.get("usage")]
+    assert len(usage_chunks) == 1, s.chunks
+    chunk = usage_chunks[0]
+    assert chunk["choices"] == []
+    assert chunk["usage"]["cost_usd"] == pytest.approx(cost)
+    assert chunk["llm_gateway"]["provider"] == provider
+    assert chunk["llm_gateway"]["attempts"] == 1
+
+
+def test_sdk_sees_stream_cost(gw):
+    client = gw.client()
+    stream = client.chat.completions.create(
+        model="claude-test", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True})
+    last = None
+    for chunk in stream:
+        last = chunk
+    assert last is not None and last.usage is not None
+    assert last.usage.model_extra.get("cost_usd") == pytest.approx(0.000126)
+    assert last.model_extra["llm_gateway"]["model"] == "claude-sonnet-4-5"
