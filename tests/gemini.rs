@@ -1,20 +1,20 @@
 //! Gemini translation: golden cases under `tests/fixtures/gemini/` (see `common`), the
-//! streamed cases (`stream_*`, replayed at every split point), the unsupported-parameter
-//! policy, and the endpoint, credentials and state of the translator.
+//! request refusals and the unsupported-parameter policy, the endpoint, credentials and
+//! state of the translator, and the stream preamble. The streamed cases
+//! (`tests/fixtures/gemini/stream_*`) are replayed at every split point by
+//! `tests/streaming.rs`.
 
 mod common;
 
 use std::fs;
 use std::sync::LazyLock;
 
-use common::{json_diff, run_all, Case, NOW};
+use common::{run_all, Case, NOW};
 use llm_gateway::error::GatewayError;
-use llm_gateway::openai::UsageBody;
 use llm_gateway::provider::gemini::request::translate_request;
 use llm_gateway::provider::{
     translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target,
 };
-use llm_gateway::usage::Usage;
 use serde_json::{json, Value};
 
 /// Default options (`drop_params` off).
@@ -65,132 +65,6 @@ fn stream_cases() -> Vec<Case> {
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     cases
-}
-
-/// Translates a case's request, then its upstream stream cut into `pieces`; returns the
-/// client's bytes and the usage the gateway accounts.
-fn replay(case: &Case, pieces: &[&[u8]]) -> (Vec<u8>, Option<Usage>) {
-    let mut t = translator_for(ProviderKind::Gemini);
-    let request = case.bytes("openai_request.json").unwrap();
-    t.request(&request, &gemini_target()).unwrap();
-    assert!(t.is_stream(), "{}: the request does not stream", case.name);
-    let mut out = Vec::new();
-    for (i, piece) in pieces.iter().enumerate() {
-        t.stream(piece, i + 1 == pieces.len(), &mut out);
-    }
-    (out, t.stream_usage())
-}
-
-/// The `data:` payloads of an OpenAI stream: JSON values, and `[DONE]` as a string.
-fn events(case: &Case, sse: &[u8]) -> Vec<Value> {
-    let text = String::from_utf8(sse.to_vec()).unwrap();
-    assert!(
-        text.is_empty() || text.ends_with("\n\n"),
-        "{}: the stream does not end with a blank line",
-        case.name
-    );
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            let data = e
-                .strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("{}: not a data event: {e:?}", case.name));
-            if data == "[DONE]" {
-                Value::String(data.to_string())
-            } else {
-                serde_json::from_str(data)
-                    .unwrap_or_else(|err| panic!("{}: bad JSON {data:?}: {err}", case.name))
-            }
-        })
-        .collect()
-}
-
-/// Stream invariants that hold for every case, whatever its expected file says.
-fn check_invariants(case: &Case, events: &[Value], usage: Option<Usage>) -> Vec<String> {
-    let mut failures = Vec::new();
-    let done = Value::String("[DONE]".into());
-    if events.iter().filter(|e| **e == done).count() != 1 || events.last() != Some(&done) {
-        failures.push(format!("{}: not exactly one final [DONE]", case.name));
-    }
-    let errored = events.iter().any(|e| e.get("error").is_some());
-    let mut finishes: Vec<u64> = Vec::new();
-    let mut shown_usage = None;
-    for e in events {
-        for c in e["choices"].as_array().into_iter().flatten() {
-            if !c["finish_reason"].is_null() {
-                finishes.push(c["index"].as_u64().unwrap());
-            }
-        }
-        if let Some(u) = e.get("usage").filter(|u| !u.is_null()) {
-            let body: UsageBody = serde_json::from_value(u.clone()).unwrap();
-            shown_usage = Some(Usage::from_body(&body));
-        }
-    }
-    let mut unique = finishes.clone();
-    unique.dedup();
-    if unique.len() != finishes.len() {
-        failures.push(format!("{}: a choice finished twice", case.name));
-    }
-    if !errored && finishes.is_empty() {
-        failures.push(format!("{}: no finish_reason chunk", case.name));
-    }
-    if let Some(shown) = shown_usage {
-        if Some(shown) != usage {
-            failures.push(format!(
-                "{}: the usage chunk shows {shown:?} but {usage:?} is accounted",
-                case.name
-            ));
-        }
-    }
-    failures
-}
-
-/// Every streamed case gives its expected events, and the same bytes at every split point
-/// of the upstream stream.
-#[test]
-fn stream_cases_at_every_split_point() {
-    let cases = stream_cases();
-    assert!(cases.len() >= 10, "only {} stream cases", cases.len());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let upstream = case.bytes("upstream.sse").unwrap();
-        let (whole, usage) = replay(case, &[&upstream]);
-        let actual = events(case, &whole);
-        failures.extend(check_invariants(case, &actual, usage));
-        let expected_bytes = case.bytes("openai.sse").unwrap_or_default();
-        let expected = events(case, &expected_bytes);
-        let diff = json_diff(&Value::Array(expected), &Value::Array(actual));
-        if !diff.is_empty() {
-            if std::env::var_os("GOLDEN_BLESS").is_some() {
-                fs::write(case.path("openai.sse"), &whole).unwrap();
-            } else {
-                failures.push(format!(
-                    "{}: openai.sse differs:\n    {}\n  actual:\n{}",
-                    case.name,
-                    diff.join("\n    "),
-                    String::from_utf8_lossy(&whole)
-                ));
-            }
-        }
-        for i in 0..=upstream.len() {
-            let (split, split_usage) = replay(case, &[&upstream[..i], &upstream[i..]]);
-            if split != whole || split_usage != usage {
-                failures.push(format!(
-                    "{}: split at byte {i} changes the output",
-                    case.name
-                ));
-                break;
-            }
-        }
-        let bytes: Vec<&[u8]> = upstream.chunks(1).collect();
-        if replay(case, &bytes).0 != whole {
-            failures.push(format!(
-                "{}: byte-by-byte replay changes the output",
-                case.name
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 // === requests ===

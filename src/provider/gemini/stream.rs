@@ -20,11 +20,14 @@ use super::response::{
 };
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, UsageMetadata};
 use crate::error::{ErrorKind, GatewayError};
+use std::ops::ControlFlow;
+
 use crate::openai::{
-    write_chunk, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, DONE_EVENT,
+    write_chunk, write_error_event, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta,
+    CHUNK_OBJECT, DONE_EVENT,
 };
 use crate::provider::{StreamPreamble, TranslatedResponse};
-use crate::sse::{SseDecoder, SseError};
+use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 use serde_json::Value;
 
@@ -32,6 +35,12 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct GeminiStream {
     decoder: SseDecoder,
+    state: State,
+}
+
+/// Everything but the decoder, so that the decoder's callback can borrow it.
+#[derive(Debug)]
+struct State {
     client_wants_usage: bool,
     created: u64,
     /// The deployment's model until Gemini names its `modelVersion`.
@@ -134,59 +143,50 @@ fn has_output(candidate: &Candidate) -> bool {
 /// prompt or a generation that failed before producing anything, with the status the
 /// complete answer would have had (429 and 5xx let Envoy retry or fall back).
 pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
-    let mut decoder = SseDecoder::with_limit(PREAMBLE_SCAN_LIMIT);
-    let window = buffered.get(..PREAMBLE_SCAN_LIMIT).unwrap_or(buffered);
-    decoder.push(window);
-    while let Some(event) = decoder.next_event() {
-        let verdict = match parse_event(&event.data) {
-            None => continue,
-            Some(Event::Error(e)) => StreamPreamble::Fail(TranslatedResponse::error(&e)),
-            Some(Event::Chunk(chunk)) => {
-                let blocked = chunk
-                    .prompt_feedback
-                    .as_ref()
-                    .and_then(|f| f.block_reason.as_deref())
-                    .filter(|_| chunk.candidates.is_empty());
-                let failed = chunk
-                    .candidates
-                    .iter()
-                    .find_map(|c| candidate_failure(c, has_output(c)));
-                match (blocked, failed) {
-                    (Some(reason), _) => {
-                        StreamPreamble::Fail(TranslatedResponse::error(&blocked_prompt(reason)))
-                    }
-                    (None, Some(e)) => StreamPreamble::Fail(TranslatedResponse::error(&e)),
-                    (None, None) => StreamPreamble::Proceed,
+    let verdict = scan_first_event(buffered, |event| match parse_event(event.data)? {
+        Event::Error(e) => Some(StreamPreamble::Fail(TranslatedResponse::error(&e))),
+        Event::Chunk(chunk) => {
+            let blocked = chunk
+                .prompt_feedback
+                .as_ref()
+                .and_then(|f| f.block_reason.as_deref())
+                .filter(|_| chunk.candidates.is_empty());
+            let failed = chunk
+                .candidates
+                .iter()
+                .find_map(|c| candidate_failure(c, has_output(c)));
+            Some(match (blocked, failed) {
+                (Some(reason), _) => {
+                    StreamPreamble::Fail(TranslatedResponse::error(&blocked_prompt(reason)))
                 }
-            }
-        };
-        return verdict;
-    }
-    if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT {
-        StreamPreamble::Proceed
-    } else {
-        StreamPreamble::NeedMore
+                (None, Some(e)) => StreamPreamble::Fail(TranslatedResponse::error(&e)),
+                (None, None) => StreamPreamble::Proceed,
+            })
+        }
+    });
+    match verdict {
+        Some(v) => v,
+        None if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT => StreamPreamble::Proceed,
+        None => StreamPreamble::NeedMore,
     }
 }
-
-/// Largest prefix of a stream scanned to judge its start; past it the stream proceeds so
-/// that headers are never held without bound.
-const PREAMBLE_SCAN_LIMIT: usize = 64 * 1024;
 
 impl GeminiStream {
     /// A translator for one stream; `model` names the model until Gemini does.
     pub fn new(client_wants_usage: bool, now_unix_secs: u64, model: &str) -> Self {
         GeminiStream {
             decoder: SseDecoder::default(),
-            client_wants_usage,
-            created: now_unix_secs,
-            model: model.to_string(),
-            id: None,
-            response_id: None,
-            candidates: Vec::new(),
-            calls: 0,
-            usage: None,
-            done: false,
+            state: State {
+                client_wants_usage,
+                created: now_unix_secs,
+                model: model.to_string(),
+                id: None,
+                response_id: None,
+                candidates: Vec::new(),
+                calls: 0,
+                usage: None,
+                done: false,
+            },
         }
     }
 
@@ -194,35 +194,38 @@ impl GeminiStream {
     /// stream gets its usage chunk and `[DONE]`; an incomplete one an error event and
     /// `[DONE]`.
     pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if self.done {
+        let state = &mut self.state;
+        if state.done {
             return;
         }
-        self.decoder.push(chunk);
-        if end_of_stream {
-            self.decoder.finish();
-        }
-        while let Some(event) = self.decoder.next_event() {
-            match parse_event(&event.data) {
+        self.decoder.feed(chunk, |event| {
+            match parse_event(event.data) {
                 None => {}
-                Some(Event::Error(e)) => self.fail(out, &e),
-                Some(Event::Chunk(c)) => self.on_chunk(c, out),
+                Some(Event::Error(e)) => state.fail(out, &e),
+                Some(Event::Chunk(c)) => state.on_chunk(c, out),
             }
-            if self.done {
-                return;
+            if state.done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
+        });
+        if state.done {
+            return;
         }
         if let Some(SseError::EventTooLarge { limit }) = self.decoder.error() {
             let message = format!("the provider sent a stream event larger than {limit} bytes");
-            self.fail(out, &stream_error(&message));
+            state.fail(out, &stream_error(&message));
             return;
         }
         if end_of_stream {
+            self.decoder.finish();
             let complete =
-                !self.candidates.is_empty() && self.candidates.iter().all(|c| c.finished);
+                !state.candidates.is_empty() && state.candidates.iter().all(|c| c.finished);
             if complete {
-                self.end(out);
+                state.end(out);
             } else {
-                self.fail(
+                state.fail(
                     out,
                     &stream_error("the provider's stream ended before completion"),
                 );
@@ -232,9 +235,16 @@ impl GeminiStream {
 
     /// Usage seen so far (the latest cumulative counts); complete once the stream ended.
     pub fn usage(&self) -> Option<Usage> {
-        self.usage.as_ref().map(usage_from_gemini)
+        self.state.usage.as_ref().map(usage_from_gemini)
     }
 
+    /// Bytes reserved by the stream's buffers, for tests and monitoring.
+    pub fn buffered_capacity(&self) -> usize {
+        self.decoder.buffered_capacity()
+    }
+}
+
+impl State {
     fn on_chunk(&mut self, chunk: GenerateContentResponse, out: &mut Vec<u8>) {
         if self.id.is_none() {
             self.response_id = chunk.response_id.clone();
@@ -381,7 +391,7 @@ impl GeminiStream {
             out,
             &ChatChunk {
                 id: self.id.clone().unwrap_or_else(|| completion_id(None)),
-                object: "chat.completion.chunk".to_string(),
+                object: CHUNK_OBJECT.to_string(),
                 created: self.created,
                 model: self.model.clone(),
                 choices: vec![ChunkChoice {
@@ -397,12 +407,17 @@ impl GeminiStream {
     /// The usage chunk when asked for, then `[DONE]`.
     fn end(&mut self, out: &mut Vec<u8>) {
         if self.client_wants_usage {
-            let usage = self.usage().unwrap_or_default().to_body();
+            let usage = self
+                .usage
+                .as_ref()
+                .map(usage_from_gemini)
+                .unwrap_or_default()
+                .to_body();
             write_chunk(
                 out,
                 &ChatChunk {
                     id: self.id.clone().unwrap_or_else(|| completion_id(None)),
-                    object: "chat.completion.chunk".to_string(),
+                    object: CHUNK_OBJECT.to_string(),
                     created: self.created,
                     model: self.model.clone(),
                     choices: Vec::new(),
@@ -416,9 +431,7 @@ impl GeminiStream {
 
     /// Ends the stream with an error event and `[DONE]`.
     fn fail(&mut self, out: &mut Vec<u8>, error: &GatewayError) {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&error.to_json());
-        out.extend_from_slice(b"\n\n");
+        write_error_event(out, error);
         out.extend_from_slice(DONE_EVENT);
         self.done = true;
     }
