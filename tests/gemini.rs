@@ -443,4 +443,19 @@ fn stream_preamble_turns_opening_errors_into_statuses() {
             "{name}: an ended stream is left to `stream`"
         );
     }
+    // A plain JSON error body where SSE was expected is judged once it parses.
+    let mut t = translator_for(ProviderKind::Gemini);
+    let body = br#"[{"error": {"code": 429, "message": "Quota exceeded.", "status": "RESOURCE_EXHAUSTED"}}]"#;
+    assert_eq!(
+        t.stream_preamble(&body[..30], false),
+        StreamPreamble::NeedMore
+    );
+    match t.stream_preamble(body, false) {
+        StreamPreamble::Fail(answer) => assert_eq!(answer.status, 429),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        t.stream_preamble(b"{not json", true),
+        StreamPreamble::Proceed
+    );
 }

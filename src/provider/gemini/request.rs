@@ -662,31 +662,21 @@ fn map_tools(
     ))
 }
 
-/// False for an object schema without properties: the function takes no arguments, which
-/// Gemini expresses by leaving the schema out.
+/// False for an object schema that admits no arguments (no properties, no free-form
+/// extra keys): Gemini expresses a function without arguments by leaving the schema out.
 fn takes_arguments(schema: &Value) -> bool {
     let Some(object) = schema.as_object() else {
         return true;
     };
-    let no_properties = object
-        .get("properties")
-        .and_then(Value::as_object)
-        .is_none_or(Map::is_empty);
-    let plain_object = object.get("type").and_then(Value::as_str) == Some("object");
-    !(plain_object
-        && no_properties
-        && object.keys().all(|k| {
-            matches!(
-                k.as_str(),
-                "type"
-                    | "properties"
-                    | "required"
-                    | "additionalProperties"
-                    | "$schema"
-                    | "title"
-                    | "description"
-            )
-        }))
+    let no_arguments = object.iter().all(|(key, value)| match key.as_str() {
+        "type" => value.as_str() == Some("object"),
+        "properties" => value.as_object().is_some_and(Map::is_empty),
+        "required" => value.as_array().is_some_and(Vec::is_empty),
+        "additionalProperties" => value == &Value::Bool(false),
+        "$schema" | "title" | "description" => true,
+        _ => false,
+    });
+    !(no_arguments && object.contains_key("type"))
 }
 
 /// Schema keywords Gemini documents for its JSON Schema fields; others are removed.
@@ -816,6 +806,10 @@ mod tests {
             &json!({"type": "object", "properties": {"a": {"type": "string"}}})
         ));
         assert!(takes_arguments(&json!({"anyOf": [{"type": "object"}]})));
+        assert!(takes_arguments(
+            &json!({"type": "object", "additionalProperties": {"type": "string"}})
+        ));
+        assert!(takes_arguments(&json!({})));
     }
 
     /// Extensions map to the media types Gemini reads; unknown ones are left to Gemini.

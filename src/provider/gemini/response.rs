@@ -181,6 +181,10 @@ pub fn translate_response(
     if !(200..300).contains(&upstream_status) {
         return TranslatedResponse::error(&provider_error(upstream_status, status, body));
     }
+    // An error body under a 2xx status gets the status its own code names.
+    if let Some(e) = parse_error(body) {
+        return TranslatedResponse::error(&google_error(&e, e.error.code.unwrap_or(502)));
+    }
     let response = match serde_json::from_slice::<GenerateContentResponse>(body) {
         Ok(r) => r,
         Err(e) => return bad_upstream(&e.to_string()),

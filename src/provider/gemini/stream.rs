@@ -15,7 +15,7 @@
 //! an OpenAI-style error event and `[DONE]`.
 
 use super::response::{
-    arguments, blocked_prompt, completion_id, failed_generation, finish, google_error,
+    arguments, blocked_prompt, completion_id, failed_generation, finish, google_error, parse_error,
     tool_call_id, usage_from_gemini, Finish,
 };
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, UsageMetadata};
@@ -143,6 +143,21 @@ fn has_output(candidate: &Candidate) -> bool {
 /// prompt or a generation that failed before producing anything, with the status the
 /// complete answer would have had (429 and 5xx let Envoy retry or fall back).
 pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+    // A plain JSON error body instead of SSE (what a proxy or an old endpoint may send).
+    if buffered.trim_ascii_start().starts_with(b"{")
+        || buffered.trim_ascii_start().starts_with(b"[")
+    {
+        return match parse_error(buffered) {
+            Some(e) => StreamPreamble::Fail(TranslatedResponse::error(&google_error(
+                &e,
+                e.error.code.unwrap_or(502),
+            ))),
+            None if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT => {
+                StreamPreamble::Proceed
+            }
+            None => StreamPreamble::NeedMore,
+        };
+    }
     let verdict = scan_first_event(buffered, |event| match parse_event(event.data)? {
         Event::Error(e) => Some(StreamPreamble::Fail(TranslatedResponse::error(&e))),
         Event::Chunk(chunk) => {
