@@ -63,6 +63,10 @@ struct RawConfig {
     general_settings: RawGeneralSettings,
     #[serde(default)]
     router_settings: RawRouterSettings,
+    #[serde(default)]
+    virtual_keys: Vec<crate::keys::RawVirtualKey>,
+    #[serde(default)]
+    teams: Vec<crate::keys::RawTeam>,
 }
 
 /// `router_settings`, LiteLLM's names.
@@ -415,6 +419,8 @@ pub struct GatewayConfig {
     pub routes: Vec<crate::chains::RoutePlan>,
     /// Retry and outlier-detection settings.
     pub router: crate::chains::RouterSettings,
+    /// Virtual keys and teams (`virtual_keys`, `teams`), and the master key's entry.
+    pub keys: crate::keys::KeyTable,
 }
 
 impl GatewayConfig {
@@ -668,6 +674,17 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
     let router = crate::chains::router_settings(&raw.router_settings)?;
     let (tiers, routes) = crate::chains::build(&aliases, &deployments, &raw.router_settings)?;
+    let longest_timeout = deployments
+        .iter()
+        .map(|d| d.timeout_secs)
+        .fold(general.request_timeout_secs, f64::max);
+    let keys = crate::keys::validate(
+        &raw.virtual_keys,
+        &raw.teams,
+        &aliases,
+        &master_key,
+        longest_timeout,
+    )?;
     Ok(GatewayConfig {
         aliases,
         deployments,
@@ -676,6 +693,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         tiers,
         routes,
         router,
+        keys,
     })
 }
 

@@ -316,6 +316,8 @@ fn access_log() -> Value {
                 "reasoning_tokens": fs("llm_reasoning_tokens"),
                 "cost_micro_usd": fs("llm_cost_micro_usd"),
                 "deployment": fs("llm_deployment"),
+                "key": fs("llm_key"),
+                "team": fs("llm_team"),
                 "response_flags": "%RESPONSE_FLAGS%",
                 "upstream_host": "%UPSTREAM_HOST%",
             }},

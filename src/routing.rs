@@ -131,13 +131,18 @@ struct ModelEntry<'a> {
     owned_by: &'static str,
 }
 
-/// The `GET /v1/models` body: every alias, in config order.
-pub fn models_list_json(config: &GatewayConfig, created: u64) -> Vec<u8> {
+/// The `GET /v1/models` body: every alias the key may use, in config order.
+pub fn models_list_json(
+    config: &GatewayConfig,
+    created: u64,
+    allowed: impl Fn(&str) -> bool,
+) -> Vec<u8> {
     let list = ModelList {
         object: "list",
         data: config
             .aliases
             .iter()
+            .filter(|a| allowed(&a.name))
             .map(|a| ModelEntry {
                 id: &a.name,
                 object: "model",
@@ -204,7 +209,8 @@ mod tests {
     /// The model list is OpenAI-shaped.
     #[test]
     fn model_list() {
-        let v: serde_json::Value = serde_json::from_slice(&models_list_json(&config(), 5)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&models_list_json(&config(), 5, |_| true)).unwrap();
         assert_eq!(v["object"], "list");
         assert_eq!(
             v["data"][1],

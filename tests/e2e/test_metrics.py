@@ -198,6 +198,7 @@ def test_access_log_adds_up(observed):
     completion = sum(int(l["completion_tokens"]) for l in chat if l.get("completion_tokens"))
     assert prompt == 22 + 24 + 12, chat
     assert completion == 14 + 12 + 6, chat
+    assert all(l["key"] == "master" for l in chat), chat
     fallback = [l for l in chat if l["model"] == "m-first"]
     assert fallback[0]["attempts"] == "2" and fallback[0]["provider"] == "anthropic"
 
@@ -243,3 +244,32 @@ def test_sdk_sees_stream_cost(gw):
     assert last is not None and last.usage is not None
     assert last.usage.model_extra.get("cost_usd") == pytest.approx(0.000126)
     assert last.model_extra["llm_gateway"]["model"] == "claude-sonnet-4-5"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_alert_rules_are_valid():
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    out = subprocess.run([promtool, "check", "rules", str(REPO / "envoy/observability/alerts.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_and_alert_queries_run_against_the_real_series(observed):
+    _, prom = observed
+    wait_for(prom, 'sum(llm_requests_total)', 6)
+    dash = json.loads((REPO / "envoy/observability/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    import yaml
+    rules = yaml.safe_load((REPO / "envoy/observability/alerts.yaml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert len(exprs) > 10
+    for e in exprs:
+        prom.query(e)  # raises unless Prometheus accepts the query
+    # The core panels have data after the mix of requests.
+    for e in exprs[:4]:
+        deadline = time.monotonic() + SCRAPE_TIMEOUT
+        while not prom.query(e) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert prom.query(e), e
