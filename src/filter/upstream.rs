@@ -150,6 +150,14 @@ impl UpstreamHttp {
         };
         let mut translator = translator_for(deployment.provider);
         let upstream = translator.request(&body, &target)?;
+        if !upstream.dropped.is_empty() {
+            log::warn!(
+                "deployment `{}` ({}) dropped unsupported parameters (drop_params): {}",
+                deployment.id,
+                deployment.provider.name(),
+                upstream.dropped.join(", ")
+            );
+        }
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
