@@ -129,6 +129,11 @@ impl DownstreamHttp {
         } else {
             table.keys.iter().position(|k| k.name == key.name)
         };
+        // For the access log: who made the request, by name (never the key itself).
+        let _ = host::set_property(&["llm_key"], key.name.as_bytes());
+        if let Some(team) = &key.team {
+            let _ = host::set_property(&["llm_team"], team.as_bytes());
+        }
         Ok(())
     }
 

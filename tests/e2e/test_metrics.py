@@ -198,6 +198,7 @@ def test_access_log_adds_up(observed):
     completion = sum(int(l["completion_tokens"]) for l in chat if l.get("completion_tokens"))
     assert prompt == 22 + 24 + 12, chat
     assert completion == 14 + 12 + 6, chat
+    assert all(l["key"] == "master" for l in chat), chat
     fallback = [l for l in chat if l["model"] == "m-first"]
     assert fallback[0]["attempts"] == "2" and fallback[0]["provider"] == "anthropic"
 
