@@ -117,6 +117,9 @@ struct RawParams {
     api_key: Option<String>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
+    #[serde(default)]
+    drop_params: Option<bool>,
     #[serde(default)]
     timeout: Option<f64>,
     #[serde(default)]
@@ -595,6 +598,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             }
             options.anthropic_version = v.clone();
         }
+        options.drop_params = params.drop_params.unwrap_or(false);
         if let Some(m) = entry.model_info.max_output_tokens {
             if m == 0 {
                 return Err(ConfigError::new(
@@ -1004,5 +1008,27 @@ mod tests {
             format!("{:?}", Secret::Literal("sk-secret".into())),
             "Literal(<redacted>)"
         );
+    }
+
+    /// Gemini deployments get Google's endpoint; `drop_params` is off unless set.
+    #[test]
+    fn gemini_and_drop_params() {
+        let c = cfg(json!({
+            "model_list": [
+                {"model_name": "flash", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "os.environ/GEMINI_API_KEY", "drop_params": true}},
+                {"model_name": "studio", "litellm_params": {"model": "google_ai_studio/gemini-2.5-pro", "api_key": "os.environ/GEMINI_API_KEY"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }))
+        .unwrap();
+        let flash = &c.deployments[0];
+        assert_eq!(flash.provider, ProviderKind::Gemini);
+        assert_eq!(flash.upstream_model, "gemini-2.5-flash");
+        assert_eq!(flash.endpoint.host, "generativelanguage.googleapis.com");
+        assert_eq!(flash.endpoint.base_path, "");
+        assert!(flash.options.drop_params);
+        let studio = &c.deployments[1];
+        assert_eq!(studio.provider, ProviderKind::Gemini);
+        assert!(!studio.options.drop_params);
     }
 }

@@ -21,7 +21,7 @@
 //!   usage the client sees;
 //! * a translated stream is a sequence of complete `data:` events, valid UTF-8, JSON
 //!   objects until exactly one final `data: [DONE]` once the stream has ended, an error
-//!   event only right before `[DONE]`, at most one `finish_reason` when the gateway
+//!   event only right before `[DONE]`, at most one `finish_reason` per choice when the gateway
 //!   translates; the same bytes give the same output however they are chunked; the
 //!   stream's verdict on its first event does not change as more bytes arrive;
 //! * the provider key given in `Target::api_key` appears only in the request headers:
@@ -1334,7 +1334,7 @@ fn check_stream(
         events.push(e);
     }
     let mut done = 0;
-    let mut finishes = 0;
+    let mut finishes: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     let mut after_error = false;
     for (i, e) in events.iter().enumerate() {
         if done > 0 {
@@ -1374,14 +1374,16 @@ fn check_stream(
                 .get("choices")
                 .and_then(Value::as_array)
                 .ok_or_else(|| format!("chunk without `choices`: {:?}", e.data))?;
-            finishes += choices
-                .iter()
-                .filter(|c| c.get("finish_reason").is_some_and(|f| !f.is_null()))
-                .count();
+            for c in choices {
+                if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                    let index = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    *finishes.entry(index).or_insert(0) += 1;
+                }
+            }
         }
     }
-    if finishes > 1 {
-        return Err(format!("{finishes} finish_reason chunks"));
+    if let Some((index, n)) = finishes.iter().find(|(_, n)| **n > 1) {
+        return Err(format!("{n} finish_reason chunks for choice {index}"));
     }
     if ended && done != 1 {
         return Err(format!("ended stream has {done} [DONE] events"));

@@ -67,6 +67,7 @@ impl Case {
         let (model, base_path, key) = match self.provider {
             ProviderKind::Anthropic => ("claude-sonnet-4-5", "", "sk-ant-test"),
             ProviderKind::OpenAi => ("gpt-4o-2024-08-06", "/v1", "sk-test"),
+            ProviderKind::Gemini => ("gemini-2.5-flash", "", "AIza-test-key"),
         };
         let target = Target {
             upstream_model: model,
@@ -80,7 +81,17 @@ impl Case {
             Ok(upstream) => {
                 assert!(translator.is_stream(), "{}: not a stream", self.name);
                 let body: Value = serde_json::from_slice(&upstream.body).unwrap();
-                assert_eq!(body["stream"], true, "{}", self.name);
+                if self.provider == ProviderKind::Gemini {
+                    // Gemini streams by endpoint, not by a body field.
+                    assert!(
+                        upstream.path.ends_with(":streamGenerateContent?alt=sse"),
+                        "{}: {}",
+                        self.name,
+                        upstream.path
+                    );
+                } else {
+                    assert_eq!(body["stream"], true, "{}", self.name);
+                }
                 if self.provider == ProviderKind::OpenAi {
                     // Usage is always asked upstream, whatever the client asked.
                     assert_eq!(body["stream_options"]["include_usage"], true);
@@ -190,11 +201,21 @@ fn check_invariants(name: &str, got: &[Value]) {
     assert_eq!(done, 1, "{name}: exactly one [DONE]");
     assert_eq!(got.last().unwrap(), "[DONE]", "{name}: [DONE] last");
     let chunks: Vec<&Value> = got.iter().filter(|e| e.get("choices").is_some()).collect();
-    let finishes = chunks
+    // One finish_reason at most per choice (several choices when `n` > 1).
+    let mut finished: Vec<&Value> = chunks
         .iter()
         .filter(|c| c["choices"][0]["finish_reason"].is_string())
-        .count();
-    assert!(finishes <= 1, "{name}: one finish_reason at most");
+        .map(|c| &c["choices"][0]["index"])
+        .collect();
+    let finishes = finished.len();
+    finished.dedup();
+    finished.sort_by_key(|i| i.as_u64());
+    finished.dedup();
+    assert_eq!(
+        finished.len(),
+        finishes,
+        "{name}: one finish_reason per choice at most"
+    );
     if let Some(first) = chunks.first() {
         for c in &chunks {
             assert_eq!(c["id"], first["id"], "{name}: one id");
@@ -370,7 +391,7 @@ macro_rules! fixture_tests {
         #[test]
         fn every_fixture_is_tested() {
             let listed = [$(format!("{}/{}", ProviderKind::$provider.name(), $case)),*];
-            for provider in [ProviderKind::Anthropic, ProviderKind::OpenAi] {
+            for provider in [ProviderKind::Anthropic, ProviderKind::OpenAi, ProviderKind::Gemini] {
                 for case in load(provider) {
                     assert!(listed.contains(&case.name), "{} has no test", case.name);
                 }
@@ -400,11 +421,29 @@ fixture_tests! {
     openai_truncated: OpenAi / "stream_truncated";
     openai_missing_done: OpenAi / "stream_missing_done";
     openai_malformed: OpenAi / "stream_malformed";
+    gemini_text_usage: Gemini / "stream_text_usage";
+    gemini_text_no_usage: Gemini / "stream_text_no_usage";
+    gemini_finish_in_own_event: Gemini / "stream_finish_in_own_event";
+    gemini_tool_calls: Gemini / "stream_tool_calls";
+    gemini_reasoning: Gemini / "stream_reasoning";
+    gemini_max_tokens: Gemini / "stream_max_tokens";
+    gemini_safety_midway: Gemini / "stream_safety_midway";
+    gemini_n_candidates: Gemini / "stream_n_candidates";
+    gemini_error_mid_stream: Gemini / "stream_error_mid_stream";
+    gemini_error_first_event: Gemini / "stream_error_first_event";
+    gemini_blocked_prompt: Gemini / "stream_blocked_prompt";
+    gemini_malformed_function_call: Gemini / "stream_malformed_function_call";
+    gemini_truncated: Gemini / "stream_truncated";
+    gemini_malformed_event: Gemini / "stream_malformed_event";
 }
 
 #[test]
 fn preamble_consumes_nothing() {
-    for provider in [ProviderKind::Anthropic, ProviderKind::OpenAi] {
+    for provider in [
+        ProviderKind::Anthropic,
+        ProviderKind::OpenAi,
+        ProviderKind::Gemini,
+    ] {
         for case in load(provider) {
             check_preamble_consumes_nothing(&case);
         }
@@ -511,6 +550,18 @@ fn usage_recorded_always() {
     assert!(text
         .iter()
         .all(|e| e.get("usage").is_none_or(Value::is_null)));
+}
+
+/// Gemini repeats its running totals in several events: the last report counts, never a
+/// sum; thoughts count as completion tokens; what was spent before an error is kept.
+#[test]
+fn gemini_usage_is_the_last_cumulative_report() {
+    let g = ProviderKind::Gemini;
+    expect_usage(&case(g, "stream_text_usage"), 7, 10);
+    expect_usage(&case(g, "stream_text_no_usage"), 4, 3);
+    expect_usage(&case(g, "stream_reasoning"), 7, 86);
+    expect_usage(&case(g, "stream_tool_calls"), 30, 32);
+    expect_usage(&case(g, "stream_error_mid_stream"), 7, 1);
 }
 
 /// A long stream through the public interface: output is produced per event and memory

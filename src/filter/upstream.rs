@@ -46,8 +46,10 @@ pub struct UpstreamHttp {
     translator: Option<Box<dyn Translator>>,
     upstream_status: u16,
     mode: ResponseMode,
-    /// The stream's `[DONE]` went out (usage published, usage chunk annotated).
+    /// The stream's `[DONE]` went out and its usage was published.
     stream_finished: bool,
+    /// The usage chunk got its cost annotation.
+    usage_annotated: bool,
     attempts: u64,
 }
 
@@ -61,6 +63,7 @@ impl UpstreamHttp {
             upstream_status: 0,
             mode: ResponseMode::Pending,
             stream_finished: false,
+            usage_annotated: false,
             attempts: 1,
         }
     }
@@ -93,10 +96,7 @@ impl UpstreamHttp {
     /// Writes usage and cost into filter state (for the access log and the downstream
     /// instance's stats) and returns the cost in micro-USD, `None` when unpriced.
     fn publish_usage(&self, usage: &Usage) -> Option<u64> {
-        let cost = self
-            .deployment()
-            .and_then(|d| d.price)
-            .map(|p| pricing::cost_micro_usd(usage, &p));
+        let cost = self.cost_of(usage);
         let values: [(&str, u64); 6] = [
             ("llm_prompt_tokens", usage.prompt_tokens),
             ("llm_completion_tokens", usage.completion_tokens),
@@ -150,6 +150,14 @@ impl UpstreamHttp {
         };
         let mut translator = translator_for(deployment.provider);
         let upstream = translator.request(&body, &target)?;
+        if !upstream.dropped.is_empty() {
+            log::warn!(
+                "deployment `{}` ({}) dropped unsupported parameters (drop_params): {}",
+                deployment.id,
+                deployment.provider.name(),
+                upstream.dropped.join(", ")
+            );
+        }
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
@@ -180,18 +188,28 @@ impl UpstreamHttp {
         Ok(())
     }
 
-    /// Adds cost and who answered to the usage chunk, if the client asked for one.
-    fn annotate(&self, out: &mut Vec<u8>, cost_micro_usd: Option<u64>) {
-        if let Some(d) = self.deployment() {
-            let meta = AnswerMeta {
-                provider: d.provider.name(),
-                upstream_model: &d.upstream_model,
-                deployment: &d.id,
-                attempts: self.attempts,
-                cost_micro_usd,
-            };
-            annotate_usage_chunk(out, &meta);
+    /// Adds cost and who answered to the usage chunk in `out`, if there is one.
+    fn annotate(&self, out: &mut Vec<u8>, cost_micro_usd: Option<u64>) -> bool {
+        match self.deployment() {
+            Some(d) => {
+                let meta = AnswerMeta {
+                    provider: d.provider.name(),
+                    upstream_model: &d.upstream_model,
+                    deployment: &d.id,
+                    attempts: self.attempts,
+                    cost_micro_usd,
+                };
+                annotate_usage_chunk(out, &meta)
+            }
+            None => false,
         }
+    }
+
+    /// Cost of `usage` at this attempt's deployment, `None` when unpriced.
+    fn cost_of(&self, usage: &Usage) -> Option<u64> {
+        self.deployment()
+            .and_then(|d| d.price)
+            .map(|p| pricing::cost_micro_usd(usage, &p))
     }
 
     fn provider_error_record(&self, status: u16) -> metrics::Record {
@@ -384,23 +402,22 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
-                if !self.stream_finished && find_bytes(&out, DONE_EVENT) {
-                    // The stream's last events are in `out`: usage is final now.
-                    self.stream_finished = true;
+                if !self.usage_annotated && find_bytes(&out, b"\"usage\"") {
+                    // The usage chunk carries the stream's final usage: price it there.
                     if let Some(u) = translator.stream_usage() {
-                        let cost = self.publish_usage(&u);
-                        self.annotate(&mut out, cost);
+                        let cost = self.cost_of(&u);
+                        self.usage_annotated = self.annotate(&mut out, cost);
                     }
                 }
-                if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
-                    log::error!("could not replace a stream chunk (host status {})", e.0);
-                }
-                if end_of_stream && !self.stream_finished {
+                if !self.stream_finished && (end_of_stream || find_bytes(&out, DONE_EVENT)) {
                     self.stream_finished = true;
                     let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
                     if let Some(u) = usage {
                         let _ = self.publish_usage(&u);
                     }
+                }
+                if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
+                    log::error!("could not replace a stream chunk (host status {})", e.0);
                 }
                 Action::Continue
             }

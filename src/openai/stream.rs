@@ -315,36 +315,56 @@ pub struct AnswerMeta<'a> {
     pub cost_micro_usd: Option<u64>,
 }
 
-/// Adds the gateway's metadata to the usage chunk in `out` (the last `data:` event before
-/// `data: [DONE]`, when its `choices` is empty and it carries `usage`): `usage.cost_usd`
-/// and an `llm_gateway` object with provider, model, deployment and attempts. The OpenAI
-/// SDK keeps unknown fields, so clients can read them. Returns whether a chunk was found.
+/// Adds the gateway's metadata to the usage chunk in `out` (a `data:` event whose
+/// `choices` is empty and which carries `usage`), wherever it stands in `out`:
+/// `usage.cost_usd` and an `llm_gateway` object with provider, model, deployment and
+/// attempts. The OpenAI SDK keeps unknown fields, so clients can read them. Other events
+/// are left byte for byte. Returns whether a usage chunk was found.
 pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
-    let Some(done_at) = find(out, DONE_EVENT) else {
+    // Cheap test first: most pieces of a stream carry no usage at all.
+    if find(out, b"\"usage\"").is_none() {
         return false;
-    };
-    let before = &out[..done_at];
-    let body = before.strip_suffix(b"\n\n").unwrap_or(before);
-    let start = match rfind(body, b"\n\n") {
-        Some(i) => i + 2,
-        None => 0,
-    };
-    let Some(json) = body[start..].strip_prefix(b"data: ") else {
-        return false;
-    };
-    let Ok(serde_json::Value::Object(mut chunk)) = serde_json::from_slice(json) else {
-        return false;
+    }
+    let mut rewritten: Vec<u8> = Vec::with_capacity(out.len() + 160);
+    let mut found = false;
+    let mut rest: &[u8] = out;
+    while !rest.is_empty() {
+        let (event, next) = match find(rest, b"\n\n") {
+            Some(i) => (&rest[..i + 2], &rest[i + 2..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        match annotate_event(event, meta) {
+            Some(new_event) if !found => {
+                rewritten.extend_from_slice(&new_event);
+                found = true;
+            }
+            _ => rewritten.extend_from_slice(event),
+        }
+        rest = next;
+    }
+    if found {
+        *out = rewritten;
+    }
+    found
+}
+
+/// The annotated form of one `data: {...}\n\n` event, if it is the usage chunk.
+fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
+    let json = event.strip_prefix(b"data: ")?.strip_suffix(b"\n\n")?;
+    find(json, b"\"usage\"")?;
+    let serde_json::Value::Object(mut chunk) = serde_json::from_slice(json).ok()? else {
+        return None;
     };
     let empty_choices = chunk
         .get("choices")
         .and_then(|c| c.as_array())
         .is_some_and(|c| c.is_empty());
-    let Some(serde_json::Value::Object(usage)) = chunk.get_mut("usage") else {
-        return false;
-    };
     if !empty_choices {
-        return false;
+        return None;
     }
+    let serde_json::Value::Object(usage) = chunk.get_mut("usage")? else {
+        return None;
+    };
     if let Some(c) = meta.cost_micro_usd {
         if let Some(n) = serde_json::Number::from_f64(c as f64 / 1_000_000.0) {
             usage.insert("cost_usd".into(), serde_json::Value::Number(n));
@@ -360,25 +380,16 @@ pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
             "cost_usd": meta.cost_micro_usd.map(|c| c as f64 / 1_000_000.0),
         }),
     );
-    let Ok(encoded) = serde_json::to_vec(&chunk) else {
-        return false;
-    };
-    let mut rewritten = Vec::with_capacity(out.len() + 128);
-    rewritten.extend_from_slice(&out[..start]);
-    rewritten.extend_from_slice(b"data: ");
-    rewritten.extend_from_slice(&encoded);
-    rewritten.extend_from_slice(b"\n\n");
-    rewritten.extend_from_slice(&out[done_at..]);
-    *out = rewritten;
-    true
+    let encoded = serde_json::to_vec(&chunk).ok()?;
+    let mut e = Vec::with_capacity(encoded.len() + 8);
+    e.extend_from_slice(b"data: ");
+    e.extend_from_slice(&encoded);
+    e.extend_from_slice(b"\n\n");
+    Some(e)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -411,6 +422,31 @@ mod annotate_tests {
         assert_eq!(v["llm_gateway"]["attempts"], 2);
         assert_eq!(v["llm_gateway"]["provider"], "anthropic");
         assert_eq!(events[2], "data: [DONE]");
+    }
+
+    /// The usage chunk is found even when `[DONE]` comes in a later piece.
+    #[test]
+    fn annotates_without_done() {
+        let mut out = b"data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n".to_vec();
+        assert!(annotate_usage_chunk(&mut out, &meta(Some(6))));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("data: {") && text.ends_with("}\n\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"cost_usd\":6e-6") || text.contains("\"cost_usd\":0.000006"),
+            "{text}"
+        );
+    }
+
+    /// A content chunk that happens to carry usage (some servers do) is not the usage chunk.
+    #[test]
+    fn ignores_usage_on_content_chunks() {
+        let original = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":1}}\n\n".to_vec();
+        let mut out = original.clone();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+        assert_eq!(out, original);
     }
 
     /// Without a usage chunk (the client did not ask) nothing changes.

@@ -6,6 +6,8 @@
 //! bytes and returns bytes, headers and usage, which the shell applies.
 
 pub mod anthropic;
+pub mod common;
+pub mod gemini;
 pub mod openai_compatible;
 
 use serde::{Deserialize, Serialize};
@@ -21,17 +23,24 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages API.
     Anthropic,
+    /// Google Gemini API (AI Studio, `generativelanguage.googleapis.com`).
+    Gemini,
 }
 
 impl ProviderKind {
     /// Every provider, for listings and error messages.
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::OpenAi, ProviderKind::Anthropic];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+    ];
 
     /// The name used in configs, metrics and headers.
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 
@@ -42,6 +51,7 @@ impl ProviderKind {
                 Some(ProviderKind::OpenAi)
             }
             "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" | "google_ai_studio" => Some(ProviderKind::Gemini),
             _ => None,
         }
     }
@@ -51,6 +61,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "https://api.openai.com/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 }
@@ -81,6 +92,10 @@ pub struct ProviderOptions {
     pub anthropic_version: String,
     /// Output limit sent when the client gives none (Anthropic requires one).
     pub default_max_tokens: u64,
+    /// `litellm_params.drop_params`: drop request parameters the provider cannot honour
+    /// (reported in [`UpstreamRequest::dropped`]) instead of refusing them with a 400.
+    /// Off by default, because a silently dropped parameter changes the answer.
+    pub drop_params: bool,
 }
 
 impl Default for ProviderOptions {
@@ -88,6 +103,7 @@ impl Default for ProviderOptions {
         ProviderOptions {
             anthropic_version: "2023-06-01".to_string(),
             default_max_tokens: 4096,
+            drop_params: false,
         }
     }
 }
@@ -117,6 +133,9 @@ pub struct UpstreamRequest {
     pub headers: Vec<(&'static str, String)>,
     /// The translated body.
     pub body: Vec<u8>,
+    /// Client parameters left out because the provider cannot honour them and the
+    /// deployment allows dropping (`drop_params`); the shell logs them as a warning.
+    pub dropped: Vec<String>,
 }
 
 /// A complete (non-streamed) answer translated to OpenAI's shape.
@@ -212,6 +231,7 @@ fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
         ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
+        ProviderKind::Gemini => Box::new(gemini::GeminiTranslator::default()),
     }
 }
 

@@ -99,6 +99,7 @@ impl Translator for OpenAiTranslator {
             path: join_path(target.base_path, "/chat/completions"),
             headers,
             body,
+            dropped: Vec::new(),
         })
     }
 

@@ -48,6 +48,7 @@ impl Translator for AnthropicTranslator {
             path: join_path(target.base_path, "/v1/messages"),
             headers,
             body: translated.body,
+            dropped: translated.dropped,
         })
     }
 
