@@ -401,225 +401,51 @@ fn keyed_config() -> Value {
 // =============================================================================================
 // Mutations
 
+#[rustfmt::skip]
 const DICT_BYTES: &[&[u8]] = &[
-    b"\"",
-    b"\\",
-    b"{",
-    b"}",
-    b"[",
-    b"]",
-    b",",
-    b":",
-    b"null",
-    b"true",
-    b"-1",
-    b"1e999",
-    b"18446744073709551616",
-    b"-9223372036854775809",
-    b"1E-400",
-    b"\"\\ud800\"",
-    b"\xff",
-    b"\xc3",
-    b"\xed\xa0\x80",
-    b"\xef\xbb\xbf",
-    b"\0",
-    b"\n",
-    b"\r",
-    b"\r\n",
-    b"\n\n",
-    b"data: ",
-    b"data:",
-    b"event: ",
-    b": ping\n\n",
-    b"data: [DONE]\n\n",
-    b"id: \0\n",
-    b"retry: 1\n",
-    b"event: error\n",
-    b"\"error\":",
-    b"\"choices\":[]",
-    b"\"usage\":{}",
+    b"\"", b"\\", b"{", b"}", b"[", b"]", b",", b":", b"null", b"true", b"-1", b"1e999",
+    b"18446744073709551616", b"-9223372036854775809", b"1E-400", b"\"\\ud800\"", b"\xff",
+    b"\xc3", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\0", b"\n", b"\r", b"\r\n", b"\n\n", b"data: ",
+    b"data:", b"event: ", b": ping\n\n", b"data: [DONE]\n\n", b"id: \0\n", b"retry: 1\n",
+    b"event: error\n", b"\"error\":", b"\"choices\":[]", b"\"usage\":{}",
 ];
 
+#[rustfmt::skip]
 const DICT_KEYS: &[&str] = &[
-    "model",
-    "messages",
-    "role",
-    "content",
-    "name",
-    "tool_calls",
-    "tool_call_id",
-    "function",
-    "arguments",
-    "tools",
-    "tool_choice",
-    "stream",
-    "stream_options",
-    "include_usage",
-    "max_tokens",
-    "max_completion_tokens",
-    "n",
-    "temperature",
-    "top_p",
-    "stop",
-    "response_format",
-    "json_schema",
-    "schema",
-    "reasoning_effort",
-    "thinking_blocks",
-    "reasoning_content",
-    "type",
-    "index",
-    "delta",
-    "choices",
-    "usage",
-    "error",
-    "message",
-    "id",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "prompt_tokens_details",
-    "completion_tokens_details",
-    "cached_tokens",
-    "reasoning_tokens",
-    "finish_reason",
-    "content_block",
-    "text",
-    "partial_json",
-    "thinking",
-    "signature",
-    "data",
-    "stop_reason",
-    "stop_sequence",
-    "candidates",
-    "usageMetadata",
-    "parts",
-    "functionCall",
-    "finishReason",
-    "promptTokenCount",
-    "candidatesTokenCount",
-    "thoughtsTokenCount",
-    "image_url",
-    "url",
-    "parallel_tool_calls",
-    "user",
-    "seed",
-    "logit_bias",
-    "metadata",
-    "code",
-    "param",
-    "refusal",
-    "file",
-    "input_audio",
-    "cache_control",
-    "system",
-    "input",
-    "status",
-    "model_list",
-    "litellm_params",
-    "model_info",
-    "general_settings",
-    "router_settings",
-    "fallbacks",
-    "api_key",
-    "api_base",
-    "virtual_keys",
-    "teams",
-    "key_sha256",
-    "max_budget",
-    "budget_duration",
-    "expires",
-    "rpm_limit",
-    "tpm_limit",
-    "max_parallel_requests",
-    "",
+    "model", "messages", "role", "content", "name", "tool_calls", "tool_call_id", "function",
+    "arguments", "tools", "tool_choice", "stream", "stream_options", "include_usage",
+    "max_tokens", "max_completion_tokens", "n", "temperature", "top_p", "stop",
+    "response_format", "json_schema", "schema", "reasoning_effort", "thinking_blocks",
+    "reasoning_content", "type", "index", "delta", "choices", "usage", "error", "message", "id",
+    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+    "completion_tokens_details", "cached_tokens", "reasoning_tokens", "finish_reason",
+    "content_block", "text", "partial_json", "thinking", "signature", "data", "stop_reason",
+    "stop_sequence", "candidates", "usageMetadata", "parts", "functionCall", "finishReason",
+    "promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "image_url", "url",
+    "parallel_tool_calls", "user", "seed", "logit_bias", "metadata", "code", "param", "refusal",
+    "file", "input_audio", "cache_control", "system", "input", "status", "model_list",
+    "litellm_params", "model_info", "general_settings", "router_settings", "fallbacks",
+    "api_key", "api_base", "virtual_keys", "teams", "key_sha256", "max_budget",
+    "budget_duration", "expires", "rpm_limit", "tpm_limit", "max_parallel_requests", "",
 ];
 
+#[rustfmt::skip]
 const DICT_STRINGS: &[&str] = &[
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-    "text",
-    "image_url",
-    "input_audio",
-    "file",
-    "refusal",
-    "message_start",
-    "content_block_start",
-    "content_block_delta",
-    "content_block_stop",
-    "message_delta",
-    "message_stop",
-    "ping",
-    "error",
-    "tool_use",
-    "thinking",
-    "redacted_thinking",
-    "server_tool_use",
-    "web_search_tool_result",
-    "text_delta",
-    "input_json_delta",
-    "thinking_delta",
-    "signature_delta",
-    "citations_delta",
-    "end_turn",
-    "max_tokens",
-    "stop_sequence",
-    "refusal",
-    "pause_turn",
-    "stop",
-    "length",
-    "tool_calls",
-    "content_filter",
-    "auto",
-    "none",
-    "required",
-    "json_object",
-    "json_schema",
-    "low",
-    "medium",
-    "high",
-    "minimal",
-    "data:image/png;base64,AAAA",
-    "data:;base64,",
-    "data:image/png;base64",
-    "https://x/y.png",
-    "STOP",
-    "MAX_TOKENS",
-    "SAFETY",
-    "[DONE]",
-    "overloaded_error",
-    "rate_limit_error",
-    "authentication_error",
-    "invalid_request_error",
-    "api_error",
-    "os.environ/",
-    "os.environ/X",
-    "openai/gpt-4o",
-    "anthropic/claude-sonnet-4-5",
-    "gemini/gemini-2.5-flash",
-    "http://127.0.0.1:1/v1",
-    "https://",
-    "daily",
-    "weekly",
-    "monthly",
-    "total",
-    "*",
-    "",
-    "\u{0}",
-    "\u{FEFF}",
-    "🎉",
-    "é",
-    "\n\n",
-    "\r",
-    "data: x\n\n",
+    "system", "developer", "user", "assistant", "tool", "function", "text", "image_url",
+    "input_audio", "file", "refusal", "message_start", "content_block_start",
+    "content_block_delta", "content_block_stop", "message_delta", "message_stop", "ping",
+    "error", "tool_use", "thinking", "redacted_thinking", "server_tool_use",
+    "web_search_tool_result", "text_delta", "input_json_delta", "thinking_delta",
+    "signature_delta", "citations_delta", "end_turn", "max_tokens", "stop_sequence", "refusal",
+    "pause_turn", "stop", "length", "tool_calls", "content_filter", "auto", "none", "required",
+    "json_object", "json_schema", "low", "medium", "high", "minimal",
+    "data:image/png;base64,AAAA", "data:;base64,", "data:image/png;base64", "https://x/y.png",
+    "STOP", "MAX_TOKENS", "SAFETY", "[DONE]", "overloaded_error", "rate_limit_error",
+    "authentication_error", "invalid_request_error", "api_error", "os.environ/", "os.environ/X",
+    "openai/gpt-4o", "anthropic/claude-sonnet-4-5", "gemini/gemini-2.5-flash",
+    "http://127.0.0.1:1/v1", "https://", "daily", "weekly", "monthly", "total", "*", "",
+    "\u{0}", "\u{FEFF}", "🎉", "é", "\n\n", "\r", "data: x\n\n",
 ];
 
 /// The provider key each target is configured with; the marker is what a leak check looks
@@ -1243,8 +1069,10 @@ fn check_response(t: &TranslatedResponse, key: &str, input_has_marker: bool) -> 
     if !v.is_object() {
         return Err("answer body is not a JSON object".into());
     }
-    let is_error = v.get("error").is_some_and(|e| !e.is_null());
-    if !is_error && !v.get("choices").is_some_and(Value::is_array) {
+    // A completion may carry odd extra members (an `error` next to `choices` included).
+    let has_choices = v.get("choices").is_some_and(Value::is_array);
+    let is_error = !has_choices && v.get("error").is_some_and(|e| !e.is_null());
+    if !is_error && !has_choices {
         return Err("answer has neither `choices` nor `error`".into());
     }
     if is_error {
@@ -1597,10 +1425,23 @@ struct ResponseInput {
     body: Vec<u8>,
 }
 
+/// The client body on one line (the first line of a response or stream regression file).
+fn one_line(request: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<Value>(request)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| {
+            request
+                .iter()
+                .map(|&b| if b == b'\n' { b' ' } else { b })
+                .collect()
+        })
+}
+
 impl FuzzInput for ResponseInput {
     fn regression_file(&self, stem: &str) -> (String, Vec<u8>) {
         // The request goes first, on its own line; the body follows.
-        let mut bytes = self.request.clone();
+        let mut bytes = one_line(&self.request);
         bytes.push(b'\n');
         bytes.extend_from_slice(&self.body);
         (
@@ -1610,9 +1451,10 @@ impl FuzzInput for ResponseInput {
     }
 }
 
+#[rustfmt::skip]
 const STATUSES: &[u16] = &[
-    200, 200, 200, 201, 204, 206, 400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 499, 500, 501,
-    502, 503, 504, 529, 100, 302,
+    200, 200, 200, 201, 204, 206, 400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 499, 500,
+    501, 502, 503, 504, 529, 100, 302,
 ];
 
 fn gen_response(rng: &mut Rng) -> ResponseInput {
@@ -1674,7 +1516,7 @@ struct StreamInput {
 
 impl FuzzInput for StreamInput {
     fn regression_file(&self, stem: &str) -> (String, Vec<u8>) {
-        let mut bytes = self.request.clone();
+        let mut bytes = one_line(&self.request);
         bytes.push(b'\n');
         bytes.extend_from_slice(&self.upstream);
         (format!("{}-{stem}.sse", self.kind.name()), bytes)
@@ -2212,34 +2054,19 @@ impl FuzzInput for TextInput {
     }
 }
 
+#[rustfmt::skip]
 const MODEL_NAMES: &[&str] = &[
-    "gpt-4o",
-    "gpt-4o-mini-2024-07-18",
-    "claude-sonnet-4-5-20250929",
-    "claude-opus-4-1@20250805",
-    "models/gemini-2.5-flash",
-    "gemini-2.5-pro-001",
-    "o3",
-    "o4-mini-latest",
-    "GPT-4O",
-    " gpt-4o ",
-    "gpt-4o-2024-08-06",
-    "gpt-4o-",
-    "gpt-4o-20250",
+    "gpt-4o", "gpt-4o-mini-2024-07-18", "claude-sonnet-4-5-20250929",
+    "claude-opus-4-1@20250805", "models/gemini-2.5-flash", "gemini-2.5-pro-001", "o3",
+    "o4-mini-latest", "GPT-4O", " gpt-4o ", "gpt-4o-2024-08-06", "gpt-4o-", "gpt-4o-20250",
     "claude-3-5-haiku-latest",
 ];
 
+#[rustfmt::skip]
 const EXPIRIES: &[&str] = &[
-    "2026-12-31T23:59:59Z",
-    "2026-02-29",
-    "2024-02-29",
-    "9999-12-31T23:59:59.999999999+23:59",
-    "1970-01-01T00:00:00-23:59",
-    "1970-01-01T00:00:00+00:01",
-    "2026-12-31t23:59:60z",
-    "2026-12-31 23:59:59Z",
-    "0000-01-01",
-    "2026-13-01",
+    "2026-12-31T23:59:59Z", "2026-02-29", "2024-02-29", "9999-12-31T23:59:59.999999999+23:59",
+    "1970-01-01T00:00:00-23:59", "1970-01-01T00:00:00+00:01", "2026-12-31t23:59:60z",
+    "2026-12-31 23:59:59Z", "0000-01-01", "2026-13-01",
 ];
 
 fn gen_text(rng: &mut Rng) -> TextInput {
