@@ -211,10 +211,12 @@ def test_huge_answer_is_translated_or_an_openai_error(f):
                 assert f.call(model, timeout=60).status == 200
     rounds(3)
     f.rss["after_huge"] = rss_kb(pid)
-    # ...after which the same answers take no more memory: it is reused, not leaked.
-    rounds(2)
+    # ...after which the same answers take little more memory: it is reused, not leaked
+    # (keeping the six answers of three more rounds would take over 120 MiB; the
+    # allocator's fragmentation may take a few tens of MiB).
+    rounds(3)
     f.rss["after_more_huge"] = rss_kb(pid)
-    assert f.rss["after_more_huge"] - f.rss["after_huge"] < 32 * 1024, f.rss
+    assert f.rss["after_more_huge"] - f.rss["after_huge"] < 64 * 1024, f.rss
 
 
 @pytest.mark.parametrize("model", ["gpt-f", "claude-f"])
@@ -382,6 +384,31 @@ def test_client_leaving_mid_stream_releases_its_parallel_slot(f):
     assert_next_request_works(f)
 
 
+def input_tokens(g: FaultGateway, model: str) -> int:
+    return sum(v for k, v in admin_stats(g.admin_url).items()
+               if k.startswith("wasmcustom.llm_tokens_total") and f"model={model};" in k
+               and "token_type=input;" in k)
+
+
+@pytest.mark.xfail(strict=True, reason="the shell publishes a stream's usage only when the stream ends")
+@pytest.mark.parametrize("cut", ["client leaves", "provider resets"])
+def test_a_cut_stream_still_accounts_the_prompt(f, cut):
+    # Anthropic reports the prompt's tokens in message_start and bills them whatever
+    # happens next: a stream cut after it must still count them.
+    before = input_tokens(f, "claude-f")
+    if cut == "client leaves":
+        f.anthropic.enqueue(faults.slow_stream(events=40, interval=0.1))
+        s = f.call("claude-f", stream=True, leave_after_events=4, timeout=20)
+    else:
+        f.anthropic.enqueue(faults.reset_mid_stream(events_first=5))
+        s = f.call("claude-f", stream=True, timeout=20)
+    assert s.status == 200 and len(s.events) >= 3
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and input_tokens(f, "claude-f") == before:
+        time.sleep(0.2)
+    assert input_tokens(f, "claude-f") - before == 12
+
+
 def test_zz_envoy_is_healthy_after_every_fault(fg):
     g = fg
     # No VM trapped, reloaded or was re-created.
@@ -389,8 +416,9 @@ def test_zz_envoy_is_healthy_after_every_fault(fg):
     log = g.envoy.log_text()
     for sign in ("panicked", "wasm_fail_stream", "Uncaught", "RuntimeError"):
         assert sign not in log, (sign, g.envoy.log_tail())
-    # Every request is accounted once: in the access log and in llm_requests_total.
-    deadline = time.monotonic() + 10
+    # Every request is accounted once: in the access log and in llm_requests_total. Envoy
+    # flushes the access log every 10 s (its file_flush_interval), hence the wait.
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         posts = [e for e in access_log(g.envoy) if e.get("method") == "POST"]
         total = requests_total(admin_stats(g.admin_url))
@@ -406,9 +434,9 @@ def test_zz_envoy_is_healthy_after_every_fault(fg):
     rss = rss_kb(g.envoy.proc.pid)
     g.rss["end"] = rss
     print(f"\nEnvoy RSS (KiB): {g.rss}")
-    if "after_huge" not in g.rss:
+    if "after_more_huge" not in g.rss:
         return  # run without the first test (-k): no baseline
-    assert rss - g.rss["after_huge"] < 32 * 1024, g.rss
+    assert rss - g.rss["after_more_huge"] < 32 * 1024, g.rss
     # The huge answers themselves cost a bounded amount (Wasm memory grows to the largest
     # body and stays there, per worker).
     assert g.rss["after_huge"] - g.rss["start"] < 400 * 1024, g.rss
