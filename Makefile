@@ -69,3 +69,22 @@ lint:
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Benchmarks (bench/README.md): `make bench` measures the gateway against plain Envoy on
+## this machine and writes bench/out/results.{md,json}; `make bench-native` runs the
+## criterion benches of the translation core.
+# Bench builds keep symbols for callgrind; no LTO, which would build the library twice.
+BENCH_CARGO_ENV := CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_LTO=false
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: bench bench-tools bench-native
+
+bench-tools:
+	@for t in wrk valgrind; do command -v $$t >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y $$t || { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$t; }; done
+
+bench: setup build bench-tools
+	$(BENCH_CARGO_ENV) timeout --signal=TERM 1200 $(PYTHON) bench/run.py --envoy $(ENVOY) --wasm $(WASM) --cli $(CLI)
+
+bench-native:
+	$(BENCH_CARGO_ENV) cargo bench --bench translate -- $(if $(FULL),,--quick)
