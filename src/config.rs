@@ -13,6 +13,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::pricing::{Price, PriceOverride};
 use crate::provider::{ProviderKind, ProviderOptions};
 
 /// Prefix that makes a config value read from the environment, as in LiteLLM.
@@ -62,6 +63,10 @@ struct RawConfig {
     general_settings: RawGeneralSettings,
     #[serde(default)]
     router_settings: RawRouterSettings,
+    #[serde(default)]
+    virtual_keys: Vec<crate::keys::RawVirtualKey>,
+    #[serde(default)]
+    teams: Vec<crate::keys::RawTeam>,
 }
 
 /// `router_settings`, LiteLLM's names.
@@ -112,12 +117,25 @@ struct RawParams {
     api_key: Option<String>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
+    #[serde(default)]
+    drop_params: Option<bool>,
     #[serde(default)]
     timeout: Option<f64>,
     #[serde(default)]
     weight: Option<u32>,
     #[serde(default)]
     order: Option<u32>,
+    #[serde(default)]
+    input_cost_per_token: Option<f64>,
+    #[serde(default)]
+    output_cost_per_token: Option<f64>,
+    #[serde(default)]
+    cache_read_input_token_cost: Option<f64>,
+    #[serde(default)]
+    cache_creation_input_token_cost: Option<f64>,
+    #[serde(default)]
+    output_cost_per_reasoning_token: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,6 +371,9 @@ pub struct Deployment {
     pub order: u32,
     /// Largest prompt it accepts, in tokens (`model_info.max_input_tokens`).
     pub max_input_tokens: Option<u64>,
+    /// Its token price: the built-in price of `upstream_model` with the `litellm_params`
+    /// price fields applied. `None`: unpriced, counted apart and never guessed.
+    pub price: Option<Price>,
 }
 
 /// A client-facing model name and the deployments behind it, in order.
@@ -398,6 +419,8 @@ pub struct GatewayConfig {
     pub routes: Vec<crate::chains::RoutePlan>,
     /// Retry and outlier-detection settings.
     pub router: crate::chains::RouterSettings,
+    /// Virtual keys and teams (`virtual_keys`, `teams`), and the master key's entry.
+    pub keys: crate::keys::KeyTable,
 }
 
 impl GatewayConfig {
@@ -575,6 +598,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             }
             options.anthropic_version = v.clone();
         }
+        options.drop_params = params.drop_params.unwrap_or(false);
         if let Some(m) = entry.model_info.max_output_tokens {
             if m == 0 {
                 return Err(ConfigError::new(
@@ -594,6 +618,18 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             Some(t) => t,
             None => general.request_timeout_secs,
         };
+
+        let price = crate::pricing::resolve(
+            &upstream_model,
+            &PriceOverride {
+                input_cost_per_token: params.input_cost_per_token,
+                output_cost_per_token: params.output_cost_per_token,
+                cache_read_input_token_cost: params.cache_read_input_token_cost,
+                cache_creation_input_token_cost: params.cache_creation_input_token_cost,
+                output_cost_per_reasoning_token: params.output_cost_per_reasoning_token,
+            },
+        )
+        .map_err(|e| ConfigError::new(at(&format!("litellm_params.{}", e.field)), e.message))?;
 
         let index = deployments.len();
         deployments.push(Deployment {
@@ -625,6 +661,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 }
                 m => m,
             },
+            price,
         });
         match aliases.iter_mut().find(|a| a.name == alias) {
             Some(a) => a.deployments.push(index),
@@ -637,6 +674,17 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
     let router = crate::chains::router_settings(&raw.router_settings)?;
     let (tiers, routes) = crate::chains::build(&aliases, &deployments, &raw.router_settings)?;
+    let longest_timeout = deployments
+        .iter()
+        .map(|d| d.timeout_secs)
+        .fold(general.request_timeout_secs, f64::max);
+    let keys = crate::keys::validate(
+        &raw.virtual_keys,
+        &raw.teams,
+        &aliases,
+        &master_key,
+        longest_timeout,
+    )?;
     Ok(GatewayConfig {
         aliases,
         deployments,
@@ -645,6 +693,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         tiers,
         routes,
         router,
+        keys,
     })
 }
 
@@ -887,6 +936,71 @@ mod tests {
         assert!(Endpoint::parse("https://").is_err());
     }
 
+    /// Deployments carry the built-in price of their upstream model; unknown models are
+    /// unpriced.
+    #[test]
+    fn deployments_are_priced() {
+        let c = cfg(minimal()).unwrap();
+        assert_eq!(c.deployments[0].price, crate::pricing::lookup("gpt-4o"));
+        assert_eq!(
+            c.deployments[1].price.map(|p| p.cache_write),
+            Some(3_750_000)
+        );
+        assert_eq!(c.deployments[2].price, None);
+    }
+
+    /// LiteLLM's price fields override the table or price an unknown model.
+    #[test]
+    fn price_overrides() {
+        let mut v = minimal();
+        v["model_list"][1]["litellm_params"]["cache_read_input_token_cost"] = json!(0.0000001);
+        v["model_list"][2]["litellm_params"]["input_cost_per_token"] = json!(0);
+        v["model_list"][2]["litellm_params"]["output_cost_per_token"] = json!(0.0000002);
+        let c = cfg(v).unwrap();
+        let claude = c.deployments[1].price.unwrap();
+        assert_eq!((claude.input, claude.cache_read), (3_000_000, 100_000));
+        let local = c.deployments[2].price.unwrap();
+        assert_eq!(
+            (local.input, local.output, local.reasoning),
+            (0, 200_000, 200_000)
+        );
+    }
+
+    /// Price errors name the field and the fix.
+    #[test]
+    fn price_errors_name_the_field() {
+        let mut v = minimal();
+        v["model_list"][2]["litellm_params"]["input_cost_per_token"] = json!(0.000001);
+        let e = err(v);
+        assert_eq!(
+            e.field,
+            "model_list[2].litellm_params.output_cost_per_token"
+        );
+        assert!(e.message.contains("llama3"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["input_cost_per_token"] = json!(-1e-6);
+        let e = err(v);
+        assert_eq!(e.field, "model_list[0].litellm_params.input_cost_per_token");
+        assert!(e.message.contains("0 or more"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["output_cost_per_token"] = json!(10);
+        let e = err(v);
+        assert_eq!(
+            e.field,
+            "model_list[0].litellm_params.output_cost_per_token"
+        );
+        assert!(e.message.contains("per token"), "{e}");
+
+        let mut v = minimal();
+        v["model_list"][0]["litellm_params"]["output_cost_per_reasoning_token"] = json!("cheap");
+        assert_eq!(
+            err(v).field,
+            "model_list[0].litellm_params.output_cost_per_reasoning_token"
+        );
+    }
+
     /// Secrets never print.
     #[test]
     fn secret_debug_is_redacted() {
@@ -894,5 +1008,27 @@ mod tests {
             format!("{:?}", Secret::Literal("sk-secret".into())),
             "Literal(<redacted>)"
         );
+    }
+
+    /// Gemini deployments get Google's endpoint; `drop_params` is off unless set.
+    #[test]
+    fn gemini_and_drop_params() {
+        let c = cfg(json!({
+            "model_list": [
+                {"model_name": "flash", "litellm_params": {"model": "gemini/gemini-2.5-flash", "api_key": "os.environ/GEMINI_API_KEY", "drop_params": true}},
+                {"model_name": "studio", "litellm_params": {"model": "google_ai_studio/gemini-2.5-pro", "api_key": "os.environ/GEMINI_API_KEY"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }))
+        .unwrap();
+        let flash = &c.deployments[0];
+        assert_eq!(flash.provider, ProviderKind::Gemini);
+        assert_eq!(flash.upstream_model, "gemini-2.5-flash");
+        assert_eq!(flash.endpoint.host, "generativelanguage.googleapis.com");
+        assert_eq!(flash.endpoint.base_path, "");
+        assert!(flash.options.drop_params);
+        let studio = &c.deployments[1];
+        assert_eq!(studio.provider, ProviderKind::Gemini);
+        assert!(!studio.options.drop_params);
     }
 }

@@ -14,12 +14,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounting;
 pub mod auth;
 pub mod chains;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod routing;

@@ -21,6 +21,8 @@ pub enum MetricKind {
     Counter,
     /// Histogram (`record_metric`).
     Histogram,
+    /// Gauge set to a value (`record_metric`).
+    Gauge,
 }
 
 /// One value to record into one stat.
@@ -199,6 +201,30 @@ pub fn records(o: &Outcome) -> Vec<Record> {
     out
 }
 
+/// Where a key's or team's budget stands, as gauges (micro-USD spent in the current
+/// period, and its limit when it has one), for dashboards and budget alerts.
+pub fn budget_gauges(
+    scope: &str,
+    name: &str,
+    spent_micro_usd: u64,
+    limit_micro_usd: Option<u64>,
+) -> Vec<Record> {
+    let labels: [(&str, &str); 1] = [(scope, name)];
+    let mut out = vec![Record {
+        kind: MetricKind::Gauge,
+        name: self::name(&format!("llm_{scope}_spend_micro_usd"), &labels),
+        value: spent_micro_usd,
+    }];
+    if let Some(limit) = limit_micro_usd {
+        out.push(Record {
+            kind: MetricKind::Gauge,
+            name: self::name(&format!("llm_{scope}_budget_micro_usd"), &labels),
+            value: limit,
+        });
+    }
+    out
+}
+
 /// One provider error answer, counted per attempt by the upstream instance (so errors that
 /// a fallback recovered from are counted too).
 pub fn provider_error(model: &str, provider: &str, upstream_model: &str, status: u16) -> Record {
@@ -292,6 +318,16 @@ mod tests {
             e.name,
             "llm_provider_errors_total.model=m;.provider=anthropic;.upstream_model=claude;.status=529;"
         );
+    }
+
+    /// Budget gauges carry the key or team label.
+    #[test]
+    fn budget_gauge_names() {
+        let g = budget_gauges("team", "research", 5, Some(100));
+        assert_eq!(g[0].name, "llm_team_spend_micro_usd.team=research;");
+        assert_eq!(g[1].name, "llm_team_budget_micro_usd.team=research;");
+        assert_eq!(g[1].kind, MetricKind::Gauge);
+        assert_eq!(budget_gauges("key", "k", 1, None).len(), 1);
     }
 
     /// Label values cannot break the encoding.

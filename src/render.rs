@@ -312,6 +312,12 @@ fn access_log() -> Value {
                 "prompt_tokens": fs("llm_prompt_tokens"),
                 "completion_tokens": fs("llm_completion_tokens"),
                 "cached_tokens": fs("llm_cached_tokens"),
+                "cache_write_tokens": fs("llm_cache_write_tokens"),
+                "reasoning_tokens": fs("llm_reasoning_tokens"),
+                "cost_micro_usd": fs("llm_cost_micro_usd"),
+                "deployment": fs("llm_deployment"),
+                "key": fs("llm_key"),
+                "team": fs("llm_team"),
                 "response_flags": "%RESPONSE_FLAGS%",
                 "upstream_host": "%UPSTREAM_HOST%",
             }},
@@ -339,6 +345,9 @@ fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOption
         // The downstream instance buffers the body before the route is known, so the
         // stream's buffer limit comes from here, not from the alias routes.
         "per_connection_buffer_limit_bytes": buffer_limit(config),
+        // A second Envoy on the same port must fail to start, not silently take a share
+        // of the traffic.
+        "enable_reuse_port": false,
         "filter_chains": [{
             "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",

@@ -31,6 +31,9 @@ pub const COMPLETION_TOKENS_HEADER: &str = "x-llm-completion-tokens";
 /// Response header: input tokens served from the prompt cache (non-streamed answers).
 pub const CACHED_TOKENS_HEADER: &str = "x-llm-cached-tokens";
 
+/// Response header: cost of the answer in USD (non-streamed answers; 0 when unpriced).
+pub const COST_HEADER: &str = "x-llm-cost-usd";
+
 /// Headers by which clients present credentials. The downstream instance removes them all
 /// after authentication, so a client's key never reaches a provider.
 pub const CLIENT_CREDENTIAL_HEADERS: &[&str] =
@@ -128,13 +131,18 @@ struct ModelEntry<'a> {
     owned_by: &'static str,
 }
 
-/// The `GET /v1/models` body: every alias, in config order.
-pub fn models_list_json(config: &GatewayConfig, created: u64) -> Vec<u8> {
+/// The `GET /v1/models` body: every alias the key may use, in config order.
+pub fn models_list_json(
+    config: &GatewayConfig,
+    created: u64,
+    allowed: impl Fn(&str) -> bool,
+) -> Vec<u8> {
     let list = ModelList {
         object: "list",
         data: config
             .aliases
             .iter()
+            .filter(|a| allowed(&a.name))
             .map(|a| ModelEntry {
                 id: &a.name,
                 object: "model",
@@ -201,7 +209,8 @@ mod tests {
     /// The model list is OpenAI-shaped.
     #[test]
     fn model_list() {
-        let v: serde_json::Value = serde_json::from_slice(&models_list_json(&config(), 5)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&models_list_json(&config(), 5, |_| true)).unwrap();
         assert_eq!(v["object"], "list");
         assert_eq!(
             v["data"][1],

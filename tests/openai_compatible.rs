@@ -28,3 +28,32 @@ fn endpoint_and_credentials() {
         vec![("authorization", "Bearer sk-test".to_string())]
     );
 }
+
+/// A provider error event is forwarded as sent; a stream cut before `[DONE]` gets an
+/// OpenAI-style error event and exactly one `[DONE]`.
+#[test]
+fn stream_errors_end_with_one_done() {
+    let request = br#"{"model":"gpt","messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
+    let chunk = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+    let error = b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+
+    let mut t = translator_for(ProviderKind::OpenAi);
+    t.request(request, &openai_target()).unwrap();
+    let mut out = Vec::new();
+    t.stream(chunk, false, &mut out);
+    t.stream(error, false, &mut out);
+    t.stream(b"data: [DONE]\n\n", true, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"message\":\"overloaded\""), "{text}");
+    assert_eq!(text.matches("[DONE]").count(), 1, "{text}");
+
+    let mut t = translator_for(ProviderKind::OpenAi);
+    t.request(request, &openai_target()).unwrap();
+    let mut out = Vec::new();
+    t.stream(chunk, false, &mut out);
+    t.stream(b"", true, &mut out);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"code\":\"stream_error\""), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(text.matches("[DONE]").count(), 1, "{text}");
+}

@@ -1,9 +1,11 @@
 //! `llm-gateway`: the host-side command. Checks a gateway config and renders the Envoy
-//! bootstrap (and the plugin configuration for Istio) from it.
+//! bootstrap (and the plugin configuration for Istio) from it; mints virtual keys.
 
 use std::process::ExitCode;
 
+use llm_gateway::auth;
 use llm_gateway::config::{FilterRole, GatewayConfig};
+use llm_gateway::keys::{self, KeySpec};
 use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
 use serde_json::Value;
 
@@ -15,6 +17,10 @@ Usage:
   llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> [--out <envoy.yaml>]
   llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> --dynamic <dir>
   llm-gateway plugin-config --config <gateway.yaml> --role <downstream|upstream>
+  llm-gateway mint-key --name <name> [--team <team>] [--models \"a,b*\"]
+               [--max-budget <USD> [--budget-duration daily|weekly|monthly|total]]
+               [--rpm <n>] [--tpm <n>] [--max-parallel <n>] [--expires <date>]
+               [--config <gateway.yaml>]
 
 check          validate the gateway config; errors name the field and the fix
 render         write the complete Envoy bootstrap (stdout unless --out); with --dynamic,
@@ -23,6 +29,9 @@ render         write the complete Envoy bootstrap (stdout unless --out); with --
                keys, limits) takes effect without restarting Envoy
 plugin-config  print one filter instance's plugin configuration as JSON
                (for Istio WasmPlugin/EnvoyFilter or a hand-written Envoy config)
+mint-key       make a new virtual key: prints the key once and the `virtual_keys`
+               entry (with its SHA-256) to paste into the gateway config; with
+               --config, the entry is checked against that config (team, models)
 ";
 
 fn main() -> ExitCode {
@@ -105,6 +114,9 @@ fn run(args: &[String]) -> Result<(), String> {
         print!("{USAGE}");
         return Ok(());
     }
+    if command == "mint-key" {
+        return mint_key(&args[1..]);
+    }
     let config_path =
         flag(args, "--config").ok_or_else(|| format!("missing --config\n\n{USAGE}"))?;
     let (config, value) = load(config_path)?;
@@ -144,4 +156,113 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }
+}
+
+const MINT_FLAGS: &[&str] = &[
+    "--name",
+    "--team",
+    "--models",
+    "--max-budget",
+    "--budget-duration",
+    "--rpm",
+    "--tpm",
+    "--max-parallel",
+    "--expires",
+    "--config",
+];
+
+/// The flag that sets an entry field, for error messages.
+fn flag_of(field: &str) -> &str {
+    match field.split(['.', '[']).next().unwrap_or(field) {
+        "name" => "--name",
+        "team" => "--team",
+        "models" => "--models",
+        "max_budget" => "--max-budget",
+        "budget_duration" => "--budget-duration",
+        "rpm_limit" => "--rpm",
+        "tpm_limit" => "--tpm",
+        "max_parallel_requests" => "--max-parallel",
+        "expires" => "--expires",
+        other => other,
+    }
+}
+
+fn number<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>, String> {
+    flag(args, name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("{name}: `{v}` is not a number"))
+        })
+        .transpose()
+}
+
+/// Reads 32 bytes from the host's cryptographic random source.
+fn random_bytes() -> Result<[u8; 32], String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+    Ok(bytes)
+}
+
+fn mint_key(args: &[String]) -> Result<(), String> {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if !MINT_FLAGS.contains(&a.as_str()) {
+            return Err(format!("mint-key: unknown option `{a}`\n\n{USAGE}"));
+        }
+        if args.get(i + 1).is_none_or(|v| v.starts_with("--")) {
+            return Err(format!("mint-key: {a} needs a value\n\n{USAGE}"));
+        }
+        i += 2;
+    }
+    let name =
+        flag(args, "--name").ok_or_else(|| format!("mint-key: --name is required\n\n{USAGE}"))?;
+    let spec = KeySpec {
+        name: name.to_string(),
+        team: flag(args, "--team").map(str::to_string),
+        models: flag(args, "--models").map(|m| {
+            m.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        }),
+        max_budget: number(args, "--max-budget")?,
+        budget_duration: flag(args, "--budget-duration").map(str::to_string),
+        rpm_limit: number(args, "--rpm")?,
+        tpm_limit: number(args, "--tpm")?,
+        max_parallel_requests: number(args, "--max-parallel")?,
+        expires: flag(args, "--expires").map(str::to_string),
+    };
+    spec.validate()
+        .map_err(|e| format!("mint-key: {}: {}", flag_of(&e.field), e.message))?;
+
+    let key = keys::format_minted_key(&random_bytes()?);
+    let entry = spec.entry_yaml(&auth::digest_hex(&auth::digest(&key)));
+
+    if let Some(path) = flag(args, "--config") {
+        // Check the entry as part of that config: its team and models must exist there.
+        let (_, mut value) = load(path)?;
+        let item: Value = serde_yaml::from_str::<Vec<Value>>(&entry)
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .ok_or("mint-key: internal error: the entry does not parse")?;
+        match value.get_mut("virtual_keys").and_then(Value::as_array_mut) {
+            Some(list) => list.push(item),
+            None => value["virtual_keys"] = Value::Array(vec![item]),
+        }
+        GatewayConfig::from_value(value)
+            .map_err(|e| format!("mint-key: the entry does not fit {path}: {e}"))?;
+    }
+
+    println!("{key}");
+    println!(
+        "# ^ the new key `{name}`. It is shown only this once: the gateway stores only its SHA-256"
+    );
+    println!("#   and cannot show it again. Hand it to its owner now.");
+    println!("# Paste this entry under `virtual_keys:` in the gateway config, then render again:");
+    print!("{entry}");
+    Ok(())
 }

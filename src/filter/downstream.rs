@@ -9,8 +9,11 @@ use proxy_wasm::types::Action;
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
+use super::store::SharedData;
+use crate::accounting::{self, Admission, RequestFacts};
 use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
+use crate::keys::{self, VirtualKey};
 use crate::metrics::{self, Outcome};
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
@@ -39,6 +42,12 @@ pub struct DownstreamHttp {
     stream: bool,
     /// Only chat requests are counted in the model stats.
     counted: bool,
+    /// The authenticated key (`None` for the master key).
+    key: Option<usize>,
+    /// The reservation made at admission, settled exactly once in `on_log`.
+    admission: Option<Admission>,
+    /// `x-ratelimit-*` values for the response.
+    rate_headers: Vec<(&'static str, String)>,
 }
 
 impl DownstreamHttp {
@@ -54,7 +63,18 @@ impl DownstreamHttp {
             alias: None,
             stream: false,
             counted: false,
+            key: None,
+            admission: None,
+            rate_headers: Vec::new(),
         }
+    }
+
+    /// The authenticated key (the master key until authentication says otherwise).
+    fn virtual_key(&self) -> &VirtualKey {
+        let table = &self.runtime.config.keys;
+        self.key
+            .and_then(|i| table.keys.get(i))
+            .unwrap_or_else(|| table.master())
     }
 
     fn reply_json(&mut self, status: u16, body: &[u8], extra: &[(&str, &str)]) -> Action {
@@ -86,8 +106,9 @@ impl DownstreamHttp {
         .with_code("request_too_large")
     }
 
-    /// Checks `Authorization: Bearer <key>` against the master key.
-    fn authenticate(&self) -> Result<(), GatewayError> {
+    /// Checks `Authorization: Bearer <key>` against the master key and the virtual keys
+    /// (by SHA-256 digest), including expiry.
+    fn authenticate(&mut self) -> Result<(), GatewayError> {
         let header = host::header_text(Map::RequestHeaders, "authorization");
         let Some(token) = header.as_deref().and_then(auth::bearer_token) else {
             return Err(GatewayError::new(
@@ -96,14 +117,24 @@ impl DownstreamHttp {
             )
             .with_code("missing_api_key"));
         };
-        if auth::digests_equal(&auth::digest(token), &self.runtime.master_key) {
-            Ok(())
+        let table = &self.runtime.config.keys;
+        let key = keys::authenticate(
+            table,
+            &self.runtime.master_key,
+            &auth::digest(token),
+            now_secs(),
+        )?;
+        self.key = if key.is_master {
+            None
         } else {
-            Err(
-                GatewayError::new(ErrorKind::Authentication, "Incorrect API key provided.")
-                    .with_code("invalid_api_key"),
-            )
+            table.keys.iter().position(|k| k.name == key.name)
+        };
+        // For the access log: who made the request, by name (never the key itself).
+        let _ = host::set_property(&["llm_key"], key.name.as_bytes());
+        if let Some(team) = &key.team {
+            let _ = host::set_property(&["llm_team"], team.as_bytes());
         }
+        Ok(())
     }
 
     fn strip_client_headers(&self) {
@@ -152,8 +183,11 @@ impl HttpContext for DownstreamHttp {
                     .with_status(405);
                 return self.reply_error(&e);
             }
-            let created = host::now_nanos() / 1_000_000_000;
-            let body = routing::models_list_json(&self.runtime.config, created);
+            let created = now_secs();
+            let key = self.virtual_key();
+            let body = routing::models_list_json(&self.runtime.config, created, |alias| {
+                keys::model_allowed(key, alias)
+            });
             return self.reply_json(200, &body, &[]);
         }
         if method != "POST" {
@@ -207,11 +241,38 @@ impl HttpContext for DownstreamHttp {
             Err(e) => return self.reply_error(&e),
         };
         self.alias = Some(alias.name.clone());
+        if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
+            return self.reply_error(&e);
+        }
         let estimate = estimate_prompt_tokens(&request);
         let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
+        let key = self.virtual_key();
+        if !key.is_master {
+            let config = &self.runtime.config;
+            let facts = RequestFacts::for_route(config, route, &request);
+            match accounting::admit(
+                &SharedData,
+                key,
+                config.keys.team_of(key),
+                &facts,
+                now_secs(),
+            ) {
+                Ok(a) => {
+                    self.rate_headers = accounting::rate_limit_headers(&a);
+                    self.admission = Some(a);
+                }
+                Err(refusal) => {
+                    let headers = refusal.headers();
+                    let error = GatewayError::from(refusal);
+                    let extra: Vec<(&str, &str)> =
+                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    return self.reply_json(error.status, &error.to_json(), &extra);
+                }
+            }
+        }
         if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
             log::error!("cannot set the routing header (host status {})", e.0);
             return self.reply_error(&GatewayError::internal("could not route the request"));
@@ -225,6 +286,11 @@ impl HttpContext for DownstreamHttp {
         self.status = host::header_text(Map::ResponseHeaders, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if !self.answered_locally {
+            for (name, value) in &self.rate_headers {
+                let _ = host::set_header(Map::ResponseHeaders, name, value);
+            }
+        }
         Action::Continue
     }
 
@@ -240,6 +306,17 @@ impl HttpContext for DownstreamHttp {
             return;
         }
         let outcome = self.outcome();
+        if let Some(admission) = self.admission.take() {
+            // Settled exactly once: the real cost replaces the reservation; a request that
+            // produced no usage only releases it.
+            let actual = outcome
+                .usage
+                .map(|u| (u, outcome.cost_micro_usd.unwrap_or(0)));
+            if let Err(e) = accounting::settle(&SharedData, admission, actual, now_secs()) {
+                log::error!("could not settle the request's reservation: {e:?}");
+            }
+            self.record_spend();
+        }
         stats::record_all(&metrics::records(&outcome));
     }
 }
@@ -253,6 +330,30 @@ fn state_u64(name: &str) -> Option<u64> {
 }
 
 impl DownstreamHttp {
+    /// Publishes where the key's and its team's budgets stand.
+    fn record_spend(&self) {
+        let config = &self.runtime.config;
+        let key = self.virtual_key();
+        let now = now_secs();
+        let s = accounting::spend(&SharedData, accounting::Account::Key(key), now);
+        let mut records = metrics::budget_gauges(
+            "key",
+            &key.name,
+            s.spent_micro_usd,
+            key.limits.max_budget_micro_usd,
+        );
+        if let Some(team) = config.keys.team_of(key) {
+            let s = accounting::spend(&SharedData, accounting::Account::Team(team), now);
+            records.extend(metrics::budget_gauges(
+                "team",
+                &team.name,
+                s.spent_micro_usd,
+                team.limits.max_budget_micro_usd,
+            ));
+        }
+        stats::record_all(&records);
+    }
+
     /// Gathers how the request ended from this context and from the filter state the
     /// upstream instance wrote for the last attempt.
     fn outcome(&self) -> Outcome {
@@ -278,15 +379,22 @@ impl DownstreamHttp {
                 state_text("llm_upstream_model")
             },
             provider,
-            key: "master".to_string(),
-            team: String::new(),
+            key: self.virtual_key().name.clone(),
+            team: self.virtual_key().team.clone().unwrap_or_default(),
             status: self.status,
             duration_ms: ms(self.started_nanos, now),
             first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
             stream: self.stream,
             attempts: state_u64("llm_attempts").unwrap_or(0),
             usage,
-            cost_micro_usd: None,
+            cost_micro_usd: match host::property_text(&["llm_priced"]).as_deref() {
+                Some("1") => state_u64("llm_cost_micro_usd"),
+                _ => None,
+            },
         }
     }
+}
+
+fn now_secs() -> u64 {
+    host::now_nanos() / 1_000_000_000
 }

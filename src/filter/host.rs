@@ -101,6 +101,20 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
@@ -301,10 +315,9 @@ pub fn property_u64(path: &[&str]) -> Option<u64> {
     }
 }
 
-/// Defines (or finds) a stat; `histogram` picks the type, else a counter.
-pub fn define_metric(histogram: bool, name: &str) -> HostResult<u32> {
+/// Defines (or finds) a stat of ABI type `kind` (0 counter, 1 gauge, 2 histogram).
+pub fn define_metric(kind: u32, name: &str) -> HostResult<u32> {
     let mut id: u32 = 0;
-    let kind: u32 = if histogram { 2 } else { 0 };
     // SAFETY: pointers are valid for the call; the host writes the id back.
     let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
     match status {
@@ -328,6 +341,35 @@ pub fn increment_metric(id: u32, by: u64) -> HostResult<()> {
 pub fn record_metric(id: u32, value: u64) -> HostResult<()> {
     // SAFETY: plain values.
     let status = unsafe { proxy_record_metric(id, value) };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Host status for a compare-and-swap that lost the race.
+pub const CAS_MISMATCH: u32 = 8;
+
+/// Reads process-wide shared data: `Ok(None)` when absent, else the value and its version.
+pub fn get_shared_data(key: &str) -> HostResult<Option<(Vec<u8>, u32)>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    // SAFETY: pointers are valid for the call; the host writes back through them.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok(Some((owned(data, size), cas))),
+        NOT_FOUND => Ok(None),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Writes process-wide shared data if its version is still `cas` (0: unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> HostResult<()> {
+    // SAFETY: pointers are valid for the duration of the call.
+    let status =
+        unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
     match status {
         OK => Ok(()),
         s => Err(HostError(s)),

@@ -9,6 +9,7 @@ mod downstream;
 mod host;
 mod root;
 mod stats;
+mod store;
 mod upstream;
 
 use proxy_wasm::traits::RootContext;

@@ -79,6 +79,10 @@ impl RootContext for GatewayRoot {
                 key
             })
             .collect();
+        if plugin.role == FilterRole::Downstream {
+            // Records exist before traffic, so every later write is a compare-and-swap.
+            crate::accounting::prepare(&super::store::SharedData, &plugin.gateway.keys);
+        }
         self.role = Some(plugin.role);
         self.runtime = Some(Rc::new(Runtime {
             master_key: auth::digest(&master),

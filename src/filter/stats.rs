@@ -20,7 +20,12 @@ fn id_of(kind: MetricKind, name: &str) -> Option<u32> {
         if let Some(id) = ids.get(name) {
             return Some(*id);
         }
-        let id = host::define_metric(kind == MetricKind::Histogram, name).ok()?;
+        let abi_kind = match kind {
+            MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
+            MetricKind::Histogram => 2,
+        };
+        let id = host::define_metric(abi_kind, name).ok()?;
         if ids.len() < MAX_CACHED {
             ids.insert(name.to_string(), id);
         }
@@ -38,7 +43,7 @@ pub fn record_all(records: &[Record]) {
         let result = match r.kind {
             MetricKind::Counter if r.value > 0 => host::increment_metric(id, r.value),
             MetricKind::Counter => Ok(()),
-            MetricKind::Histogram => host::record_metric(id, r.value),
+            MetricKind::Histogram | MetricKind::Gauge => host::record_metric(id, r.value),
         };
         if let Err(e) = result {
             log::warn!("cannot record stat {} (host status {})", r.name, e.0);

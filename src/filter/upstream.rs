@@ -13,7 +13,11 @@ use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::metrics;
-use crate::provider::{translator_for, Target, Translator, PROVIDER_REQUEST_HEADERS};
+use crate::openai::{annotate_usage_chunk, AnswerMeta, DONE_EVENT};
+use crate::pricing;
+use crate::provider::{
+    translator_for, StreamPreamble, Target, Translator, PROVIDER_REQUEST_HEADERS,
+};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
 
@@ -24,8 +28,13 @@ enum ResponseMode {
     Pending,
     /// Whole body buffered, translated at the end (JSON answers and all errors).
     Buffered,
+    /// A streamed 200 whose headers are held until its first event shows it is not an
+    /// error (an overloaded provider can open a 200 stream with an error event).
+    StreamHeld,
     /// SSE translated chunk by chunk.
     Streamed,
+    /// The stream was replaced by an error answer; the rest of its bytes are dropped.
+    Discard,
     /// Nothing to do (local reply, or no translator).
     PassThrough,
 }
@@ -37,6 +46,11 @@ pub struct UpstreamHttp {
     translator: Option<Box<dyn Translator>>,
     upstream_status: u16,
     mode: ResponseMode,
+    /// The stream's `[DONE]` went out and its usage was published.
+    stream_finished: bool,
+    /// The usage chunk got its cost annotation.
+    usage_annotated: bool,
+    attempts: u64,
 }
 
 impl UpstreamHttp {
@@ -48,6 +62,9 @@ impl UpstreamHttp {
             translator: None,
             upstream_status: 0,
             mode: ResponseMode::Pending,
+            stream_finished: false,
+            usage_annotated: false,
+            attempts: 1,
         }
     }
 
@@ -76,27 +93,23 @@ impl UpstreamHttp {
         })
     }
 
-    fn publish_usage(usage: &Usage) {
-        let _ = host::set_property(
-            &["llm_prompt_tokens"],
-            usage.prompt_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_completion_tokens"],
-            usage.completion_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cached_tokens"],
-            usage.cache_read_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_cache_write_tokens"],
-            usage.cache_write_tokens.to_string().as_bytes(),
-        );
-        let _ = host::set_property(
-            &["llm_reasoning_tokens"],
-            usage.reasoning_tokens.to_string().as_bytes(),
-        );
+    /// Writes usage and cost into filter state (for the access log and the downstream
+    /// instance's stats) and returns the cost in micro-USD, `None` when unpriced.
+    fn publish_usage(&self, usage: &Usage) -> Option<u64> {
+        let cost = self.cost_of(usage);
+        let values: [(&str, u64); 6] = [
+            ("llm_prompt_tokens", usage.prompt_tokens),
+            ("llm_completion_tokens", usage.completion_tokens),
+            ("llm_cached_tokens", usage.cache_read_tokens),
+            ("llm_cache_write_tokens", usage.cache_write_tokens),
+            ("llm_reasoning_tokens", usage.reasoning_tokens),
+            ("llm_cost_micro_usd", cost.unwrap_or(0)),
+        ];
+        for (name, v) in values {
+            let _ = host::set_property(&[name], v.to_string().as_bytes());
+        }
+        let _ = host::set_property(&["llm_priced"], if cost.is_some() { b"1" } else { b"0" });
+        cost
     }
 
     /// Translates the buffered request body and rewrites path, credentials and body.
@@ -137,6 +150,14 @@ impl UpstreamHttp {
         };
         let mut translator = translator_for(deployment.provider);
         let upstream = translator.request(&body, &target)?;
+        if !upstream.dropped.is_empty() {
+            log::warn!(
+                "deployment `{}` ({}) dropped unsupported parameters (drop_params): {}",
+                deployment.id,
+                deployment.provider.name(),
+                upstream.dropped.join(", ")
+            );
+        }
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
@@ -165,6 +186,39 @@ impl UpstreamHttp {
         })?;
         self.translator = Some(translator);
         Ok(())
+    }
+
+    /// Adds cost and who answered to the usage chunk in `out`, if there is one.
+    fn annotate(&self, out: &mut Vec<u8>, cost_micro_usd: Option<u64>) -> bool {
+        match self.deployment() {
+            Some(d) => {
+                let meta = AnswerMeta {
+                    provider: d.provider.name(),
+                    upstream_model: &d.upstream_model,
+                    deployment: &d.id,
+                    attempts: self.attempts,
+                    cost_micro_usd,
+                };
+                annotate_usage_chunk(out, &meta)
+            }
+            None => false,
+        }
+    }
+
+    /// Cost of `usage` at this attempt's deployment, `None` when unpriced.
+    fn cost_of(&self, usage: &Usage) -> Option<u64> {
+        self.deployment()
+            .and_then(|d| d.price)
+            .map(|p| pricing::cost_micro_usd(usage, &p))
+    }
+
+    fn provider_error_record(&self, status: u16) -> metrics::Record {
+        match self.deployment() {
+            Some(d) => {
+                metrics::provider_error(&d.alias, d.provider.name(), &d.upstream_model, status)
+            }
+            None => metrics::provider_error("", "", "", status),
+        }
     }
 
     fn set_response_header(name: &str, value: &str) {
@@ -245,6 +299,7 @@ impl HttpContext for UpstreamHttp {
             Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
             let _ = host::set_property(&["llm_provider"], provider.as_bytes());
             let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
+            let _ = host::set_property(&["llm_deployment"], id.as_bytes());
         }
         let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
         if let Some(d) = self.deployment() {
@@ -270,15 +325,22 @@ impl HttpContext for UpstreamHttp {
                 );
             }
         }
+        self.attempts = attempts;
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
         if is_stream && (200..300).contains(&status) {
-            self.mode = ResponseMode::Streamed;
             let _ = host::remove_header(Map::ResponseHeaders, "content-length");
             Self::set_response_header("content-type", "text/event-stream");
             Self::set_response_header("cache-control", "no-cache");
-            return Action::Continue;
+            if end_of_stream {
+                self.mode = ResponseMode::Streamed;
+                return Action::Continue;
+            }
+            // Hold the headers until the first event: if it is an error, the status can
+            // still change, and Envoy's retry policy can still fall back.
+            self.mode = ResponseMode::StreamHeld;
+            return Action::Pause;
         }
         self.mode = ResponseMode::Buffered;
         if end_of_stream {
@@ -293,6 +355,45 @@ impl HttpContext for UpstreamHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.mode {
+            ResponseMode::StreamHeld => {
+                let Some(translator) = self.translator.as_mut() else {
+                    return Action::Continue;
+                };
+                let buffered =
+                    host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
+                match translator.stream_preamble(&buffered, end_of_stream) {
+                    StreamPreamble::NeedMore if !end_of_stream => Action::Pause,
+                    StreamPreamble::NeedMore | StreamPreamble::Proceed => {
+                        self.mode = ResponseMode::Streamed;
+                        self.on_http_response_body(body_size, end_of_stream)
+                    }
+                    StreamPreamble::Fail(answer) => {
+                        log::info!(
+                            "stream opened with an error; answering {} instead",
+                            answer.status
+                        );
+                        stats::record_all(&[self.provider_error_record(answer.status)]);
+                        Self::set_response_header(":status", &answer.status.to_string());
+                        Self::set_response_header("content-type", "application/json");
+                        let _ = host::remove_header(Map::ResponseHeaders, "cache-control");
+                        Self::set_response_header("content-length", &answer.body.len().to_string());
+                        if let Err(e) =
+                            host::set_buffer(Buffer::ResponseBody, 0, body_size, &answer.body)
+                        {
+                            log::error!(
+                                "could not replace the response body (host status {})",
+                                e.0
+                            );
+                        }
+                        self.mode = ResponseMode::Discard;
+                        Action::Continue
+                    }
+                }
+            }
+            ResponseMode::Discard => {
+                let _ = host::set_buffer(Buffer::ResponseBody, 0, body_size, b"");
+                Action::Continue
+            }
             ResponseMode::Streamed => {
                 let Some(translator) = self.translator.as_mut() else {
                     return Action::Continue;
@@ -301,13 +402,22 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
+                if !self.usage_annotated && find_bytes(&out, b"\"usage\"") {
+                    // The usage chunk carries the stream's final usage: price it there.
+                    if let Some(u) = translator.stream_usage() {
+                        let cost = self.cost_of(&u);
+                        self.usage_annotated = self.annotate(&mut out, cost);
+                    }
+                }
+                if !self.stream_finished && (end_of_stream || find_bytes(&out, DONE_EVENT)) {
+                    self.stream_finished = true;
+                    let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
+                    if let Some(u) = usage {
+                        let _ = self.publish_usage(&u);
+                    }
+                }
                 if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
                     log::error!("could not replace a stream chunk (host status {})", e.0);
-                }
-                if end_of_stream {
-                    if let Some(u) = translator.stream_usage() {
-                        Self::publish_usage(&u);
-                    }
                 }
                 Action::Continue
             }
@@ -338,7 +448,11 @@ impl HttpContext for UpstreamHttp {
                         routing::CACHED_TOKENS_HEADER,
                         &u.cache_read_tokens.to_string(),
                     );
-                    Self::publish_usage(u);
+                    let cost = self.publish_usage(u);
+                    Self::set_response_header(
+                        routing::COST_HEADER,
+                        &pricing::format_usd(cost.unwrap_or(0)),
+                    );
                 }
                 if let Err(e) =
                     host::set_buffer(Buffer::ResponseBody, 0, body_size, &translated.body)
@@ -350,4 +464,8 @@ impl HttpContext for UpstreamHttp {
             ResponseMode::Pending | ResponseMode::PassThrough => Action::Continue,
         }
     }
+}
+
+fn find_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -5,9 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::chat::{ThinkingBlock, UsageBody};
+use crate::error::GatewayError;
 
 /// The line that ends every OpenAI stream.
 pub const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
+
+/// The `object` of every chunk.
+pub const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
 /// One `data:` payload of an OpenAI stream.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -93,4 +97,366 @@ pub fn write_chunk(out: &mut Vec<u8>, chunk: &ChatChunk) {
     // Writing plain data into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, chunk);
     out.extend_from_slice(b"\n\n");
+}
+
+/// Borrowed twin of [`ChatChunk`] for writing: translators emit one per upstream event from
+/// their own state and the event's strings, so nothing is copied just to be serialized.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ChunkRef<'a> {
+    /// Completion id.
+    pub id: &'a str,
+    /// Always [`CHUNK_OBJECT`].
+    pub object: &'a str,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model that answers.
+    pub model: &'a str,
+    /// Deltas; empty in the usage chunk.
+    pub choices: &'a [ChoiceRef<'a>],
+    /// Only in the usage chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'a UsageBody>,
+}
+
+/// Borrowed twin of [`ChunkChoice`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ChoiceRef<'a> {
+    /// Position.
+    pub index: u32,
+    /// What this chunk adds.
+    pub delta: DeltaRef<'a>,
+    /// Set exactly once, in the last content chunk; `null` before.
+    pub finish_reason: Option<&'a str>,
+}
+
+/// Borrowed twin of [`Delta`]; the default is the empty delta `{}`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DeltaRef<'a> {
+    /// `assistant`, first chunk only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'a str>,
+    /// Text fragment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    /// Reasoning fragment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    /// Complete signed reasoning blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<&'a [ThinkingBlockRef<'a>]>,
+    /// Tool-call fragments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<&'a [ToolCallDeltaRef<'a>]>,
+}
+
+/// Borrowed twin of [`ThinkingBlock`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ThinkingBlockRef<'a> {
+    /// `thinking` or `redacted_thinking`.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// The full reasoning text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<&'a str>,
+    /// The provider's signature over the block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'a str>,
+    /// Encrypted payload of a redacted block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a str>,
+}
+
+/// Borrowed twin of [`ToolCallDelta`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ToolCallDeltaRef<'a> {
+    /// Which call of this turn (0, 1, ...).
+    pub index: u32,
+    /// Call id, first fragment only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// `function`, first fragment only.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'a str>,
+    /// Name (first fragment) and argument text.
+    pub function: FunctionDeltaRef<'a>,
+}
+
+/// Borrowed twin of [`FunctionDelta`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FunctionDeltaRef<'a> {
+    /// Function name, first fragment only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// A piece of the JSON argument string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<&'a str>,
+}
+
+/// Appends `data: <json>\n\n` for a borrowed chunk to `out`.
+pub fn write_chunk_ref(out: &mut Vec<u8>, chunk: &ChunkRef<'_>) {
+    out.extend_from_slice(b"data: ");
+    // Writing plain data into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, chunk);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends an in-stream error event `data: {"error": {...}}\n\n`: once the 200 and its
+/// headers are sent this is the only way to report a failure, and the OpenAI SDKs raise on
+/// a data payload with an `error` key.
+pub fn write_error_event(out: &mut Vec<u8>, error: &GatewayError) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&error.to_json());
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed chunk serializes exactly like the owned one.
+    #[test]
+    fn chunk_ref_matches_owned() {
+        let calls = [ToolCallDeltaRef {
+            index: 1,
+            id: Some("toolu_1"),
+            kind: Some("function"),
+            function: FunctionDeltaRef {
+                name: Some("f"),
+                arguments: Some(""),
+            },
+        }];
+        let blocks = [ThinkingBlockRef {
+            kind: "thinking",
+            thinking: Some("t"),
+            signature: Some("s"),
+            data: None,
+        }];
+        let choices = [ChoiceRef {
+            index: 0,
+            delta: DeltaRef {
+                role: Some("assistant"),
+                content: Some("c\"\n"),
+                reasoning_content: Some("r"),
+                thinking_blocks: Some(&blocks),
+                tool_calls: Some(&calls),
+            },
+            finish_reason: Some("stop"),
+        }];
+        let mut out = Vec::new();
+        write_chunk_ref(
+            &mut out,
+            &ChunkRef {
+                id: "chatcmpl-1",
+                object: CHUNK_OBJECT,
+                created: 7,
+                model: "m",
+                choices: &choices,
+                usage: None,
+            },
+        );
+        let json = out
+            .strip_prefix(b"data: ")
+            .and_then(|r| r.strip_suffix(b"\n\n"))
+            .unwrap();
+        let owned: ChatChunk = serde_json::from_slice(json).unwrap();
+        let expected = ChatChunk {
+            id: "chatcmpl-1".into(),
+            object: CHUNK_OBJECT.into(),
+            created: 7,
+            model: "m".into(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta: Delta {
+                    role: Some("assistant".into()),
+                    content: Some("c\"\n".into()),
+                    refusal: None,
+                    reasoning_content: Some("r".into()),
+                    thinking_blocks: Some(vec![ThinkingBlock {
+                        kind: "thinking".into(),
+                        thinking: Some("t".into()),
+                        signature: Some("s".into()),
+                        data: None,
+                    }]),
+                    tool_calls: Some(vec![ToolCallDelta {
+                        index: 1,
+                        id: Some("toolu_1".into()),
+                        kind: Some("function".into()),
+                        function: FunctionDelta {
+                            name: Some("f".into()),
+                            arguments: Some(String::new()),
+                        },
+                    }]),
+                },
+                finish_reason: Some("stop".into()),
+            }],
+            usage: None,
+        };
+        assert_eq!(owned, expected);
+        let mut again = Vec::new();
+        write_chunk(&mut again, &expected);
+        assert_eq!(again, out);
+        // The empty delta is `{}`.
+        assert_eq!(serde_json::to_string(&DeltaRef::default()).unwrap(), "{}");
+    }
+}
+
+/// Who answered a streamed request, and at what cost: added to the usage chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerMeta<'a> {
+    /// Provider that answered.
+    pub provider: &'a str,
+    /// Provider's model that answered.
+    pub upstream_model: &'a str,
+    /// Deployment id that answered.
+    pub deployment: &'a str,
+    /// Envoy attempts it took.
+    pub attempts: u64,
+    /// Cost in micro-USD; `None` when the model is unpriced.
+    pub cost_micro_usd: Option<u64>,
+}
+
+/// Adds the gateway's metadata to the usage chunk in `out` (a `data:` event whose
+/// `choices` is empty and which carries `usage`), wherever it stands in `out`:
+/// `usage.cost_usd` and an `llm_gateway` object with provider, model, deployment and
+/// attempts. The OpenAI SDK keeps unknown fields, so clients can read them. Other events
+/// are left byte for byte. Returns whether a usage chunk was found.
+pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
+    // Cheap test first: most pieces of a stream carry no usage at all.
+    if find(out, b"\"usage\"").is_none() {
+        return false;
+    }
+    let mut rewritten: Vec<u8> = Vec::with_capacity(out.len() + 160);
+    let mut found = false;
+    let mut rest: &[u8] = out;
+    while !rest.is_empty() {
+        let (event, next) = match find(rest, b"\n\n") {
+            Some(i) => (&rest[..i + 2], &rest[i + 2..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        match annotate_event(event, meta) {
+            Some(new_event) if !found => {
+                rewritten.extend_from_slice(&new_event);
+                found = true;
+            }
+            _ => rewritten.extend_from_slice(event),
+        }
+        rest = next;
+    }
+    if found {
+        *out = rewritten;
+    }
+    found
+}
+
+/// The annotated form of one `data: {...}\n\n` event, if it is the usage chunk.
+fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
+    let json = event.strip_prefix(b"data: ")?.strip_suffix(b"\n\n")?;
+    find(json, b"\"usage\"")?;
+    let serde_json::Value::Object(mut chunk) = serde_json::from_slice(json).ok()? else {
+        return None;
+    };
+    let empty_choices = chunk
+        .get("choices")
+        .and_then(|c| c.as_array())
+        .is_some_and(|c| c.is_empty());
+    if !empty_choices {
+        return None;
+    }
+    let serde_json::Value::Object(usage) = chunk.get_mut("usage")? else {
+        return None;
+    };
+    if let Some(c) = meta.cost_micro_usd {
+        if let Some(n) = serde_json::Number::from_f64(c as f64 / 1_000_000.0) {
+            usage.insert("cost_usd".into(), serde_json::Value::Number(n));
+        }
+    }
+    chunk.insert(
+        "llm_gateway".into(),
+        serde_json::json!({
+            "provider": meta.provider,
+            "model": meta.upstream_model,
+            "deployment": meta.deployment,
+            "attempts": meta.attempts,
+            "cost_usd": meta.cost_micro_usd.map(|c| c as f64 / 1_000_000.0),
+        }),
+    );
+    let encoded = serde_json::to_vec(&chunk).ok()?;
+    let mut e = Vec::with_capacity(encoded.len() + 8);
+    e.extend_from_slice(b"data: ");
+    e.extend_from_slice(&encoded);
+    e.extend_from_slice(b"\n\n");
+    Some(e)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod annotate_tests {
+    use super::*;
+
+    fn meta(cost: Option<u64>) -> AnswerMeta<'static> {
+        AnswerMeta {
+            provider: "anthropic",
+            upstream_model: "claude-sonnet-4-5",
+            deployment: "claude",
+            attempts: 2,
+            cost_micro_usd: cost,
+        }
+    }
+
+    /// The usage chunk gains cost and metadata; other events are untouched.
+    #[test]
+    fn annotates_the_usage_chunk() {
+        let mut out = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\ndata: [DONE]\n\n".to_vec();
+        assert!(annotate_usage_chunk(&mut out, &meta(Some(126))));
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3);
+        assert!(events[0].contains("finish_reason"));
+        let v: serde_json::Value =
+            serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(v["usage"]["cost_usd"], 0.000126);
+        assert_eq!(v["usage"]["total_tokens"], 3);
+        assert_eq!(v["llm_gateway"]["attempts"], 2);
+        assert_eq!(v["llm_gateway"]["provider"], "anthropic");
+        assert_eq!(events[2], "data: [DONE]");
+    }
+
+    /// The usage chunk is found even when `[DONE]` comes in a later piece.
+    #[test]
+    fn annotates_without_done() {
+        let mut out = b"data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n".to_vec();
+        assert!(annotate_usage_chunk(&mut out, &meta(Some(6))));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("data: {") && text.ends_with("}\n\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"cost_usd\":6e-6") || text.contains("\"cost_usd\":0.000006"),
+            "{text}"
+        );
+    }
+
+    /// A content chunk that happens to carry usage (some servers do) is not the usage chunk.
+    #[test]
+    fn ignores_usage_on_content_chunks() {
+        let original = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":1}}\n\n".to_vec();
+        let mut out = original.clone();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+        assert_eq!(out, original);
+    }
+
+    /// Without a usage chunk (the client did not ask) nothing changes.
+    #[test]
+    fn leaves_streams_without_usage_alone() {
+        let original = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec();
+        let mut out = original.clone();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+        assert_eq!(out, original);
+        let mut out = b"data: [DONE]\n\n".to_vec();
+        assert!(!annotate_usage_chunk(&mut out, &meta(None)));
+    }
 }

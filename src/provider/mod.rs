@@ -6,6 +6,8 @@
 //! bytes and returns bytes, headers and usage, which the shell applies.
 
 pub mod anthropic;
+pub mod common;
+pub mod gemini;
 pub mod openai_compatible;
 
 use serde::{Deserialize, Serialize};
@@ -21,17 +23,24 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages API.
     Anthropic,
+    /// Google Gemini API (AI Studio, `generativelanguage.googleapis.com`).
+    Gemini,
 }
 
 impl ProviderKind {
     /// Every provider, for listings and error messages.
-    pub const ALL: &'static [ProviderKind] = &[ProviderKind::OpenAi, ProviderKind::Anthropic];
+    pub const ALL: &'static [ProviderKind] = &[
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Gemini,
+    ];
 
     /// The name used in configs, metrics and headers.
     pub fn name(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 
@@ -42,6 +51,7 @@ impl ProviderKind {
                 Some(ProviderKind::OpenAi)
             }
             "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" | "google_ai_studio" => Some(ProviderKind::Gemini),
             _ => None,
         }
     }
@@ -51,6 +61,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi => "https://api.openai.com/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com",
+            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 }
@@ -70,6 +81,8 @@ pub const PROVIDER_REQUEST_HEADERS: &[&str] = &[
     "openai-organization",
     "openai-project",
     "content-length",
+    // Answers must arrive uncompressed: the gateway translates them.
+    "accept-encoding",
 ];
 
 /// Provider-specific settings of one deployment.
@@ -79,6 +92,10 @@ pub struct ProviderOptions {
     pub anthropic_version: String,
     /// Output limit sent when the client gives none (Anthropic requires one).
     pub default_max_tokens: u64,
+    /// `litellm_params.drop_params`: drop request parameters the provider cannot honour
+    /// (reported in [`UpstreamRequest::dropped`]) instead of refusing them with a 400.
+    /// Off by default, because a silently dropped parameter changes the answer.
+    pub drop_params: bool,
 }
 
 impl Default for ProviderOptions {
@@ -86,6 +103,7 @@ impl Default for ProviderOptions {
         ProviderOptions {
             anthropic_version: "2023-06-01".to_string(),
             default_max_tokens: 4096,
+            drop_params: false,
         }
     }
 }
@@ -115,6 +133,9 @@ pub struct UpstreamRequest {
     pub headers: Vec<(&'static str, String)>,
     /// The translated body.
     pub body: Vec<u8>,
+    /// Client parameters left out because the provider cannot honour them and the
+    /// deployment allows dropping (`drop_params`); the shell logs them as a warning.
+    pub dropped: Vec<String>,
 }
 
 /// A complete (non-streamed) answer translated to OpenAI's shape.
@@ -137,6 +158,23 @@ impl TranslatedResponse {
             usage: None,
         }
     }
+}
+
+/// What the shell does with a streamed 200 while it holds the response headers back.
+///
+/// A provider that fails before its first token (overloaded, rate limited) still answers
+/// 200 and reports the failure as the stream's first event. Deciding on that event before
+/// the headers go out lets the shell turn it into a real status, which Envoy's retry policy
+/// can act on (fall back to the next deployment) instead of a 200 the client must parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamPreamble {
+    /// No decisive event yet: keep the headers and the bytes, ask again with more.
+    NeedMore,
+    /// The stream started well (or could not be judged within a bounded prefix): send the
+    /// headers and feed the same bytes to [`Translator::stream`].
+    Proceed,
+    /// The stream opened with an error: answer this instead of the stream.
+    Fail(TranslatedResponse),
 }
 
 /// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
@@ -172,6 +210,15 @@ pub trait Translator {
 
     /// Usage learned from the stream so far (complete once the stream has ended).
     fn stream_usage(&self) -> Option<Usage>;
+
+    /// Judges the start of a streamed 200 answer. `buffered` is every body byte received so
+    /// far (not just the newest piece). Consumes no stream state: after `Proceed` the shell
+    /// passes the same bytes to [`stream`](Self::stream). Translators that cannot tell
+    /// proceed at once.
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        let _ = (buffered, end_of_stream);
+        StreamPreamble::Proceed
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`.
@@ -179,6 +226,7 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
         ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
+        ProviderKind::Gemini => Box::new(gemini::GeminiTranslator::default()),
     }
 }
 

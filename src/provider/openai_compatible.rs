@@ -5,24 +5,24 @@
 //! message fields removed. Streams always ask for usage upstream, so the gateway learns the
 //! tokens of every stream; the usage chunk reaches the client only when it asked for it.
 
+use std::ops::ControlFlow;
+
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{join_path, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{UsageBody, DONE_EVENT};
-use crate::sse::SseDecoder;
+use crate::openai::{write_error_event, UsageBody, DONE_EVENT};
+use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 
 /// Translator for OpenAI-compatible upstreams.
 #[derive(Debug, Default)]
 pub struct OpenAiTranslator {
     stream: bool,
-    client_wants_usage: bool,
     decoder: SseDecoder,
-    usage: Option<Usage>,
-    done_sent: bool,
-    finished: bool,
+    state: StreamState,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +83,8 @@ impl Translator for OpenAiTranslator {
                 *options = Value::Object(Map::new());
             }
             if let Value::Object(o) = options {
-                self.client_wants_usage = matches!(o.get("include_usage"), Some(Value::Bool(true)));
+                self.state.client_wants_usage =
+                    matches!(o.get("include_usage"), Some(Value::Bool(true)));
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
@@ -97,6 +98,7 @@ impl Translator for OpenAiTranslator {
             path: join_path(target.base_path, "/chat/completions"),
             headers,
             body,
+            dropped: Vec::new(),
         })
     }
 
@@ -133,85 +135,304 @@ impl Translator for OpenAiTranslator {
     }
 
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if self.finished {
+        if self.state.done {
             return;
         }
-        self.decoder.push(chunk);
+        let state = &mut self.state;
+        self.decoder
+            .feed(chunk, |event| state.on_event(event.data, out));
+        if state.done {
+            return;
+        }
+        if let Some(SseError::EventTooLarge { limit }) = self.decoder.error() {
+            let message = format!("the provider sent a stream event larger than {limit} bytes");
+            state.fail(out, &message);
+            return;
+        }
         if end_of_stream {
             self.decoder.finish();
-        }
-        while let Some(event) = self.decoder.next_event() {
-            self.on_event(&event.data, out);
-        }
-        if self.decoder.error().is_some() {
-            write_stream_error(
-                out,
-                "the provider sent a stream event larger than the gateway accepts",
-            );
-            out.extend_from_slice(DONE_EVENT);
-            self.done_sent = true;
-            self.finished = true;
-            return;
-        }
-        if end_of_stream {
-            if !self.done_sent {
-                write_stream_error(out, "the provider's stream ended before it was complete");
+            if state.finished {
+                // Some servers close after the last choice without `[DONE]`; the answer
+                // is complete, so it is not reported as an error.
                 out.extend_from_slice(DONE_EVENT);
-                self.done_sent = true;
+                state.done = true;
+            } else {
+                state.fail(out, "the provider's stream ended before completion");
             }
-            self.finished = true;
         }
     }
 
     fn stream_usage(&self) -> Option<Usage> {
-        self.usage
+        self.state.usage
+    }
+
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        if !self.stream {
+            return StreamPreamble::Proceed;
+        }
+        let verdict = scan_first_event(buffered, |event| {
+            let payload = event.data.trim();
+            let error = serde_json::from_str::<ErrorProbe>(payload)
+                .ok()
+                .and_then(|p| p.error);
+            Some(match error {
+                Some(error) => {
+                    let status = stream_error_status(&error);
+                    let e = openai_error(status, payload.as_bytes());
+                    StreamPreamble::Fail(TranslatedResponse::error(&e))
+                }
+                None => StreamPreamble::Proceed,
+            })
+        });
+        match verdict {
+            Some(v) => v,
+            None if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT => {
+                StreamPreamble::Proceed
+            }
+            None => StreamPreamble::NeedMore,
+        }
     }
 }
 
-impl OpenAiTranslator {
-    fn on_event(&mut self, data: &str, out: &mut Vec<u8>) {
-        if self.done_sent {
-            return;
+/// Stream state apart from the decoder, so that the decoder's callback can borrow it.
+#[derive(Debug, Default)]
+struct StreamState {
+    client_wants_usage: bool,
+    /// The last usage the provider reported (cumulative: replaced, never added).
+    usage: Option<Usage>,
+    /// A choice carried a `finish_reason`: the answer is complete.
+    finished: bool,
+    /// `[DONE]` was written: everything after is ignored.
+    done: bool,
+}
+
+/// What the stream translation reads of a chunk; everything else is ignored unparsed and
+/// the chunk is forwarded byte for byte.
+#[derive(Deserialize)]
+struct ChunkProbe {
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    #[serde(default)]
+    usage: Option<LenientUsage>,
+    #[serde(default)]
+    choices: Option<ChoicesSummary>,
+}
+
+/// `usage` with every field optional: OpenAI-compatible servers differ in what they send.
+#[derive(Deserialize)]
+struct LenientUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<LenientPromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<LenientCompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct LenientPromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct LenientCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl LenientUsage {
+    fn to_usage(&self) -> Usage {
+        let prompt = self.prompt_tokens_details.as_ref();
+        Usage {
+            prompt_tokens: self.prompt_tokens.unwrap_or(0),
+            completion_tokens: self.completion_tokens.unwrap_or(0),
+            cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_write_tokens: prompt.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
         }
-        if data.trim() == "[DONE]" {
-            out.extend_from_slice(DONE_EVENT);
-            self.done_sent = true;
-            return;
-        }
-        let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(data) else {
-            // Not JSON: forward as is, the client decides.
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(data.as_bytes());
-            out.extend_from_slice(b"\n\n");
-            return;
-        };
-        let usage = chunk
-            .get("usage")
-            .filter(|u| !u.is_null())
-            .and_then(|u| serde_json::from_value::<UsageBody>(u.clone()).ok());
-        if let Some(u) = usage {
-            self.usage = Some(Usage::from_body(&u));
-            if !self.client_wants_usage {
-                let empty_choices = chunk
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .map(|c| c.is_empty())
-                    .unwrap_or(true);
-                if empty_choices {
-                    return; // the usage-only chunk the client did not ask for
+    }
+}
+
+/// How many choices a chunk has and whether one of them finished, read without allocating.
+struct ChoicesSummary {
+    count: usize,
+    finished: bool,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe {
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+}
+
+impl<'de> Deserialize<'de> for ChoicesSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ChoicesSummary;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ChoicesSummary, A::Error> {
+                let mut summary = ChoicesSummary {
+                    count: 0,
+                    finished: false,
+                };
+                while let Some(choice) = seq.next_element::<ChoiceProbe>()? {
+                    summary.count += 1;
+                    summary.finished |= choice.finish_reason.is_some();
                 }
-                chunk.remove("usage");
-                write_data(out, &Value::Object(chunk));
-                return;
+                Ok(summary)
             }
         }
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(data.as_bytes());
-        out.extend_from_slice(b"\n\n");
+        d.deserialize_seq(Visit)
     }
 }
 
-fn write_data(out: &mut Vec<u8>, value: &Value) {
+/// Only the `error` member of a payload (objects and plain strings alike).
+#[derive(Deserialize)]
+struct ErrorProbe {
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl StreamState {
+    fn on_event(&mut self, data: &str, out: &mut Vec<u8>) -> ControlFlow<()> {
+        let payload = data.trim();
+        if payload == "[DONE]" {
+            out.extend_from_slice(DONE_EVENT);
+            self.done = true;
+            return ControlFlow::Break(());
+        }
+        // Chunks are objects; the probe alone would also take a JSON array.
+        if !payload.starts_with('{') {
+            self.fail(out, "the provider sent a malformed stream event");
+            return ControlFlow::Break(());
+        }
+        match serde_json::from_str::<ChunkProbe>(payload) {
+            Ok(probe) => self.on_chunk(payload, probe, out),
+            Err(_) => self.on_odd_payload(payload, out),
+        }
+        if self.done {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn on_chunk(&mut self, payload: &str, probe: ChunkProbe, out: &mut Vec<u8>) {
+        if probe.error.is_some() {
+            // The provider's own error event: forwarded as is (the SDKs raise on it), and
+            // the stream ends there.
+            write_payload(out, payload);
+            out.extend_from_slice(DONE_EVENT);
+            self.done = true;
+            return;
+        }
+        let choices = probe.choices.as_ref().map(|c| c.count).unwrap_or(0);
+        self.finished |= probe.choices.as_ref().is_some_and(|c| c.finished);
+        if let Some(u) = probe.usage {
+            self.usage = Some(u.to_usage());
+            if !self.client_wants_usage {
+                if choices == 0 {
+                    return; // the usage-only chunk the client did not ask for
+                }
+                // Usage riding on a content chunk (some servers report it on every chunk).
+                if let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(payload) {
+                    chunk.remove("usage");
+                    write_value(out, &Value::Object(chunk));
+                    return;
+                }
+            }
+        }
+        write_payload(out, payload);
+    }
+
+    /// A payload the chunk probe could not read: a JSON object with unusual field types is
+    /// still forwarded; anything else is malformed and ends the stream with an error.
+    fn on_odd_payload(&mut self, payload: &str, out: &mut Vec<u8>) {
+        match serde_json::from_str::<Value>(payload) {
+            Ok(Value::Object(chunk)) => {
+                if chunk.get("error").is_some_and(|e| !e.is_null()) {
+                    write_payload(out, payload);
+                    out.extend_from_slice(DONE_EVENT);
+                    self.done = true;
+                } else {
+                    write_payload(out, payload);
+                }
+            }
+            _ => self.fail(out, "the provider sent a malformed stream event"),
+        }
+    }
+
+    /// Ends the stream with an error event and `[DONE]`.
+    fn fail(&mut self, out: &mut Vec<u8>, message: &str) {
+        write_stream_error(out, message);
+        out.extend_from_slice(DONE_EVENT);
+        self.done = true;
+    }
+}
+
+/// The status a stream's opening error stands for: the provider's numeric code when it
+/// gives one, else its type or code, else 503 (a failure inside a 200 is transient).
+fn stream_error_status(error: &Value) -> u16 {
+    let code = error.get("code");
+    if let Some(status) = code
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
+        .filter(|s| (400..600).contains(s))
+        .and_then(|s| u16::try_from(s).ok())
+    {
+        return match status {
+            529 => 503,
+            s => s,
+        };
+    }
+    let names = [
+        code.and_then(Value::as_str),
+        error.get("type").and_then(Value::as_str),
+    ];
+    for name in names.into_iter().flatten() {
+        let status = match name {
+            "rate_limit_exceeded"
+            | "rate_limit_error"
+            | "insufficient_quota"
+            | "requests"
+            | "tokens"
+            | "RateLimitError" => 429,
+            "invalid_request_error" | "BadRequestError" | "context_length_exceeded" => 400,
+            "authentication_error" | "invalid_api_key" | "AuthenticationError" => 401,
+            "permission_error" | "PermissionDeniedError" => 403,
+            "not_found_error" | "model_not_found" | "NotFoundError" => 404,
+            "timeout" | "timeout_error" => 504,
+            _ => continue,
+        };
+        return status;
+    }
+    503
+}
+
+fn write_payload(out: &mut Vec<u8>, payload: &str) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(payload.as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
     out.extend_from_slice(b"data: ");
     let _ = serde_json::to_writer(&mut *out, value);
     out.extend_from_slice(b"\n\n");
@@ -219,10 +440,10 @@ fn write_data(out: &mut Vec<u8>, value: &Value) {
 
 /// Writes an OpenAI-style in-stream error event, which the OpenAI SDK raises as an error.
 pub fn write_stream_error(out: &mut Vec<u8>, message: &str) {
-    let e = GatewayError::new(ErrorKind::Api, message).with_code("stream_error");
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&e.to_json());
-    out.extend_from_slice(b"\n\n");
+    let e = GatewayError::new(ErrorKind::Api, message)
+        .with_status(502)
+        .with_code("stream_error");
+    write_error_event(out, &e);
 }
 
 /// Reads an OpenAI-shaped error body, or wraps whatever the provider sent.
@@ -345,5 +566,76 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("bad gateway"));
+    }
+
+    fn streaming(wants_usage: bool) -> OpenAiTranslator {
+        let o = ProviderOptions::default();
+        let mut t = OpenAiTranslator::default();
+        let body = if wants_usage {
+            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#
+                .to_vec()
+        } else {
+            br#"{"model":"a","messages":[],"stream":true}"#.to_vec()
+        };
+        t.request(&body, &target(&o)).unwrap();
+        t
+    }
+
+    /// Usage riding on every content chunk (vLLM's continuous usage) is taken from the last
+    /// chunk, not summed, and removed from chunks when the client did not ask.
+    #[test]
+    fn usage_on_content_chunks() {
+        let sse = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n";
+        for wants in [false, true] {
+            let mut t = streaming(wants);
+            let mut out = Vec::new();
+            t.stream(sse, true, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.contains("usage"), wants, "{text}");
+            // Finished before the stream closed: no error, one [DONE].
+            assert!(!text.contains("error"), "{text}");
+            assert_eq!(text.matches("[DONE]").count(), 1);
+            let u = t.stream_usage().unwrap();
+            assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 2));
+        }
+    }
+
+    /// Payloads that are not JSON objects end the stream with an error event.
+    #[test]
+    fn malformed_payloads() {
+        for bad in ["[1,2,3]", "not json", "{\"id\":", "42"] {
+            let mut t = streaming(false);
+            let mut out = Vec::new();
+            t.stream(
+                format!("data: {bad}\n\ndata: [DONE]\n\n").as_bytes(),
+                true,
+                &mut out,
+            );
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.starts_with("data: {\"error\""), "{bad}: {text}");
+            assert_eq!(text.matches("[DONE]").count(), 1);
+        }
+        // Odd field types in an object are forwarded, not refused.
+        let mut t = streaming(false);
+        let mut out = Vec::new();
+        t.stream(b"data: {\"choices\":7}\n\ndata: [DONE]\n\n", true, &mut out);
+        assert_eq!(out, b"data: {\"choices\":7}\n\ndata: [DONE]\n\n");
+    }
+
+    /// A 10,000-event stream keeps the decoder's buffers at the size of one event.
+    #[test]
+    fn buffers_stay_bounded() {
+        let mut t = streaming(false);
+        let event = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+        let mut max_capacity = 0;
+        for i in 0..10_000 {
+            let mut out = Vec::new();
+            let cut = i % event.len();
+            t.stream(&event[..cut], false, &mut out);
+            t.stream(&event[cut..], false, &mut out);
+            assert_eq!(out.len(), event.len());
+            max_capacity = max_capacity.max(t.decoder.buffered_capacity());
+        }
+        assert!(max_capacity < 512, "{max_capacity}");
     }
 }

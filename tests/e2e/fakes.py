@@ -25,6 +25,7 @@ OpenAI-compatible demo provider (``--kind anthropic`` for an Anthropic-shaped on
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import signal
@@ -276,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             payload = json.dumps(reply.json if reply.json is not None else {}, ensure_ascii=False).encode()
             ctype = reply.content_type or "application/json"
+        if self.server.fake.compress and "gzip" in (rec.headers.get("accept-encoding") or "") and payload:
+            payload = gzip.compress(payload)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(payload)))
         for k, v in reply.headers.items():
@@ -306,6 +311,8 @@ class FakeProvider:
                  api_key: Optional[str] = None, verbose: bool = False) -> None:
         self.name = name or self.kind
         self.api_key = api_key  # when set, requests without it get the provider's 401
+        # Like the real APIs, gzip JSON answers for clients that send `Accept-Encoding: gzip`.
+        self.compress = False
         self.verbose = verbose
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -364,11 +371,13 @@ class FakeProvider:
             self._default = handler
 
     def reset(self) -> None:
-        """Forgets recorded requests, scripted replies and the default handler."""
+        """Forgets recorded requests, scripted replies and the default handler, and stops
+        compressing."""
         with self._lock:
             self._requests.clear()
             self._script.clear()
             self._default = None
+            self.compress = False
 
     # -- inspection --
 

@@ -495,24 +495,55 @@ class Gateway:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key or self.master_key, **kw)
 
 
+def exclusive_listeners(rendered: Path, out: Path) -> Path:
+    """Copies a rendered bootstrap with `enable_reuse_port: false` on every listener.
+
+    Envoy binds listeners with SO_REUSEPORT by default, so a second Envoy on the same port
+    (another test run on this machine that picked the same free port) would silently share
+    the traffic. Without it, a taken port makes Envoy exit, and the caller picks new ports.
+    """
+    doc = yaml.safe_load(rendered.read_text())
+    for listener in (doc.get("static_resources") or {}).get("listeners") or []:
+        listener["enable_reuse_port"] = False
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _port_taken(error: Exception) -> bool:
+    text = str(error)
+    return "Address already in use" in text or "cannot bind" in text
+
+
 def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
                   master_key: str = MASTER_KEY, env_extra: Optional[dict] = None,
-                  extra_models: Iterable = (), router_settings: Optional[dict] = None) -> Gateway:
-    """Writes a gateway config with free ports, renders it, starts Envoy and waits for it."""
+                  extra_models: Iterable = (), router_settings: Optional[dict] = None,
+                  tries: int = 4) -> Gateway:
+    """Writes a gateway config with free ports, renders it, starts Envoy and waits for it.
+    Starts again on new ports (a bounded number of times) when a port was taken meanwhile."""
     require_artefacts()
-    port, admin_port = free_port(), free_port()
-    cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
-                         master_key=master_key, extra_models=extra_models,
-                         router_settings=router_settings)
-    config_path = write_yaml(tmp / "gateway.yaml", cfg)
     env = provider_env(env_extra)
-    out = render(config_path, tmp / "envoy.yaml", env=env)
-    envoy = Envoy(out, tmp, admin_port, env=env).start()
-    try:
-        envoy.wait_ready()
-    except BaseException:
-        envoy.stop()
-        raise
-    return Gateway(envoy=envoy, port=port, admin_port=admin_port, openai=openai_fake,
-                   anthropic=anthropic_fake, workdir=tmp, config_path=config_path,
-                   envoy_config_path=out, master_key=master_key)
+    for attempt in range(1, tries + 1):
+        work = tmp / f"try{attempt}" if attempt > 1 else tmp
+        work.mkdir(parents=True, exist_ok=True)
+        port, admin_port = free_port(), free_port()
+        cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
+                             master_key=master_key, extra_models=extra_models,
+                             router_settings=router_settings)
+        config_path = write_yaml(work / "gateway.yaml", cfg)
+        rendered = render(config_path, work / "envoy.rendered.yaml", env=env)
+        bootstrap = exclusive_listeners(rendered, work / "envoy.yaml")
+        envoy = Envoy(bootstrap, work, admin_port, env=env).start()
+        try:
+            envoy.wait_ready()
+        except RuntimeError as e:
+            envoy.stop()
+            if attempt < tries and _port_taken(e):
+                continue
+            raise
+        except BaseException:
+            envoy.stop()
+            raise
+        return Gateway(envoy=envoy, port=port, admin_port=admin_port, openai=openai_fake,
+                       anthropic=anthropic_fake, workdir=work, config_path=config_path,
+                       envoy_config_path=rendered, master_key=master_key)
+    raise AssertionError("unreachable")

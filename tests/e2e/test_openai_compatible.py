@@ -121,7 +121,9 @@ def test_stream_always_asks_upstream_for_usage(gw, stream_options, client_gets_u
     usage_chunks = [c for c in s.chunks if c.get("usage")]
     if client_gets_usage:
         assert len(usage_chunks) == 1, s.raw
-        assert usage_chunks[0]["usage"] == usage
+        # The gateway adds the cost (gpt-4o-mini: 13 x $0.15/M + 4 x $0.60/M = 4 micro-USD).
+        assert usage_chunks[0]["usage"] == {**usage, "cost_usd": 0.000004}
+        assert usage_chunks[0]["llm_gateway"]["provider"] == "openai"
         assert usage_chunks[0]["choices"] == []
         assert s.chunks[-1] is usage_chunks[0] or s.chunks[-1] == usage_chunks[0]
     else:
@@ -148,7 +150,12 @@ def test_stream_chunks_pass_through(gw):
     gw.openai.enqueue(Reply.sse(events))
     s = gw.stream({**STREAM_BODY, "stream_options": {"include_usage": True}})
     expected = [json.loads(json.dumps(e.data)) for e in events if e.data != "[DONE]"]
-    assert s.chunks == expected
+    # Byte for byte, except the usage chunk, which also carries the cost and who answered.
+    got = [dict(c) for c in s.chunks]
+    last = got[-1]
+    assert last.pop("llm_gateway")["model"] == "gpt-4o-mini"
+    last["usage"] = {k: v for k, v in last["usage"].items() if k != "cost_usd"}
+    assert got == expected
 
 
 def test_stream_events_split_across_writes_are_reassembled(gw):

@@ -34,6 +34,10 @@ def test_plain_completion(gw, model):
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage.prompt_tokens > 0 and resp.usage.completion_tokens > 0
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+    # The SDK's `Authorization: Bearer <master key>` never reaches the provider.
+    for rec in gw.provider_requests():
+        for name, value in rec.header_list:
+            assert gw.master_key not in value, f"master key sent upstream in {name}"
 
 
 @pytest.mark.parametrize("model", MODELS)

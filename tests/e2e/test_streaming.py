@@ -282,3 +282,21 @@ def test_stream_that_ends_without_a_finish_still_terminates(gw):
     assert s.finish_reasons() != ["stop"]
     assert s.done_count <= 1
 
+
+
+def test_usage_chunk_is_the_same_whatever_the_providers_write_boundaries(gw):
+    # The gateway annotates the usage chunk (cost, who answered); that must not depend on
+    # whether the provider's usage chunk and [DONE] arrive in one read or two.
+    body = {**GPT, "stream_options": {"include_usage": True}}
+    seen = []
+    for done_delay in (0.0, 0.3):
+        events = openai_stream("same either way", include_usage=True)
+        events[-1].delay = done_delay  # [DONE] alone, later
+        gw.openai.enqueue(Reply.sse(events))
+        s = gw.stream(body)
+        check_chunks(s, model="gpt-4o-mini")
+        usage_chunks = [c for c in s.chunks if c.get("usage")]
+        assert len(usage_chunks) == 1
+        u = usage_chunks[0]
+        seen.append({k: v for k, v in u.items() if k not in ("created", "id")})
+    assert seen[0] == seen[1], f"usage chunk differs with the write boundaries:\n{seen[0]}\n{seen[1]}"

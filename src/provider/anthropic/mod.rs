@@ -4,6 +4,7 @@
 //! the OpenAI → Anthropic request mapping in `request`, the answer mapping in `response`
 //! and the incremental stream translation in `stream`.
 
+pub mod events;
 pub mod request;
 pub mod response;
 pub mod schema;
@@ -47,6 +48,7 @@ impl Translator for AnthropicTranslator {
             path: join_path(target.base_path, "/v1/messages"),
             headers,
             body: translated.body,
+            dropped: translated.dropped,
         })
     }
 
@@ -73,5 +75,12 @@ impl Translator for AnthropicTranslator {
 
     fn stream_usage(&self) -> Option<Usage> {
         self.stream.as_ref().and_then(|s| s.usage())
+    }
+
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> super::StreamPreamble {
+        match self.stream {
+            Some(_) => stream::preamble(buffered, end_of_stream),
+            None => super::StreamPreamble::Proceed,
+        }
     }
 }

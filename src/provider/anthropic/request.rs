@@ -14,8 +14,9 @@
 //! - `response_format` `json_schema` becomes a forced tool whose input is the answer (the
 //!   response side turns that call back into `content`); `json_object` becomes a system
 //!   instruction. Anthropic's own structured outputs are still a beta.
-//! - Parameters Anthropic cannot honour (`n` > 1, logprobs, `logit_bias`, non-zero
-//!   penalties) are refused with a 400 rather than silently ignored; OpenAI-only fields
+//! - Parameters Anthropic cannot honour (logprobs, `logit_bias`, non-zero penalties) are
+//!   refused with a 400 rather than silently ignored, unless the deployment sets
+//!   `drop_params` (see [`ParamPolicy`]); `n` > 1 is always refused. OpenAI-only fields
 //!   that change nothing observable (`seed`, `metadata`, ...) are dropped.
 
 use super::schema::{
@@ -26,6 +27,10 @@ use crate::error::GatewayError;
 use crate::openai::{
     ChatRequest, Content, ContentPart, ImageUrl, Message, ResponseFormat, Role, ThinkingBlock,
     ToolCall, ToolChoice,
+};
+use crate::provider::common::{
+    check_logprobs_and_bias, parse_chat_request, parse_data_url, split_thought_signature,
+    ParamPolicy,
 };
 use crate::provider::Target;
 use serde_json::{json, Map, Value};
@@ -42,6 +47,8 @@ pub struct TranslatedRequest {
     /// The tool standing in for `response_format: json_schema`: a call to it is the answer
     /// and goes back to the client as `message.content`.
     pub json_response_tool: Option<String>,
+    /// Parameters left out under the deployment's `drop_params`.
+    pub dropped: Vec<String>,
 }
 
 /// Tool name used for `json_schema` when the schema has no name.
@@ -71,8 +78,9 @@ pub fn translate_request(
     body: &[u8],
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    let chat = parse(body)?;
-    refuse_unsupported(&chat)?;
+    let chat = parse_chat_request(body)?;
+    let mut policy = ParamPolicy::new("Anthropic", target.options);
+    refuse_unsupported(&chat, &mut policy)?;
 
     let mut system = SystemBuilder::default();
     let messages = map_messages(&chat.messages, &mut system)?;
@@ -138,71 +146,29 @@ pub fn translate_request(
         stream: chat.is_stream(),
         client_wants_usage: chat.is_stream() && chat.wants_stream_usage(),
         json_response_tool,
+        dropped: policy.into_dropped(),
     })
 }
 
-/// Parses the client body, naming the field that does not fit.
-fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let chat: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            GatewayError::invalid_request(format!(
-                "request body is not a valid chat request: {inner}"
-            ))
-        } else {
-            GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
-        }
-    })?;
-    de.end().map_err(|e| {
-        GatewayError::invalid_request(format!("request body is not a valid chat request: {e}"))
-    })?;
-    Ok(chat)
-}
-
-/// Refuses parameters Anthropic cannot honour; the client would otherwise get a different
-/// answer than it asked for without knowing it.
-fn refuse_unsupported(chat: &ChatRequest) -> Result<(), GatewayError> {
+/// Refuses parameters Anthropic cannot honour (or drops them, when the deployment allows):
+/// the client would otherwise get a different answer than it asked for without knowing it.
+/// `n` > 1 is refused even then: dropping it would return one choice where several were
+/// asked for.
+fn refuse_unsupported(chat: &ChatRequest, policy: &mut ParamPolicy) -> Result<(), GatewayError> {
     if chat.n.is_some_and(|n| n > 1) {
         return Err(GatewayError::invalid_param(
             "n",
             "`n` greater than 1 is not supported by Anthropic models; send one request per choice",
         ));
     }
-    if chat.logprobs == Some(true) {
-        return Err(GatewayError::invalid_param(
-            "logprobs",
-            "`logprobs` is not supported by Anthropic models",
-        ));
-    }
-    if chat.top_logprobs.is_some_and(|n| n > 0) {
-        return Err(GatewayError::invalid_param(
-            "top_logprobs",
-            "`top_logprobs` is not supported by Anthropic models",
-        ));
-    }
-    let bias_set = match &chat.logit_bias {
-        None | Some(Value::Null) => false,
-        Some(Value::Object(m)) => !m.is_empty(),
-        Some(_) => true,
-    };
-    if bias_set {
-        return Err(GatewayError::invalid_param(
-            "logit_bias",
-            "`logit_bias` is not supported by Anthropic models",
-        ));
-    }
-    // SDKs often send the penalties as 0; only a value that would change the answer is refused.
+    check_logprobs_and_bias(chat, policy)?;
+    // SDKs often send the penalties as 0; only a value that would change the answer counts.
     for (name, value) in [
         ("presence_penalty", chat.presence_penalty),
         ("frequency_penalty", chat.frequency_penalty),
     ] {
         if value.is_some_and(|v| v != 0.0) {
-            return Err(GatewayError::invalid_param(
-                name,
-                format!("`{name}` is not supported by Anthropic models; omit it or send 0"),
-            ));
+            policy.unsupported(name, "or send 0")?;
         }
     }
     if chat.temperature.is_some_and(|t| t > 1.0) {
@@ -462,14 +428,21 @@ fn tool_use(i: usize, j: usize, call: &ToolCall) -> Result<ContentBlockParam, Ga
         ));
     }
     Ok(ContentBlockParam::ToolUse {
-        id: call.id.clone(),
+        id: split_thought_signature(&call.id).0.to_string(),
         name: call.function.name.clone(),
         input,
     })
 }
 
 fn tool_result(i: usize, m: &Message) -> Result<ContentBlockParam, GatewayError> {
-    let Some(tool_use_id) = m.tool_call_id.clone().filter(|id| !id.is_empty()) else {
+    // Ids from a Gemini answer carry its thought signature, which Anthropic's id pattern
+    // refuses; the id proper still pairs the call with its result.
+    let Some(tool_use_id) = m
+        .tool_call_id
+        .as_deref()
+        .map(|id| split_thought_signature(id).0.to_string())
+        .filter(|id| !id.is_empty())
+    else {
         return Err(GatewayError::invalid_param(
             format!("messages[{i}].tool_call_id"),
             format!("messages[{i}] has role `tool` but no `tool_call_id`"),
@@ -587,30 +560,6 @@ fn file_block(i: usize, j: usize, p: &ContentPart) -> Result<ContentBlockParam, 
         base.clone(),
         format!("{base} needs `file_data` with a `data:application/pdf;base64,...` URL"),
     ))
-}
-
-/// Splits `data:<mime>;base64,<data>` into media type and data.
-fn parse_data_url(url: &str, param: &str) -> Result<(String, String), GatewayError> {
-    let bad = || {
-        GatewayError::invalid_param(
-            param.to_string(),
-            format!("{param} must be a `data:<media type>;base64,<data>` URL"),
-        )
-    };
-    let rest = url.strip_prefix("data:").ok_or_else(bad)?;
-    let (header, data) = rest.split_once(',').ok_or_else(bad)?;
-    let media_type = header
-        .strip_suffix(";base64")
-        .ok_or_else(bad)?
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if media_type.is_empty() || data.is_empty() {
-        return Err(bad());
-    }
-    Ok((media_type, data.to_string()))
 }
 
 /// What `response_format` asks for.

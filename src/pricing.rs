@@ -1,0 +1,726 @@
+//! Token prices and the cost of one answer.
+//!
+//! Money is counted in integer **pico-USD** (10⁻¹² USD). A price in pico-USD per token is the
+//! same number as micro-USD per million tokens, so every price a provider publishes (per
+//! million tokens, at most six decimals: $0.005 / MTok and up) is held exactly, and the cost
+//! of an answer is exact integer arithmetic (`u128`, saturating) with a single rounding, to
+//! micro-USD, at the very end. Floating point would drift when millions of small costs are
+//! summed into counters; nano-USD per token could not hold $0.0375 / MTok.
+//!
+//! A model the table does not know is *unpriced* ([`lookup`] returns `None`): it costs
+//! nothing and must be counted as unpriced, never priced by a guess. Deployments can set or
+//! correct prices in the gateway config with LiteLLM's field names ([`PriceOverride`],
+//! [`resolve`]).
+
+use crate::usage::Usage;
+
+/// The date the built-in prices were taken from the providers' price lists.
+pub const PRICES_AS_OF: &str = "2026-11-22";
+
+/// Pico-USD in one micro-USD.
+const PICO_PER_MICRO: u128 = 1_000_000;
+
+/// The largest override accepted, in USD per token ($10,000 per million tokens): anything
+/// larger is a per-million price written where LiteLLM expects a per-token one.
+const MAX_USD_PER_TOKEN: f64 = 0.01;
+
+/// Price of one upstream model, in pico-USD (10⁻¹² USD) per token.
+///
+/// Pico-USD per token equals micro-USD per million tokens: $2.50 / MTok is `2_500_000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Price {
+    /// Input tokens not served from or written to the prompt cache.
+    pub input: u64,
+    /// Output tokens other than reasoning.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache (the shortest retention's write price).
+    pub cache_write: u64,
+    /// Reasoning tokens; equal to `output` unless a provider prices them apart.
+    pub reasoning: u64,
+}
+
+/// Exact cost of `usage` at `price`, in pico-USD.
+///
+/// `prompt_tokens` includes the cache reads and writes and `completion_tokens` includes the
+/// reasoning tokens ([`Usage`]), so each token is priced once:
+/// `(prompt − cache_read − cache_write) × input + cache_read × cache_read_price +
+/// cache_write × cache_write_price + (completion − reasoning) × output +
+/// reasoning × reasoning_price`. The counts reported apart are trusted and the remainders
+/// saturate at zero, so inconsistent counts (more cached than prompt tokens) never
+/// underflow, and no token is priced twice.
+pub fn cost_pico_usd(usage: &Usage, price: &Price) -> u128 {
+    let uncached = usage
+        .prompt_tokens
+        .saturating_sub(usage.cache_read_tokens)
+        .saturating_sub(usage.cache_write_tokens);
+    let visible_output = usage
+        .completion_tokens
+        .saturating_sub(usage.reasoning_tokens);
+    [
+        (uncached, price.input),
+        (usage.cache_read_tokens, price.cache_read),
+        (usage.cache_write_tokens, price.cache_write),
+        (visible_output, price.output),
+        (usage.reasoning_tokens, price.reasoning),
+    ]
+    .iter()
+    .fold(0u128, |sum, &(tokens, per_token)| {
+        sum.saturating_add(u128::from(tokens) * u128::from(per_token))
+    })
+}
+
+/// Cost of `usage` at `price` in micro-USD, rounded to the nearest (halves up), saturating
+/// at `u64::MAX`: the unit the gateway's cost counters add up.
+///
+/// One rounding per answer: an answer cheaper than half a micro-USD counts 0 (while its
+/// model still counts as priced).
+pub fn cost_micro_usd(usage: &Usage, price: &Price) -> u64 {
+    let micro = cost_pico_usd(usage, price).saturating_add(PICO_PER_MICRO / 2) / PICO_PER_MICRO;
+    u64::try_from(micro).unwrap_or(u64::MAX)
+}
+
+/// Cost of `usage` at `price` in USD, for logs and display (not for summing).
+pub fn cost_usd(usage: &Usage, price: &Price) -> f64 {
+    cost_pico_usd(usage, price) as f64 / 1e12
+}
+
+/// The built-in price of an upstream model, or `None` when it is unpriced.
+///
+/// Exact name first (ASCII case-insensitive, a leading `models/` ignored); then the longest
+/// known name followed only by a date or version suffix: `-20250929`, `@20250929`,
+/// `-2024-08-06`, `-001` or `-latest`, so `claude-sonnet-4-5-20250929` is priced as
+/// `claude-sonnet-4-5` and `gpt-4o-mini-2024-07-18` as `gpt-4o-mini`. Any other tail
+/// (`gpt-4o-audio-preview`, `claude-opus-4-9`) is a different model and stays unpriced.
+pub fn lookup(model: &str) -> Option<Price> {
+    find(model).map(Rates::price)
+}
+
+fn find(model: &str) -> Option<Rates> {
+    let name = model.trim();
+    let name = name.strip_prefix("models/").unwrap_or(name).as_bytes();
+    let lower = |b: &u8| b.to_ascii_lowercase();
+    if let Ok(i) = TABLE.binary_search_by(|(key, _)| key.bytes().cmp(name.iter().map(lower))) {
+        return TABLE.get(i).map(|(_, rates)| *rates);
+    }
+    TABLE
+        .iter()
+        .filter(|(key, _)| {
+            let key = key.as_bytes();
+            name.len() > key.len()
+                && name[..key.len()].eq_ignore_ascii_case(key)
+                && is_version_suffix(&name[key.len()..])
+        })
+        .max_by_key(|(key, _)| key.len())
+        .map(|(_, rates)| *rates)
+}
+
+/// `-20250929`, `@20250929`, `-2024-08-06`, `-001`, `-latest`: snapshots of one model that
+/// share its price.
+fn is_version_suffix(tail: &[u8]) -> bool {
+    let Some((&sep, rest)) = tail.split_first() else {
+        return false;
+    };
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    (sep == b'-' || sep == b'@')
+        && match rest.len() {
+            3 | 8 => digits(rest),
+            10 => {
+                digits(&rest[..4])
+                    && rest[4] == b'-'
+                    && digits(&rest[5..7])
+                    && rest[7] == b'-'
+                    && digits(&rest[8..])
+            }
+            6 => rest.eq_ignore_ascii_case(b"latest"),
+            _ => false,
+        }
+}
+
+/// Per-deployment price fields from `litellm_params`, in USD per token as LiteLLM writes
+/// them (`input_cost_per_token: 0.000003` is $3 per million tokens).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PriceOverride {
+    /// `input_cost_per_token`.
+    pub input_cost_per_token: Option<f64>,
+    /// `output_cost_per_token`.
+    pub output_cost_per_token: Option<f64>,
+    /// `cache_read_input_token_cost`.
+    pub cache_read_input_token_cost: Option<f64>,
+    /// `cache_creation_input_token_cost`.
+    pub cache_creation_input_token_cost: Option<f64>,
+    /// `output_cost_per_reasoning_token`.
+    pub output_cost_per_reasoning_token: Option<f64>,
+}
+
+impl PriceOverride {
+    /// True when no price field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == PriceOverride::default()
+    }
+}
+
+/// A refused price override: the `litellm_params` field at fault and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceError {
+    /// The field name inside `litellm_params`, e.g. `input_cost_per_token`.
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The price of a deployment: the built-in price of `upstream_model` with the overrides
+/// replacing single fields, or the overrides alone for a model the table does not know
+/// (then input and output are both required). `Ok(None)`: unpriced.
+///
+/// Where a price is not given, cache reads and writes cost the input price and reasoning
+/// costs the output price, also when only the input or output price is overridden.
+pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>, PriceError> {
+    let input = usd_per_token("input_cost_per_token", o.input_cost_per_token)?;
+    let output = usd_per_token("output_cost_per_token", o.output_cost_per_token)?;
+    let cache_read = usd_per_token("cache_read_input_token_cost", o.cache_read_input_token_cost)?;
+    let cache_write = usd_per_token(
+        "cache_creation_input_token_cost",
+        o.cache_creation_input_token_cost,
+    )?;
+    let reasoning = usd_per_token(
+        "output_cost_per_reasoning_token",
+        o.output_cost_per_reasoning_token,
+    )?;
+    let base = match (find(upstream_model), input, output) {
+        (Some(rates), _, _) => rates,
+        (None, Some(input), Some(output)) => Rates {
+            input,
+            output,
+            cache_read: None,
+            cache_write: None,
+            reasoning: None,
+        },
+        (None, None, None) if o.is_empty() => return Ok(None),
+        (None, i, _) => {
+            return Err(PriceError {
+                field: if i.is_some() {
+                    "output_cost_per_token"
+                } else {
+                    "input_cost_per_token"
+                },
+                message: format!(
+                    "is required: `{upstream_model}` has no built-in price; set both input_cost_per_token and output_cost_per_token (USD per token, e.g. 0.000003 for $3 per million tokens) to price it, or remove its price fields to leave it unpriced"
+                ),
+            });
+        }
+    };
+    Ok(Some(
+        Rates {
+            input: input.unwrap_or(base.input),
+            output: output.unwrap_or(base.output),
+            cache_read: cache_read.or(base.cache_read),
+            cache_write: cache_write.or(base.cache_write),
+            reasoning: reasoning.or(base.reasoning),
+        }
+        .price(),
+    ))
+}
+
+/// Checks one override and converts it to pico-USD per token.
+fn usd_per_token(field: &'static str, value: Option<f64>) -> Result<Option<u64>, PriceError> {
+    match value {
+        None => Ok(None),
+        Some(v) if !v.is_finite() || v < 0.0 => Err(PriceError {
+            field,
+            message: "must be a number of USD per token, 0 or more (e.g. 0.000003 for $3 per million tokens)".to_string(),
+        }),
+        Some(v) if v > MAX_USD_PER_TOKEN => Err(PriceError {
+            field,
+            message: format!(
+                "`{v}` USD per token is more than any model costs: the unit is USD per token, not per million tokens ($3 per million tokens is 0.000003)"
+            ),
+        }),
+        // At most 1e10 pico-USD after the checks above: the cast cannot truncate.
+        Some(v) => Ok(Some((v * 1e12).round() as u64)),
+    }
+}
+
+/// A table row: the prices a provider lists; the unlisted ones follow input or output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rates {
+    input: u64,
+    output: u64,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+    reasoning: Option<u64>,
+}
+
+impl Rates {
+    fn price(self) -> Price {
+        Price {
+            input: self.input,
+            output: self.output,
+            cache_read: self.cache_read.unwrap_or(self.input),
+            cache_write: self.cache_write.unwrap_or(self.input),
+            reasoning: self.reasoning.unwrap_or(self.output),
+        }
+    }
+}
+
+/// USD per million tokens to pico-USD per token, exact for up to six decimals. Evaluated at
+/// compile time: the table holds integers only.
+const fn usd(per_mtok: f64) -> u64 {
+    (per_mtok * 1e6 + 0.5) as u64
+}
+
+/// Input, cached input, output (USD per million tokens); cache writes cost the input price.
+const fn p(input: f64, cached: f64, output: f64) -> Rates {
+    Rates {
+        input: usd(input),
+        output: usd(output),
+        cache_read: Some(usd(cached)),
+        cache_write: None,
+        reasoning: None,
+    }
+}
+
+/// Input, cached input, cache write, output (USD per million tokens).
+const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Rates {
+    Rates {
+        cache_write: Some(usd(write)),
+        ..p(input, cached, output)
+    }
+}
+
+/// Built-in prices, sorted by name (a test checks it; lookups binary-search it).
+///
+/// Taken on 2026-11-22 ([`PRICES_AS_OF`]), standard (not batch, flex or priority) rates, text
+/// tokens, USD per million tokens; cross-checked against BerriAI/litellm
+/// `model_prices_and_context_window.json`. Reasoning tokens cost the output price for every
+/// model listed.
+///
+/// - **OpenAI**, <https://developers.openai.com/api/docs/pricing> and the model pages
+///   (`/api/docs/models/<id>`). Cache writes cost the input price except for GPT-5.6 and
+///   GPT-6.x, which list them (1.25× input; 30-minute retention). GPT-5.4 and later bill
+///   prompts over 272K tokens at 2× input and 1.5× output: not modelled, the short-context
+///   rate is used.
+/// - **Anthropic**, <https://platform.claude.com/docs/en/about-claude/pricing> and the model
+///   pages. Cache writes are the 5-minute price (1-hour writes cost more and are not told
+///   apart in usage). Claude Sonnet 4/4.5 beyond 200K tokens, and Claude Haiku 5.5 beyond
+///   100K tokens (5×), cost more: the base tier is used. Claude Sonnet 5.5 cache reads are
+///   $0.10 since 2026-10-07.
+/// - **Google Gemini** (Developer API), <https://ai.google.dev/gemini-api/docs/pricing>.
+///   Tiered models use the standard tier, prompts ≤ 200K tokens; input is the text / image /
+///   video price (audio costs more); no cache-write price (implicit caching; explicit caches
+///   also bill storage per hour, which is not per token). Promotional rates (Gemini 3.7 and
+///   3.8 Flash) are left out rather than expire silently.
+static TABLE: &[(&str, Rates)] = &[
+    ("claude-3-5-haiku", pw(0.80, 0.08, 1.00, 4.00)),
+    ("claude-3-7-sonnet", pw(3.00, 0.30, 3.75, 15.00)),
+    ("claude-3-haiku", pw(0.25, 0.03, 0.30, 1.25)),
+    ("claude-fable-5", pw(10.00, 1.00, 12.50, 50.00)),
+    ("claude-fable-5-1", pw(10.00, 0.25, 12.50, 50.00)),
+    ("claude-haiku-4-5", pw(1.00, 0.10, 1.25, 5.00)),
+    ("claude-haiku-5-5", pw(0.10, 0.01, 0.125, 0.50)),
+    ("claude-opus-4", pw(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-0", pw(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-1", pw(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-5", pw(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-6", pw(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-7", pw(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-8", pw(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-5", pw(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-5-5", pw(4.00, 0.20, 5.00, 20.00)),
+    ("claude-sonnet-4", pw(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-0", pw(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-5", pw(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-6", pw(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-5", pw(2.00, 0.20, 2.50, 10.00)),
+    ("claude-sonnet-5-5", pw(2.00, 0.10, 2.50, 10.00)),
+    ("gemini-2.5-flash", p(0.30, 0.03, 2.50)),
+    ("gemini-2.5-flash-lite", p(0.10, 0.01, 0.40)),
+    ("gemini-2.5-pro", p(1.25, 0.125, 10.00)),
+    ("gemini-3-flash-preview", p(0.50, 0.05, 3.00)),
+    ("gemini-3.1-flash-lite", p(0.25, 0.025, 1.50)),
+    ("gemini-3.1-flash-lite-preview", p(0.25, 0.025, 1.50)),
+    ("gemini-3.1-pro-preview", p(2.00, 0.20, 12.00)),
+    ("gemini-3.5-flash", p(1.50, 0.15, 9.00)),
+    ("gpt-4.1", p(2.00, 0.50, 8.00)),
+    ("gpt-4.1-mini", p(0.40, 0.10, 1.60)),
+    ("gpt-4.1-nano", p(0.10, 0.025, 0.40)),
+    ("gpt-4o", p(2.50, 1.25, 10.00)),
+    ("gpt-4o-mini", p(0.15, 0.075, 0.60)),
+    ("gpt-5", p(1.25, 0.125, 10.00)),
+    ("gpt-5-mini", p(0.25, 0.025, 2.00)),
+    ("gpt-5-nano", p(0.05, 0.005, 0.40)),
+    ("gpt-5.1", p(1.25, 0.125, 10.00)),
+    ("gpt-5.2", p(1.75, 0.175, 14.00)),
+    ("gpt-5.4", p(2.50, 0.25, 15.00)),
+    ("gpt-5.4-mini", p(0.75, 0.075, 4.50)),
+    ("gpt-5.4-nano", p(0.20, 0.02, 1.25)),
+    ("gpt-5.5", p(5.00, 0.50, 30.00)),
+    ("gpt-5.6-luna", pw(0.20, 0.02, 0.25, 1.20)),
+    ("gpt-5.6-terra", pw(2.00, 0.20, 2.50, 12.00)),
+    ("gpt-6-luna", pw(0.10, 0.01, 0.125, 0.50)),
+    ("gpt-6-sol", pw(2.00, 0.20, 2.50, 10.00)),
+    ("gpt-6.2-sol", pw(2.00, 0.10, 2.50, 10.00)),
+    ("o1", p(15.00, 7.50, 60.00)),
+    ("o3", p(2.00, 0.50, 8.00)),
+    ("o3-mini", p(1.10, 0.55, 4.40)),
+    ("o4-mini", p(1.10, 0.275, 4.40)),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(prompt: u64, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            ..Usage::default()
+        }
+    }
+
+    fn price(model: &str) -> Price {
+        lookup(model).unwrap_or_else(|| panic!("{model} is not priced"))
+    }
+
+    /// The table is sorted and unique (binary search relies on it), lower-case, and sane.
+    #[test]
+    fn table_is_sorted_and_sane() {
+        for pair in TABLE.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} !< {}", pair[0].0, pair[1].0);
+        }
+        for (name, rates) in TABLE {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            let p = rates.price();
+            assert!(p.input > 0 && p.output > 0, "{name}");
+            assert!(
+                p.cache_read <= p.input,
+                "{name}: cache reads cost more than input"
+            );
+            assert!(
+                p.cache_write >= p.input,
+                "{name}: cache writes cost less than input"
+            );
+            assert_eq!(p.reasoning, p.output, "{name}");
+        }
+        assert!(TABLE.len() < 100);
+    }
+
+    /// Published prices become exact integers at compile time.
+    #[test]
+    fn usd_per_mtok_is_exact() {
+        assert_eq!(usd(2.50), 2_500_000);
+        assert_eq!(usd(0.005), 5_000);
+        assert_eq!(usd(0.0375), 37_500);
+        assert_eq!(usd(0.075), 75_000);
+        assert_eq!(usd(0.29), 290_000);
+        assert_eq!(usd(18.75), 18_750_000);
+        assert_eq!(usd(0.0), 0);
+        let p = price("gpt-4o");
+        assert_eq!(
+            (p.input, p.cache_read, p.cache_write, p.output, p.reasoning),
+            (2_500_000, 1_250_000, 2_500_000, 10_000_000, 10_000_000)
+        );
+    }
+
+    /// Input and output only: 1000 × $2.50/M + 500 × $10/M = $0.0075.
+    #[test]
+    fn plain_input_and_output() {
+        let p = price("gpt-4o");
+        let u = usage(1000, 500);
+        assert_eq!(cost_pico_usd(&u, &p), 7_500_000_000);
+        assert_eq!(cost_micro_usd(&u, &p), 7_500);
+        assert!((cost_usd(&u, &p) - 0.0075).abs() < 1e-12);
+    }
+
+    /// Cached tokens are part of prompt_tokens and are priced once, at the cache-read price.
+    #[test]
+    fn cached_tokens_are_not_double_counted() {
+        let p = price("gpt-4o");
+        let u = Usage {
+            cache_read_tokens: 400,
+            ..usage(1000, 0)
+        };
+        // 600 × 2.50 + 400 × 1.25 (per million) = 2000 micro-USD.
+        assert_eq!(cost_micro_usd(&u, &p), 2_000);
+    }
+
+    /// Cache writes are priced at the write price, cache reads at the read price.
+    #[test]
+    fn cache_writes_and_reads() {
+        let p = price("claude-sonnet-4-5");
+        let u = Usage {
+            prompt_tokens: 10_000,
+            cache_read_tokens: 3_000,
+            cache_write_tokens: 5_000,
+            ..usage(0, 1_000)
+        };
+        // 2000 × 3 + 3000 × 0.30 + 5000 × 3.75 + 1000 × 15 (per million).
+        assert_eq!(cost_pico_usd(&u, &p), 40_650_000_000);
+        assert_eq!(cost_micro_usd(&u, &p), 40_650);
+    }
+
+    /// Reasoning is part of completion_tokens: priced once, at its own price when it has one.
+    #[test]
+    fn reasoning_tokens() {
+        let u = Usage {
+            reasoning_tokens: 600,
+            ..usage(0, 1_000)
+        };
+        let o3 = price("o3");
+        assert_eq!(
+            cost_micro_usd(&u, &o3),
+            cost_micro_usd(&usage(0, 1_000), &o3)
+        );
+        assert_eq!(cost_micro_usd(&u, &o3), 8_000);
+        let apart = Price {
+            output: 2_500_000,
+            reasoning: 3_500_000,
+            ..Price::default()
+        };
+        // 400 × 2.50 + 600 × 3.50 (per million) = 3100 micro-USD.
+        assert_eq!(cost_micro_usd(&u, &apart), 3_100);
+    }
+
+    /// No tokens, no cost; a zero price costs nothing either.
+    #[test]
+    fn zero_usage() {
+        let p = price("claude-opus-4-1");
+        assert_eq!(cost_pico_usd(&Usage::default(), &p), 0);
+        assert_eq!(cost_micro_usd(&Usage::default(), &p), 0);
+        assert_eq!(cost_usd(&Usage::default(), &p), 0.0);
+        assert_eq!(cost_micro_usd(&usage(1_000, 1_000), &Price::default()), 0);
+    }
+
+    /// Counts that do not add up saturate instead of underflowing or panicking.
+    #[test]
+    fn inconsistent_counts_saturate() {
+        let p = price("claude-sonnet-4-5");
+        let u = Usage {
+            prompt_tokens: 100,
+            completion_tokens: 10,
+            cache_read_tokens: 1_000,
+            cache_write_tokens: 1_000,
+            reasoning_tokens: 50,
+        };
+        // No uncached input, no visible output; the reported counts are priced as reported.
+        let expected = 1_000 * 300_000 + 1_000 * 3_750_000 + 50 * 15_000_000;
+        assert_eq!(cost_pico_usd(&u, &p), expected);
+        let huge = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            cache_read_tokens: u64::MAX,
+            cache_write_tokens: u64::MAX,
+            reasoning_tokens: u64::MAX,
+        };
+        let max = Price {
+            input: u64::MAX,
+            output: u64::MAX,
+            cache_read: u64::MAX,
+            cache_write: u64::MAX,
+            reasoning: u64::MAX,
+        };
+        assert_eq!(cost_pico_usd(&huge, &max), u128::MAX);
+        assert_eq!(cost_micro_usd(&huge, &max), u64::MAX);
+        assert!(cost_usd(&huge, &max).is_finite());
+    }
+
+    /// One rounding per answer, to the nearest micro-USD, halves up.
+    #[test]
+    fn rounding_to_micro_usd() {
+        let nano = price("gpt-5-nano"); // $0.05 / M input = 50_000 pico-USD per token
+        assert_eq!(cost_pico_usd(&usage(10, 0), &nano), 500_000);
+        assert_eq!(cost_micro_usd(&usage(10, 0), &nano), 1);
+        assert_eq!(cost_micro_usd(&usage(9, 0), &nano), 0);
+        assert_eq!(cost_micro_usd(&usage(29, 0), &nano), 1);
+        assert_eq!(cost_micro_usd(&usage(30, 0), &nano), 2);
+    }
+
+    /// Exact names, dated and versioned snapshots, case and the `models/` prefix.
+    #[test]
+    fn lookup_by_name_and_snapshot() {
+        assert_eq!(lookup("gpt-4o"), lookup("gpt-4o-2024-08-06"));
+        assert_eq!(
+            lookup("claude-sonnet-4-5"),
+            lookup("claude-sonnet-4-5-20250929")
+        );
+        assert_eq!(
+            lookup("claude-sonnet-4-5"),
+            lookup("claude-sonnet-4-5@20250929")
+        );
+        assert_eq!(lookup("claude-opus-4"), lookup("claude-opus-4-20250514"));
+        assert_eq!(
+            lookup("claude-3-5-haiku"),
+            lookup("claude-3-5-haiku-latest")
+        );
+        assert_eq!(lookup("gemini-2.5-pro"), lookup("models/gemini-2.5-pro"));
+        assert_eq!(lookup("gemini-2.5-flash"), lookup("gemini-2.5-flash-001"));
+        assert_eq!(lookup("gpt-4o"), lookup(" GPT-4o "));
+        // The longest known name wins: the mini snapshot is priced as mini, not as gpt-4o.
+        assert_eq!(lookup("gpt-4o-mini-2024-07-18"), lookup("gpt-4o-mini"));
+        assert_ne!(lookup("gpt-4o-mini"), lookup("gpt-4o"));
+        assert_eq!(
+            lookup("claude-opus-4-1-20250805"),
+            lookup("claude-opus-4-1")
+        );
+        assert_eq!(price("claude-opus-4-5-20251101").input, 5_000_000);
+        assert_eq!(price("o4-mini-2025-04-16").cache_read, 275_000);
+        assert_eq!(price("gemini-2.5-flash-lite").output, 400_000);
+        assert_eq!(price("gpt-6.2-sol").cache_write, 2_500_000);
+    }
+
+    /// Unknown models are unpriced, never priced like a neighbour.
+    #[test]
+    fn unknown_models_are_unpriced() {
+        for model in [
+            "",
+            "llama3",
+            "claude-opus-4-9",
+            "claude-opus-4-20250514-extra",
+            "gpt-4o-audio-preview",
+            "gpt-4o-mini-tts",
+            "gpt-5.7",
+            "gpt-4o-20240806x",
+            "gemini-2.5-flash-preview-09-2025",
+            "ft:gpt-4o-2024-08-06:acme::abc123",
+            "o3-pro",
+            "gpt-4o-",
+            "gpt-4o@",
+        ] {
+            assert_eq!(lookup(model), None, "{model}");
+        }
+    }
+
+    fn over() -> PriceOverride {
+        PriceOverride::default()
+    }
+
+    /// Overrides replace single fields of the built-in price; derived prices follow.
+    #[test]
+    fn overrides_replace_fields() {
+        let o = PriceOverride {
+            input_cost_per_token: Some(0.000002),
+            ..over()
+        };
+        let p = resolve("claude-sonnet-4-5", &o).unwrap().unwrap();
+        let base = price("claude-sonnet-4-5");
+        assert_eq!(
+            p,
+            Price {
+                input: 2_000_000,
+                ..base
+            }
+        );
+
+        // gpt-4o's cache writes and reasoning follow input and output.
+        let o = PriceOverride {
+            input_cost_per_token: Some(0.000001),
+            output_cost_per_token: Some(0.000004),
+            ..over()
+        };
+        let p = resolve("gpt-4o-2024-08-06", &o).unwrap().unwrap();
+        assert_eq!(
+            (p.input, p.cache_read, p.cache_write, p.output, p.reasoning),
+            (1_000_000, 1_250_000, 1_000_000, 4_000_000, 4_000_000)
+        );
+
+        let o = PriceOverride {
+            output_cost_per_reasoning_token: Some(0.0000035),
+            ..over()
+        };
+        assert_eq!(resolve("o3", &o).unwrap().unwrap().reasoning, 3_500_000);
+
+        assert_eq!(resolve("o3", &over()).unwrap(), lookup("o3"));
+        assert_eq!(resolve("llama3", &over()).unwrap(), None);
+    }
+
+    /// An unknown model is priced by input and output together.
+    #[test]
+    fn overrides_price_unknown_models() {
+        let o = PriceOverride {
+            input_cost_per_token: Some(0.0),
+            output_cost_per_token: Some(0.0000006),
+            cache_read_input_token_cost: Some(0.0),
+            ..over()
+        };
+        let p = resolve("llama3", &o).unwrap().unwrap();
+        assert_eq!(
+            p,
+            Price {
+                input: 0,
+                output: 600_000,
+                cache_read: 0,
+                cache_write: 0,
+                reasoning: 600_000
+            }
+        );
+
+        let o = PriceOverride {
+            input_cost_per_token: Some(0.000001),
+            ..over()
+        };
+        let e = resolve("llama3", &o).unwrap_err();
+        assert_eq!(e.field, "output_cost_per_token");
+        assert!(e.message.contains("llama3"), "{}", e.message);
+
+        let o = PriceOverride {
+            output_cost_per_token: Some(0.000001),
+            ..over()
+        };
+        assert_eq!(
+            resolve("llama3", &o).unwrap_err().field,
+            "input_cost_per_token"
+        );
+
+        let o = PriceOverride {
+            cache_read_input_token_cost: Some(0.000001),
+            ..over()
+        };
+        assert_eq!(
+            resolve("llama3", &o).unwrap_err().field,
+            "input_cost_per_token"
+        );
+    }
+
+    /// Overrides must be finite, not negative, and per token.
+    #[test]
+    fn overrides_are_validated() {
+        for (bad, hint) in [
+            (f64::NAN, "0 or more"),
+            (f64::INFINITY, "0 or more"),
+            (-0.000001, "0 or more"),
+            (3.0, "not per million"),
+        ] {
+            let o = PriceOverride {
+                cache_creation_input_token_cost: Some(bad),
+                ..over()
+            };
+            let e = resolve("claude-haiku-4-5", &o).unwrap_err();
+            assert_eq!(e.field, "cache_creation_input_token_cost");
+            assert!(e.message.contains(hint), "{}", e.message);
+        }
+        let o = PriceOverride {
+            input_cost_per_token: Some(MAX_USD_PER_TOKEN),
+            ..over()
+        };
+        assert_eq!(resolve("o3", &o).unwrap().unwrap().input, 10_000_000_000);
+    }
+}
+
+/// Formats micro-USD as a decimal USD amount (`1234` → `"0.001234"`), exact.
+pub fn format_usd(micro_usd: u64) -> String {
+    format!("{}.{:06}", micro_usd / 1_000_000, micro_usd % 1_000_000)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::format_usd;
+
+    /// Micro-USD print exactly, without float rounding.
+    #[test]
+    fn formats() {
+        assert_eq!(format_usd(0), "0.000000");
+        assert_eq!(format_usd(1234), "0.001234");
+        assert_eq!(format_usd(12_000_001), "12.000001");
+    }
+}

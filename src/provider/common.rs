@@ -1,0 +1,207 @@
+//! Request-side helpers shared by the translating providers (Anthropic, Gemini): parsing
+//! the client body, `data:` URLs, and the unsupported-parameter policy (`drop_params`).
+
+use serde_json::Value;
+
+use super::ProviderOptions;
+use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+
+/// Parses the client body, naming the field that does not fit.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let chat: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            GatewayError::invalid_request(format!(
+                "request body is not a valid chat request: {inner}"
+            ))
+        } else {
+            GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| {
+        GatewayError::invalid_request(format!("request body is not a valid chat request: {e}"))
+    })?;
+    Ok(chat)
+}
+
+/// Splits `data:<mime>;base64,<data>` into media type (lowercased) and data; `param` names
+/// the field in the error.
+pub fn parse_data_url(url: &str, param: &str) -> Result<(String, String), GatewayError> {
+    let bad = || {
+        GatewayError::invalid_param(
+            param.to_string(),
+            format!("{param} must be a `data:<media type>;base64,<data>` URL"),
+        )
+    };
+    let rest = url.strip_prefix("data:").ok_or_else(bad)?;
+    let (header, data) = rest.split_once(',').ok_or_else(bad)?;
+    let media_type = header
+        .strip_suffix(";base64")
+        .ok_or_else(bad)?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media_type.is_empty() || data.is_empty() {
+        return Err(bad());
+    }
+    Ok((media_type, data.to_string()))
+}
+
+/// Separates a Gemini thought signature from the tool-call id that carries it:
+/// `<call id>__thought__<signature>`, the convention LiteLLM established, so that clients
+/// and tools that already know it keep working.
+pub const THOUGHT_SIGNATURE_SEPARATOR: &str = "__thought__";
+
+/// Splits a tool-call id into the id proper and the Gemini thought signature it carries.
+pub fn split_thought_signature(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(THOUGHT_SIGNATURE_SEPARATOR) {
+        Some((base, signature)) if !signature.is_empty() => (base, Some(signature)),
+        Some((base, _)) => (base, None),
+        None => (id, None),
+    }
+}
+
+/// True when `logit_bias` would change the answer (an empty map or null does not).
+pub fn logit_bias_set(bias: Option<&Value>) -> bool {
+    match bias {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// The deployment's policy for parameters its provider cannot honour.
+///
+/// By default such a parameter is refused with a 400 naming it: silently ignoring it would
+/// give the client a different answer than it asked for without telling it. With
+/// `drop_params: true` (LiteLLM's name) the parameter is left out and recorded, so that
+/// the shell can log a warning. Callers only report parameters set to a value that would
+/// change the answer: defaults such as `presence_penalty: 0` are never a reason to refuse.
+#[derive(Debug)]
+pub struct ParamPolicy {
+    provider: &'static str,
+    drop: bool,
+    dropped: Vec<String>,
+}
+
+impl ParamPolicy {
+    /// The policy of a deployment of `provider` (its display name, for messages).
+    pub fn new(provider: &'static str, options: &ProviderOptions) -> Self {
+        ParamPolicy {
+            provider,
+            drop: options.drop_params,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// `param` is set to a value the provider cannot honour: a 400, or recorded as dropped.
+    /// `how_to_omit` completes "omit it ..." in the message (e.g. "or send 0").
+    pub fn unsupported(&mut self, param: &str, how_to_omit: &str) -> Result<(), GatewayError> {
+        if self.drop {
+            self.dropped.push(param.to_string());
+            return Ok(());
+        }
+        let omit = if how_to_omit.is_empty() {
+            "omit it".to_string()
+        } else {
+            format!("omit it {how_to_omit}")
+        };
+        Err(GatewayError::invalid_param(
+            param,
+            format!(
+                "`{param}` is not supported by {} models; {omit}, or have the operator set `drop_params: true` on the deployment to drop unsupported parameters",
+                self.provider
+            ),
+        )
+        .with_code("unsupported_parameter"))
+    }
+
+    /// The parameters dropped so far.
+    pub fn into_dropped(self) -> Vec<String> {
+        self.dropped
+    }
+}
+
+/// Reports the OpenAI-only log-probability and bias parameters when they are set to
+/// something that would change the answer.
+pub fn check_logprobs_and_bias(
+    chat: &ChatRequest,
+    policy: &mut ParamPolicy,
+) -> Result<(), GatewayError> {
+    if chat.logprobs == Some(true) {
+        policy.unsupported("logprobs", "or send false")?;
+    }
+    if chat.top_logprobs.is_some_and(|n| n > 0) {
+        policy.unsupported("top_logprobs", "or send 0")?;
+    }
+    if logit_bias_set(chat.logit_bias.as_ref()) {
+        policy.unsupported("logit_bias", "or send {}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refused by name by default; recorded, in order, with `drop_params`.
+    #[test]
+    fn policy() {
+        let strict = ProviderOptions::default();
+        let mut p = ParamPolicy::new("Test", &strict);
+        let e = p.unsupported("logprobs", "or send false").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("logprobs"));
+        assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
+        assert!(e.message.contains("drop_params"), "{}", e.message);
+
+        let lenient = ProviderOptions {
+            drop_params: true,
+            ..ProviderOptions::default()
+        };
+        let mut p = ParamPolicy::new("Test", &lenient);
+        p.unsupported("logprobs", "").unwrap();
+        p.unsupported("logit_bias", "").unwrap();
+        assert_eq!(p.into_dropped(), vec!["logprobs", "logit_bias"]);
+    }
+
+    /// Only values that change the answer count as set.
+    #[test]
+    fn bias() {
+        assert!(!logit_bias_set(None));
+        assert!(!logit_bias_set(Some(&Value::Null)));
+        assert!(!logit_bias_set(Some(&serde_json::json!({}))));
+        assert!(logit_bias_set(Some(&serde_json::json!({"1": 5}))));
+    }
+
+    /// The signature is whatever follows the first separator.
+    #[test]
+    fn thought_signatures() {
+        assert_eq!(split_thought_signature("call_1"), ("call_1", None));
+        assert_eq!(
+            split_thought_signature("call_1__thought__Q2k+/=="),
+            ("call_1", Some("Q2k+/=="))
+        );
+        assert_eq!(
+            split_thought_signature("call_1__thought__"),
+            ("call_1", None)
+        );
+    }
+
+    /// Media type lowercased, parameters after it ignored.
+    #[test]
+    fn data_urls() {
+        assert_eq!(
+            parse_data_url("data:Image/PNG;name=x;base64,AAA", "p").unwrap(),
+            ("image/png".to_string(), "AAA".to_string())
+        );
+        assert!(parse_data_url("data:image/png,AAA", "p").is_err());
+        assert!(parse_data_url("data:;base64,AAA", "p").is_err());
+        assert!(parse_data_url("https://x", "p").is_err());
+    }
+}

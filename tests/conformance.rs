@@ -1,0 +1,232 @@
+//! Keeps `docs/conformance.md` true: every cell of its feature × provider table must cite a
+//! test, and every cited golden case directory and test function must exist.
+//!
+//! A citation is a backticked path: `tests/fixtures/<provider>/<case>` (a case directory
+//! with files, of the column's provider), `tests/<file>.rs::<fn>` or `src/<file>.rs::<fn>`
+//! (a `#[test]` function in that file), or `tests/e2e/<file>.py::<fn>` (a pytest function).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The provider columns, in order, and the fixture directory each may cite.
+const COLUMNS: &[(&str, &str)] = &[
+    ("openai-compatible", "openai"),
+    ("anthropic", "anthropic"),
+    ("gemini", "gemini"),
+];
+
+/// Rows the matrix must have (a row matches when its feature cell contains the text).
+const REQUIRED_ROWS: &[&str] = &[
+    "text",
+    "system / developer",
+    "multi-turn",
+    "tools (function definitions)",
+    "tool_choice",
+    "parallel tool calls",
+    "tool results",
+    "images",
+    "stop",
+    "max tokens",
+    "temperature / top_p",
+    "json_object",
+    "json_schema",
+    "reasoning_effort",
+    "reasoning returned",
+    "signatures round trip",
+    "cached tokens",
+    "usage (prompt",
+    "finish reasons",
+    "errors by status",
+    "streaming text",
+    "streaming tool calls",
+    "streaming reasoning",
+    "streaming usage",
+    "streaming errors",
+    "`n` > 1",
+    "logprobs",
+    "`drop_params: true`",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cells of a table line (`| a | b |` → `["a", "b"]`).
+fn cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+    inner.split('|').map(|c| c.trim().to_string()).collect()
+}
+
+/// The backticked spans of a cell that are citations.
+fn citations(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("tests/") || s.starts_with("src/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// True when `source` has a `#[test]` function called `name`: the attribute is one of the
+/// attribute or doc-comment lines right above the function.
+fn has_rust_test(source: &str, name: &str) -> bool {
+    let lines: Vec<&str> = source.lines().collect();
+    let signature = format!("fn {name}(");
+    lines.iter().enumerate().any(|(i, line)| {
+        let line = line.trim_start();
+        let is_fn = line.starts_with(&signature)
+            || line
+                .strip_prefix("pub ")
+                .is_some_and(|l| l.starts_with(&signature));
+        is_fn
+            && lines[..i]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .take_while(|l| l.starts_with("#[") || l.starts_with("///"))
+                .any(|l| l == "#[test]")
+    })
+}
+
+/// True when `source` has a pytest function called `name`.
+fn has_python_test(source: &str, name: &str) -> bool {
+    name.starts_with("test_")
+        && source.lines().any(|l| {
+            let l = l.trim_start_matches("async ");
+            l.starts_with(&format!("def {name}("))
+        })
+}
+
+/// Checks one citation in the column of `fixture_provider`; returns what is wrong.
+fn check_citation(citation: &str, fixture_provider: &str) -> Option<String> {
+    if let Some((file, name)) = citation.split_once("::") {
+        let path = root().join(file);
+        let Ok(source) = fs::read_to_string(&path) else {
+            return Some(format!("`{citation}`: {file} does not exist"));
+        };
+        let found = if file.ends_with(".rs") {
+            has_rust_test(&source, name)
+        } else if file.ends_with(".py") {
+            has_python_test(&source, name)
+        } else {
+            false
+        };
+        return (!found).then(|| format!("`{citation}`: no test `{name}` in {file}"));
+    }
+    let Some(rest) = citation.strip_prefix("tests/fixtures/") else {
+        return Some(format!(
+            "`{citation}`: cite a case directory under tests/fixtures/ or a test as <file>::<fn>"
+        ));
+    };
+    let provider = rest.split('/').next().unwrap_or_default();
+    if provider != fixture_provider {
+        return Some(format!(
+            "`{citation}`: a {provider} case cited in the {fixture_provider} column"
+        ));
+    }
+    let dir = root().join(citation);
+    let has_files = fs::read_dir(&dir)
+        .map(|entries| entries.flatten().any(|e| e.path().is_file()))
+        .unwrap_or(false);
+    (!has_files).then(|| format!("`{citation}`: no such case directory"))
+}
+
+/// The data rows of the matrix (feature cell first), after checking the header.
+fn matrix(doc: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut lines = doc.lines().filter(|l| l.trim_start().starts_with('|'));
+    let header = lines.next().ok_or("docs/conformance.md has no table")?;
+    let expected: Vec<String> = std::iter::once("feature")
+        .chain(COLUMNS.iter().map(|(c, _)| *c))
+        .map(str::to_string)
+        .collect();
+    if cells(header) != expected {
+        return Err(format!(
+            "the table header is {:?}, expected {expected:?}",
+            cells(header)
+        ));
+    }
+    let separator = lines.next().unwrap_or_default();
+    if !cells(separator).iter().all(|c| c.starts_with("---")) {
+        return Err("the table has no separator row under its header".to_string());
+    }
+    Ok(lines.map(cells).collect())
+}
+
+/// Every cell cites something that exists, and every required feature has a row.
+#[test]
+fn conformance_matrix_cites_existing_tests() {
+    let path = root().join("docs").join("conformance.md");
+    let doc = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rows = matrix(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let mut failures = Vec::new();
+    for row in &rows {
+        let feature = row.first().cloned().unwrap_or_default();
+        if row.len() != COLUMNS.len() + 1 {
+            failures.push(format!(
+                "row `{feature}` has {} cells, expected {}",
+                row.len(),
+                COLUMNS.len() + 1
+            ));
+            continue;
+        }
+        for ((column, fixture_provider), cell) in COLUMNS.iter().zip(&row[1..]) {
+            let cited = citations(cell);
+            if cited.is_empty() {
+                failures.push(format!("row `{feature}`, column {column}: cites no test"));
+            }
+            for c in cited {
+                if let Some(problem) = check_citation(&c, fixture_provider) {
+                    failures.push(format!("row `{feature}`, column {column}: {problem}"));
+                }
+            }
+        }
+    }
+    for required in REQUIRED_ROWS {
+        if !rows
+            .iter()
+            .any(|r| r.first().is_some_and(|f| f.contains(required)))
+        {
+            failures.push(format!("no row for `{required}`"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "docs/conformance.md is out of date:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The checker itself: it finds real tests and rejects what does not exist.
+#[test]
+fn checker_rejects_missing_citations() {
+    assert_eq!(
+        check_citation("tests/fixtures/gemini/plain_text", "gemini"),
+        None
+    );
+    assert!(check_citation("tests/fixtures/gemini/plain_text", "anthropic").is_some());
+    assert!(check_citation("tests/fixtures/gemini/no_such_case", "gemini").is_some());
+    assert_eq!(
+        check_citation(
+            "tests/conformance.rs::checker_rejects_missing_citations",
+            "gemini"
+        ),
+        None
+    );
+    // A helper is not a test.
+    assert!(check_citation("tests/conformance.rs::has_rust_test", "gemini").is_some());
+    assert!(check_citation("tests/gemini.rs::no_such_test", "gemini").is_some());
+    assert!(check_citation("tests/e2e/test_gemini.py::answer", "gemini").is_some());
+    assert_eq!(
+        check_citation(
+            "tests/e2e/test_gemini.py::test_text_through_the_sdk",
+            "gemini"
+        ),
+        None
+    );
+    assert!(check_citation("docs/x.md", "gemini").is_some());
+    assert_eq!(
+        citations("a `tests/x.rs::f` and `code` and `src/y.rs::g`"),
+        vec!["tests/x.rs::f", "src/y.rs::g"]
+    );
+    assert!(Path::new(&root().join("docs/conformance.md")).is_file());
+}
