@@ -35,12 +35,7 @@ struct Case {
     stream: bool,
 }
 
-fn alias(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::OpenAi => "bench-openai",
-        ProviderKind::Anthropic => "bench-anthropic",
-    }
-}
+use common::alias;
 
 fn cases() -> Vec<Case> {
     let mut out = Vec::new();
@@ -51,8 +46,8 @@ fn cases() -> Vec<Case> {
                 kind,
                 request: common::chat_request(alias(kind), *size, false),
                 answer: match kind {
-                    ProviderKind::OpenAi => common::openai_answer(),
                     ProviderKind::Anthropic => common::anthropic_answer(),
+                    _ => common::openai_answer(),
                 },
                 events: Vec::new(),
                 stream: false,
@@ -113,19 +108,7 @@ impl Env {
     }
 
     fn target(&self, kind: ProviderKind) -> Target<'_> {
-        Target {
-            upstream_model: match kind {
-                ProviderKind::OpenAi => "bench-model",
-                ProviderKind::Anthropic => "claude-bench",
-            },
-            base_path: match kind {
-                ProviderKind::OpenAi => "/openai/v1",
-                ProviderKind::Anthropic => "/anthropic",
-            },
-            api_key: Some("sk-provider-bench"),
-            now_unix_secs: 1_700_000_000,
-            options: &self.options,
-        }
+        common::target(kind, &self.options)
     }
 }
 

@@ -23,32 +23,11 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use llm_gateway::auth;
 use llm_gateway::config::GatewayConfig;
-use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
+use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions};
 use llm_gateway::request::{estimate_prompt_tokens, parse_chat_request};
 use llm_gateway::routing::{choose_route, resolve_alias};
 
-fn alias(kind: ProviderKind) -> &'static str {
-    match kind {
-        ProviderKind::OpenAi => "bench-openai",
-        ProviderKind::Anthropic => "bench-anthropic",
-    }
-}
-
-fn target(kind: ProviderKind, options: &ProviderOptions) -> Target<'_> {
-    Target {
-        upstream_model: match kind {
-            ProviderKind::OpenAi => "bench-model",
-            ProviderKind::Anthropic => "claude-bench",
-        },
-        base_path: match kind {
-            ProviderKind::OpenAi => "/openai/v1",
-            ProviderKind::Anthropic => "/anthropic",
-        },
-        api_key: Some("sk-provider-bench"),
-        now_unix_secs: 1_700_000_000,
-        options,
-    }
-}
+use common::{alias, target};
 
 fn downstream(c: &mut Criterion) {
     let config = GatewayConfig::from_value(common::gateway_config()).expect("valid config");

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+use llm_gateway::provider::{ProviderKind, ProviderOptions, Target};
 use serde_json::{json, Value};
 
 /// The model placeholder in request bodies; the harness replaces it with an alias.
@@ -358,3 +359,28 @@ pub fn gateway_config() -> Value {
 
 /// The client key of [`gateway_config`].
 pub const MASTER_KEY: &str = "sk-bench-master";
+
+/// The gateway alias the benches route each measured provider to.
+pub fn alias(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "bench-anthropic",
+        _ => "bench-openai",
+    }
+}
+
+/// What an attempt to a bench deployment of `kind` knows about it.
+pub fn target(kind: ProviderKind, options: &ProviderOptions) -> Target<'_> {
+    Target {
+        upstream_model: match kind {
+            ProviderKind::Anthropic => "claude-bench",
+            _ => "bench-model",
+        },
+        base_path: match kind {
+            ProviderKind::Anthropic => "/anthropic",
+            _ => "/openai/v1",
+        },
+        api_key: Some("sk-provider-bench"),
+        now_unix_secs: 1_700_000_000,
+        options,
+    }
+}
