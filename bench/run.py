@@ -137,7 +137,7 @@ NATIVE_COUNTS = [
     ("anthropic-1k", "response", 200), ("anthropic-1k", "full", 200),
     ("anthropic-10k", "full", 40), ("anthropic-100k", "downstream", 6),
     ("anthropic-100k", "upstream", 6), ("anthropic-100k", "full", 6),
-    ("anthropic-tools", "full", 100),
+    ("anthropic-tools", "full", 100), ("anthropic-1k", "metrics", 200),
     ("openai-stream", "upstream", 100), ("openai-stream", "stream", 10),
     ("anthropic-stream", "upstream", 100), ("anthropic-stream", "stream", 10),
 ]

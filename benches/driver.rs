@@ -21,9 +21,11 @@ use std::hint::black_box;
 
 use llm_gateway::auth;
 use llm_gateway::config::GatewayConfig;
+use llm_gateway::metrics::{self, Outcome};
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use llm_gateway::request::{estimate_prompt_tokens, parse_chat_request};
 use llm_gateway::routing::{choose_route, resolve_alias};
+use llm_gateway::usage::Usage;
 
 struct Case {
     name: String,
@@ -89,9 +91,18 @@ fn cases() -> Vec<Case> {
     out
 }
 
-const PHASES: &[&str] = &["downstream", "upstream", "response", "stream", "full"];
+const PHASES: &[&str] = &[
+    "downstream",
+    "upstream",
+    "response",
+    "stream",
+    "full",
+    "metrics",
+];
 
 struct Env {
+    /// Stat ids by name, as the shell caches them per VM.
+    stat_ids: std::cell::RefCell<std::collections::HashMap<String, u32>>,
     config: GatewayConfig,
     master: auth::KeyDigest,
     options: ProviderOptions,
@@ -100,6 +111,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         Env {
+            stat_ids: Default::default(),
             config: GatewayConfig::from_value(common::gateway_config())
                 .expect("bench gateway config is valid"),
             master: auth::digest(common::MASTER_KEY),
@@ -162,12 +174,42 @@ fn stream(env: &Env, case: &Case) -> usize {
     total + out.len()
 }
 
+/// The stats of one finished request: record names built from the labels, then looked up
+/// in the per-VM id cache (the host calls that follow are not counted).
+fn stats(env: &Env, case: &Case) -> usize {
+    let outcome = Outcome {
+        model: alias(case.kind).to_string(),
+        provider: case.kind.name().to_string(),
+        upstream_model: "bench-model".to_string(),
+        key: "master".to_string(),
+        status: 200,
+        duration_ms: 12,
+        first_byte_ms: case.stream.then_some(3),
+        stream: case.stream,
+        attempts: 1,
+        usage: Some(Usage {
+            prompt_tokens: 260,
+            completion_tokens: 70,
+            ..Usage::default()
+        }),
+        ..Outcome::default()
+    };
+    let mut ids = env.stat_ids.borrow_mut();
+    let mut total = 0usize;
+    for r in metrics::records(&outcome) {
+        let next = ids.len() as u32;
+        total += *ids.entry(r.name).or_insert(next) as usize + r.value as usize;
+    }
+    total
+}
+
 fn run_phase(env: &Env, case: &Case, phase: &str) -> usize {
     match phase {
         "downstream" => downstream(env, &case.request),
         "upstream" => upstream(env, case),
         "response" => response(case),
         "stream" => stream(env, case),
+        "metrics" => stats(env, case),
         "full" => {
             downstream(env, &case.request)
                 + if case.stream {
@@ -252,6 +294,7 @@ fn main() {
                             || *p == "downstream"
                             || *p == "upstream"
                             || *p == "full"
+                            || *p == "metrics"
                     })
                     .collect();
                 println!(
