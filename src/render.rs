@@ -14,6 +14,8 @@ use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
 
+pub mod ratelimit;
+
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -326,6 +328,18 @@ fn access_log() -> Value {
 }
 
 fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
+    let mut listener = listener_without_rate_limit(config, gateway_json, options);
+    if let Some(rls) = &config.general.rate_limit_service {
+        ratelimit::add_to_listener(&mut listener, rls);
+    }
+    listener
+}
+
+fn listener_without_rate_limit(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+) -> Value {
     let g = &config.general;
     let mut routes: Vec<Value> = config.routes.iter().map(|r| route_for(config, r)).collect();
     // Never reached in practice: the downstream instance answers unknown models itself.
@@ -393,6 +407,9 @@ fn clusters(config: &GatewayConfig) -> Vec<Value> {
         .collect();
     for plan in config.routes.iter().filter(|r| r.tiers.len() > 1) {
         clusters.push(chain_cluster(config, plan));
+    }
+    if let Some(rls) = &config.general.rate_limit_service {
+        clusters.push(ratelimit::cluster(rls));
     }
     clusters
 }
