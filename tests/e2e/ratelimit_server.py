@@ -2,9 +2,9 @@
 (``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` over gRPC), with the
 counting rules of the reference implementation (envoyproxy/ratelimit), in memory.
 
-The reference service is a Go program that no package registry here carries, so this one
-stands in for it. It speaks the real wire format, encoded and decoded by hand below from
-the field numbers of Envoy's protos:
+The reference service is a Go program backed by Redis; this one stands in for it in the
+tests. It speaks the real wire format, encoded and decoded by hand below from the field
+numbers of Envoy's protos:
 
 * ``envoy/service/ratelimit/v3/rls.proto``::
 
