@@ -9,17 +9,21 @@ WASM        := target/wasm32-wasip1/release/llm_gateway.wasm
 CLI         := target/release/llm-gateway
 GATEWAY_CFG ?= envoy/gateway.yaml
 BOOTSTRAP   := envoy/envoy.yaml
+ISTIO_DIR   := envoy/istio
+# Where the Istio gateway pods find the module; the committed envoy/istio/ files use this.
+ISTIO_WASM_URL ?= file:///var/lib/llm-gateway/llm_gateway.wasm
 DEMO_PORT   ?= 18080
 
 # The key clients present to the gateway; a demo value unless you set your own.
 export LLM_GATEWAY_MASTER_KEY ?= sk-gateway-demo
 
-.PHONY: help setup toolchain python system build render run test unit e2e lint clean
+.PHONY: help setup toolchain python system build render render-istio run test unit e2e lint clean
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
 	@echo "make test  - unit, golden and end-to-end tests in a real Envoy"
 	@echo "make build - build the .wasm ($(WASM)) and the llm-gateway CLI"
+	@echo "make render-istio - render the Istio resources into $(ISTIO_DIR)/"
 	@echo "make lint  - rustfmt and clippy"
 
 ## Installs what the build and the tests need: the wasm target, a Python venv with Envoy,
@@ -51,6 +55,12 @@ build: toolchain
 
 render: build
 	$(CLI) render --config $(GATEWAY_CFG) --wasm $(WASM) --out $(BOOTSTRAP)
+
+## The Istio resources (envoy/istio/): add ISTIO_WASM_URL=https://...|oci://... and
+## ISTIO_WASM_SHA256=<hex> to load the module from a URL instead of a mounted file.
+render-istio: build
+	$(CLI) render-istio --config $(GATEWAY_CFG) --wasm-url $(ISTIO_WASM_URL) \
+	  $(if $(ISTIO_WASM_SHA256),--wasm-sha256 $(ISTIO_WASM_SHA256)) --out-dir $(ISTIO_DIR)
 
 ## Starts the demo provider and Envoy in the foreground; Ctrl-C stops both.
 run: setup render

@@ -32,5 +32,8 @@ pub mod usage;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod render;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod render_istio;
+
 #[cfg(target_arch = "wasm32")]
 pub mod filter;

@@ -6,6 +6,9 @@
 //! endpoint metadata naming it, TLS with SNI and host rewrite for public hosts, and the
 //! wasm filter twice with `allow_on_headers_stop_iteration` and a fail-closed,
 //! self-reloading failure policy.
+//!
+//! The pieces (filter configs, router, routes, clusters, access log) are public so that
+//! [`crate::render_istio`] puts the very same ones into Istio resources.
 
 use serde_json::{json, Value};
 
@@ -13,6 +16,8 @@ use crate::chains::{RoutePlan, Tier};
 use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
+
+pub mod ratelimit;
 
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
 #[derive(Debug, Clone)]
@@ -33,12 +38,56 @@ pub fn plugin_configuration(role: FilterRole, gateway_json: &Value) -> Value {
     json!({"role": role, "config": gateway_json})
 }
 
-fn duration(secs: f64) -> String {
+/// An Envoy (protobuf JSON) duration: `5s`, `1.500s`.
+pub fn duration(secs: f64) -> String {
     if secs.fract() == 0.0 {
         format!("{}s", secs as u64)
     } else {
         format!("{secs:.3}s")
     }
+}
+
+/// Name of each filter instance (its plugin name and root id).
+pub fn filter_name(role: FilterRole) -> &'static str {
+    match role {
+        FilterRole::Downstream => "llm_gateway_downstream",
+        FilterRole::Upstream => "llm_gateway_upstream",
+    }
+}
+
+/// The `envoy.filters.http.wasm` typed config of one instance, loading the module from
+/// `code` (an Envoy `AsyncDataSource`): every deployment form (a file here, a fetched
+/// module under Istio) shares the flag, the failure policy and the VM settings.
+pub fn wasm_typed_config(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    role: FilterRole,
+    code: Value,
+) -> Value {
+    let name = filter_name(role);
+    let configuration = plugin_configuration(role, gateway_json).to_string();
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": name,
+            "root_id": name,
+            // Headers must wait for the body: routing and translation depend on it.
+            "allow_on_headers_stop_iteration": true,
+            // A trapped VM reloads instead of failing every request or opening the gateway.
+            "failure_policy": "FAIL_RELOAD",
+            "reload_config": {"backoff": {"base_interval": "0.1s", "max_interval": "1s"}},
+            "vm_config": {
+                "vm_id": VM_ID,
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": code,
+                "environment_variables": {"host_env_keys": config.env_names()},
+            },
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": configuration,
+            },
+        },
+    })
 }
 
 fn wasm_filter(
@@ -47,35 +96,10 @@ fn wasm_filter(
     role: FilterRole,
     options: &RenderOptions,
 ) -> Value {
-    let name = match role {
-        FilterRole::Downstream => "llm_gateway_downstream",
-        FilterRole::Upstream => "llm_gateway_upstream",
-    };
-    let configuration = plugin_configuration(role, gateway_json).to_string();
+    let code = json!({"local": {"filename": options.wasm_path}});
     json!({
         "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": name,
-                // Headers must wait for the body: routing and translation depend on it.
-                "allow_on_headers_stop_iteration": true,
-                // A trapped VM reloads instead of failing every request or opening the gateway.
-                "failure_policy": "FAIL_RELOAD",
-                "reload_config": {"backoff": {"base_interval": "0.1s", "max_interval": "1s"}},
-                "vm_config": {
-                    "vm_id": VM_ID,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": options.wasm_path}},
-                    "environment_variables": {"host_env_keys": config.env_names()},
-                },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": configuration,
-                },
-            },
-        },
+        "typed_config": wasm_typed_config(config, gateway_json, role, code),
     })
 }
 
@@ -146,14 +170,14 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
 /// filter, not Envoy, refuses an oversized request (with an OpenAI-shaped 413). One read
 /// can bring a lot of data at once, hence the generous margin; it is a cap, not an
 /// allocation.
-fn buffer_limit(config: &GatewayConfig) -> u64 {
+pub fn buffer_limit(config: &GatewayConfig) -> u64 {
     config.general.max_request_body_bytes * 2 + 1024 * 1024
 }
 
 /// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure...)
 /// get the OpenAI error shape too. Mappers match on response flags, which the filter's own
 /// replies never carry, so those pass through untouched.
-fn local_reply_config() -> Value {
+pub fn local_reply_config() -> Value {
     json!({"mappers": [{
         "filter": {"response_flag_filter": {"flags": [
             "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
@@ -294,7 +318,8 @@ fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
     })
 }
 
-fn access_log() -> Value {
+/// The JSON access log on stdout: one line per request with the filter's facts.
+pub fn access_log() -> Value {
     let fs = |k: &str| format!("%FILTER_STATE(wasm.{k}:PLAIN)%");
     json!([{
         "name": "envoy.access_loggers.stdout",
@@ -325,20 +350,63 @@ fn access_log() -> Value {
     }])
 }
 
-fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
-    let g = &config.general;
-    let mut routes: Vec<Value> = config.routes.iter().map(|r| route_for(config, r)).collect();
-    // Never reached in practice: the downstream instance answers unknown models itself.
-    routes.push(json!({
+/// One route per route plan, matching the routing header the downstream instance sets.
+pub fn alias_routes(config: &GatewayConfig) -> Vec<Value> {
+    config.routes.iter().map(|r| route_for(config, r)).collect()
+}
+
+/// The last route: what a request matches before the downstream instance has chosen its
+/// route, with the stream's buffer limit. Never answered in practice: the downstream
+/// instance answers unknown models itself.
+pub fn unrouted_route(config: &GatewayConfig) -> Value {
+    json!({
         "name": "unrouted",
         "match": {"prefix": "/"},
         // Matched while the downstream instance buffers the body, before it sets the route.
         "request_body_buffer_limit": buffer_limit(config),
         "direct_response": {
             "status": 404,
-            "body": {"inline_string": "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}"},
+            "body": {"inline_string": UNROUTED_BODY},
         },
-    }));
+    })
+}
+
+/// Body of the answer for a request no route matched (OpenAI-shaped).
+pub const UNROUTED_BODY: &str = "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}";
+
+/// The router's typed config, with `upstream` (the upstream instance) run per attempt
+/// before the upstream codec.
+pub fn router_typed_config(upstream: Value) -> Value {
+    json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        // Providers need not see Envoy's x-envoy-* request headers.
+        "suppress_envoy_headers": true,
+        "upstream_http_filters": [
+            upstream,
+            {
+                "name": "envoy.filters.http.upstream_codec",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+            },
+        ],
+    })
+}
+
+fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
+    let mut listener = listener_without_rate_limit(config, gateway_json, options);
+    if let Some(rls) = &config.general.rate_limit_service {
+        ratelimit::add_to_listener(&mut listener, rls);
+    }
+    listener
+}
+
+fn listener_without_rate_limit(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+) -> Value {
+    let g = &config.general;
+    let mut routes = alias_routes(config);
+    routes.push(unrouted_route(config));
     json!({
         "name": "llm_gateway",
         "address": {"socket_address": {"address": g.listen_address, "port_value": g.listen_port}},
@@ -365,18 +433,7 @@ fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOption
                         wasm_filter(config, gateway_json, FilterRole::Downstream, options),
                         {
                             "name": "envoy.filters.http.router",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                                // Providers need not see Envoy's x-envoy-* request headers.
-                                "suppress_envoy_headers": true,
-                                "upstream_http_filters": [
-                                    wasm_filter(config, gateway_json, FilterRole::Upstream, options),
-                                    {
-                                        "name": "envoy.filters.http.upstream_codec",
-                                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
-                                    },
-                                ],
-                            },
+                            "typed_config": router_typed_config(wasm_filter(config, gateway_json, FilterRole::Upstream, options)),
                         },
                     ],
                 },
@@ -385,7 +442,9 @@ fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOption
     })
 }
 
-fn clusters(config: &GatewayConfig) -> Vec<Value> {
+/// Every cluster: one per tier (endpoints carry the deployment metadata the upstream
+/// instance reads), then one composite cluster per route of several tiers.
+pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
     let mut clusters: Vec<Value> = config
         .tiers
         .iter()
@@ -394,20 +453,28 @@ fn clusters(config: &GatewayConfig) -> Vec<Value> {
     for plan in config.routes.iter().filter(|r| r.tiers.len() > 1) {
         clusters.push(chain_cluster(config, plan));
     }
+    if let Some(rls) = &config.general.rate_limit_service {
+        clusters.push(ratelimit::cluster(rls));
+    }
     clusters
+}
+
+/// Envoy `stats_tags` that turn the filter's `.label=value;` stat name segments into
+/// Prometheus labels.
+pub fn stats_tags() -> Vec<Value> {
+    STAT_TAGS
+        .iter()
+        .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
+        .collect()
 }
 
 /// The parts of the bootstrap that do not depend on static or dynamic resources.
 fn bootstrap_base(config: &GatewayConfig) -> Value {
-    let stats_tags: Vec<Value> = STAT_TAGS
-        .iter()
-        .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
-        .collect();
     json!({
         // Histograms reach /stats/prometheus on each flush.
         "stats_flush_interval": "5s",
         // Turn the filter's `.label=value;` stat name segments into Prometheus labels.
-        "stats_config": {"stats_tags": stats_tags},
+        "stats_config": {"stats_tags": stats_tags()},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": config.general.admin_port}}},
     })
 }

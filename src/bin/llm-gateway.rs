@@ -1,5 +1,5 @@
 //! `llm-gateway`: the host-side command. Checks a gateway config and renders the Envoy
-//! bootstrap (and the plugin configuration for Istio) from it; mints virtual keys.
+//! bootstrap, the Istio resources and the plugin configuration from it; mints virtual keys.
 
 use std::process::ExitCode;
 
@@ -7,6 +7,9 @@ use llm_gateway::auth;
 use llm_gateway::config::{FilterRole, GatewayConfig};
 use llm_gateway::keys::{self, KeySpec};
 use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
+use llm_gateway::render_istio::{
+    parse_namespace, parse_selector, render_istio, IstioOptions, WasmSource,
+};
 use serde_json::Value;
 
 const USAGE: &str = "\
@@ -17,6 +20,9 @@ Usage:
   llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> [--out <envoy.yaml>]
   llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> --dynamic <dir>
   llm-gateway plugin-config --config <gateway.yaml> --role <downstream|upstream>
+  llm-gateway render-istio --config <gateway.yaml> --wasm-url <oci://...|https://...|file:///...>
+               [--wasm-sha256 <hex>] [--namespace istio-system]
+               [--selector app=istio-ingressgateway] --out-dir <dir>
   llm-gateway mint-key --name <name> [--team <team>] [--models \"a,b*\"]
                [--max-budget <USD> [--budget-duration daily|weekly|monthly|total]]
                [--rpm <n>] [--tpm <n>] [--max-parallel <n>] [--expires <date>]
@@ -28,7 +34,12 @@ render         write the complete Envoy bootstrap (stdout unless --out); with --
                watches: render again into the same <dir> and the new config (models,
                keys, limits) takes effect without restarting Envoy
 plugin-config  print one filter instance's plugin configuration as JSON
-               (for Istio WasmPlugin/EnvoyFilter or a hand-written Envoy config)
+               (for a hand-written Envoy config)
+render-istio   write the Istio resources for an ingress gateway into <dir>: providers.yaml
+               (ServiceEntry, DestinationRule), gateway.yaml (Gateway, VirtualService),
+               envoyfilter.yaml (both filter instances, clusters, routes),
+               stats-bootstrap.yaml (stats labels) and gateway-values.yaml (Helm values
+               for Istio's gateway chart); https:// modules need --wasm-sha256
 mint-key       make a new virtual key: prints the key once and the `virtual_keys`
                entry (with its SHA-256) to paste into the gateway config; with
                --config, the entry is checked against that config (team, models)
@@ -154,8 +165,43 @@ fn run(args: &[String]) -> Result<(), String> {
             let json = plugin_configuration(role, &value);
             write(flag(args, "--out"), &format!("{json}\n"))
         }
+        "render-istio" => write_istio(args, &config, &value, config_path),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }
+}
+
+fn write_istio(
+    args: &[String],
+    config: &GatewayConfig,
+    value: &Value,
+    config_path: &str,
+) -> Result<(), String> {
+    let url = flag(args, "--wasm-url").ok_or_else(|| format!("missing --wasm-url\n\n{USAGE}"))?;
+    let out_dir = flag(args, "--out-dir").ok_or_else(|| format!("missing --out-dir\n\n{USAGE}"))?;
+    let options = IstioOptions {
+        wasm: WasmSource::parse(url, flag(args, "--wasm-sha256"))?,
+        namespace: parse_namespace(flag(args, "--namespace").unwrap_or("istio-system"))?,
+        selector: parse_selector(flag(args, "--selector").unwrap_or("app=istio-ingressgateway"))?,
+    };
+    let files = render_istio(config, value, &options)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {out_dir}: {e}"))?;
+    for file in &files {
+        let mut text = format!(
+            "# Rendered by `llm-gateway render-istio` from {config_path}; edit that file, not this one.\n# {}\n",
+            file.about
+        );
+        for (i, doc) in file.documents.iter().enumerate() {
+            if i > 0 {
+                text.push_str("---\n");
+            }
+            text.push_str(&yaml(doc)?);
+        }
+        let path = std::path::Path::new(out_dir).join(file.name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let names: Vec<&str> = files.iter().map(|f| f.name).collect();
+    println!("wrote {out_dir}/: {}", names.join(", "));
+    Ok(())
 }
 
 const MINT_FLAGS: &[&str] = &[
