@@ -56,6 +56,8 @@ PORTS = {
     "floor_admin": 15901,
     "noop": 16000,
     "noop_admin": 16901,
+    "candidate": 17000,
+    "candidate_admin": 17901,
     "fake": 18001,
     "fake_429": 18002,
     "paced": 18003,
@@ -589,6 +591,8 @@ def main() -> int:
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                     help="comma-separated scenario names (default: all)")
     ap.add_argument("--skip-native", action="store_true")
+    ap.add_argument("--candidate-wasm", default=os.environ.get("BENCH_CANDIDATE_WASM", ""),
+                    help="a second .wasm (e.g. a branch's build) measured next to the gateway")
     ap.add_argument("--nice", type=int, default=int(os.environ.get("BENCH_NICE", -20)),
                     help="nice value of the processes started (default -20; needs root)")
     ap.add_argument("--max-seconds", type=float, default=float(os.environ.get("BENCH_MAX_SECONDS", 840)))
@@ -663,6 +667,17 @@ def main() -> int:
     gw_cfg = out / "gateway-envoy.yaml"
     subprocess.run([args.cli, "render", "--config", str(BENCH / "gateway.yaml"),
                     "--wasm", str(wasm.resolve()), "--out", str(gw_cfg)], check=True, timeout=60)
+    cand_cfg = None
+    if args.candidate_wasm:
+        cand_yaml = out / "candidate-gateway.yaml"
+        cand_yaml.write_text((BENCH / "gateway.yaml").read_text()
+                             .replace(f"listen_port: {PORTS['gateway']}", f"listen_port: {PORTS['candidate']}")
+                             .replace(f"admin_port: {PORTS['gateway_admin']}", f"admin_port: {PORTS['candidate_admin']}"))
+        cand_cfg = out / "candidate-envoy.yaml"
+        subprocess.run([args.cli, "render", "--config", str(cand_yaml), "--wasm",
+                        str(Path(args.candidate_wasm).resolve()), "--out", str(cand_cfg)],
+                       check=True, timeout=60)
+        results["candidate_wasm_bytes"] = Path(args.candidate_wasm).stat().st_size
     fake_cfg = out / "fake-provider.yaml"
     fake_cfg.write_text(fake_provider_yaml(fx.resolve()))
     floor_cfg = BENCH / "floor.yaml"
@@ -694,10 +709,14 @@ def main() -> int:
         "gateway": dict(proc=start_envoy("gateway", args.envoy, gw_cfg, 1, PORTS["gateway_admin"], logs),
                         port=PORTS["gateway"]),
     }
+    if cand_cfg:
+        targets["candidate"] = dict(proc=start_envoy("candidate", args.envoy, cand_cfg, 1,
+                                                     PORTS["candidate_admin"], logs),
+                                    port=PORTS["candidate"])
     results["rss"]["concurrency_1_idle_kib"] = {k: rss_kib(t["proc"].pid) for k, t in targets.items()}
 
     def path_for(target: str, sc: dict) -> str:
-        return "/v1/chat/completions" if target == "gateway" else sc["floor_path"]
+        return "/v1/chat/completions" if target in ("gateway", "candidate") else sc["floor_path"]
 
     def preflight(target: str, sc: dict) -> str | None:
         try:
@@ -705,7 +724,7 @@ def main() -> int:
                                          bodies[sc["name"]])
         except OSError as e:
             return f"request failed: {e}"
-        if target == "gateway":
+        if target in ("gateway", "candidate"):
             return check_gateway(sc, status, headers, body)
         # The floor and the no-op filter pass the canned answer through unchanged.
         answer = sc.get("answer") or FLOOR_ANSWER[sc["name"]]
@@ -720,8 +739,10 @@ def main() -> int:
         row = {"name": sc["name"], "title": sc["title"], "request_bytes": len(bodies[sc["name"]])}
         body_file = raw / f"body-{sc['name']}.json"
         live = []
-        for target in ("floor", "noop", "gateway"):
+        for target in ("floor", "noop", "gateway", "candidate"):
             if target == "noop" and sc["name"] not in NOOP_SCENARIOS:
+                continue
+            if target not in targets:
                 continue
             if time.monotonic() > deadline:
                 row[target] = {"status": "skipped (time budget)"}
@@ -769,7 +790,7 @@ def main() -> int:
         events = len([e for e in (fx / sc["answer"]).read_bytes().split(b"\n\n") if e.strip()])
         row = {"name": sc["name"], "title": sc["title"], "events_per_stream": events}
         body_file = raw / f"body-{sc['name']}.json"
-        for target in ("floor", "gateway"):
+        for target in [t for t in ("floor", "gateway", "candidate") if t in targets]:
             if time.monotonic() > deadline:
                 row[target] = {"status": "skipped (time budget)"}
                 continue
@@ -792,12 +813,17 @@ def main() -> int:
                 g["run"]["envoy_cpu_us_per_event"] - f["run"]["envoy_cpu_us_per_event"], 3)
             row["added_p50_ms"] = round((g["run"]["latency_us"]["p50"]
                                          - f["run"]["latency_us"]["p50"]) / 1e3, 3)
+        cnd = row.get("candidate", {})
+        if f.get("status") == "ok" and cnd.get("status") == "ok":
+            row["candidate_added_cpu_us_per_event"] = round(
+                cnd["run"]["envoy_cpu_us_per_event"] - f["run"]["envoy_cpu_us_per_event"], 3)
         results["paced"].append(row)
         log(f"{sc['name']}: added CPU per event {row.get('added_cpu_us_per_event', 'n/a')} µs")
 
     results["rss"]["concurrency_1_after_run_kib"] = {k: rss_kib(t["proc"].pid)
                                                      for k, t in targets.items()}
     PROCS.stop("gateway")
+    PROCS.stop("candidate")
     PROCS.stop("noop")
     PROCS.stop("floor")
 
@@ -892,6 +918,13 @@ def derive(row: dict) -> None:
     row["added_latency_ms"] = {p: round((gl[p] - fl[p]) / 1e3, 3) for p in ("p50", "p90", "p99")}
     if gt["envoy_cpu_us_per_req"] is not None and ft["envoy_cpu_us_per_req"] is not None:
         row["added_cpu_us_per_req"] = round(gt["envoy_cpu_us_per_req"] - ft["envoy_cpu_us_per_req"], 1)
+    c = row.get("candidate", {})
+    if c.get("status") == "ok" and c["throughput"]["envoy_cpu_us_per_req"] is not None \
+            and ft["envoy_cpu_us_per_req"] is not None:
+        row["candidate_added_cpu_us_per_req"] = round(
+            c["throughput"]["envoy_cpu_us_per_req"] - ft["envoy_cpu_us_per_req"], 1)
+        row["candidate_added_latency_ms"] = {
+            p: round((c["latency"]["latency_us"][p] - fl[p]) / 1e3, 3) for p in ("p50", "p90", "p99")}
     n = row.get("noop", {})
     if n.get("status") == "ok" and n["throughput"]["envoy_cpu_us_per_req"] is not None \
             and ft["envoy_cpu_us_per_req"] is not None:
@@ -1042,6 +1075,22 @@ def render_markdown(res: dict) -> str:
         for r in share:
             L.append(f"| {r['name']} | {fmt(r.get('noop_capacity_ratio'))} | {r['noop_added_cpu_us_per_req']:.1f} | "
                      f"{r['added_cpu_us_per_req']:.1f} | {r['added_cpu_us_per_req'] - r['noop_added_cpu_us_per_req']:.1f} |")
+    cand = [r for r in res["scenarios"] if "candidate_added_cpu_us_per_req" in r]
+    cand_p = [r for r in res["paced"] if "candidate_added_cpu_us_per_event" in r]
+    if cand or cand_p:
+        L.append("")
+        L.append(f"Candidate `.wasm` ({res.get('candidate_wasm_bytes', 0):,} B) measured in the same rounds:")
+        L.append("")
+        L.append("| scenario | gateway added CPU | candidate added CPU | candidate − gateway |")
+        L.append("|---|---:|---:|---:|")
+        for r in cand:
+            if "added_cpu_us_per_req" in r:
+                L.append(f"| {r['name']} | {r['added_cpu_us_per_req']:.1f} µs/req | {r['candidate_added_cpu_us_per_req']:.1f} µs/req | "
+                         f"{r['candidate_added_cpu_us_per_req'] - r['added_cpu_us_per_req']:+.1f} µs/req |")
+        for r in cand_p:
+            if r.get("added_cpu_us_per_event") is not None:
+                L.append(f"| {r['name']} | {r['added_cpu_us_per_event']:.2f} µs/event | {r['candidate_added_cpu_us_per_event']:.2f} µs/event | "
+                         f"{r['candidate_added_cpu_us_per_event'] - r['added_cpu_us_per_event']:+.2f} µs/event |")
     nat = res.get("native") or {}
     if nat and "skipped" not in nat:
         L.append("")
