@@ -104,3 +104,24 @@ soak: setup build
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Benchmarks (bench/README.md): `make bench` measures the gateway against plain Envoy on
+## this machine and writes bench/out/results.{md,json}; `make bench-native` runs the
+## criterion benches of the translation core.
+# Bench builds keep symbols for callgrind, and unwind like the test harness so that the
+# library is built once for the CLI and the benches (cargo otherwise builds it twice under
+# one file name and the build can race). Same opt-level and LTO as the .wasm.
+BENCH_CARGO_ENV := CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_PANIC=unwind
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: bench bench-tools bench-native
+
+bench-tools:
+	@for t in wrk valgrind; do command -v $$t >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y $$t || { $(SUDO) apt-get update && $(SUDO) apt-get install -y $$t; }; done
+
+bench: setup build bench-tools
+	$(BENCH_CARGO_ENV) timeout --signal=TERM 1200 $(PYTHON) bench/run.py --envoy $(ENVOY) --wasm $(WASM) --cli $(CLI)
+
+bench-native:
+	$(BENCH_CARGO_ENV) cargo bench --bench translate -- $(if $(FULL),,--quick)

@@ -166,6 +166,21 @@ struct RawGeneralSettings {
     request_timeout: Option<f64>,
     #[serde(default)]
     max_request_body_bytes: Option<u64>,
+    #[serde(default)]
+    rate_limit_service: Option<RawRateLimitService>,
+}
+
+/// `general_settings.rate_limit_service`: Envoy's global rate limit service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimitService {
+    address: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    failure_mode_deny: Option<bool>,
 }
 
 /// Which of the two filter instances a plugin configuration is for.
@@ -400,7 +415,29 @@ pub struct GeneralSettings {
     pub request_timeout_secs: f64,
     /// Largest request body accepted, in bytes.
     pub max_request_body_bytes: u64,
+    /// Envoy's global rate limit service, when limits are shared across replicas.
+    pub rate_limit_service: Option<RateLimitService>,
 }
+
+/// Where Envoy's global rate limit service (the gRPC `RateLimitService`, e.g.
+/// envoyproxy/ratelimit) is and how Envoy uses it
+/// (`general_settings.rate_limit_service`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitService {
+    /// Host name or IP address.
+    pub host: String,
+    /// gRPC port (plaintext HTTP/2).
+    pub port: u16,
+    /// The domain every descriptor is sent under (`llm_gateway` unless set).
+    pub domain: String,
+    /// How long a request waits for the service's answer, in seconds.
+    pub timeout_secs: f64,
+    /// Refuse requests (500) when the service cannot answer, instead of serving them.
+    pub failure_mode_deny: bool,
+}
+
+/// The domain used when `rate_limit_service.domain` is not set.
+pub const DEFAULT_RATE_LIMIT_DOMAIN: &str = "llm_gateway";
 
 /// The validated gateway configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -790,7 +827,13 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         Some(n) => n,
         None => 16 * 1024 * 1024,
     };
+    let rate_limit_service = raw
+        .rate_limit_service
+        .as_ref()
+        .map(validate_rate_limit_service)
+        .transpose()?;
     Ok(GeneralSettings {
+        rate_limit_service,
         listen_address: raw
             .listen_address
             .clone()
@@ -804,6 +847,78 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         request_timeout_secs,
         max_request_body_bytes,
     })
+}
+
+fn validate_rate_limit_service(raw: &RawRateLimitService) -> Result<RateLimitService, ConfigError> {
+    const AT: &str = "general_settings.rate_limit_service";
+    let (host, port) = parse_host_port(raw.address.trim()).map_err(|e| {
+        ConfigError::new(
+            format!("{AT}.address"),
+            format!(
+                "`{}` {e}; write `host:port`, e.g. `ratelimit:8081` or `127.0.0.1:8081`",
+                raw.address
+            ),
+        )
+    })?;
+    let domain = match raw.domain.as_deref() {
+        None => DEFAULT_RATE_LIMIT_DOMAIN.to_string(),
+        Some(d)
+            if !d.is_empty()
+                && d.len() <= 128
+                && d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            d.to_string()
+        }
+        Some(d) => {
+            return Err(ConfigError::new(
+                format!("{AT}.domain"),
+                format!("`{d}` is not a valid domain: use 1-128 characters from A-Z a-z 0-9 - _ . (it must equal the `domain` of the rate limit service's config)"),
+            ))
+        }
+    };
+    let timeout_secs = match raw.timeout {
+        None => 0.1,
+        Some(t) if t > 0.0 && t <= 60.0 => t,
+        Some(_) => {
+            return Err(ConfigError::new(
+                format!("{AT}.timeout"),
+                "must be a number of seconds above 0 and at most 60 (e.g. 0.1)",
+            ))
+        }
+    };
+    Ok(RateLimitService {
+        host,
+        port,
+        domain,
+        timeout_secs,
+        failure_mode_deny: raw.failure_mode_deny.unwrap_or(false),
+    })
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6 literals).
+fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("has an unterminated IPv6 address")?;
+        (host, after.strip_prefix(':').ok_or("has no port")?)
+    } else {
+        address.rsplit_once(':').ok_or("has no port")?
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if address.contains("://") || host.contains('/') || host.contains('@') {
+        return Err("must be a plain address, without scheme, path or credentials");
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or("has an invalid port")?;
+    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -1030,5 +1145,83 @@ mod tests {
         let studio = &c.deployments[1];
         assert_eq!(studio.provider, ProviderKind::Gemini);
         assert!(!studio.options.drop_params);
+    }
+
+    /// `rate_limit_service`: defaults, and errors that name the field.
+    #[test]
+    fn rate_limit_service() {
+        assert_eq!(cfg(minimal()).unwrap().general.rate_limit_service, None);
+
+        let mut v = minimal();
+        v["general_settings"]["rate_limit_service"] = json!({"address": "ratelimit:8081"});
+        let rls = cfg(v).unwrap().general.rate_limit_service.unwrap();
+        assert_eq!(
+            rls,
+            RateLimitService {
+                host: "ratelimit".into(),
+                port: 8081,
+                domain: "llm_gateway".into(),
+                timeout_secs: 0.1,
+                failure_mode_deny: false,
+            }
+        );
+
+        let mut v = minimal();
+        v["general_settings"]["rate_limit_service"] = json!({
+            "address": "[::1]:9000", "domain": "gw-prod", "timeout": 0.25, "failure_mode_deny": true
+        });
+        let rls = cfg(v).unwrap().general.rate_limit_service.unwrap();
+        assert_eq!((rls.host.as_str(), rls.port), ("::1", 9000));
+        assert_eq!(rls.domain, "gw-prod");
+        assert_eq!(rls.timeout_secs, 0.25);
+        assert!(rls.failure_mode_deny);
+
+        let bad = |field: &str, value: Value| {
+            let mut v = minimal();
+            let mut rls = json!({"address": "127.0.0.1:8081"});
+            rls[field] = value;
+            v["general_settings"]["rate_limit_service"] = rls;
+            err(v)
+        };
+        for address in [
+            "ratelimit",
+            "ratelimit:0",
+            "ratelimit:99999",
+            ":8081",
+            "grpc://rl:8081",
+            "[::1:8081",
+        ] {
+            let e = bad("address", json!(address));
+            assert_eq!(
+                e.field, "general_settings.rate_limit_service.address",
+                "{address}"
+            );
+            assert!(e.message.contains("host:port"), "{e}");
+        }
+        let e = bad("domain", json!("has space"));
+        assert_eq!(e.field, "general_settings.rate_limit_service.domain");
+        assert!(e.message.contains("has space"), "{e}");
+        assert_eq!(
+            bad("domain", json!("")).field,
+            "general_settings.rate_limit_service.domain"
+        );
+        for t in [json!(0), json!(-1), json!(61)] {
+            assert_eq!(
+                bad("timeout", t).field,
+                "general_settings.rate_limit_service.timeout"
+            );
+        }
+        assert_eq!(
+            bad("failure_mode_deny", json!("yes")).field,
+            "general_settings.rate_limit_service.failure_mode_deny"
+        );
+        let e = bad("adress", json!("x:1"));
+        assert_eq!(e.field, "general_settings.rate_limit_service.adress");
+        assert!(e.message.contains("unknown field `adress`"), "{e}");
+        let mut v = minimal();
+        v["general_settings"]["rate_limit_service"] = json!({"domain": "x"});
+        let e = err(v);
+        assert_eq!(e.field, "general_settings.rate_limit_service");
+        assert!(e.message.contains("address"), "{e}");
     }
 }

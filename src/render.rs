@@ -19,6 +19,8 @@ use crate::routing::{
     LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER,
 };
 
+pub mod ratelimit;
+
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -422,6 +424,18 @@ pub fn router_typed_config(upstream: Value) -> Value {
 }
 
 fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOptions) -> Value {
+    let mut listener = listener_without_rate_limit(config, gateway_json, options);
+    if let Some(rls) = &config.general.rate_limit_service {
+        ratelimit::add_to_listener(&mut listener, rls);
+    }
+    listener
+}
+
+fn listener_without_rate_limit(
+    config: &GatewayConfig,
+    gateway_json: &Value,
+    options: &RenderOptions,
+) -> Value {
     let g = &config.general;
     let mut routes = alias_routes(config);
     routes.push(unrouted_route(config));
@@ -470,6 +484,9 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
         .collect();
     for plan in config.routes.iter().filter(|r| r.tiers.len() > 1) {
         clusters.push(chain_cluster(config, plan));
+    }
+    if let Some(rls) = &config.general.rate_limit_service {
+        clusters.push(ratelimit::cluster(rls));
     }
     clusters
 }

@@ -31,6 +31,21 @@ pub const COMPLETION_TOKENS_HEADER: &str = "x-llm-completion-tokens";
 /// Response header: input tokens served from the prompt cache (non-streamed answers).
 pub const CACHED_TOKENS_HEADER: &str = "x-llm-cached-tokens";
 
+/// Filter state (`wasm.` prefixed for Envoy) naming the virtual key of the request, set
+/// by the downstream instance when the global rate limit is on, never for the master key.
+/// Envoy's rate limit filter builds its per-key descriptors from it, on the request path
+/// and at stream end alike (request headers would not do: the upstream instance removes
+/// internal headers from the very map the filter reads when the stream ends).
+pub const LIMIT_KEY_STATE: &str = "llm_limit_key";
+/// Filter state naming the virtual key's team, like [`LIMIT_KEY_STATE`].
+pub const LIMIT_TEAM_STATE: &str = "llm_limit_team";
+/// Filter state the upstream instance writes when an answer ends: its input plus output
+/// tokens.
+pub const TOTAL_TOKENS_STATE: &str = "llm_total_tokens";
+/// Filter state the upstream instance writes when an answer ends: its cost in micro-USD
+/// (0 when unpriced).
+pub const COST_STATE: &str = "llm_cost_micro_usd";
+
 /// Response header: cost of the answer in USD (non-streamed answers; 0 when unpriced).
 pub const COST_HEADER: &str = "x-llm-cost-usd";
 

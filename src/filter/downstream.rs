@@ -137,6 +137,32 @@ impl DownstreamHttp {
         Ok(())
     }
 
+    /// For Envoy's global rate limit filter: names the virtual key and its team (nothing
+    /// for the master key, so no descriptor counts it), and starts its tokens and cost at
+    /// 0, so that a request that ends without an answer counts nothing.
+    fn publish_limit_identity(&self) {
+        let key = self.virtual_key();
+        if key.is_master {
+            return;
+        }
+        let mut values = vec![
+            (routing::LIMIT_KEY_STATE, key.name.as_str()),
+            (routing::TOTAL_TOKENS_STATE, "0"),
+            (routing::COST_STATE, "0"),
+        ];
+        if let Some(team) = &key.team {
+            values.push((routing::LIMIT_TEAM_STATE, team.as_str()));
+        }
+        for (name, value) in values {
+            if let Err(e) = host::set_property(&[name], value.as_bytes()) {
+                log::error!(
+                    "could not publish {name} for the rate limit (host status {})",
+                    e.0
+                );
+            }
+        }
+    }
+
     fn strip_client_headers(&self) {
         for name in routing::CLIENT_CREDENTIAL_HEADERS
             .iter()
@@ -272,6 +298,9 @@ impl HttpContext for DownstreamHttp {
                     return self.reply_json(error.status, &error.to_json(), &extra);
                 }
             }
+        }
+        if self.runtime.config.general.rate_limit_service.is_some() {
+            self.publish_limit_identity();
         }
         if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
             log::error!("cannot set the routing header (host status {})", e.0);

@@ -93,17 +93,22 @@ impl UpstreamHttp {
         })
     }
 
-    /// Writes usage and cost into filter state (for the access log and the downstream
-    /// instance's stats) and returns the cost in micro-USD, `None` when unpriced.
+    /// Writes usage and cost into filter state (for the access log, the downstream
+    /// instance's stats and the global rate limit's stream-end hits) and returns the cost
+    /// in micro-USD, `None` when unpriced.
     fn publish_usage(&self, usage: &Usage) -> Option<u64> {
         let cost = self.cost_of(usage);
-        let values: [(&str, u64); 6] = [
+        let values: [(&str, u64); 7] = [
             ("llm_prompt_tokens", usage.prompt_tokens),
             ("llm_completion_tokens", usage.completion_tokens),
+            (
+                routing::TOTAL_TOKENS_STATE,
+                usage.prompt_tokens.saturating_add(usage.completion_tokens),
+            ),
             ("llm_cached_tokens", usage.cache_read_tokens),
             ("llm_cache_write_tokens", usage.cache_write_tokens),
             ("llm_reasoning_tokens", usage.reasoning_tokens),
-            ("llm_cost_micro_usd", cost.unwrap_or(0)),
+            (routing::COST_STATE, cost.unwrap_or(0)),
         ];
         for (name, v) in values {
             let _ = host::set_property(&[name], v.to_string().as_bytes());
