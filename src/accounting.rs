@@ -560,7 +560,8 @@ fn secs_u32(secs: u64) -> u32 {
 }
 
 fn minute_reset(rec: &Record, now: u64) -> u64 {
-    (rec.minute + 1)
+    rec.minute
+        .saturating_add(1)
         .saturating_mul(60)
         .saturating_sub(now)
         .max(1)

@@ -789,7 +789,7 @@ fn provider_and_model(
 fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes()[0].is_ascii_digit();
+        && !name.as_bytes().first().is_some_and(u8::is_ascii_digit);
     if ok {
         Ok(())
     } else {

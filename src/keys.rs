@@ -98,11 +98,15 @@ impl Period {
     /// First second of the period (UTC).
     pub fn start_unix_secs(&self) -> u64 {
         match self.duration {
-            BudgetDuration::Daily => self.id * SECS_PER_DAY,
-            BudgetDuration::Weekly => (self.id * 7).saturating_sub(3) * SECS_PER_DAY,
+            BudgetDuration::Daily => self.id.saturating_mul(SECS_PER_DAY),
+            BudgetDuration::Weekly => self
+                .id
+                .saturating_mul(7)
+                .saturating_sub(3)
+                .saturating_mul(SECS_PER_DAY),
             BudgetDuration::Monthly => {
                 let (y, m) = month_of(self.id);
-                days_from_civil(y, m, 1).max(0) as u64 * SECS_PER_DAY
+                (days_from_civil(y, m, 1).max(0) as u64).saturating_mul(SECS_PER_DAY)
             }
             BudgetDuration::Total => 0,
         }
@@ -115,7 +119,7 @@ impl Period {
             d => Some(
                 Period {
                     duration: d,
-                    id: self.id + 1,
+                    id: self.id.saturating_add(1),
                 }
                 .start_unix_secs(),
             ),
@@ -237,13 +241,18 @@ pub fn parse_expiry(text: &str) -> Result<u64, String> {
     let mut i = 19;
     if b.get(i) == Some(&b'.') {
         i += 1;
-        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = b
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits == 0 {
             return Err(bad());
         }
         i += digits;
     }
-    let offset_secs: i64 = match &b[i.min(b.len())..] {
+    let offset_secs: i64 = match b.get(i..).unwrap_or_default() {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b.get(i + 3) == Some(&b':') => {
             let (Some(oh), Some(om)) = (num(i + 1, 2), num(i + 4, 2)) else {
@@ -448,7 +457,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(c) if *c == t[ti] => {
+            Some(c) if Some(c) == t.get(ti) => {
                 pi += 1;
                 ti += 1;
             }
@@ -462,7 +471,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    p[pi.min(p.len())..].iter().all(|c| *c == b'*')
+    p.get(pi..).unwrap_or_default().iter().all(|c| *c == b'*')
 }
 
 /// True when `key` may use the alias `alias` (the name the client asked for; fallbacks the
@@ -628,9 +637,9 @@ fn parse_sha256(hex: &str) -> Option<KeyDigest> {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks(2)) {
         let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
+        *slot = u8::from_str_radix(s, 16).ok()?;
     }
     Some(out)
 }
@@ -968,7 +977,8 @@ pub fn format_minted_key(random: &[u8; 32]) -> String {
             *byte = (cur / 62) as u8;
             rem = cur % 62;
         }
-        *d = ALPHABET[rem as usize];
+        // rem < 62: always a digit of the alphabet.
+        *d = ALPHABET.get(rem as usize).copied().unwrap_or(b'0');
     }
     let mut key = String::from(MINTED_KEY_PREFIX);
     key.extend(digits.iter().map(|b| char::from(*b)));

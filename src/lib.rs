@@ -11,7 +11,17 @@
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        // A panic kills the Wasm VM: no indexing that can be out of bounds either (use
+        // `get`, `split_at_checked`, patterns). Tests may index.
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
 )]
 
 pub mod accounting;
@@ -26,13 +36,18 @@ pub mod pricing;
 pub mod provider;
 pub mod request;
 pub mod routing;
+pub mod secrets;
 pub mod sse;
 pub mod usage;
 
+// The renderers (CLI only, never in Envoy) fill JSON documents they built themselves by
+// key (`doc["static_resources"] = ...`), which is indexing in clippy's eyes.
 #[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::indexing_slicing)]
 pub mod render;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::indexing_slicing)]
 pub mod render_istio;
 
 #[cfg(target_arch = "wasm32")]

@@ -109,8 +109,11 @@ fn find(model: &str) -> Option<Rates> {
         .filter(|(key, _)| {
             let key = key.as_bytes();
             name.len() > key.len()
-                && name[..key.len()].eq_ignore_ascii_case(key)
-                && is_version_suffix(&name[key.len()..])
+                && name
+                    .split_at_checked(key.len())
+                    .is_some_and(|(head, tail)| {
+                        head.eq_ignore_ascii_case(key) && is_version_suffix(tail)
+                    })
         })
         .max_by_key(|(key, _)| key.len())
         .map(|(_, rates)| *rates)
@@ -126,13 +129,11 @@ fn is_version_suffix(tail: &[u8]) -> bool {
     (sep == b'-' || sep == b'@')
         && match rest.len() {
             3 | 8 => digits(rest),
-            10 => {
-                digits(&rest[..4])
-                    && rest[4] == b'-'
-                    && digits(&rest[5..7])
-                    && rest[7] == b'-'
-                    && digits(&rest[8..])
-            }
+            10 => matches!(
+                rest,
+                [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1]
+                    if digits(&[*y0, *y1, *y2, *y3, *m0, *m1, *d0, *d1])
+            ),
             6 => rest.eq_ignore_ascii_case(b"latest"),
             _ => false,
         }

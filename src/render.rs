@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use crate::chains::{RoutePlan, Tier};
 use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
-use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER};
+use crate::routing::{
+    LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER,
+};
 
 pub mod ratelimit;
 
@@ -174,24 +176,54 @@ pub fn buffer_limit(config: &GatewayConfig) -> u64 {
     config.general.max_request_body_bytes * 2 + 1024 * 1024
 }
 
-/// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure...)
-/// get the OpenAI error shape too. Mappers match on response flags, which the filter's own
-/// replies never carry, so those pass through untouched.
+/// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure,
+/// an answer too large to buffer...) get the OpenAI error shape too. The filter's own
+/// replies are OpenAI-shaped already: they carry [`LOCAL_REPLY_DETAILS`] as response code
+/// details and never a response flag, so no mapper touches them.
 pub fn local_reply_config() -> Value {
-    json!({"mappers": [{
-        "filter": {"response_flag_filter": {"flags": [
-            "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
-        ]}},
-        "body_format_override": {
+    let openai_error = |message: &str| {
+        json!({
             "json_format": {"error": {
-                "message": "%LOCAL_REPLY_BODY%",
+                "message": message,
                 "type": "api_error",
                 "param": null,
                 "code": "%RESPONSE_CODE_DETAILS%",
             }},
             "content_type": "application/json",
+        })
+    };
+    let cel = |expression: String| {
+        json!({"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression,
+            },
+        }})
+    };
+    json!({"mappers": [
+        {
+            "filter": {"response_flag_filter": {"flags": [
+                "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
+            ]}},
+            "body_format_override": openai_error("%LOCAL_REPLY_BODY%"),
         },
-    }]})
+        {
+            // A provider's answer larger than Envoy buffers: the provider's fault, a 502.
+            "filter": cel("response.code_details == 'response_payload_too_large'".to_string()),
+            "status_code": 502,
+            "body_format_override": openai_error(
+                "The provider's answer is larger than this gateway can buffer.",
+            ),
+        },
+        {
+            // Any other error Envoy answers itself, without a response flag.
+            "filter": cel(format!(
+                "response.code >= 400 && response.code_details != '{LOCAL_REPLY_DETAILS}'"
+            )),
+            "body_format_override": openai_error("%LOCAL_REPLY_BODY%"),
+        },
+    ]})
 }
 
 fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {

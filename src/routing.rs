@@ -57,6 +57,10 @@ pub const CLIENT_CREDENTIAL_HEADERS: &[&str] =
 /// Request headers that only the gateway itself may set.
 pub const INTERNAL_REQUEST_HEADERS: &[&str] = &[ROUTE_HEADER];
 
+/// Response code details of the filter's own local replies, so that the rendered
+/// `local_reply_config` can tell them (already OpenAI-shaped) from Envoy's.
+pub const LOCAL_REPLY_DETAILS: &str = "llm_gateway";
+
 /// The alias a request asks for, or a 404 naming it.
 pub fn resolve_alias<'a>(
     config: &'a GatewayConfig,

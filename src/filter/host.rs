@@ -260,7 +260,7 @@ fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
 /// Answers the request locally (the stream must then be paused).
 pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
     let h = serialize_headers(headers);
-    let details = "llm_gateway";
+    let details = crate::routing::LOCAL_REPLY_DETAILS;
     // SAFETY: pointers are valid for the duration of the call.
     let status = unsafe {
         proxy_send_local_response(

@@ -330,8 +330,8 @@ pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
     let mut rest: &[u8] = out;
     while !rest.is_empty() {
         let (event, next) = match find(rest, b"\n\n") {
-            Some(i) => (&rest[..i + 2], &rest[i + 2..]),
-            None => (rest, &rest[rest.len()..]),
+            Some(i) => rest.split_at_checked(i + 2).unwrap_or((rest, &[])),
+            None => (rest, &[][..]),
         };
         match annotate_event(event, meta) {
             Some(new_event) if !found => {

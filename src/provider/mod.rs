@@ -221,8 +221,13 @@ pub trait Translator {
     }
 }
 
-/// The translator for one attempt to a deployment of `kind`.
+/// The translator for one attempt to a deployment of `kind`, wrapped in [`Guarded`].
 pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
+    Box::new(Guarded::new(provider_translator(kind)))
+}
+
+/// The provider's own translator, unguarded.
+fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
         ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
@@ -237,5 +242,163 @@ pub fn join_path(base_path: &str, endpoint: &str) -> String {
         format!("{base}{endpoint}")
     } else {
         format!("{base}/{endpoint}")
+    }
+}
+
+/// What every translator's output goes through, whichever provider it speaks:
+///
+/// * the attempt's provider key (from [`Target::api_key`]) is scrubbed from every answer,
+///   stream event and refusal ([`crate::secrets::scrub_key`]): a provider that quotes the
+///   key it was sent never shows it to the client;
+/// * an answer's status is one a client and Envoy's retry policy can act on: an upstream
+///   1xx or 3xx (a redirect the gateway does not follow) becomes a 502.
+pub struct Guarded {
+    inner: Box<dyn Translator>,
+    key: Option<String>,
+}
+
+impl Guarded {
+    /// Guards `inner`.
+    pub fn new(inner: Box<dyn Translator>) -> Guarded {
+        Guarded { inner, key: None }
+    }
+
+    fn scrub(&self, bytes: &mut Vec<u8>, from: usize) {
+        if let Some(key) = &self.key {
+            crate::secrets::scrub_key(bytes, from, key);
+        }
+    }
+
+    fn guard(&self, mut answer: TranslatedResponse) -> TranslatedResponse {
+        answer.status = answer_status(answer.status);
+        self.scrub(&mut answer.body, 0);
+        answer
+    }
+}
+
+/// 2xx and 4xx/5xx pass; anything else the client cannot use becomes 502.
+fn answer_status(status: u16) -> u16 {
+    if (200..300).contains(&status) || (400..600).contains(&status) {
+        status
+    } else {
+        502
+    }
+}
+
+impl Translator for Guarded {
+    fn request(
+        &mut self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.key = target
+            .api_key
+            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
+            .map(str::to_string);
+        self.inner.request(body, target).map_err(|mut e| {
+            if let Some(key) = &self.key {
+                e.message = crate::secrets::scrub_key_str(&e.message, key).into_owned();
+            }
+            e
+        })
+    }
+
+    fn is_stream(&self) -> bool {
+        self.inner.is_stream()
+    }
+
+    fn response_status(&self, upstream_status: u16) -> u16 {
+        answer_status(self.inner.response_status(upstream_status))
+    }
+
+    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
+        let answer = self.inner.response(upstream_status, body);
+        self.guard(answer)
+    }
+
+    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+        let from = out.len();
+        self.inner.stream(chunk, end_of_stream, out);
+        // Events are appended whole, so a key is never split across two calls.
+        self.scrub(out, from);
+    }
+
+    fn stream_usage(&self) -> Option<Usage> {
+        self.inner.stream_usage()
+    }
+
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        match self.inner.stream_preamble(buffered, end_of_stream) {
+            StreamPreamble::Fail(answer) => StreamPreamble::Fail(self.guard(answer)),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    const KEY: &str = "sk-fake-openai-provider-key-0123456789";
+
+    fn target(options: &ProviderOptions) -> Target<'_> {
+        Target {
+            upstream_model: "m",
+            base_path: "/v1",
+            api_key: Some(KEY),
+            now_unix_secs: 1,
+            options,
+        }
+    }
+
+    /// A provider quoting the key it was sent never shows it to the client: not in an
+    /// answer, not in a stream, not in a failed stream start.
+    #[test]
+    fn the_key_is_scrubbed_everywhere() {
+        let o = ProviderOptions::default();
+        let mut t = translator_for(ProviderKind::OpenAi);
+        t.request(br#"{"model":"a","messages":[]}"#, &target(&o))
+            .unwrap();
+        let body = format!(r#"{{"error":{{"message":"Incorrect API key provided: {KEY}"}}}}"#);
+        let r = t.response(401, body.as_bytes());
+        let text = String::from_utf8(r.body).unwrap();
+        assert!(!text.contains(KEY) && text.contains("sk-***"), "{text}");
+
+        let mut t = translator_for(ProviderKind::OpenAi);
+        t.request(br#"{"model":"a","messages":[],"stream":true}"#, &target(&o))
+            .unwrap();
+        let sse = format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{KEY}\"}}}}]}}\n\n"
+        );
+        let mut out = Vec::new();
+        t.stream(sse.as_bytes(), false, &mut out);
+        assert!(!String::from_utf8_lossy(&out).contains(KEY));
+        let first =
+            format!("data: {{\"error\":{{\"message\":\"bad key {KEY}\",\"code\":401}}}}\n\n");
+        match t.stream_preamble(first.as_bytes(), false) {
+            StreamPreamble::Fail(a) => {
+                assert_eq!(a.status, 401);
+                assert!(!String::from_utf8_lossy(&a.body).contains(KEY));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Redirects and other non-answers become 502s.
+    #[test]
+    fn statuses_a_client_can_use() {
+        let o = ProviderOptions::default();
+        for kind in ProviderKind::ALL {
+            let mut t = translator_for(*kind);
+            t.request(
+                br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#,
+                &target(&o),
+            )
+            .unwrap();
+            for (upstream, client) in [(302, 502), (101, 502), (200, 200), (404, 404), (529, 503)] {
+                assert_eq!(t.response_status(upstream), client, "{kind:?} {upstream}");
+            }
+            assert_eq!(t.response(301, b"<html>moved</html>").status, 502);
+        }
     }
 }

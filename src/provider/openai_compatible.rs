@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::{write_error_event, UsageBody, DONE_EVENT};
+use crate::secrets::redact_key_like;
 use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 
@@ -109,26 +110,30 @@ impl Translator for OpenAiTranslator {
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
         if (200..300).contains(&upstream_status) {
-            let usage = serde_json::from_slice::<UsageOnly>(body)
-                .ok()
-                .and_then(|u| u.usage)
-                .map(|u| Usage::from_body(&u));
-            if serde_json::from_slice::<Value>(body)
-                .map(|v| v.is_object())
-                .unwrap_or(false)
-            {
-                return TranslatedResponse {
-                    status,
-                    body: body.to_vec(),
-                    usage,
-                };
-            }
-            let e = GatewayError::new(
-                ErrorKind::Api,
-                "the provider returned a body that is not JSON",
-            )
-            .with_status(502)
-            .with_code("bad_upstream_response");
+            let why = match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(o)) if o.get("choices").is_some_and(Value::is_array) => {
+                    let usage = serde_json::from_slice::<UsageOnly>(body)
+                        .ok()
+                        .and_then(|u| u.usage)
+                        .map(|u| Usage::from_body(&u));
+                    return TranslatedResponse {
+                        status,
+                        body: body.to_vec(),
+                        usage,
+                    };
+                }
+                // Some servers report a failure in a 200: it is an error all the same, with
+                // the status its code or type stands for (so Envoy can fall back on it).
+                Ok(Value::Object(o)) if o.get("error").is_some_and(|e| !e.is_null()) => {
+                    let status = o.get("error").map_or(503, stream_error_status);
+                    return TranslatedResponse::error(&openai_error(status, body));
+                }
+                Ok(_) => "the provider returned a 2xx body that is not a chat completion",
+                Err(_) => "the provider returned a body that is not JSON",
+            };
+            let e = GatewayError::new(ErrorKind::Api, why)
+                .with_status(502)
+                .with_code("bad_upstream_response");
             return TranslatedResponse::error(&e);
         }
         TranslatedResponse::error(&openai_error(status, body))
@@ -334,9 +339,9 @@ impl StreamState {
 
     fn on_chunk(&mut self, payload: &str, probe: ChunkProbe, out: &mut Vec<u8>) {
         if probe.error.is_some() {
-            // The provider's own error event: forwarded as is (the SDKs raise on it), and
-            // the stream ends there.
-            write_payload(out, payload);
+            // The provider's own error event: forwarded (the SDKs raise on it), and the
+            // stream ends there.
+            write_error_payload(out, payload);
             out.extend_from_slice(DONE_EVENT);
             self.done = true;
             return;
@@ -366,7 +371,7 @@ impl StreamState {
         match serde_json::from_str::<Value>(payload) {
             Ok(Value::Object(chunk)) => {
                 if chunk.get("error").is_some_and(|e| !e.is_null()) {
-                    write_payload(out, payload);
+                    write_error_payload(out, payload);
                     out.extend_from_slice(DONE_EVENT);
                     self.done = true;
                 } else {
@@ -426,10 +431,29 @@ fn stream_error_status(error: &Value) -> u16 {
     503
 }
 
+/// Forwards a JSON payload as one `data:` line. A payload the provider spread over several
+/// `data:` lines holds line feeds, which in valid JSON are whitespace between tokens (a
+/// string cannot hold a raw one): they become spaces, so the client gets one complete
+/// event instead of a line its parser drops.
 fn write_payload(out: &mut Vec<u8>, payload: &str) {
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(payload.as_bytes());
+    if payload.contains('\n') {
+        out.extend(payload.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
+    } else {
+        out.extend_from_slice(payload.as_bytes());
+    }
     out.extend_from_slice(b"\n\n");
+}
+
+/// Forwards the provider's error event with anything shaped like a key masked.
+fn write_error_payload(out: &mut Vec<u8>, payload: &str) {
+    match serde_json::from_str::<Value>(payload) {
+        Ok(mut v) => {
+            crate::secrets::redact_value(&mut v);
+            write_value(out, &v);
+        }
+        Err(_) => write_payload(out, &crate::secrets::redact_key_like(payload)),
+    }
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) {
@@ -451,13 +475,11 @@ fn openai_error(status: u16, body: &[u8]) -> GatewayError {
     let kind = ErrorKind::from_status(status);
     match serde_json::from_slice::<ErrorOnly>(body) {
         Ok(e) => {
-            let mut g = GatewayError::new(
-                kind,
-                e.error
-                    .message
-                    .unwrap_or_else(|| format!("the provider answered {status}")),
-            )
-            .with_status(status);
+            let message = e
+                .error
+                .message
+                .unwrap_or_else(|| format!("the provider answered {status}"));
+            let mut g = GatewayError::new(kind, redact_key_like(&message)).with_status(status);
             if let Some(Value::String(p)) = e.error.param {
                 g = g.with_param(p);
             }
@@ -478,7 +500,7 @@ fn openai_error(status: u16, body: &[u8]) -> GatewayError {
             } else {
                 format!("the provider answered {status}: {snippet}")
             };
-            GatewayError::new(kind, message).with_status(status)
+            GatewayError::new(kind, redact_key_like(&message)).with_status(status)
         }
     }
 }

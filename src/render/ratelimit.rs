@@ -152,7 +152,10 @@ pub fn add_to_listener(listener: &mut Value, rls: &RateLimitService) {
         .and_then(|c| c.get_mut("mappers"))
         .and_then(Value::as_array_mut)
     {
-        mappers.extend(local_reply_mappers());
+        // First: the generic mappers would otherwise answer these as plain `api_error`s.
+        for (i, m) in local_reply_mappers().into_iter().enumerate() {
+            mappers.insert(i, m);
+        }
     }
 }
 

@@ -30,7 +30,11 @@ pub fn usage_from_anthropic(u: &AnthropicUsage) -> Usage {
     let read = u.cache_read_input_tokens.unwrap_or(0);
     let write = u.cache_creation_input_tokens.unwrap_or(0);
     Usage {
-        prompt_tokens: u.input_tokens.unwrap_or(0) + read + write,
+        prompt_tokens: u
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(write),
         completion_tokens: u.output_tokens.unwrap_or(0),
         cache_read_tokens: read,
         cache_write_tokens: write,
@@ -232,7 +236,7 @@ pub fn redact_secrets(message: &str) -> String {
             after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     }
     out.push_str(rest);
-    out
+    crate::secrets::redact_key_like(&out).into_owned()
 }
 
 #[cfg(test)]

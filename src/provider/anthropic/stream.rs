@@ -194,7 +194,7 @@ fn provider_error(error: &StreamError<'_>) -> GatewayError {
     } else {
         error.message.as_ref()
     };
-    let mut e = GatewayError::new(error.error_kind(), message);
+    let mut e = GatewayError::new(error.error_kind(), super::response::redact_secrets(message));
     if !error.kind.is_empty() {
         e = e.with_code(error.kind.as_ref());
     }
