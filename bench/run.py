@@ -10,8 +10,11 @@ Everything runs on 127.0.0.1 on one machine:
 For every scenario the floor (plain Envoy proxying the same request body to the same fake
 answer, untranslated) and the gateway are measured back to back in the same run:
 
-* throughput: wrk, 1 thread, C connections, closed loop, D seconds after a warm-up; the
-  figure counts only if every answer was 2xx and there was no socket error;
+* throughput: wrk, 1 thread, C connections, closed loop, after a warm-up, in short rounds
+  that alternate the targets; the figure counts only if every answer was 2xx and there was
+  no socket error;
+* a no-op wasm filter on plain Envoy (noop-filter/) for a few scenarios: the platform's
+  share; optionally a candidate .wasm measured in the same rounds;
 * latency at a fixed moderate rate: wrk, 4 connections each waiting 10 ms between
   requests (about 400 req/s, far below saturation), p50/p90/p99 over the run;
 * Envoy CPU per request from /proc/<pid>/task/*/schedstat, which stays right even when

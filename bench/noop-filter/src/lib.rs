@@ -23,7 +23,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http { upstream: self.upstream }))
+        Some(Box::new(Http {
+            upstream: self.upstream,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
