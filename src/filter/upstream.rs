@@ -50,6 +50,8 @@ pub struct UpstreamHttp {
     stream_finished: bool,
     /// The usage chunk got its cost annotation.
     usage_annotated: bool,
+    /// The usage last written to filter state.
+    published_usage: Option<Usage>,
     attempts: u64,
 }
 
@@ -64,6 +66,7 @@ impl UpstreamHttp {
             mode: ResponseMode::Pending,
             stream_finished: false,
             usage_annotated: false,
+            published_usage: None,
             attempts: 1,
         }
     }
@@ -414,11 +417,16 @@ impl HttpContext for UpstreamHttp {
                         self.usage_annotated = self.annotate(&mut out, cost);
                     }
                 }
-                if !self.stream_finished && (end_of_stream || find_bytes(&out, DONE_EVENT)) {
-                    self.stream_finished = true;
+                if !self.stream_finished {
+                    // Publish usage as it becomes known, so a stream cut in the middle still
+                    // accounts the prompt the provider already reported.
+                    self.stream_finished = end_of_stream || find_bytes(&out, DONE_EVENT);
                     let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
                     if let Some(u) = usage {
-                        let _ = self.publish_usage(&u);
+                        if self.published_usage != Some(u) {
+                            self.published_usage = Some(u);
+                            let _ = self.publish_usage(&u);
+                        }
                     }
                 }
                 if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
