@@ -140,6 +140,22 @@ pub fn redact_value(value: &mut Value) {
     }
 }
 
+/// Replaces the key material after every `prefix` (`sk-ant-`, `AIza`) with `***`, so a
+/// provider message quoting a key of that provider never reaches the client.
+pub fn redact_after_prefix(message: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((before, after)) = rest.split_once(prefix) {
+        out.push_str(before);
+        out.push_str(prefix);
+        out.push_str("***");
+        rest =
+            after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -226,16 +226,7 @@ const KEY_PREFIX: &str = "sk-ant-";
 /// Replaces anything that looks like an Anthropic key with `sk-ant-***`, so that a provider
 /// message quoting a key never reaches the client.
 pub fn redact_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some((before, after)) = rest.split_once(KEY_PREFIX) {
-        out.push_str(before);
-        out.push_str(KEY_PREFIX);
-        out.push_str("***");
-        rest =
-            after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    }
-    out.push_str(rest);
+    let out = crate::secrets::redact_after_prefix(message, KEY_PREFIX);
     crate::secrets::redact_key_like(&out).into_owned()
 }
 

@@ -425,17 +425,7 @@ const KEY_PREFIX: &str = "AIza";
 /// Replaces anything that looks like a Google API key with `AIza***`, so that a provider
 /// message quoting a key never reaches the client.
 pub fn redact_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some((before, after)) = rest.split_once(KEY_PREFIX) {
-        out.push_str(before);
-        out.push_str(KEY_PREFIX);
-        out.push_str("***");
-        rest =
-            after.trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    }
-    out.push_str(rest);
-    out
+    crate::secrets::redact_after_prefix(message, KEY_PREFIX)
 }
 
 #[cfg(test)]
