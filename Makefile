@@ -5,7 +5,8 @@ SHELL := /bin/bash
 
 VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
-WASM        := target/wasm32-wasip1/release/llm_gateway.wasm
+# The module Envoy loads: cargo's output shrunk by wasm-opt (see `build`).
+WASM        := target/llm_gateway.wasm
 CLI         := target/release/llm-gateway
 GATEWAY_CFG ?= envoy/gateway.yaml
 BOOTSTRAP   := envoy/envoy.yaml
@@ -51,18 +52,18 @@ python: $(VENV)/.installed
 # PID we start is Envoy's own).
 ENVOY = $(shell $(PYTHON) -c "import os, envoy._bin as b; print(os.path.join(os.path.dirname(b.__file__), 'envoy'))")
 
-# wasm-opt (binaryen) shrinks the module by about a sixth at no cost in speed, keeping it
-# under 1 MB (Istio's file:// mode puts it in a ConfigMap, limited to 1 MiB). It runs only
-# when cargo produced a new module; cargo's own output stays in deps/.
+# wasm-opt (binaryen) shrinks cargo's module by about a sixth at no cost in speed, keeping
+# it under 1 MB (Istio's file:// mode puts it in a ConfigMap, limited to 1 MiB). It runs
+# only when cargo produced a new module.
+CARGO_WASM     := target/wasm32-wasip1/release/llm_gateway.wasm
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
                   --enable-nontrapping-float-to-int
 
 build: toolchain binaryen
 	cargo build --release --target wasm32-wasip1 --lib
-	@src=target/wasm32-wasip1/release/deps/llm_gateway.wasm; \
-	if ! cmp -s $$src $(WASM).input; then \
-	  wasm-opt $(WASM_OPT_FLAGS) $$src -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && cp $$src $(WASM).input && \
-	  echo "wasm-opt: $$(stat -c %s $$src) -> $$(stat -c %s $(WASM)) bytes ($(WASM))"; \
+	@if [ $(CARGO_WASM) -nt $(WASM) ] || [ ! -e $(WASM) ]; then \
+	  wasm-opt $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $(WASM).tmp && mv $(WASM).tmp $(WASM) && \
+	  echo "wasm-opt: $$(stat -c %s $(CARGO_WASM)) -> $$(stat -c %s $(WASM)) bytes: $(WASM)"; \
 	fi
 	cargo build --release --bin llm-gateway
 

@@ -19,7 +19,7 @@ fn committed_bootstrap_is_up_to_date() {
         &config,
         &gateway,
         &RenderOptions {
-            wasm_path: "target/wasm32-wasip1/release/llm_gateway.wasm".into(),
+            wasm_path: "target/llm_gateway.wasm".into(),
         },
     );
     assert!(

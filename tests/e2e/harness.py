@@ -59,7 +59,7 @@ def envoy_bin() -> str:
 
 def wasm_path() -> Path:
     return Path(os.environ.get("LLM_GATEWAY_WASM")
-                or REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "llm_gateway.wasm").resolve()
+                or REPO_ROOT / "target" / "llm_gateway.wasm").resolve()
 
 
 def gateway_bin() -> Path:
