@@ -8,6 +8,32 @@ use crate::openai::{ChatRequest, Content, Role};
 
 /// Parses and checks a `/v1/chat/completions` body. Errors are 400s naming the field.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    // Well-formed requests, the common case, parse straight into their type; only a body
+    // that fails is parsed again, as a generic value, to say which field is at fault.
+    let request = match serde_json::from_slice::<ChatRequest>(body) {
+        Ok(r) if !r.model.is_empty() && !r.messages.is_empty() => r,
+        _ => return Err(explain_invalid(body)),
+    };
+    check_messages(&request)?;
+    check_parameters(&request)?;
+    Ok(request)
+}
+
+/// Why `body` is not a chat request, naming the field at fault.
+fn explain_invalid(body: &[u8]) -> GatewayError {
+    match invalid_field(body) {
+        Err(e) => e,
+        // The typed parse failed where the field-by-field one did not (a duplicate key).
+        Ok(()) => {
+            GatewayError::invalid_request(match serde_json::from_slice::<ChatRequest>(body) {
+                Err(e) => format!("request body is not a valid chat request: {e}"),
+                Ok(_) => "request body is not a valid chat request".to_string(),
+            })
+        }
+    }
+}
+
+fn invalid_field(body: &[u8]) -> Result<(), GatewayError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(GatewayError::invalid_request(
             "request body is empty: send a JSON object with `model` and `messages`",
@@ -58,16 +84,14 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
             ))
         }
     }
-    let request: ChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, ChatRequest>(value).map_err(|e| {
         let path = e.path().to_string();
         GatewayError::invalid_param(
             path.clone(),
             format!("invalid `{path}`: {}", e.into_inner()),
         )
     })?;
-    check_messages(&request)?;
-    check_parameters(&request)?;
-    Ok(request)
+    Ok(())
 }
 
 /// A quick, provider-neutral estimate of a request's prompt size in tokens (about four
@@ -99,13 +123,26 @@ pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
     for t in request.tools.iter().flatten() {
         bytes += t.function.name.len() as u64;
         bytes += t.function.description.as_ref().map_or(0, |d| d.len()) as u64;
-        bytes += t
-            .function
-            .parameters
-            .as_ref()
-            .map_or(0, |p| p.to_string().len()) as u64;
+        bytes += t.function.parameters.as_ref().map_or(0, json_text_len);
     }
     bytes.div_ceil(4) + extra
+}
+
+/// About how long `value` is as JSON text, without writing it.
+fn json_text_len(value: &Value) -> u64 {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() as u64 + 2,
+        Value::Array(items) => items.iter().map(|v| json_text_len(v) + 1).sum::<u64>() + 2,
+        Value::Object(fields) => {
+            fields
+                .iter()
+                .map(|(k, v)| k.len() as u64 + 4 + json_text_len(v))
+                .sum::<u64>()
+                + 2
+        }
+    }
 }
 
 fn check_messages(request: &ChatRequest) -> Result<(), GatewayError> {

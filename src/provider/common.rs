@@ -9,22 +9,24 @@ use crate::openai::ChatRequest;
 
 /// Parses the client body, naming the field that does not fit.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let chat: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            GatewayError::invalid_request(format!(
-                "request body is not a valid chat request: {inner}"
-            ))
-        } else {
-            GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
+    // The common case parses straight into the type; a body that fails is parsed again,
+    // as a generic value, to name the field at fault.
+    serde_json::from_slice(body).map_err(|e| {
+        let invalid = || {
+            GatewayError::invalid_request(format!("request body is not a valid chat request: {e}"))
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return invalid();
+        };
+        match serde_path_to_error::deserialize::<_, ChatRequest>(value) {
+            Err(e) if e.path().to_string() != "." => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
+            }
+            _ => invalid(),
         }
-    })?;
-    de.end().map_err(|e| {
-        GatewayError::invalid_request(format!("request body is not a valid chat request: {e}"))
-    })?;
-    Ok(chat)
+    })
 }
 
 /// Splits `data:<mime>;base64,<data>` into media type (lowercased) and data; `param` names

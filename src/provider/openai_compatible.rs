@@ -26,10 +26,117 @@ pub struct OpenAiTranslator {
     state: StreamState,
 }
 
+/// What the gateway reads of a 2xx answer it passes through: whether it is a chat
+/// completion, its usage, and whether it carries an error. One pass that checks the whole
+/// body is valid JSON (as a generic parse would) but builds nothing else.
+struct AnswerShape {
+    choices_is_array: bool,
+    usage: Option<Value>,
+    has_error: bool,
+}
+
 #[derive(Deserialize)]
-struct UsageOnly {
-    #[serde(default)]
-    usage: Option<UsageBody>,
+#[serde(field_identifier, rename_all = "lowercase")]
+enum AnswerField {
+    Choices,
+    Usage,
+    Error,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for AnswerShape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = AnswerShape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnswerShape, A::Error> {
+                let mut shape = AnswerShape {
+                    choices_is_array: false,
+                    usage: None,
+                    has_error: false,
+                };
+                while let Some(field) = map.next_key::<AnswerField>()? {
+                    match field {
+                        AnswerField::Choices => {
+                            shape.choices_is_array = map.next_value::<Checked>()?.0 == Kind::Array
+                        }
+                        AnswerField::Usage => shape.usage = Some(map.next_value()?),
+                        AnswerField::Error => {
+                            shape.has_error = map.next_value::<Checked>()?.0 != Kind::Null
+                        }
+                        AnswerField::Other => {
+                            map.next_value::<Checked>()?;
+                        }
+                    }
+                }
+                Ok(shape)
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Kind {
+    Null,
+    Array,
+    Other,
+}
+
+/// Any JSON value, checked as strictly as `serde_json::Value` would be (string escapes,
+/// number ranges) and then dropped; only its kind is kept.
+struct Checked(Kind);
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> serde::de::Visitor<'de> for Any {
+            type Value = Checked;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Checked, A::Error> {
+                while a.next_element::<Checked>()?.is_some() {}
+                Ok(Checked(Kind::Array))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Checked, A::Error> {
+                while a.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked(Kind::Other))
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked(Kind::Null))
+            }
+        }
+        d.deserialize_any(Any)
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,11 +217,28 @@ impl Translator for OpenAiTranslator {
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
         if (200..300).contains(&upstream_status) {
+            // One pass that builds nothing but the usage; the generic parse below only runs
+            // for answers that are not a plain chat completion.
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            if first == Some(&b'{') {
+                if let Ok(shape) = serde_json::from_slice::<AnswerShape>(body) {
+                    if shape.choices_is_array && !shape.has_error {
+                        return TranslatedResponse {
+                            status,
+                            body: body.to_vec(),
+                            usage: shape
+                                .usage
+                                .and_then(|u| UsageBody::deserialize(&u).ok())
+                                .map(|u| Usage::from_body(&u)),
+                        };
+                    }
+                }
+            }
             let why = match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(o)) if o.get("choices").is_some_and(Value::is_array) => {
-                    let usage = serde_json::from_slice::<UsageOnly>(body)
-                        .ok()
-                        .and_then(|u| u.usage)
+                    let usage = o
+                        .get("usage")
+                        .and_then(|u| UsageBody::deserialize(u).ok())
                         .map(|u| Usage::from_body(&u));
                     return TranslatedResponse {
                         status,
