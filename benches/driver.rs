@@ -102,7 +102,7 @@ const PHASES: &[&str] = &[
 
 struct Env {
     /// Stat ids by name, as the shell caches them per VM.
-    stat_ids: std::cell::RefCell<std::collections::HashMap<String, u32>>,
+    stat_ids: std::cell::RefCell<metrics::StatNames<u32>>,
     config: GatewayConfig,
     master: auth::KeyDigest,
     options: ProviderOptions,

@@ -12,7 +12,38 @@
 //! team names) or from small fixed sets (status class, token type), never from request
 //! text or raw keys, so cardinality stays bounded by the config.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use crate::usage::Usage;
+
+/// Stat names to what the host knows them by (ids), hashed with [`NameHasher`].
+pub type StatNames<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
+
+/// A fast hash for stat names: they come from the config, not from clients, so the
+/// flooding resistance of the default hasher buys nothing here, and a request looks up
+/// about ten names of ~100 bytes.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The kind of an Envoy stat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,18 +111,31 @@ pub struct Outcome {
 
 /// Replaces characters that would break tag extraction or Prometheus output.
 pub fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(96));
+    push_label(&mut out, value);
+    out
+}
+
+/// Appends `value` as [`label`] would write it.
+fn push_label(out: &mut String, value: &str) {
     if value.is_empty() {
-        return "none".to_string();
+        out.push_str("none");
+        return;
     }
-    value
-        .chars()
-        .take(96)
-        .map(|c| match c {
-            ';' | '=' | ' ' | '\t' | '\n' | '\r' | '"' | '\\' => '_',
-            c if c.is_control() => '_',
-            c => c,
-        })
-        .collect()
+    // Most labels (config names) need no change: copy them in one go.
+    let plain = value.len() <= 96
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'"' | b'\\'));
+    if plain {
+        out.push_str(value);
+        return;
+    }
+    out.extend(value.chars().take(96).map(|c| match c {
+        ';' | '=' | ' ' | '\t' | '\n' | '\r' | '"' | '\\' => '_',
+        c if c.is_control() => '_',
+        c => c,
+    }));
 }
 
 /// `2xx`, `4xx`, `5xx`...
@@ -107,16 +151,27 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 fn name(base: &str, labels: &[(&str, &str)]) -> String {
-    let mut s = String::with_capacity(base.len() + 64);
+    named(base, "", labels)
+}
+
+/// `base`, then labels already written by [`labels`], then `more`.
+fn named(base: &str, written: &str, more: &[(&str, &str)]) -> String {
+    let mut s = String::with_capacity(base.len() + written.len() + 32 * more.len());
     s.push_str(base);
-    for (k, v) in labels {
+    s.push_str(written);
+    for (k, v) in more {
         s.push('.');
         s.push_str(k);
         s.push('=');
-        s.push_str(&label(v));
+        push_label(&mut s, v);
         s.push(';');
     }
     s
+}
+
+/// Labels written once, for the several stats of a request that share them.
+fn labels(labels: &[(&str, &str)]) -> String {
+    named("", "", labels)
 }
 
 /// The stats one finished request records.
@@ -145,17 +200,23 @@ pub fn records(o: &Outcome) -> Vec<Record> {
         ("upstream_model", &o.upstream_model),
     ];
 
-    let mut l = who.to_vec();
-    l.push(("status_class", status_class(o.status)));
-    out.push(counter(name("llm_requests_total", &l), 1));
+    let (who, route) = (labels(&who), labels(&route));
+    out.push(counter(
+        named(
+            "llm_requests_total",
+            &who,
+            &[("status_class", status_class(o.status))],
+        ),
+        1,
+    ));
     out.push(histogram(
-        name("gen_ai_client_operation_duration_ms", &route),
+        named("gen_ai_client_operation_duration_ms", &route, &[]),
         o.duration_ms,
     ));
     if o.stream {
         if let Some(ttft) = o.first_byte_ms {
             out.push(histogram(
-                name("gen_ai_server_time_to_first_token_ms", &route),
+                named("gen_ai_server_time_to_first_token_ms", &route, &[]),
                 ttft,
             ));
         }
@@ -169,34 +230,40 @@ pub fn records(o: &Outcome) -> Vec<Record> {
             ("reasoning", u.reasoning_tokens),
         ];
         for (t, n) in types {
-            let mut l = route.to_vec();
-            l.push(("token_type", t));
+            let token_type = [("token_type", t)];
             if t == "input" || t == "output" {
-                out.push(histogram(name("gen_ai_client_token_usage", &l), n));
+                out.push(histogram(
+                    named("gen_ai_client_token_usage", &route, &token_type),
+                    n,
+                ));
             }
             if n > 0 {
-                let mut l = who.to_vec();
-                l.push(("token_type", t));
-                out.push(counter(name("llm_tokens_total", &l), n));
+                out.push(counter(named("llm_tokens_total", &who, &token_type), n));
             }
         }
         if o.stream && u.completion_tokens > 1 {
             if let Some(ttft) = o.first_byte_ms {
                 let generating_us = o.duration_ms.saturating_sub(ttft).saturating_mul(1000);
                 out.push(histogram(
-                    name("gen_ai_server_time_per_output_token_us", &route),
+                    named("gen_ai_server_time_per_output_token_us", &route, &[]),
                     generating_us / (u.completion_tokens - 1),
                 ));
             }
         }
         match o.cost_micro_usd {
-            Some(c) if c > 0 => out.push(counter(name("llm_cost_micro_usd_total", &who), c)),
+            Some(c) if c > 0 => out.push(counter(named("llm_cost_micro_usd_total", &who, &[]), c)),
             Some(_) => {}
-            None => out.push(counter(name("llm_unpriced_requests_total", &route), 1)),
+            None => out.push(counter(
+                named("llm_unpriced_requests_total", &route, &[]),
+                1,
+            )),
         }
     }
     if o.attempts > 1 {
-        out.push(counter(name("llm_fallbacks_total", &route), o.attempts - 1));
+        out.push(counter(
+            named("llm_fallbacks_total", &route, &[]),
+            o.attempts - 1,
+        ));
     }
     out
 }

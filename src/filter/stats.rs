@@ -1,17 +1,16 @@
 //! Records [`crate::metrics::Record`]s into Envoy stats, defining each stat once per VM.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use super::host;
-use crate::metrics::{MetricKind, Record};
+use crate::metrics::{MetricKind, Record, StatNames};
 
 /// Stats defined so far have a bounded set of names (labels come from the config), so
 /// this cache stays small.
 const MAX_CACHED: usize = 4096;
 
 thread_local! {
-    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    static IDS: RefCell<StatNames<u32>> = RefCell::new(StatNames::default());
 }
 
 fn id_of(kind: MetricKind, name: &str) -> Option<u32> {
