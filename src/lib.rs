@@ -29,6 +29,7 @@ pub mod auth;
 pub mod chains;
 pub mod config;
 pub mod error;
+pub mod hashing;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

@@ -13,37 +13,14 @@
 //! text or raw keys, so cardinality stays bounded by the config.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
+use crate::hashing::FastHasher;
 use crate::usage::Usage;
 
-/// Stat names to what the host knows them by (ids), hashed with [`NameHasher`].
-pub type StatNames<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
-
-/// A fast hash for stat names: they come from the config, not from clients, so the
-/// flooding resistance of the default hasher buys nothing here, and a request looks up
-/// about ten names of ~100 bytes.
-#[derive(Default)]
-pub struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// Stat names to what the host knows them by (ids). Names come from the config, not from
+/// clients, so a fast hash is safe; a request looks up about ten names of ~100 bytes.
+pub type StatNames<V> = HashMap<String, V, BuildHasherDefault<FastHasher>>;
 
 /// The kind of an Envoy stat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

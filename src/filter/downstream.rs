@@ -6,6 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::handoff;
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
@@ -48,6 +49,16 @@ pub struct DownstreamHttp {
     admission: Option<Admission>,
     /// `x-ratelimit-*` values for the response.
     rate_headers: Vec<(&'static str, String)>,
+    /// The parsed request handed to the upstream instance, released when this context ends.
+    handoff: Option<u64>,
+}
+
+impl Drop for DownstreamHttp {
+    fn drop(&mut self) {
+        if let Some(id) = self.handoff.take() {
+            handoff::release(id);
+        }
+    }
 }
 
 impl DownstreamHttp {
@@ -66,6 +77,7 @@ impl DownstreamHttp {
             key: None,
             admission: None,
             rate_headers: Vec::new(),
+            handoff: None,
         }
     }
 
@@ -307,6 +319,7 @@ impl HttpContext for DownstreamHttp {
             return self.reply_error(&GatewayError::internal("could not route the request"));
         }
         let _ = host::set_property(&["llm_model_alias"], alias.name.as_bytes());
+        self.handoff = handoff::register(Rc::new(request), &body);
         self.endpoint = Endpoint::None;
         Action::Continue
     }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::handoff;
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
@@ -157,7 +158,10 @@ impl UpstreamHttp {
             options: &deployment.options,
         };
         let mut translator = translator_for(deployment.provider);
-        let upstream = translator.request(&body, &target)?;
+        let upstream = match handoff::lookup(&body) {
+            Some(chat) => translator.request_parsed(&body, &chat, &target)?,
+            None => translator.request(&body, &target)?,
+        };
         if !upstream.dropped.is_empty() {
             log::warn!(
                 "deployment `{}` ({}) dropped unsupported parameters (drop_params): {}",

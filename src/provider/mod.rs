@@ -13,6 +13,7 @@ pub mod openai_compatible;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
+use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// The upstream APIs the gateway speaks.
@@ -187,6 +188,19 @@ pub trait Translator {
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError>;
 
+    /// [`request`](Self::request) from the request the downstream instance already parsed
+    /// and validated, so that an attempt does not parse the body again; `body` is the same
+    /// request's bytes, for translators that pass them through.
+    fn request_parsed(
+        &mut self,
+        body: &[u8],
+        chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let _ = chat;
+        self.request(body, target)
+    }
+
     /// True when the translated request asked for a streamed answer.
     fn is_stream(&self) -> bool;
 
@@ -269,6 +283,18 @@ impl Guarded {
         }
     }
 
+    fn scrub_refusal(
+        &self,
+        result: Result<UpstreamRequest, GatewayError>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        result.map_err(|mut e| {
+            if let Some(key) = &self.key {
+                e.message = crate::secrets::scrub_key_str(&e.message, key).into_owned();
+            }
+            e
+        })
+    }
+
     fn guard(&self, mut answer: TranslatedResponse) -> TranslatedResponse {
         answer.status = answer_status(answer.status);
         self.scrub(&mut answer.body, 0);
@@ -295,12 +321,22 @@ impl Translator for Guarded {
             .api_key
             .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
             .map(str::to_string);
-        self.inner.request(body, target).map_err(|mut e| {
-            if let Some(key) = &self.key {
-                e.message = crate::secrets::scrub_key_str(&e.message, key).into_owned();
-            }
-            e
-        })
+        let result = self.inner.request(body, target);
+        self.scrub_refusal(result)
+    }
+
+    fn request_parsed(
+        &mut self,
+        body: &[u8],
+        chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.key = target
+            .api_key
+            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
+            .map(str::to_string);
+        let result = self.inner.request_parsed(body, chat, target);
+        self.scrub_refusal(result)
     }
 
     fn is_stream(&self) -> bool {

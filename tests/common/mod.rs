@@ -299,7 +299,26 @@ pub fn run_case(kind: ProviderKind, target: &Target<'_>, case: &Case) -> Vec<Str
         && upstream_response.is_none();
 
     let request = case.bytes("openai_request.json");
-    match translator.request(request.as_deref().unwrap_or(MINIMAL_REQUEST), target) {
+    let translated = translator.request(request.as_deref().unwrap_or(MINIMAL_REQUEST), target);
+    // The shell hands attempts the request the downstream instance parsed: translating
+    // from it must give exactly what translating the body gives.
+    if let Some(bytes) = request.as_deref() {
+        if let Ok(chat) = llm_gateway::request::parse_chat_request(bytes) {
+            let parsed = translator_for(kind).request_parsed(bytes, &chat, target);
+            let same = match (&translated, &parsed) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(a), Err(b)) => a.status == b.status && a.message == b.message,
+                _ => false,
+            };
+            if !same {
+                failures.push(format!(
+                    "{}: request_parsed differs from request: {parsed:?} vs {translated:?}",
+                    case.name
+                ));
+            }
+        }
+    }
+    match translated {
         Ok(up) if request.is_some() => {
             if refused_request {
                 failures.push(format!(

@@ -166,3 +166,36 @@ def test_unreachable_provider_without_fallback_is_an_openai_shaped_error(fb):
     assert r.status in (502, 503, 504), r.status
     assert err["type"] in ("api_error", "overloaded_error", "timeout_error"), err
     assert fb.provider_requests() == []
+
+
+def test_concurrent_fallbacks_each_translate_their_own_request(fb):
+    """Attempts translate the request their downstream instance parsed (handed over inside
+    the worker, not parsed again): with many requests in flight on both workers, every
+    fallback to Anthropic must carry its own conversation and answer its own client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fb.openai.set_default(lambda _req: openai_error(429, "busy", "requests"))
+
+    def one(i: int):
+        text = f"request {i} " + "y" * (i * 17)
+        body = ask("oa-first", text, max_tokens=100 + i,
+                   **({"stream": True} if i % 3 == 0 else {}))
+        return i, text, (fb.stream(body) if i % 3 == 0 else fb.chat(body))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, range(30)))
+    for i, text, r in results:
+        assert r.status == 200, (i, getattr(r, "body", b"")[:300])
+        answer = r.content() if i % 3 == 0 else r.json["choices"][0]["message"]["content"]
+        assert answer == f"echo: {text}", i
+        assert r.header("x-llm-attempts") == "2", i
+        assert r.header("x-llm-provider") == "anthropic", i
+    def text_of(content):
+        return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+    sent = {text_of(q.json["messages"][0]["content"]): q.json for q in fb.anthropic.requests}
+    assert len(sent) == 30 == len(fb.anthropic.requests)
+    for i, text, _ in results:
+        assert sent[text]["max_tokens"] == 100 + i, i
+        assert sent[text]["model"] == "claude-oa", i
+        assert sent[text].get("stream", False) == (i % 3 == 0), i

@@ -12,6 +12,7 @@ pub mod stream;
 
 use super::{join_path, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
+use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Translator for Anthropic deployments.
@@ -22,13 +23,13 @@ pub struct AnthropicTranslator {
     json_response_tool: Option<String>,
 }
 
-impl Translator for AnthropicTranslator {
-    fn request(
+impl AnthropicTranslator {
+    /// Remembers what the answer needs and builds the attempt's request.
+    fn prepare(
         &mut self,
-        body: &[u8],
+        translated: request::TranslatedRequest,
         target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let translated = request::translate_request(body, target)?;
+    ) -> UpstreamRequest {
         self.now_unix_secs = target.now_unix_secs;
         self.json_response_tool = translated.json_response_tool;
         if translated.stream {
@@ -44,12 +45,33 @@ impl Translator for AnthropicTranslator {
         if let Some(key) = target.api_key {
             headers.push(("x-api-key", key.to_string()));
         }
-        Ok(UpstreamRequest {
+        UpstreamRequest {
             path: join_path(target.base_path, "/v1/messages"),
             headers,
             body: translated.body,
             dropped: translated.dropped,
-        })
+        }
+    }
+}
+
+impl Translator for AnthropicTranslator {
+    fn request(
+        &mut self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_request(body, target)?;
+        Ok(self.prepare(translated, target))
+    }
+
+    fn request_parsed(
+        &mut self,
+        _body: &[u8],
+        chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_chat(chat, target)?;
+        Ok(self.prepare(translated, target))
     }
 
     fn is_stream(&self) -> bool {

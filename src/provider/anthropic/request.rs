@@ -78,9 +78,16 @@ pub fn translate_request(
     body: &[u8],
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    let chat = parse_chat_request(body)?;
+    translate_chat(&parse_chat_request(body)?, target)
+}
+
+/// [`translate_request`] from a request already parsed (by the downstream instance).
+pub fn translate_chat(
+    chat: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<TranslatedRequest, GatewayError> {
     let mut policy = ParamPolicy::new("Anthropic", target.options);
-    refuse_unsupported(&chat, &mut policy)?;
+    refuse_unsupported(chat, &mut policy)?;
 
     let mut system = SystemBuilder::default();
     let messages = map_messages(&chat.messages, &mut system)?;
@@ -91,7 +98,7 @@ pub fn translate_request(
         ));
     }
 
-    let format = response_format(&chat)?;
+    let format = response_format(chat)?;
     if matches!(format, Format::JsonObject) {
         system.push(JSON_OBJECT_INSTRUCTION.to_string(), None);
     }
@@ -101,7 +108,7 @@ pub fn translate_request(
         Format::Text | Format::JsonObject => None,
     };
     let json_response_tool = json_schema.as_ref().map(|t| t.name.clone());
-    let (tools, tool_choice) = map_tools(&chat, json_schema, budget.is_some())?;
+    let (tools, tool_choice) = map_tools(chat, json_schema, budget.is_some())?;
 
     let mut max_tokens = chat
         .output_limit()

@@ -14,6 +14,7 @@ pub mod stream;
 
 use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
+use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Translator for Gemini deployments.
@@ -60,13 +61,13 @@ fn encode_segment(segment: &str) -> String {
     out
 }
 
-impl Translator for GeminiTranslator {
-    fn request(
+impl GeminiTranslator {
+    /// Remembers what the answer needs and builds the attempt's request.
+    fn prepare(
         &mut self,
-        body: &[u8],
+        translated: request::TranslatedRequest,
         target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let translated = request::translate_request(body, target)?;
+    ) -> UpstreamRequest {
         self.now_unix_secs = target.now_unix_secs;
         self.model = target.upstream_model.to_string();
         self.stream = translated.stream.then(|| {
@@ -80,12 +81,33 @@ impl Translator for GeminiTranslator {
             .api_key
             .map(|key| vec![("x-goog-api-key", key.to_string())])
             .unwrap_or_default();
-        Ok(UpstreamRequest {
+        UpstreamRequest {
             path: endpoint_path(target.base_path, target.upstream_model, translated.stream),
             headers,
             body: translated.body,
             dropped: translated.dropped,
-        })
+        }
+    }
+}
+
+impl Translator for GeminiTranslator {
+    fn request(
+        &mut self,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_request(body, target)?;
+        Ok(self.prepare(translated, target))
+    }
+
+    fn request_parsed(
+        &mut self,
+        _body: &[u8],
+        chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_chat(chat, target)?;
+        Ok(self.prepare(translated, target))
     }
 
     fn is_stream(&self) -> bool {

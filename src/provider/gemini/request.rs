@@ -100,9 +100,16 @@ pub fn translate_request(
     body: &[u8],
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    let chat = parse_chat_request(body)?;
+    translate_chat(&parse_chat_request(body)?, target)
+}
+
+/// [`translate_request`] from a request already parsed (by the downstream instance).
+pub fn translate_chat(
+    chat: &ChatRequest,
+    target: &Target<'_>,
+) -> Result<TranslatedRequest, GatewayError> {
     let mut policy = ParamPolicy::new("Gemini", target.options);
-    check_logprobs_and_bias(&chat, &mut policy)?;
+    check_logprobs_and_bias(chat, &mut policy)?;
     if chat.n == Some(0) {
         return Err(GatewayError::invalid_param("n", "`n` must be at least 1"));
     }
@@ -114,8 +121,8 @@ pub fn translate_request(
             "`messages` needs at least one non-empty user or assistant message",
         ));
     }
-    let (tools, tool_config) = map_tools(&chat, &mut policy)?;
-    let (response_mime_type, response_json_schema) = response_format(&chat)?;
+    let (tools, tool_config) = map_tools(chat, &mut policy)?;
+    let (response_mime_type, response_json_schema) = response_format(chat)?;
     let stop_sequences = chat
         .stop
         .clone()
