@@ -30,6 +30,7 @@ pub mod chains;
 pub mod config;
 pub mod error;
 pub mod hashing;
+pub mod header_map;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

@@ -1,12 +1,13 @@
 //! The downstream instance: authenticates the client, validates the body and routes the
 //! request to its alias's cluster by setting the routing header.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::handoff;
+use super::handoff::{self, Handed, Report};
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
@@ -14,6 +15,7 @@ use super::store::SharedData;
 use crate::accounting::{self, Admission, RequestFacts};
 use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
+use crate::header_map;
 use crate::keys::{self, VirtualKey};
 use crate::metrics::{self, Outcome};
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
@@ -51,6 +53,8 @@ pub struct DownstreamHttp {
     rate_headers: Vec<(&'static str, String)>,
     /// The parsed request handed to the upstream instance, released when this context ends.
     handoff: Option<u64>,
+    /// What the attempts reported back through the hand-off.
+    report: Option<Rc<RefCell<Report>>>,
 }
 
 impl Drop for DownstreamHttp {
@@ -78,6 +82,7 @@ impl DownstreamHttp {
             admission: None,
             rate_headers: Vec::new(),
             handoff: None,
+            report: None,
         }
     }
 
@@ -120,9 +125,8 @@ impl DownstreamHttp {
 
     /// Checks `Authorization: Bearer <key>` against the master key and the virtual keys
     /// (by SHA-256 digest), including expiry.
-    fn authenticate(&mut self) -> Result<(), GatewayError> {
-        let header = host::header_text(Map::RequestHeaders, "authorization");
-        let Some(token) = header.as_deref().and_then(auth::bearer_token) else {
+    fn authenticate(&mut self, authorization: Option<&str>) -> Result<(), GatewayError> {
+        let Some(token) = authorization.and_then(auth::bearer_token) else {
             return Err(GatewayError::new(
                 ErrorKind::Authentication,
                 "Missing API key: send `Authorization: Bearer <your gateway key>`.",
@@ -175,17 +179,15 @@ impl DownstreamHttp {
         }
     }
 
-    fn strip_client_headers(&self) {
-        for name in routing::CLIENT_CREDENTIAL_HEADERS
+    /// Removes client credentials and gateway-internal headers; `present` is the request's
+    /// header map, so that only headers actually sent cost a host call.
+    fn strip_client_headers(&self, present: Option<&[(&[u8], &[u8])]>) {
+        let names = routing::CLIENT_CREDENTIAL_HEADERS
             .iter()
             .chain(routing::INTERNAL_REQUEST_HEADERS)
-        {
-            if let Err(e) = host::remove_header(Map::RequestHeaders, name) {
-                log::warn!(
-                    "could not remove request header {name} (host status {})",
-                    e.0
-                );
-            }
+            .copied();
+        if let Err(e) = host::remove_present(Map::RequestHeaders, present, names) {
+            log::warn!("could not remove a request header (host status {})", e.0);
         }
     }
 }
@@ -194,8 +196,19 @@ impl Context for DownstreamHttp {}
 
 impl HttpContext for DownstreamHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let method = host::header_text(Map::RequestHeaders, ":method").unwrap_or_default();
-        let full_path = host::header_text(Map::RequestHeaders, ":path").unwrap_or_default();
+        // One host call for the whole map: the gateway looks at several headers.
+        let raw = host::get_headers(Map::RequestHeaders).unwrap_or_default();
+        let headers = header_map::decode(&raw);
+        let text = |name: &str| -> Option<String> {
+            match &headers {
+                Some(h) => {
+                    header_map::find(h, name).map(|v| String::from_utf8_lossy(v).into_owned())
+                }
+                None => host::header_text(Map::RequestHeaders, name),
+            }
+        };
+        let method = text(":method").unwrap_or_default();
+        let full_path = text(":path").unwrap_or_default();
         let path = full_path.split('?').next().unwrap_or("");
         let is_models = matches!(path, "/v1/models" | "/models");
         let is_chat = matches!(path, "/v1/chat/completions" | "/chat/completions");
@@ -208,7 +221,7 @@ impl HttpContext for DownstreamHttp {
             .with_code("unknown_url");
             return self.reply_error(&e);
         }
-        if let Err(e) = self.authenticate() {
+        if let Err(e) = self.authenticate(text("authorization").as_deref()) {
             return self.reply_error(&e);
         }
         if is_chat {
@@ -238,14 +251,13 @@ impl HttpContext for DownstreamHttp {
                 "request body is empty: send a JSON object with `model` and `messages`",
             ));
         }
-        let declared = host::header_text(Map::RequestHeaders, "content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = text("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(len) = declared {
             if len > self.runtime.config.general.max_request_body_bytes {
                 return self.reply_error(&self.too_large());
             }
         }
-        self.strip_client_headers();
+        self.strip_client_headers(headers.as_deref());
         self.endpoint = Endpoint::Chat;
         // Hold the headers: the route depends on the `model` in the body.
         Action::Pause
@@ -319,7 +331,15 @@ impl HttpContext for DownstreamHttp {
             return self.reply_error(&GatewayError::internal("could not route the request"));
         }
         let _ = host::set_property(&["llm_model_alias"], alias.name.as_bytes());
-        self.handoff = handoff::register(Rc::new(request), &body);
+        let handed = Handed {
+            chat: Rc::new(request),
+            report: Rc::default(),
+        };
+        let report = Rc::clone(&handed.report);
+        self.handoff = handoff::register(handed, &body);
+        if self.handoff.is_some() {
+            self.report = Some(report);
+        }
         self.endpoint = Endpoint::None;
         Action::Continue
     }
@@ -401,6 +421,34 @@ impl DownstreamHttp {
     fn outcome(&self) -> Outcome {
         let now = host::now_nanos();
         let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        if let Some(report) = &self.report {
+            let r = report.borrow();
+            if r.answered {
+                let provider = if self.answered_locally {
+                    ""
+                } else {
+                    r.provider
+                };
+                return Outcome {
+                    model: self.alias.clone().unwrap_or_default(),
+                    upstream_model: if provider.is_empty() {
+                        String::new()
+                    } else {
+                        r.upstream_model.clone()
+                    },
+                    provider: provider.to_string(),
+                    key: self.virtual_key().name.clone(),
+                    team: self.virtual_key().team.clone().unwrap_or_default(),
+                    status: self.status,
+                    duration_ms: ms(self.started_nanos, now),
+                    first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
+                    stream: self.stream,
+                    attempts: r.attempts,
+                    usage: r.usage,
+                    cost_micro_usd: r.usage.and(r.cost_micro_usd),
+                };
+            }
+        }
         let usage = state_u64("llm_prompt_tokens").map(|prompt| Usage {
             prompt_tokens: prompt,
             completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),

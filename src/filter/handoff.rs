@@ -8,6 +8,11 @@
 //! comes from this VM. Anything else (another VM, a body changed in between, a full map)
 //! falls back to parsing the body, so the hand-off can only save work, never change a
 //! translation. The downstream context removes its entry when it ends, however it ends.
+//!
+//! The way back uses the same entry: each attempt writes who answered and the usage into a
+//! shared [`Report`], which the downstream instance reads for its stats instead of reading
+//! the filter state back one property at a time (the filter state is still written, for the
+//! access log and the rate limit).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,6 +21,33 @@ use std::rc::Rc;
 use super::host;
 use crate::hashing::fingerprint;
 use crate::openai::ChatRequest;
+use crate::usage::Usage;
+
+/// How the last attempt went, as the upstream instance saw it.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// An attempt got an answer (the fields below are set).
+    pub answered: bool,
+    /// Provider of the deployment that answered last.
+    pub provider: &'static str,
+    /// Its upstream model.
+    pub upstream_model: String,
+    /// Attempts made (Envoy's count).
+    pub attempts: u64,
+    /// Usage of the answer, once known.
+    pub usage: Option<Usage>,
+    /// Cost in micro-USD; `None` when unpriced.
+    pub cost_micro_usd: Option<u64>,
+}
+
+/// What the downstream instance hands to each attempt.
+#[derive(Clone)]
+pub struct Handed {
+    /// The parsed request.
+    pub chat: Rc<ChatRequest>,
+    /// Where the attempt reports back.
+    pub report: Rc<RefCell<Report>>,
+}
 
 /// Filter-state name of the hand-off (`<vm token>:<id>`).
 pub const HANDOFF_STATE: &str = "llm_request_handoff";
@@ -24,7 +56,7 @@ pub const HANDOFF_STATE: &str = "llm_request_handoff";
 const MAX_ENTRIES: usize = 16_384;
 
 struct Entry {
-    chat: Rc<ChatRequest>,
+    handed: Handed,
     body: (usize, u64),
 }
 
@@ -45,9 +77,9 @@ fn vm_token() -> u64 {
     })
 }
 
-/// Registers `chat`, parsed from `body`, and publishes its name; returns the id to
+/// Registers `handed`, parsed from `body`, and publishes its name; returns the id to
 /// [`release`] when the request ends, `None` when nothing was registered.
-pub fn register(chat: Rc<ChatRequest>, body: &[u8]) -> Option<u64> {
+pub fn register(handed: Handed, body: &[u8]) -> Option<u64> {
     let id = NEXT_ID.with(|n| {
         let id = n.get();
         n.set(id.wrapping_add(1).max(1));
@@ -61,7 +93,7 @@ pub fn register(chat: Rc<ChatRequest>, body: &[u8]) -> Option<u64> {
         e.insert(
             id,
             Entry {
-                chat,
+                handed,
                 body: fingerprint(body),
             },
         );
@@ -78,8 +110,8 @@ pub fn register(chat: Rc<ChatRequest>, body: &[u8]) -> Option<u64> {
     Some(id)
 }
 
-/// The request parsed from `body` by this request's downstream instance, if it can be used.
-pub fn lookup(body: &[u8]) -> Option<Rc<ChatRequest>> {
+/// What this request's downstream instance handed over for `body`, if it can be used.
+pub fn lookup(body: &[u8]) -> Option<Handed> {
     let name = host::property_text(&[HANDOFF_STATE])?;
     let (token, id) = name.split_once(':')?;
     if token.parse::<u64>().ok()? != vm_token() {
@@ -89,7 +121,7 @@ pub fn lookup(body: &[u8]) -> Option<Rc<ChatRequest>> {
     ENTRIES.with(|e| {
         let e = e.borrow();
         let entry = e.get(&id)?;
-        (entry.body == fingerprint(body)).then(|| Rc::clone(&entry.chat))
+        (entry.body == fingerprint(body)).then(|| entry.handed.clone())
     })
 }
 

@@ -56,6 +56,11 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
@@ -144,6 +149,19 @@ pub fn get_header(map: Map, name: &str) -> HostResult<Option<Vec<u8>>> {
     }
 }
 
+/// Reads a whole header map in one call, serialized as [`crate::header_map`] reads it.
+pub fn get_headers(map: Map) -> HostResult<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: pointers are valid for the call; the host writes back through them.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    match status {
+        OK => Ok(owned(data, size)),
+        NOT_FOUND => Ok(Vec::new()),
+        s => Err(HostError(s)),
+    }
+}
+
 /// Reads one header as text (lossy); `None` when absent or on error.
 pub fn header_text(map: Map, name: &str) -> Option<String> {
     match get_header(map, name) {
@@ -168,6 +186,22 @@ pub fn set_header(map: Map, name: &str, value: &str) -> HostResult<()> {
         OK => Ok(()),
         s => Err(HostError(s)),
     }
+}
+
+/// Removes those of `names` that `present` (the map as read by [`get_headers`]) holds, or
+/// every one of them when the map could not be read.
+pub fn remove_present<'a>(
+    map: Map,
+    present: Option<&[(&[u8], &[u8])]>,
+    names: impl IntoIterator<Item = &'a str>,
+) -> HostResult<()> {
+    for name in names {
+        let there = present.is_none_or(|h| crate::header_map::find(h, name).is_some());
+        if there {
+            remove_header(map, name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a header (absent is fine).
@@ -241,25 +275,9 @@ pub fn set_property(path: &[&str], value: &[u8]) -> HostResult<()> {
     }
 }
 
-fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (name, value) in headers {
-        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in headers {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-    }
-    bytes
-}
-
 /// Answers the request locally (the stream must then be paused).
 pub fn send_local_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> HostResult<()> {
-    let h = serialize_headers(headers);
+    let h = crate::header_map::encode(headers);
     let details = crate::routing::LOCAL_REPLY_DETAILS;
     // SAFETY: pointers are valid for the duration of the call.
     let status = unsafe {

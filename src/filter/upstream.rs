@@ -2,17 +2,19 @@
 //! which deployment the attempt reached from the endpoint metadata, translates the request
 //! for that provider with its credentials, and translates the answer back.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::handoff;
+use super::handoff::{self, Report};
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
 use crate::config::Deployment;
 use crate::error::GatewayError;
+use crate::header_map;
 use crate::metrics;
 use crate::openai::{annotate_usage_chunk, AnswerMeta, DONE_EVENT};
 use crate::pricing;
@@ -54,6 +56,8 @@ pub struct UpstreamHttp {
     /// The usage last written to filter state.
     published_usage: Option<Usage>,
     attempts: u64,
+    /// Where this attempt reports back to the downstream instance (see `handoff`).
+    report: Option<Rc<RefCell<Report>>>,
 }
 
 impl UpstreamHttp {
@@ -69,6 +73,7 @@ impl UpstreamHttp {
             usage_annotated: false,
             published_usage: None,
             attempts: 1,
+            report: None,
         }
     }
 
@@ -118,6 +123,11 @@ impl UpstreamHttp {
             let _ = host::set_property(&[name], v.to_string().as_bytes());
         }
         let _ = host::set_property(&["llm_priced"], if cost.is_some() { b"1" } else { b"0" });
+        if let Some(report) = &self.report {
+            let mut r = report.borrow_mut();
+            r.usage = Some(*usage);
+            r.cost_micro_usd = cost;
+        }
         cost
     }
 
@@ -158,8 +168,9 @@ impl UpstreamHttp {
             options: &deployment.options,
         };
         let mut translator = translator_for(deployment.provider);
-        let upstream = match handoff::lookup(&body) {
-            Some(chat) => translator.request_parsed(&body, &chat, &target)?,
+        let handed = handoff::lookup(&body);
+        let upstream = match &handed {
+            Some(h) => translator.request_parsed(&body, &h.chat, &target)?,
             None => translator.request(&body, &target)?,
         };
         if !upstream.dropped.is_empty() {
@@ -173,17 +184,19 @@ impl UpstreamHttp {
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
-        for name in PROVIDER_REQUEST_HEADERS
+        // Only headers actually present cost a host call.
+        let raw = host::get_headers(Map::RequestHeaders).unwrap_or_default();
+        let present = header_map::decode(&raw);
+        let names = PROVIDER_REQUEST_HEADERS
             .iter()
             .chain(routing::INTERNAL_REQUEST_HEADERS)
-        {
-            host::remove_header(Map::RequestHeaders, name).map_err(|e| {
-                GatewayError::internal(format!(
-                    "could not clear request header {name} (host status {})",
-                    e.0
-                ))
-            })?;
-        }
+            .copied();
+        host::remove_present(Map::RequestHeaders, present.as_deref(), names).map_err(|e| {
+            GatewayError::internal(format!(
+                "could not clear the provider request headers (host status {})",
+                e.0
+            ))
+        })?;
         Self::set_request_header(":path", &upstream.path)?;
         Self::set_request_header("content-type", "application/json")?;
         for (name, value) in &upstream.headers {
@@ -197,6 +210,7 @@ impl UpstreamHttp {
             ))
         })?;
         self.translator = Some(translator);
+        self.report = handed.map(|h| h.report);
         Ok(())
     }
 
@@ -338,6 +352,16 @@ impl HttpContext for UpstreamHttp {
             }
         }
         self.attempts = attempts;
+        if let (Some(report), Some(d)) = (&self.report, self.deployment()) {
+            let mut r = report.borrow_mut();
+            r.answered = true;
+            r.provider = d.provider.name();
+            r.upstream_model.clone_from(&d.upstream_model);
+            r.attempts = attempts;
+            // A new attempt's answer replaces what an earlier one reported.
+            r.usage = None;
+            r.cost_micro_usd = None;
+        }
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
         let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
 
