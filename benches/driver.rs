@@ -22,6 +22,7 @@ use std::hint::black_box;
 use llm_gateway::auth;
 use llm_gateway::config::GatewayConfig;
 use llm_gateway::metrics::{self, Outcome};
+use llm_gateway::openai::ChatRequest;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use llm_gateway::request::{estimate_prompt_tokens, parse_chat_request};
 use llm_gateway::routing::{choose_route, resolve_alias};
@@ -35,6 +36,8 @@ struct Case {
     /// The answer split into events (streams only), done once outside the measured loop.
     events: Vec<Vec<u8>>,
     stream: bool,
+    /// The request as the downstream instance parsed it (for the phases that start after it).
+    parsed: Option<ChatRequest>,
 }
 
 use common::alias;
@@ -53,6 +56,7 @@ fn cases() -> Vec<Case> {
                 },
                 events: Vec::new(),
                 stream: false,
+                parsed: None,
             });
         }
     }
@@ -63,6 +67,7 @@ fn cases() -> Vec<Case> {
         answer: common::anthropic_tool_answer(),
         events: Vec::new(),
         stream: false,
+        parsed: None,
     });
     out.push(Case {
         name: "openai-stream".into(),
@@ -71,6 +76,7 @@ fn cases() -> Vec<Case> {
         answer: common::openai_stream(),
         events: Vec::new(),
         stream: true,
+        parsed: None,
     });
     out.push(Case {
         name: "anthropic-stream".into(),
@@ -79,8 +85,10 @@ fn cases() -> Vec<Case> {
         answer: common::anthropic_stream(),
         events: Vec::new(),
         stream: true,
+        parsed: None,
     });
     for c in &mut out {
+        c.parsed = parse_chat_request(&c.request).ok();
         if c.stream {
             c.events = common::split_events(&c.answer)
                 .into_iter()
@@ -124,28 +132,39 @@ impl Env {
     }
 }
 
-/// The downstream instance's work; returns a number so nothing is optimised away.
-fn downstream(env: &Env, body: &[u8]) -> usize {
+/// The downstream instance's work; returns a number so nothing is optimised away, and the
+/// parsed request it hands to the attempts.
+fn downstream(env: &Env, body: &[u8]) -> (usize, Option<ChatRequest>) {
     let header = format!("Bearer {}", common::MASTER_KEY);
     let ok = auth::bearer_token(&header)
         .map(|t| auth::digests_equal(&auth::digest(t), &env.master))
         .unwrap_or(false);
     let Ok(request) = parse_chat_request(body) else {
-        return 0;
+        return (0, None);
     };
     let Ok(alias) = resolve_alias(&env.config, &request.model) else {
-        return 0;
+        return (0, None);
     };
     let estimate = estimate_prompt_tokens(&request);
     match choose_route(&env.config, alias, estimate) {
-        Ok(route) => route.key.len() + ok as usize + estimate as usize,
-        Err(_) => 0,
+        Ok(route) => (
+            route.key.len() + ok as usize + estimate as usize,
+            Some(request),
+        ),
+        Err(_) => (0, None),
     }
 }
 
-fn upstream(env: &Env, case: &Case) -> usize {
+/// One attempt's request translation, from the request the downstream instance parsed
+/// (as the filter does), or from the body when there is none.
+fn upstream(env: &Env, case: &Case, parsed: Option<&ChatRequest>) -> usize {
     let mut t = translator_for(case.kind);
-    match t.request(&case.request, &env.target(case.kind)) {
+    let target = env.target(case.kind);
+    let result = match parsed {
+        Some(chat) => t.request_parsed(&case.request, chat, &target),
+        None => t.request(&case.request, &target),
+    };
+    match result {
         Ok(r) => r.body.len() + r.path.len(),
         Err(_) => 0,
     }
@@ -158,9 +177,14 @@ fn response(case: &Case) -> usize {
 
 /// Request translation, then the stream fed one event per call (a fresh output buffer per
 /// chunk, as the shell does), then the end of stream.
-fn stream(env: &Env, case: &Case) -> usize {
+fn stream(env: &Env, case: &Case, parsed: Option<&ChatRequest>) -> usize {
     let mut t = translator_for(case.kind);
-    if t.request(&case.request, &env.target(case.kind)).is_err() {
+    let target = env.target(case.kind);
+    let translated = match parsed {
+        Some(chat) => t.request_parsed(&case.request, chat, &target),
+        None => t.request(&case.request, &target),
+    };
+    if translated.is_err() {
         return 0;
     }
     let mut total = 0;
@@ -205,18 +229,18 @@ fn stats(env: &Env, case: &Case) -> usize {
 
 fn run_phase(env: &Env, case: &Case, phase: &str) -> usize {
     match phase {
-        "downstream" => downstream(env, &case.request),
-        "upstream" => upstream(env, case),
+        "downstream" => downstream(env, &case.request).0,
+        "upstream" => upstream(env, case, case.parsed.as_ref()),
         "response" => response(case),
-        "stream" => stream(env, case),
+        "stream" => stream(env, case, case.parsed.as_ref()),
         "metrics" => stats(env, case),
         "full" => {
-            downstream(env, &case.request)
-                + if case.stream {
-                    stream(env, case)
-                } else {
-                    upstream(env, case) + response(case)
-                }
+            let (n, parsed) = downstream(env, &case.request);
+            n + if case.stream {
+                stream(env, case, parsed.as_ref())
+            } else {
+                upstream(env, case, parsed.as_ref()) + response(case)
+            }
         }
         _ => 0,
     }
