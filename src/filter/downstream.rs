@@ -18,6 +18,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
 use crate::keys::{self, VirtualKey};
 use crate::metrics::{self, Outcome};
+use crate::provider::ProviderKind;
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
 use crate::usage::Usage;
@@ -421,53 +422,15 @@ impl DownstreamHttp {
     fn outcome(&self) -> Outcome {
         let now = host::now_nanos();
         let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
-        if let Some(report) = &self.report {
-            let r = report.borrow();
-            if r.answered {
-                let provider = if self.answered_locally {
-                    ""
-                } else {
-                    r.provider
-                };
-                return Outcome {
-                    model: self.alias.clone().unwrap_or_default(),
-                    upstream_model: if provider.is_empty() {
-                        String::new()
-                    } else {
-                        r.upstream_model.clone()
-                    },
-                    provider: provider.to_string(),
-                    key: self.virtual_key().name.clone(),
-                    team: self.virtual_key().team.clone().unwrap_or_default(),
-                    status: self.status,
-                    duration_ms: ms(self.started_nanos, now),
-                    first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
-                    stream: self.stream,
-                    attempts: r.attempts,
-                    usage: r.usage,
-                    cost_micro_usd: r.usage.and(r.cost_micro_usd),
-                };
-            }
-        }
-        let usage = state_u64("llm_prompt_tokens").map(|prompt| Usage {
-            prompt_tokens: prompt,
-            completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),
-            cache_read_tokens: state_u64("llm_cached_tokens").unwrap_or(0),
-            cache_write_tokens: state_u64("llm_cache_write_tokens").unwrap_or(0),
-            reasoning_tokens: state_u64("llm_reasoning_tokens").unwrap_or(0),
-        });
-        let provider = if self.answered_locally {
-            String::new()
+        let last = self.last_attempt();
+        let (provider, upstream_model) = if self.answered_locally || last.provider.is_empty() {
+            (String::new(), String::new())
         } else {
-            state_text("llm_provider")
+            (last.provider.to_string(), last.upstream_model)
         };
         Outcome {
             model: self.alias.clone().unwrap_or_default(),
-            upstream_model: if provider.is_empty() {
-                String::new()
-            } else {
-                state_text("llm_upstream_model")
-            },
+            upstream_model,
             provider,
             key: self.virtual_key().name.clone(),
             team: self.virtual_key().team.clone().unwrap_or_default(),
@@ -475,8 +438,37 @@ impl DownstreamHttp {
             duration_ms: ms(self.started_nanos, now),
             first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
             stream: self.stream,
+            attempts: last.attempts,
+            usage: last.usage,
+            cost_micro_usd: last.usage.and(last.cost_micro_usd),
+        }
+    }
+
+    /// What the last attempt reported: through the hand-off when it was made, else from the
+    /// filter state the upstream instance wrote.
+    fn last_attempt(&self) -> Report {
+        if let Some(report) = &self.report {
+            let r = report.borrow();
+            if r.answered {
+                return Report {
+                    upstream_model: r.upstream_model.clone(),
+                    ..*r
+                };
+            }
+        }
+        let provider = state_text("llm_provider");
+        Report {
+            answered: !provider.is_empty(),
+            provider: ProviderKind::from_name(&provider).map_or("", ProviderKind::name),
+            upstream_model: state_text("llm_upstream_model"),
             attempts: state_u64("llm_attempts").unwrap_or(0),
-            usage,
+            usage: state_u64("llm_prompt_tokens").map(|prompt| Usage {
+                prompt_tokens: prompt,
+                completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),
+                cache_read_tokens: state_u64("llm_cached_tokens").unwrap_or(0),
+                cache_write_tokens: state_u64("llm_cache_write_tokens").unwrap_or(0),
+                reasoning_tokens: state_u64("llm_reasoning_tokens").unwrap_or(0),
+            }),
             cost_micro_usd: match host::property_text(&["llm_priced"]).as_deref() {
                 Some("1") => state_u64("llm_cost_micro_usd"),
                 _ => None,

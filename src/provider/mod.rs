@@ -182,11 +182,15 @@ pub enum StreamPreamble {
 pub trait Translator {
     /// Translates the client's OpenAI request body for this provider. Remembers what the
     /// response side needs (streaming, whether the client wants a usage chunk, tool names).
+    /// By default: parses the body, then [`request_parsed`](Self::request_parsed).
     fn request(
         &mut self,
         body: &[u8],
         target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError>;
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = common::parse_chat_request(body)?;
+        self.request_parsed(body, &chat, target)
+    }
 
     /// [`request`](Self::request) from the request the downstream instance already parsed
     /// and validated, so that an attempt does not parse the body again; `body` is the same
@@ -196,10 +200,7 @@ pub trait Translator {
         body: &[u8],
         chat: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let _ = chat;
-        self.request(body, target)
-    }
+    ) -> Result<UpstreamRequest, GatewayError>;
 
     /// True when the translated request asked for a streamed answer.
     fn is_stream(&self) -> bool;
@@ -283,10 +284,17 @@ impl Guarded {
         }
     }
 
+    /// Remembers the attempt's key (to scrub it from everything that follows) and scrubs
+    /// it from a refusal of the request.
     fn scrub_refusal(
-        &self,
+        &mut self,
+        target: &Target<'_>,
         result: Result<UpstreamRequest, GatewayError>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        self.key = target
+            .api_key
+            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
+            .map(str::to_string);
         result.map_err(|mut e| {
             if let Some(key) = &self.key {
                 e.message = crate::secrets::scrub_key_str(&e.message, key).into_owned();
@@ -317,12 +325,8 @@ impl Translator for Guarded {
         body: &[u8],
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        self.key = target
-            .api_key
-            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
-            .map(str::to_string);
         let result = self.inner.request(body, target);
-        self.scrub_refusal(result)
+        self.scrub_refusal(target, result)
     }
 
     fn request_parsed(
@@ -331,12 +335,8 @@ impl Translator for Guarded {
         chat: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        self.key = target
-            .api_key
-            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
-            .map(str::to_string);
         let result = self.inner.request_parsed(body, chat, target);
-        self.scrub_refusal(result)
+        self.scrub_refusal(target, result)
     }
 
     fn is_stream(&self) -> bool {

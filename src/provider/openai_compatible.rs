@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
+use crate::openai::ChatRequest;
 use crate::openai::{write_error_event, UsageBody, DONE_EVENT};
 use crate::secrets::redact_key_like;
 use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
@@ -208,6 +209,17 @@ impl Translator for OpenAiTranslator {
             body,
             dropped: Vec::new(),
         })
+    }
+
+    /// OpenAI-compatible servers get the client's own body (every field they may support),
+    /// so the parsed request is not needed.
+    fn request_parsed(
+        &mut self,
+        body: &[u8],
+        _chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {

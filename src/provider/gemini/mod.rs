@@ -91,15 +91,6 @@ impl GeminiTranslator {
 }
 
 impl Translator for GeminiTranslator {
-    fn request(
-        &mut self,
-        body: &[u8],
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let translated = request::translate_request(body, target)?;
-        Ok(self.prepare(translated, target))
-    }
-
     fn request_parsed(
         &mut self,
         _body: &[u8],
