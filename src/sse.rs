@@ -154,7 +154,7 @@ impl SseDecoder {
                 }
                 self.after_cr = false;
             }
-            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = find_line_end(rest) else {
                 break;
             };
             let Some((line, tail)) = rest.split_at_checked(end) else {
@@ -293,19 +293,19 @@ impl SseDecoder {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.data, value);
                 self.has_data = true;
                 self.check_limit();
             }
             b"event" => {
                 self.event.clear();
-                self.event.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.event, value);
                 self.check_limit();
             }
             // An id containing NUL is ignored, as the spec says.
             b"id" if !value.contains(&0) => {
                 self.id.clear();
-                self.id.push_str(&String::from_utf8_lossy(value));
+                push_lossy(&mut self.id, value);
             }
             _ => {} // `retry` only matters to browsers reconnecting; unknown fields ignored
         }
@@ -337,6 +337,46 @@ impl SseDecoder {
         }
         flow
     }
+}
+
+/// Appends `bytes` with invalid UTF-8 replaced by U+FFFD. Checking first keeps the usual
+/// valid case a plain copy (`from_utf8_lossy` walks the bytes chunk by chunk).
+fn push_lossy(buf: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => buf.push_str(text),
+        Err(_) => buf.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Position of the first LF or CR in `bytes`, eight bytes per step: a line end is looked
+/// for in every byte of every event, so a byte-at-a-time loop was a good part of the
+/// decoder's cost.
+fn find_line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = ONES * b'\n' as u64;
+    const CR: u64 = ONES * b'\r' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let word = u64::from_le_bytes(word);
+        let (lf, cr) = (word ^ LF, word ^ CR);
+        // High bit set in each byte that is zero in `lf` or `cr`; a false hit can only
+        // sit above a true one, so the lowest hit is exact.
+        let hits = ((lf.wrapping_sub(ONES) & !lf) | (cr.wrapping_sub(ONES) & !cr)) & HIGH;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|i| at + i)
 }
 
 /// Largest prefix of a stream scanned to decide a [`crate::provider::StreamPreamble`];
@@ -582,6 +622,27 @@ mod tests {
         });
         assert_eq!(got.as_deref(), Some("two"));
         assert_eq!(scan_first_event(b"data: x", |_| Some(())), None);
+    }
+
+    /// The word-wise line-end scan agrees with a plain scan at every position and length.
+    #[test]
+    fn line_end_scan() {
+        let mut bytes: Vec<u8> = (0u8..=255).collect();
+        bytes.extend_from_slice(b"abcdefghijklmnopq\r\n\x0b\x0c\x8a\x8d");
+        for start in 0..bytes.len() {
+            for end in start..=bytes.len().min(start + 40) {
+                let s = &bytes[start..end];
+                let plain = s.iter().position(|&b| b == b'\n' || b == b'\r');
+                assert_eq!(find_line_end(s), plain, "{start}..{end}");
+            }
+        }
+        for n in 0..40 {
+            let mut s = vec![b'x'; n];
+            assert_eq!(find_line_end(&s), None);
+            s.push(b'\r');
+            s.push(b'\n');
+            assert_eq!(find_line_end(&s), Some(n));
+        }
     }
 
     /// What `write_event` writes decodes to the same event.

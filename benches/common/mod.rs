@@ -280,45 +280,41 @@ pub fn openai_stream() -> Vec<u8> {
 
 /// An Anthropic stream: `message_start`, `content_block_start`, `ping`,
 /// [`STREAM_DELTAS`] text deltas, `content_block_stop`, `message_delta`, `message_stop`.
+/// Written in Anthropic's own key order (`type` first), not serde_json's sorted one.
 pub fn anthropic_stream() -> Vec<u8> {
     let mut out = Vec::new();
-    sse(
-        &mut out,
-        Some("message_start"),
-        &json!({"type": "message_start", "message": {"id": "msg_bench0003", "type": "message",
-               "role": "assistant", "model": "claude-bench", "content": [], "stop_reason": null,
-               "stop_sequence": null, "usage": {"input_tokens": 260, "output_tokens": 1,
-               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}),
+    let mut event = |name: &str, data: &str| {
+        out.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+    };
+    event(
+        "message_start",
+        r#"{"type":"message_start","message":{"id":"msg_bench0003","type":"message","role":"assistant","model":"claude-bench","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":260,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#,
     );
-    sse(
-        &mut out,
-        Some("content_block_start"),
-        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    event(
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
     );
-    sse(&mut out, Some("ping"), &json!({"type": "ping"}));
+    event("ping", r#"{"type": "ping"}"#);
     for w in delta_words() {
-        sse(
-            &mut out,
-            Some("content_block_delta"),
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}),
+        let text = serde_json::to_string(&w).unwrap_or_default();
+        event(
+            "content_block_delta",
+            &format!(
+                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{text}}}}}"#
+            ),
         );
     }
-    sse(
-        &mut out,
-        Some("content_block_stop"),
-        &json!({"type": "content_block_stop", "index": 0}),
+    event(
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":0}"#,
     );
-    sse(
-        &mut out,
-        Some("message_delta"),
-        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-               "usage": {"output_tokens": STREAM_DELTAS}}),
+    event(
+        "message_delta",
+        &format!(
+            r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{STREAM_DELTAS}}}}}"#
+        ),
     );
-    sse(
-        &mut out,
-        Some("message_stop"),
-        &json!({"type": "message_stop"}),
-    );
+    event("message_stop", r#"{"type":"message_stop"}"#);
     out
 }
 

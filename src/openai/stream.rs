@@ -200,6 +200,98 @@ pub fn write_chunk_ref(out: &mut Vec<u8>, chunk: &ChunkRef<'_>) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// The bytes every chunk of one stream starts with, `data: {"id":...,"object":...,
+/// "created":...,"model":...,"choices":[`, serialized once per stream instead of once per
+/// event. What it writes is byte for byte what [`write_chunk_ref`] writes for the same
+/// [`ChunkRef`].
+#[derive(Debug, Clone, Default)]
+pub struct ChunkHead {
+    bytes: Vec<u8>,
+}
+
+impl ChunkHead {
+    /// The head of chunks with this id, creation time and model.
+    pub fn new(id: &str, created: u64, model: &str) -> ChunkHead {
+        let mut head = ChunkHead::default();
+        head.set(id, created, model);
+        head
+    }
+
+    /// Rewrites the head in place (the model can change mid-stream).
+    pub fn set(&mut self, id: &str, created: u64, model: &str) {
+        let b = &mut self.bytes;
+        b.clear();
+        b.extend_from_slice(b"data: {\"id\":");
+        // Writing plain data into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *b, id);
+        b.extend_from_slice(b",\"object\":");
+        let _ = serde_json::to_writer(&mut *b, CHUNK_OBJECT);
+        b.extend_from_slice(b",\"created\":");
+        let _ = serde_json::to_writer(&mut *b, &created);
+        b.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut *b, model);
+        b.extend_from_slice(b",\"choices\":[");
+    }
+
+    /// Appends the chunk with one choice: `index`, `delta` and `finish_reason`.
+    pub fn write_choice(
+        &self,
+        out: &mut Vec<u8>,
+        index: u32,
+        delta: &DeltaRef<'_>,
+        finish_reason: Option<&str>,
+    ) {
+        out.extend_from_slice(&self.bytes);
+        out.extend_from_slice(b"{\"index\":");
+        let _ = serde_json::to_writer(&mut *out, &index);
+        out.extend_from_slice(b",\"delta\":");
+        write_delta(out, delta);
+        match finish_reason {
+            None => out.extend_from_slice(b",\"finish_reason\":null}]}\n\n"),
+            Some(reason) => {
+                out.extend_from_slice(b",\"finish_reason\":");
+                let _ = serde_json::to_writer(&mut *out, reason);
+                out.extend_from_slice(b"}]}\n\n");
+            }
+        }
+    }
+
+    /// Appends the usage chunk: no choices, and `usage`.
+    pub fn write_usage(&self, out: &mut Vec<u8>, usage: &UsageBody) {
+        out.extend_from_slice(&self.bytes);
+        out.extend_from_slice(b"],\"usage\":");
+        let _ = serde_json::to_writer(&mut *out, usage);
+        out.extend_from_slice(b"}\n\n");
+    }
+}
+
+/// Writes `delta` as its `Serialize` does; the text-only deltas of nearly every chunk
+/// without going through a serializer per field.
+fn write_delta(out: &mut Vec<u8>, delta: &DeltaRef<'_>) {
+    if delta.thinking_blocks.is_some() || delta.tool_calls.is_some() {
+        let _ = serde_json::to_writer(&mut *out, delta);
+        return;
+    }
+    let fields = [
+        (&b"\"role\":"[..], delta.role),
+        (b"\"content\":", delta.content),
+        (b"\"reasoning_content\":", delta.reasoning_content),
+    ];
+    let mut separator = b'{';
+    for (key, value) in fields {
+        if let Some(text) = value {
+            out.push(separator);
+            separator = b',';
+            out.extend_from_slice(key);
+            let _ = serde_json::to_writer(&mut *out, text);
+        }
+    }
+    if separator == b'{' {
+        out.push(b'{');
+    }
+    out.push(b'}');
+}
+
 /// Appends an in-stream error event `data: {"error": {...}}\n\n`: once the 200 and its
 /// headers are sent this is the only way to report a failure, and the OpenAI SDKs raise on
 /// a data payload with an `error` key.
@@ -295,6 +387,11 @@ mod tests {
         let mut again = Vec::new();
         write_chunk(&mut again, &expected);
         assert_eq!(again, out);
+        // The cached head writes the same bytes.
+        let head = ChunkHead::new("chatcmpl-1", 7, "m");
+        let mut cached = Vec::new();
+        head.write_choice(&mut cached, 0, &choices[0].delta, Some("stop"));
+        assert_eq!(cached, out);
         // The empty delta is `{}`.
         assert_eq!(serde_json::to_string(&DeltaRef::default()).unwrap(), "{}");
     }
@@ -390,6 +487,94 @@ fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    /// The cached head writes what the borrowed chunk writes, escapes and usage included.
+    #[test]
+    fn head_matches_chunk_ref() {
+        let usage = UsageBody {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            total_tokens: 7,
+            ..UsageBody::default()
+        };
+        for (id, model) in [("chatcmpl-\"x\\\n\u{1}", "m\u{e9}\u{7f}"), ("", "")] {
+            for created in [0, u64::MAX] {
+                let mut head = ChunkHead::new("old", 1, "old");
+                head.set(id, created, model);
+                let calls = [ToolCallDeltaRef {
+                    index: 1,
+                    id: None,
+                    kind: None,
+                    function: FunctionDeltaRef {
+                        name: None,
+                        arguments: Some("{\"a"),
+                    },
+                }];
+                let deltas = [
+                    DeltaRef::default(),
+                    DeltaRef {
+                        content: Some("a\"b\n\u{2028}"),
+                        ..DeltaRef::default()
+                    },
+                    DeltaRef {
+                        role: Some("assistant"),
+                        content: Some(""),
+                        ..DeltaRef::default()
+                    },
+                    DeltaRef {
+                        reasoning_content: Some("\\r"),
+                        ..DeltaRef::default()
+                    },
+                    DeltaRef {
+                        role: Some("r"),
+                        reasoning_content: Some("x"),
+                        ..DeltaRef::default()
+                    },
+                    DeltaRef {
+                        tool_calls: Some(&calls),
+                        ..DeltaRef::default()
+                    },
+                ];
+                let cases = [(0, None), (3, Some("length")), (u32::MAX, Some("\""))];
+                for ((index, finish), delta) in cases.into_iter().cycle().zip(deltas) {
+                    let choices = [ChoiceRef {
+                        index,
+                        delta,
+                        finish_reason: finish,
+                    }];
+                    let chunk = ChunkRef {
+                        id,
+                        object: CHUNK_OBJECT,
+                        created,
+                        model,
+                        choices: &choices,
+                        usage: None,
+                    };
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    write_chunk_ref(&mut a, &chunk);
+                    head.write_choice(&mut b, index, &delta, finish);
+                    assert_eq!(a, b);
+                }
+                let chunk = ChunkRef {
+                    id,
+                    object: CHUNK_OBJECT,
+                    created,
+                    model,
+                    choices: &[],
+                    usage: Some(&usage),
+                };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                write_chunk_ref(&mut a, &chunk);
+                head.write_usage(&mut b, &usage);
+                assert_eq!(a, b);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

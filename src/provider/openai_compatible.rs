@@ -442,6 +442,290 @@ impl<'de> Deserialize<'de> for ChoicesSummary {
     }
 }
 
+/// [`ChunkProbe`] for the common chunk, read by [`Scan`] instead of serde: `None` when the
+/// payload needs the serde probe, i.e. whenever the two could disagree: an `error` or
+/// `usage` key, a key of the chunk or of a choice with an escape, a repeated `choices` or
+/// `finish_reason`, a choice that is not an object, or anything serde_json would refuse.
+fn quick_probe(payload: &str) -> Option<ChoicesSummary> {
+    let mut scan = Scan {
+        bytes: payload.as_bytes(),
+        at: 0,
+    };
+    let mut choices: Option<ChoicesSummary> = None;
+    scan.object(|scan, key| match key {
+        b"error" | b"usage" => None,
+        b"choices" if choices.is_none() => {
+            choices = Some(scan.choices()?);
+            Some(())
+        }
+        b"choices" => None,
+        _ => scan.skip_value(),
+    })?;
+    scan.space();
+    (scan.at == scan.bytes.len()).then_some(choices.unwrap_or(ChoicesSummary {
+        count: 0,
+        finished: false,
+    }))
+}
+
+/// A JSON reader as strict as serde_json's: what it takes, serde_json takes too.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+// The small steps are inlined by hand: the release profile optimizes for size and would
+// otherwise make a call per byte.
+impl<'a> Scan<'a> {
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    #[inline(always)]
+    fn space(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    /// Skips whitespace and takes `byte` if it comes next.
+    #[inline(always)]
+    fn take(&mut self, byte: u8) -> bool {
+        self.space();
+        let found = self.peek() == Some(byte);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A string (opening quote next); returns its raw bytes and whether it has escapes.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        self.at += 1;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let rest = self.bytes.get(self.at..)?;
+            self.at += rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            match self.peek()? {
+                b'"' => {
+                    let raw = self.bytes.get(start..self.at)?;
+                    self.at += 1;
+                    return Some((raw, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                        b'u' => {
+                            let hex = self.bytes.get(self.at + 1..self.at + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.at += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                0..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let digits = |scan: &mut Scan<'_>| {
+            let start = scan.at;
+            while scan.peek().is_some_and(|b| b.is_ascii_digit()) {
+                scan.at += 1;
+            }
+            scan.at - start
+        };
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.at += 1;
+                if self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => {
+                digits(self);
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            if digits(self) == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// An object, calling `member` with the scan at each value; keys with escapes refused.
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Scan<'a>, &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        if !self.take(b'{') {
+            return None;
+        }
+        if self.take(b'}') {
+            return Some(());
+        }
+        loop {
+            self.space();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let (key, escaped) = self.string()?;
+            if escaped || !self.take(b':') {
+                return None;
+            }
+            member(self, key)?;
+            if self.take(b'}') {
+                return Some(());
+            }
+            if !self.take(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// `choices`: `null` or an array of objects.
+    fn choices(&mut self) -> Option<ChoicesSummary> {
+        let mut summary = ChoicesSummary {
+            count: 0,
+            finished: false,
+        };
+        self.space();
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(summary);
+        }
+        if !self.take(b'[') {
+            return None;
+        }
+        if self.take(b']') {
+            return Some(summary);
+        }
+        loop {
+            let mut reason_seen = false;
+            self.object(|scan, key| {
+                if key != b"finish_reason" {
+                    return scan.skip_value();
+                }
+                if reason_seen {
+                    return None;
+                }
+                reason_seen = true;
+                scan.space();
+                if scan.peek()? == b'n' {
+                    scan.literal(b"null")
+                } else {
+                    summary.finished = true;
+                    scan.skip_value()
+                }
+            })?;
+            summary.count += 1;
+            if self.take(b']') {
+                return Some(summary);
+            }
+            if !self.take(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// Skips one value, without recursion; nesting deeper than 128 is refused.
+    fn skip_value(&mut self) -> Option<()> {
+        // Open containers, innermost last: bit set for an object.
+        let mut stack: u128 = 0;
+        let mut depth = 0u32;
+        loop {
+            self.space();
+            match self.peek()? {
+                b'{' | b'[' => {
+                    let object = self.peek() == Some(b'{');
+                    self.at += 1;
+                    if depth == 128 {
+                        return None;
+                    }
+                    stack = (stack << 1) | u128::from(object);
+                    depth += 1;
+                    let close = if object { b'}' } else { b']' };
+                    if self.take(close) {
+                        stack >>= 1;
+                        depth -= 1;
+                    } else {
+                        if object && !self.key()? {
+                            return None;
+                        }
+                        continue;
+                    }
+                }
+                b'"' => {
+                    self.string()?;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                _ => self.number()?,
+            }
+            // A value ended: close what it ends, or go on to the next element.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                let object = stack & 1 == 1;
+                if self.take(b',') {
+                    if object && !self.key()? {
+                        return None;
+                    }
+                    break;
+                }
+                if !self.take(if object { b'}' } else { b']' }) {
+                    return None;
+                }
+                stack >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// A key and its colon inside a skipped object (escapes allowed, as serde_json skips
+    /// them); `Some(false)` when something else comes.
+    fn key(&mut self) -> Option<bool> {
+        self.space();
+        if self.peek()? != b'"' {
+            return Some(false);
+        }
+        self.string()?;
+        Some(self.take(b':'))
+    }
+}
+
 /// Only the `error` member of a payload (objects and plain strings alike).
 #[derive(Deserialize)]
 struct ErrorProbe {
@@ -462,7 +746,15 @@ impl StreamState {
             self.fail(out, "the provider sent a malformed stream event");
             return ControlFlow::Break(());
         }
-        match serde_json::from_str::<ChunkProbe>(payload) {
+        let probe = match quick_probe(payload) {
+            Some(choices) => Ok(ChunkProbe {
+                error: None,
+                usage: None,
+                choices: Some(choices),
+            }),
+            None => serde_json::from_str::<ChunkProbe>(payload),
+        };
+        match probe {
             Ok(probe) => self.on_chunk(payload, probe, out),
             Err(_) => self.on_odd_payload(payload, out),
         }
@@ -778,6 +1070,140 @@ mod tests {
         let mut out = Vec::new();
         t.stream(b"data: {\"choices\":7}\n\ndata: [DONE]\n\n", true, &mut out);
         assert_eq!(out, b"data: {\"choices\":7}\n\ndata: [DONE]\n\n");
+    }
+
+    /// The quick probe reads what the serde probe reads, and leaves to it every payload
+    /// it could judge differently.
+    #[test]
+    fn quick_probe_agrees_with_serde() {
+        let taken = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":"a\"\u00e9\n"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{"x":[1,-2.5e+3,true,false,null,{},[],{"a":{"b":[]}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{}"#,
+            r#" { "choices" : [ { "finish_reason" : { } } ] , "x" : 0 } "#,
+            r#"{"x":"\ud800","choices":[{"finish_reason":0}]}"#,
+            r#"{"x":{"\u0041":1}}"#,
+        ];
+        let refused = [
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"error":null}"#,
+            r#"{"choices":[],"choices":[]}"#,
+            r#"{"choices":[{"finish_reason":null,"finish_reason":"stop"}]}"#,
+            r#"{"choic\u0065s":[]}"#,
+            r#"{"choices":[{"finish\u005freason":"stop"}]}"#,
+            r#"{"choices":[[null]]}"#,
+            r#"{"choices":7}"#,
+            r#"{"choices":[],}"#,
+            r#"{"x":[1,]}"#,
+            r#"{"x":01}"#,
+            r#"{"x":1.}"#,
+            r#"{"x":1e}"#,
+            r#"{"x":-}"#,
+            r#"{"x":"\q"}"#,
+            r#"{"x":"\u12g4"}"#,
+            "{\"x\":\"a\u{1}\"}",
+            r#"{"x":nul}"#,
+            r#"{"x":nullx}"#,
+            r#"{"x" 1}"#,
+            r#"{"x":1} {}"#,
+            r#"{"x":{"a"}}"#,
+            r#"{"x":{1:2}}"#,
+            r#"{"x":"#,
+            r#"{"x":[{"a":[}]}"#,
+        ];
+        for p in taken {
+            let quick = quick_probe(p).unwrap_or_else(|| panic!("{p}"));
+            let probe = serde_json::from_str::<ChunkProbe>(p).unwrap();
+            assert!(probe.error.is_none() && probe.usage.is_none(), "{p}");
+            let choices = probe.choices.unwrap_or(ChoicesSummary {
+                count: 0,
+                finished: false,
+            });
+            assert_eq!(
+                (quick.count, quick.finished),
+                (choices.count, choices.finished),
+                "{p}"
+            );
+        }
+        for p in refused {
+            assert!(quick_probe(p).is_none(), "{p}");
+        }
+        // Mutated payloads: whatever the quick probe takes, serde takes alike.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let pieces = [
+            "\"",
+            "\\",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "0",
+            "-",
+            ".",
+            "e",
+            "null",
+            "\"finish_reason\"",
+            "\"choices\"",
+            "\"usage\"",
+            "\"error\"",
+            " ",
+            "\\u00",
+            "\u{1}",
+            "\u{e9}",
+            "1",
+        ];
+        let mut quick_taken = 0;
+        for round in 0..20_000 {
+            let mut p = taken[round % taken.len()].to_string();
+            for _ in 0..1 + next(3) {
+                let at = (0..=p.len())
+                    .filter(|&i| p.is_char_boundary(i))
+                    .collect::<Vec<_>>();
+                let i = at[next(at.len())];
+                if next(2) == 0 {
+                    p.insert_str(i, pieces[next(pieces.len())]);
+                } else {
+                    let j = at
+                        .iter()
+                        .copied()
+                        .filter(|&j| j >= i)
+                        .take(1 + next(3))
+                        .last();
+                    p.replace_range(i..j.unwrap_or(i), "");
+                }
+            }
+            let Some(quick) = quick_probe(&p) else {
+                continue;
+            };
+            quick_taken += 1;
+            let probe = serde_json::from_str::<ChunkProbe>(&p)
+                .unwrap_or_else(|e| panic!("quick took what serde refuses: {p}: {e}"));
+            assert!(probe.error.is_none() && probe.usage.is_none(), "{p}");
+            let choices = probe.choices.unwrap_or(ChoicesSummary {
+                count: 0,
+                finished: false,
+            });
+            assert_eq!(
+                (quick.count, quick.finished),
+                (choices.count, choices.finished),
+                "{p}"
+            );
+        }
+        assert!(quick_taken > 1000, "{quick_taken}");
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(quick_probe(&deep).is_none());
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(quick_probe(&deep).is_some());
     }
 
     /// A 10,000-event stream keeps the decoder's buffers at the size of one event.

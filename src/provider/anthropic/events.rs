@@ -5,10 +5,14 @@
 //! borrow from the event data where JSON escaping allows, so a delta is translated without
 //! copying its text. Unknown event, block and delta types parse to their `Unknown`/`Other`
 //! variant, because Anthropic adds new ones and the stream must go on.
+//!
+//! [`StreamEvent::parse`] reads the frequent block delta directly and leaves the other
+//! events to the tagged derive.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
 
 use super::schema::AnthropicUsage;
 use crate::error::ErrorKind;
@@ -66,6 +70,84 @@ pub enum StreamEvent<'a> {
     /// An event type this gateway does not know; ignored.
     #[serde(other)]
     Unknown,
+}
+
+impl<'a> StreamEvent<'a> {
+    /// Parses one event's `data`. A block delta in exactly the shape Anthropic writes
+    /// (nearly every event of a stream) is read directly; anything else goes through the
+    /// tagged derive, which buffers the whole event before it can look at its `type`.
+    pub fn parse(data: &'a str) -> serde_json::Result<StreamEvent<'a>> {
+        match parse_block_delta(data) {
+            Some(event) => Ok(event),
+            None => serde_json::from_str(data),
+        }
+    }
+}
+
+/// `{"type":"content_block_delta","index":N,"delta":{"type":"<kind>_delta","<field>":"..."}}`
+/// with nothing else, read without serde but for the one string (so its escapes are
+/// checked and undone exactly as the tagged derive does). `None` on any other shape, which
+/// the tagged derive then judges: the result is the same either way.
+fn parse_block_delta(data: &str) -> Option<StreamEvent<'_>> {
+    let rest = data.strip_prefix(r#"{"type":"content_block_delta","index":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, rest) = rest.split_at_checked(digits)?;
+    if number.len() > 1 && number.starts_with('0') {
+        return None; // not a JSON number
+    }
+    let index: u32 = number.parse().ok()?;
+    let rest = rest.strip_prefix(r#","delta":{"type":""#)?;
+    let (kind, rest) = rest.split_once('"')?;
+    let field = match kind {
+        "text_delta" => "text",
+        "input_json_delta" => "partial_json",
+        "thinking_delta" => "thinking",
+        "signature_delta" => "signature",
+        _ => return None,
+    };
+    let value = rest
+        .strip_prefix(",\"")?
+        .strip_prefix(field)?
+        .strip_prefix("\":")?
+        .strip_suffix("}}")?;
+    if !value.starts_with('"') {
+        return None;
+    }
+    let Str(piece) = serde_json::from_str(value).ok()?;
+    let delta = match kind {
+        "text_delta" => BlockDelta::TextDelta { text: piece },
+        "input_json_delta" => BlockDelta::InputJsonDelta {
+            partial_json: piece,
+        },
+        "thinking_delta" => BlockDelta::ThinkingDelta { thinking: piece },
+        _ => BlockDelta::SignatureDelta { signature: piece },
+    };
+    Some(StreamEvent::ContentBlockDelta { index, delta })
+}
+
+/// A JSON string, borrowed from the event when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CowStr;
+        impl<'de> Visitor<'de> for CowStr {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(CowStr).map(Str)
+    }
 }
 
 /// The `message` of `message_start`.
@@ -194,8 +276,11 @@ impl StreamError<'_> {
 mod tests {
     use super::*;
 
+    /// Parses both ways and checks they agree.
     fn parse(s: &str) -> StreamEvent<'_> {
-        serde_json::from_str(s).unwrap()
+        let direct = StreamEvent::parse(s).unwrap();
+        assert_eq!(direct, serde_json::from_str::<StreamEvent<'_>>(s).unwrap());
+        direct
     }
 
     /// Real event shapes parse, with extra fields ignored and unescaped strings borrowed.
@@ -282,7 +367,101 @@ mod tests {
             r#"[1]"#,
         ] {
             assert!(serde_json::from_str::<StreamEvent<'_>>(s).is_err(), "{s}");
+            assert!(StreamEvent::parse(s).is_err(), "{s}");
         }
+    }
+
+    /// The direct parse accepts and refuses exactly what the tagged derive does, on the
+    /// shapes where they could part: nulls, missing or duplicate fields, escaped or
+    /// non-string tags, fields of other variants, arrays.
+    #[test]
+    fn direct_parse_agrees_with_tagged() {
+        let cases = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\"b\n\u00e9\ud83d\ude00"}}"#,
+            r#"{"type":"content_block_delta","index":7,"delta":{"type":"input_json_delta","partial_json":"{\"a"}}"#,
+            r#"{"type":"content_block_delta","index":7,"delta":{"type":"thinking_delta","thinking":""}}"#,
+            r#"{"type":"content_block_delta","index":7,"delta":{"type":"signature_delta","signature":"s"}}"#,
+            r#"{"type":"content_block_delta","index":01,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":4294967296,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\ud800"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\x"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a" }}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","x":"b"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}} "#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","thinking":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":5}}"#,
+            "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\tb\"}}",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":null}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a","partial_json":5}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"text":"a","type":"text_delta"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text\u005fdelta","text":"\u00e9"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":0,"text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"s"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","text":5}}"#,
+            r#"{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"},"index":4294967295}"#,
+            r#"{"type":"content_block_delta","type":"ping","index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"ping","type":"ping"}"#,
+            r#"{"type":"ping","x":[1,{"y":null}]}"#,
+            r#"{"type":"ping"} x"#,
+            r#"{"type":"p\u0069ng"}"#,
+            r#"{"index":0,"type":"content_block_stop"}"#,
+            r#"{"type":"content_block_stop","index":null}"#,
+            r#"{"type":"content_block_stop"}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":null}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"n","input":{}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"d"}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s","name":"web_search","input":{}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"web_search_tool_result","id":5}}"#,
+            r#"{"type":"message_start","message":{"id":null}}"#,
+            r#"{"type":"message_start","message":{}}"#,
+            r#"{"type":"message_start"}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":null}"#,
+            r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":-1}}"#,
+            r#"{"type":"message_delta","usage":{"output_tokens":1}}"#,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"m"}}"#,
+            r#"{"type":"error","error":{}}"#,
+            r#"{"type":"error"}"#,
+            r#"{"type":"brand_new","x":1}"#,
+            r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#,
+            r#"["message_stop"]"#,
+            r#"["content_block_stop",0]"#,
+            r#"{"type":5}"#,
+            r#"{}"#,
+            "",
+        ];
+        for s in cases {
+            let tagged = serde_json::from_str::<StreamEvent<'_>>(s).ok();
+            assert_eq!(StreamEvent::parse(s).ok(), tagged, "{s}");
+        }
+        // Anthropic's own shape takes the direct way.
+        for s in &cases[..4] {
+            assert!(parse_block_delta(s).is_some(), "{s}");
+        }
+        // Strings without escapes are borrowed.
+        let e = StreamEvent::parse(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ab"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            e,
+            StreamEvent::ContentBlockDelta {
+                delta: BlockDelta::TextDelta {
+                    text: Cow::Borrowed("ab")
+                },
+                ..
+            }
+        ));
     }
 
     /// Error types map to the OpenAI classes clients retry on.

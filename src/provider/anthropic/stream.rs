@@ -16,8 +16,8 @@ use super::response::{finish_reason, usage_from_anthropic};
 use super::schema::AnthropicUsage;
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::{
-    write_chunk_ref, write_error_event, ChoiceRef, ChunkRef, DeltaRef, FunctionDeltaRef,
-    ThinkingBlockRef, ToolCallDeltaRef, CHUNK_OBJECT, DONE_EVENT,
+    write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ThinkingBlockRef, ToolCallDeltaRef,
+    DONE_EVENT,
 };
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, SseEventRef, PREAMBLE_SCAN_LIMIT};
@@ -41,8 +41,8 @@ struct State {
     done: bool,
     /// The finish-reason chunk was written (once per stream).
     finish_sent: bool,
-    id: String,
-    model: String,
+    /// What every chunk starts with: id, created and model, fixed by `message_start`.
+    head: ChunkHead,
     /// `message_start` usage, with `message_delta`'s cumulative counts laid over it.
     usage: Option<AnthropicUsage>,
     /// The content block being streamed (Anthropic sends them one after the other).
@@ -96,8 +96,7 @@ impl AnthropicStream {
                 started: false,
                 done: false,
                 finish_sent: false,
-                id: String::new(),
-                model: String::new(),
+                head: ChunkHead::default(),
                 usage: None,
                 block: None,
                 tool_calls: 0,
@@ -157,7 +156,7 @@ pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
         if event.event == Some("ping") {
             return None;
         }
-        match serde_json::from_str::<StreamEvent<'_>>(event.data) {
+        match StreamEvent::parse(event.data) {
             Ok(StreamEvent::Ping) => None,
             Ok(StreamEvent::Error { error }) => {
                 let kind = error.error_kind();
@@ -206,7 +205,7 @@ impl State {
         if event.event == Some("ping") {
             return ControlFlow::Continue(());
         }
-        match serde_json::from_str::<StreamEvent<'_>>(event.data) {
+        match StreamEvent::parse(event.data) {
             Ok(parsed) => self.on_parsed(parsed, out),
             Err(_) => self.fail(
                 out,
@@ -229,10 +228,8 @@ impl State {
                     return; // a repeated start adds nothing
                 }
                 self.started = true;
-                self.id.clear();
-                self.id.push_str("chatcmpl-");
-                self.id.push_str(&message.id);
-                self.model = message.model.into_owned();
+                let id = format!("chatcmpl-{}", message.id);
+                self.head = ChunkHead::new(&id, self.created, &message.model);
                 self.usage = Some(message.usage.unwrap_or_default());
                 self.write(
                     out,
@@ -282,17 +279,7 @@ impl State {
                         .map(usage_from_anthropic)
                         .unwrap_or_default()
                         .to_body();
-                    write_chunk_ref(
-                        out,
-                        &ChunkRef {
-                            id: &self.id,
-                            object: CHUNK_OBJECT,
-                            created: self.created,
-                            model: &self.model,
-                            choices: &[],
-                            usage: Some(&body),
-                        },
-                    );
+                    self.head.write_usage(out, &body);
                 }
                 out.extend_from_slice(DONE_EVENT);
                 self.done = true;
@@ -499,22 +486,7 @@ impl State {
     }
 
     fn write(&self, out: &mut Vec<u8>, delta: DeltaRef<'_>, finish_reason: Option<&str>) {
-        let choices = [ChoiceRef {
-            index: 0,
-            delta,
-            finish_reason,
-        }];
-        write_chunk_ref(
-            out,
-            &ChunkRef {
-                id: &self.id,
-                object: CHUNK_OBJECT,
-                created: self.created,
-                model: &self.model,
-                choices: &choices,
-                usage: None,
-            },
-        );
+        self.head.write_choice(out, 0, &delta, finish_reason);
     }
 }
 
