@@ -1074,6 +1074,22 @@ mod tests {
 
     /// The quick probe reads what the serde probe reads, and leaves to it every payload
     /// it could judge differently.
+    /// serde reads `payload` as the quick probe did: no error, no usage, same choices.
+    fn assert_serde_agrees(payload: &str, quick: &ChoicesSummary) {
+        let probe = serde_json::from_str::<ChunkProbe>(payload)
+            .unwrap_or_else(|e| panic!("quick took what serde refuses: {payload}: {e}"));
+        assert!(probe.error.is_none() && probe.usage.is_none(), "{payload}");
+        let choices = probe.choices.unwrap_or(ChoicesSummary {
+            count: 0,
+            finished: false,
+        });
+        assert_eq!(
+            (quick.count, quick.finished),
+            (choices.count, choices.finished),
+            "{payload}"
+        );
+    }
+
     #[test]
     fn quick_probe_agrees_with_serde() {
         let taken = [
@@ -1115,17 +1131,7 @@ mod tests {
         ];
         for p in taken {
             let quick = quick_probe(p).unwrap_or_else(|| panic!("{p}"));
-            let probe = serde_json::from_str::<ChunkProbe>(p).unwrap();
-            assert!(probe.error.is_none() && probe.usage.is_none(), "{p}");
-            let choices = probe.choices.unwrap_or(ChoicesSummary {
-                count: 0,
-                finished: false,
-            });
-            assert_eq!(
-                (quick.count, quick.finished),
-                (choices.count, choices.finished),
-                "{p}"
-            );
+            assert_serde_agrees(p, &quick);
         }
         for p in refused {
             assert!(quick_probe(p).is_none(), "{p}");
@@ -1186,18 +1192,7 @@ mod tests {
                 continue;
             };
             quick_taken += 1;
-            let probe = serde_json::from_str::<ChunkProbe>(&p)
-                .unwrap_or_else(|e| panic!("quick took what serde refuses: {p}: {e}"));
-            assert!(probe.error.is_none() && probe.usage.is_none(), "{p}");
-            let choices = probe.choices.unwrap_or(ChoicesSummary {
-                count: 0,
-                finished: false,
-            });
-            assert_eq!(
-                (quick.count, quick.finished),
-                (choices.count, choices.finished),
-                "{p}"
-            );
+            assert_serde_agrees(&p, &quick);
         }
         assert!(quick_taken > 1000, "{quick_taken}");
         let deep = format!("{{\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
