@@ -40,7 +40,10 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(tail) = hay.get(from..) {
         let at = from + tail.iter().position(|&b| b == first)?;
-        if hay.get(at + 1..at + 1 + rest.len()) == Some(rest) {
+        // The first byte of a key (`s` of `sk-...`) is common in text: look at the second
+        // before comparing the rest.
+        let second_matches = rest.first().is_none_or(|b| hay.get(at + 1) == Some(b));
+        if second_matches && hay.get(at + 1..at + 1 + rest.len()) == Some(rest) {
             return Some(at);
         }
         from = at + 1;
