@@ -132,7 +132,7 @@ clean:
 BENCH_CARGO_ENV := CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_PANIC=unwind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-tools bench-native
+.PHONY: bench bench-tools bench-native bench-instructions
 
 bench-tools:
 	@for t in wrk valgrind; do command -v $$t >/dev/null 2>&1 || \
@@ -140,6 +140,14 @@ bench-tools:
 
 bench: setup build bench-tools
 	$(BENCH_CARGO_ENV) timeout --signal=TERM 1200 $(PYTHON) bench/run.py --envoy $(ENVOY) --wasm $(WASM) --cli $(CLI)
+
+## Instructions every Envoy executes per request under callgrind (plain, no-op filter,
+## gateway): repeatable to a fraction of a percent on a busy machine. BENCH_ONLY picks
+## scenarios, BENCH_CANDIDATE_WASM adds a second module.
+bench-instructions: setup build bench-tools
+	$(BENCH_CARGO_ENV) timeout --signal=TERM 1800 $(PYTHON) bench/envoy_instructions.py --envoy $(ENVOY) \
+	  --wasm $(WASM) --cli $(CLI) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
+	  $(if $(BENCH_CANDIDATE_WASM),--candidate-wasm $(BENCH_CANDIDATE_WASM))
 
 bench-native:
 	$(BENCH_CARGO_ENV) cargo bench --bench translate -- $(if $(FULL),,--quick)

@@ -163,6 +163,8 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
             "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": plan.key}}],
         },
         "route": route,
+        // The alias, for the access log (the filter need not write it per request).
+        "metadata": {"filter_metadata": {METADATA_NAMESPACE: {"model": plan.alias}}},
         // Retries replay the buffered body; it must hold the largest accepted request.
         "request_body_buffer_limit": buffer_limit(config),
     })
@@ -350,9 +352,12 @@ fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
     })
 }
 
-/// The JSON access log on stdout: one line per request with the filter's facts.
+/// The JSON access log on stdout: one line per request with the filter's facts. Who
+/// answered comes from the last attempt's endpoint metadata and Envoy's own attempt
+/// count, so the filter writes only what Envoy cannot know (each write is a host call).
 pub fn access_log() -> Value {
     let fs = |k: &str| format!("%FILTER_STATE(wasm.{k}:PLAIN)%");
+    let host = |k: &str| format!("%UPSTREAM_METADATA({METADATA_NAMESPACE}:{k})%");
     json!([{
         "name": "envoy.access_loggers.stdout",
         "typed_config": {
@@ -362,17 +367,17 @@ pub fn access_log() -> Value {
                 "method": "%REQ(:METHOD)%",
                 "status": "%RESPONSE_CODE%",
                 "duration_ms": "%DURATION%",
-                "model": fs("llm_model_alias"),
-                "provider": fs("llm_provider"),
-                "upstream_model": fs("llm_upstream_model"),
-                "attempts": fs("llm_attempts"),
+                "model": format!("%METADATA(ROUTE:{METADATA_NAMESPACE}:model)%"),
+                "provider": host("provider"),
+                "upstream_model": host("model"),
+                "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
                 "prompt_tokens": fs("llm_prompt_tokens"),
                 "completion_tokens": fs("llm_completion_tokens"),
                 "cached_tokens": fs("llm_cached_tokens"),
                 "cache_write_tokens": fs("llm_cache_write_tokens"),
                 "reasoning_tokens": fs("llm_reasoning_tokens"),
                 "cost_micro_usd": fs("llm_cost_micro_usd"),
-                "deployment": fs("llm_deployment"),
+                "deployment": host(METADATA_DEPLOYMENT_KEY),
                 "key": fs("llm_key"),
                 "team": fs("llm_team"),
                 "response_flags": "%RESPONSE_FLAGS%",

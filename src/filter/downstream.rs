@@ -126,7 +126,11 @@ impl DownstreamHttp {
 
     /// Checks `Authorization: Bearer <key>` against the master key and the virtual keys
     /// (by SHA-256 digest), including expiry.
-    fn authenticate(&mut self, authorization: Option<&str>) -> Result<(), GatewayError> {
+    fn authenticate(
+        &mut self,
+        authorization: Option<&str>,
+        now_secs: u64,
+    ) -> Result<(), GatewayError> {
         let Some(token) = authorization.and_then(auth::bearer_token) else {
             return Err(GatewayError::new(
                 ErrorKind::Authentication,
@@ -139,7 +143,7 @@ impl DownstreamHttp {
             table,
             &self.runtime.master_key,
             &auth::digest(token),
-            now_secs(),
+            now_secs,
         )?;
         self.key = if key.is_master {
             None
@@ -222,12 +226,13 @@ impl HttpContext for DownstreamHttp {
             .with_code("unknown_url");
             return self.reply_error(&e);
         }
-        if let Err(e) = self.authenticate(text("authorization").as_deref()) {
+        let now = host::now_nanos();
+        if let Err(e) = self.authenticate(text("authorization").as_deref(), now / 1_000_000_000) {
             return self.reply_error(&e);
         }
         if is_chat {
             self.counted = true;
-            self.started_nanos = host::now_nanos();
+            self.started_nanos = now;
         }
         if is_models {
             if method != "GET" {
@@ -309,7 +314,8 @@ impl HttpContext for DownstreamHttp {
                 key,
                 config.keys.team_of(key),
                 &facts,
-                now_secs(),
+                // The body follows the headers at once: their time saves a host call.
+                self.started_nanos / 1_000_000_000,
             ) {
                 Ok(a) => {
                     self.rate_headers = accounting::rate_limit_headers(&a);
@@ -331,7 +337,6 @@ impl HttpContext for DownstreamHttp {
             log::error!("cannot set the routing header (host status {})", e.0);
             return self.reply_error(&GatewayError::internal("could not route the request"));
         }
-        let _ = host::set_property(&["llm_model_alias"], alias.name.as_bytes());
         let handed = Handed {
             chat: Rc::new(request),
             report: Rc::default(),
@@ -358,7 +363,8 @@ impl HttpContext for DownstreamHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        if body_size > 0 && self.first_byte_nanos.is_none() {
+        // Time to first byte is a stream's figure only.
+        if self.stream && body_size > 0 && self.first_byte_nanos.is_none() {
             self.first_byte_nanos = Some(host::now_nanos());
         }
         Action::Continue
@@ -462,6 +468,7 @@ impl DownstreamHttp {
             provider: ProviderKind::from_name(&provider).map_or("", ProviderKind::name),
             upstream_model: state_text("llm_upstream_model"),
             attempts: state_u64("llm_attempts").unwrap_or(0),
+            started: 0,
             usage: state_u64("llm_prompt_tokens").map(|prompt| Usage {
                 prompt_tokens: prompt,
                 completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),

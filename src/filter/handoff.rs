@@ -32,8 +32,10 @@ pub struct Report {
     pub provider: &'static str,
     /// Its upstream model.
     pub upstream_model: String,
-    /// Attempts made (Envoy's count).
+    /// Attempts made when the last answer came (Envoy's count).
     pub attempts: u64,
+    /// Attempts that reached the upstream instance so far: each counts itself.
+    pub started: u64,
     /// Usage of the answer, once known.
     pub usage: Option<Usage>,
     /// Cost in micro-USD; `None` when unpriced.

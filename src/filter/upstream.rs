@@ -105,28 +105,46 @@ impl UpstreamHttp {
     /// Writes usage and cost into filter state (for the access log, the downstream
     /// instance's stats and the global rate limit's stream-end hits) and returns the cost
     /// in micro-USD, `None` when unpriced.
+    ///
+    /// A property write is one of the dearest host calls (thousands of instructions in
+    /// Envoy), so only what a reader needs is written: cache and reasoning tokens only when
+    /// there are some, the cost only when priced (the access log shows none for an
+    /// unpriced model; the rate limit's counter starts at 0), the total only for the
+    /// global rate limit, and whether the answer was priced only when there is no
+    /// hand-off to tell the downstream instance.
     fn publish_usage(&self, usage: &Usage) -> Option<u64> {
         let cost = self.cost_of(usage);
-        let values: [(&str, u64); 7] = [
-            ("llm_prompt_tokens", usage.prompt_tokens),
-            ("llm_completion_tokens", usage.completion_tokens),
-            (
-                routing::TOTAL_TOKENS_STATE,
-                usage.prompt_tokens.saturating_add(usage.completion_tokens),
-            ),
-            ("llm_cached_tokens", usage.cache_read_tokens),
-            ("llm_cache_write_tokens", usage.cache_write_tokens),
-            ("llm_reasoning_tokens", usage.reasoning_tokens),
-            (routing::COST_STATE, cost.unwrap_or(0)),
+        let values: [(&str, u64, bool); 5] = [
+            ("llm_prompt_tokens", usage.prompt_tokens, true),
+            ("llm_completion_tokens", usage.completion_tokens, true),
+            // Most answers have none of these: the access log shows none rather than 0.
+            ("llm_cached_tokens", usage.cache_read_tokens, false),
+            ("llm_cache_write_tokens", usage.cache_write_tokens, false),
+            ("llm_reasoning_tokens", usage.reasoning_tokens, false),
         ];
-        for (name, v) in values {
-            let _ = host::set_property(&[name], v.to_string().as_bytes());
+        for (name, v, always) in values {
+            if always || v > 0 {
+                let _ = host::set_property(&[name], v.to_string().as_bytes());
+            }
         }
-        let _ = host::set_property(&["llm_priced"], if cost.is_some() { b"1" } else { b"0" });
-        if let Some(report) = &self.report {
-            let mut r = report.borrow_mut();
-            r.usage = Some(*usage);
-            r.cost_micro_usd = cost;
+        if self.runtime.config.general.rate_limit_service.is_some() {
+            let total = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+            let _ =
+                host::set_property(&[routing::TOTAL_TOKENS_STATE], total.to_string().as_bytes());
+        }
+        if let Some(c) = cost {
+            let _ = host::set_property(&[routing::COST_STATE], c.to_string().as_bytes());
+        }
+        match &self.report {
+            Some(report) => {
+                let mut r = report.borrow_mut();
+                r.usage = Some(*usage);
+                r.cost_micro_usd = cost;
+            }
+            None => {
+                let priced: &[u8] = if cost.is_some() { b"1" } else { b"0" };
+                let _ = host::set_property(&["llm_priced"], priced);
+            }
         }
         cost
     }
@@ -210,7 +228,15 @@ impl UpstreamHttp {
             ))
         })?;
         self.translator = Some(translator);
-        self.report = handed.map(|h| h.report);
+        if let Some(h) = handed {
+            // Counting attempts here saves asking Envoy for its count (a property read)
+            // on every answer: each attempt runs this once.
+            let mut r = h.report.borrow_mut();
+            r.started = r.started.saturating_add(1);
+            self.attempts = r.started;
+            drop(r);
+            self.report = Some(h.report);
+        }
         Ok(())
     }
 
@@ -323,11 +349,18 @@ impl HttpContext for UpstreamHttp {
             Self::set_response_header(routing::PROVIDER_HEADER, provider);
             Self::set_response_header(routing::MODEL_HEADER, &model);
             Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
-            let _ = host::set_property(&["llm_provider"], provider.as_bytes());
-            let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
-            let _ = host::set_property(&["llm_deployment"], id.as_bytes());
+            if self.report.is_none() {
+                // Without a hand-off the downstream instance reads who answered from here
+                // (the access log reads the endpoint metadata itself).
+                let _ = host::set_property(&["llm_provider"], provider.as_bytes());
+                let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
+                let _ = host::set_property(&["llm_deployment"], id.as_bytes());
+            }
         }
-        let attempts = host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1);
+        let attempts = match self.report {
+            Some(_) => self.attempts,
+            None => host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1),
+        };
         if let Some(d) = self.deployment() {
             if status >= 400 {
                 stats::record_all(&[metrics::provider_error(
@@ -363,7 +396,9 @@ impl HttpContext for UpstreamHttp {
             r.cost_micro_usd = None;
         }
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
-        let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
+        if self.report.is_none() {
+            let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
+        }
 
         if is_stream && (200..300).contains(&status) {
             let _ = host::remove_header(Map::ResponseHeaders, "content-length");

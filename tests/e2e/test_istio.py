@@ -514,7 +514,7 @@ def test_istio_shaped_gateway_serves_and_falls_back(istio_gateway, openai_fake, 
         def fallback_logged() -> bool:
             logs = [json.loads(x) for x in envoy.stdout_path.read_text().splitlines() if x.startswith("{")]
             return any(e.get("model") == "gpt-test" and e.get("provider") == "anthropic"
-                       and e.get("attempts") == "2" for e in logs)
+                       and e.get("attempts") == 2 for e in logs)
 
         deadline = time.monotonic() + 20  # Envoy flushes stdout access logs in batches
         while time.monotonic() < deadline and not fallback_logged():

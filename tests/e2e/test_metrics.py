@@ -200,7 +200,14 @@ def test_access_log_adds_up(observed):
     assert completion == 14 + 12 + 6, chat
     assert all(l["key"] == "master" for l in chat), chat
     fallback = [l for l in chat if l["model"] == "m-first"]
-    assert fallback[0]["attempts"] == "2" and fallback[0]["provider"] == "anthropic"
+    # Who answered comes from the last attempt's endpoint and Envoy's attempt count.
+    assert fallback[0]["attempts"] == 2 and fallback[0]["provider"] == "anthropic"
+    assert fallback[0]["upstream_model"] == "claude-second", fallback[0]
+    assert fallback[0]["deployment"] == "m-second", fallback[0]
+    # Known models are priced; claude-second is in no price table: no cost, not $0.
+    priced = [l for l in chat if l["status"] == 200 and l["model"] in ("gpt-test", "claude-test")]
+    assert priced and all(int(l["cost_micro_usd"]) > 0 for l in priced), priced
+    assert fallback[0]["cost_micro_usd"] is None, fallback[0]
 
 
 def test_cost_counters(observed):
