@@ -470,11 +470,8 @@ impl GatewayConfig {
 
     /// Validates an already parsed document (JSON, or YAML converted to JSON values).
     pub fn from_value(value: Value) -> Result<GatewayConfig, ConfigError> {
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            ConfigError::new(field, e.into_inner().to_string())
-        })?;
+        let raw: RawConfig = crate::json_path::from_value(&value)
+            .map_err(|e| ConfigError::new(e.path, e.message))?;
         validate(raw)
     }
 

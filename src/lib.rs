@@ -31,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod header_map;
+pub mod json_path;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

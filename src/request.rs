@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::error::GatewayError;
+use crate::json_path;
 use crate::openai::{ChatRequest, Content, Role};
 
 /// Parses and checks a `/v1/chat/completions` body. Errors are 400s naming the field.
@@ -84,12 +85,9 @@ fn invalid_field(body: &[u8]) -> Result<(), GatewayError> {
             ))
         }
     }
-    serde_path_to_error::deserialize::<_, ChatRequest>(value).map_err(|e| {
-        let path = e.path().to_string();
-        GatewayError::invalid_param(
-            path.clone(),
-            format!("invalid `{path}`: {}", e.into_inner()),
-        )
+    json_path::from_value::<ChatRequest>(&value).map_err(|e| {
+        let message = format!("invalid `{}`: {}", e.path, e.message);
+        GatewayError::invalid_param(e.path, message)
     })?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::ProviderOptions;
 use crate::error::GatewayError;
+use crate::json_path;
 use crate::openai::ChatRequest;
 
 /// Parses the client body, naming the field that does not fit.
@@ -18,11 +19,10 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return invalid();
         };
-        match serde_path_to_error::deserialize::<_, ChatRequest>(value) {
-            Err(e) if e.path().to_string() != "." => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                GatewayError::invalid_param(path.clone(), format!("invalid `{path}`: {inner}"))
+        match json_path::from_value::<ChatRequest>(&value) {
+            Err(e) if !e.path.is_empty() => {
+                let message = format!("invalid `{}`: {}", e.path, e.message);
+                GatewayError::invalid_param(e.path, message)
             }
             _ => invalid(),
         }

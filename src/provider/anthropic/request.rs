@@ -24,6 +24,7 @@ use super::schema::{
     SystemPrompt, TextBlockParam, ThinkingConfig, ToolChoiceParam, ToolParam, ToolResultContent,
 };
 use crate::error::GatewayError;
+use crate::json_path;
 use crate::openai::{
     ChatRequest, Content, ContentPart, ImageUrl, Message, ResponseFormat, Role, ThinkingBlock,
     ToolCall, ToolChoice,
@@ -577,20 +578,17 @@ enum Format {
 }
 
 fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
-    let Some(value) = chat.response_format.clone().filter(|v| !v.is_null()) else {
+    let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
         return Ok(Format::Text);
     };
-    let format: ResponseFormat = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let param = if path == "." {
+    let format: ResponseFormat = json_path::from_value(value).map_err(|e| {
+        let param = if e.path.is_empty() {
             "response_format".to_string()
         } else {
-            format!("response_format.{path}")
+            format!("response_format.{}", e.path)
         };
-        GatewayError::invalid_param(
-            param.clone(),
-            format!("invalid `{param}`: {}", e.into_inner()),
-        )
+        let message = format!("invalid `{param}`: {}", e.message);
+        GatewayError::invalid_param(param, message)
     })?;
     match format.kind.as_str() {
         "text" => Ok(Format::Text),

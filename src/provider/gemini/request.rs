@@ -39,6 +39,7 @@ use super::schema::{
     ThinkingConfig, Tool, ToolConfig,
 };
 use crate::error::GatewayError;
+use crate::json_path;
 use crate::openai::{
     ChatRequest, Content as ChatContent, ContentPart, Message, ResponseFormat, Role, ToolCall,
     ToolChoice,
@@ -552,20 +553,17 @@ fn mime_from_extension(url: &str) -> Option<&'static str> {
 
 /// `response_format` → `responseMimeType` and `responseJsonSchema`.
 fn response_format(chat: &ChatRequest) -> Result<(Option<String>, Option<Value>), GatewayError> {
-    let Some(value) = chat.response_format.clone().filter(|v| !v.is_null()) else {
+    let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
         return Ok((None, None));
     };
-    let format: ResponseFormat = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let param = if path == "." {
+    let format: ResponseFormat = json_path::from_value(value).map_err(|e| {
+        let param = if e.path.is_empty() {
             "response_format".to_string()
         } else {
-            format!("response_format.{path}")
+            format!("response_format.{}", e.path)
         };
-        GatewayError::invalid_param(
-            param.clone(),
-            format!("invalid `{param}`: {}", e.into_inner()),
-        )
+        let message = format!("invalid `{param}`: {}", e.message);
+        GatewayError::invalid_param(param, message)
     })?;
     let json = Some("application/json".to_string());
     match format.kind.as_str() {

@@ -20,6 +20,7 @@ use super::response::{
 };
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, UsageMetadata};
 use crate::error::{ErrorKind, GatewayError};
+use crate::json_path;
 use std::ops::ControlFlow;
 
 use crate::openai::{
@@ -71,6 +72,7 @@ struct CandidateState {
 }
 
 /// What a decoded event asks of the stream.
+#[cfg_attr(test, derive(Debug))]
 enum Event {
     Error(GatewayError),
     Chunk(GenerateContentResponse),
@@ -82,6 +84,13 @@ fn parse_event(data: &str) -> Option<Event> {
     let data = data.trim();
     if data.is_empty() || data == "[DONE]" {
         return None;
+    }
+    // A chunk, nearly every event, parses straight into its type; an event that does not
+    // is parsed as a generic value first, which words its error as before.
+    if !may_have_top_level_key(data.as_bytes(), b"error") {
+        if let Ok(chunk) = serde_json::from_slice::<GenerateContentResponse>(data.as_bytes()) {
+            return Some(Event::Chunk(chunk));
+        }
     }
     let value = match serde_json::from_str::<Value>(data) {
         Ok(v) => v,
@@ -100,13 +109,59 @@ fn parse_event(data: &str) -> Option<Event> {
         ));
     }
     Some(
-        match serde_json::from_value::<GenerateContentResponse>(value) {
+        match json_path::from_value::<GenerateContentResponse>(&value) {
             Ok(chunk) => Event::Chunk(chunk),
             Err(e) => Event::Error(stream_error(&format!(
-                "the provider sent a malformed stream event: {e}"
+                "the provider sent a malformed stream event: {}",
+                e.message
             ))),
         },
     )
+}
+
+/// Whether `json` can be an object with the top-level key `key`: false only when it
+/// surely is not (a key with escapes counts as a match).
+fn may_have_top_level_key(json: &[u8], key: &[u8]) -> bool {
+    let start = json.iter().position(|c| !c.is_ascii_whitespace());
+    if start.is_none_or(|i| json.get(i) != Some(&b'{')) {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut i = start.unwrap_or_default();
+    while let Some(&c) = json.get(i) {
+        i += 1;
+        match c {
+            b'"' => {
+                let from = i;
+                let mut escaped = false;
+                loop {
+                    match json.get(i) {
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            escaped = true;
+                            i += 2;
+                        }
+                        Some(_) => i += 1,
+                        None => return true,
+                    }
+                }
+                if depth == 1 && expect_key && (escaped || json.get(from..i) == Some(key)) {
+                    return true;
+                }
+                expect_key = false;
+                i += 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => expect_key = depth == 1,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A gateway-made stream failure (the status is not seen once the 200 is sent).
@@ -449,5 +504,102 @@ impl State {
         write_error_event(out, error);
         out.extend_from_slice(DONE_EVENT);
         self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parse before the direct way: a generic value first, then the type.
+    fn by_value(data: &str) -> Option<Event> {
+        let data = data.trim();
+        if data.is_empty() || data == "[DONE]" {
+            return None;
+        }
+        let value = match serde_json::from_str::<Value>(data) {
+            Ok(v) => v,
+            Err(e) => {
+                return Some(Event::Error(stream_error(&format!(
+                    "the provider sent a malformed stream event: {e}"
+                ))))
+            }
+        };
+        if value.get("error").is_some() {
+            return Some(Event::Error(
+                match serde_json::from_value::<ErrorResponse>(value) {
+                    Ok(e) => google_error(&e, e.error.code.unwrap_or(500)),
+                    Err(e) => {
+                        stream_error(&format!("the provider sent a malformed error event: {e}"))
+                    }
+                },
+            ));
+        }
+        Some(
+            match serde_json::from_value::<GenerateContentResponse>(value) {
+                Ok(chunk) => Event::Chunk(chunk),
+                Err(e) => Event::Error(stream_error(&format!(
+                    "the provider sent a malformed stream event: {e}"
+                ))),
+            },
+        )
+    }
+
+    /// Every event parses to what the generic way made of it: recorded streams, errors
+    /// (also with escaped or nested keys), duplicates, wrong types, broken JSON.
+    #[test]
+    fn direct_parse_agrees_with_value_parse() {
+        let mut cases: Vec<String> = Vec::new();
+        for dir in std::fs::read_dir("tests/fixtures/gemini").unwrap() {
+            let path = dir.unwrap().path().join("upstream.sse");
+            if let Ok(text) = std::fs::read_to_string(path) {
+                cases.extend(
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::to_string),
+                );
+            }
+        }
+        assert!(cases.len() > 10);
+        for s in [
+            r#"{"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED"}}"#,
+            r#"{"error":null}"#,
+            r#"{"\u0065rror":{"code":500,"message":"m"}}"#,
+            r#"{"candidates":[{"error":1}],"responseId":"a\"{,\"error\":1"}"#,
+            r#"{"candidates":[],"candidates":[]}"#,
+            r#"{"candidates":5}"#,
+            r#"{"candidates":[{"content":{"parts":[{"text":1}]}}]}"#,
+            r#"{"usageMetadata":{"promptTokenCount":-1}}"#,
+            r#"{"candidates":[{"index":0}],"modelVersion":"v","modelVersion":"w"}"#,
+            r#"[]"#,
+            r#"[{"error":{}}]"#,
+            r#"{}"#,
+            r#"{"candidates":[}"#,
+            r#"{"candidates":[]} x"#,
+            r#"  {"responseId":"r"}  "#,
+            "[DONE]",
+            "",
+        ] {
+            cases.push(s.to_string());
+        }
+        for s in &cases {
+            assert_eq!(
+                format!("{:?}", parse_event(s)),
+                format!("{:?}", by_value(s)),
+                "{s}"
+            );
+        }
+    }
+
+    /// Only a top-level key counts; one with escapes might be it.
+    #[test]
+    fn finds_top_level_keys() {
+        let has = |s: &str| may_have_top_level_key(s.as_bytes(), b"error");
+        assert!(has(r#"{"error":{}}"#));
+        assert!(has(r#" {"a":[1,{"error":2}],"error":1}"#));
+        assert!(has(r#"{"\u0065rror":1}"#));
+        assert!(!has(r#"{"a":{"error":1},"b":"error","c":["error"]}"#));
+        assert!(!has(r#"["error"]"#));
+        assert!(!has(r#"{"a":"\"error\""}"#));
     }
 }
