@@ -134,38 +134,43 @@ fn literal_content(json: &str) -> &str {
 fn canonical_len(content: &[u8]) -> Option<usize> {
     let mut len = content.len();
     let mut from = 0;
-    while let Some(at) = find_backslash(content, from) {
-        match content.get(at + 1)? {
-            b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => {
-                len -= 1;
-                from = at + 2;
-            }
-            // serde_json writes `\u00xx` (lowercase hex) for the other control characters.
-            b'u' => match content.get(at + 2..at + 6)? {
-                [b'0', b'0', high @ (b'0' | b'1'), low @ (b'0'..=b'9' | b'a'..=b'f')] => {
-                    let low = if low.is_ascii_digit() {
-                        low - b'0'
-                    } else {
-                        low - b'a' + 10
-                    };
-                    if *high == b'0' && matches!(low, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
-                        return None;
-                    }
-                    len -= 5;
-                    from = at + 6;
-                }
-                _ => return None,
-            },
-            _ => return None,
-        }
+    while let Some(at) = find_special::<false>(content, from) {
+        let size = canonical_escape(content, at)?;
+        len -= size - 1;
+        from = at + size;
     }
     Some(len)
 }
 
-/// Index of the first `\` at or after `from`, looking at eight bytes at a time.
-fn find_backslash(bytes: &[u8], from: usize) -> Option<usize> {
+/// The length of the escape at `at` if it is the one serde_json writes for its character.
+#[inline]
+fn canonical_escape(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at + 1)? {
+        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        // serde_json writes `\u00xx` (lowercase hex) for the other control characters.
+        b'u' => match bytes.get(at + 2..at + 6)? {
+            [b'0', b'0', high @ (b'0' | b'1'), low @ (b'0'..=b'9' | b'a'..=b'f')] => {
+                let low = if low.is_ascii_digit() {
+                    low - b'0'
+                } else {
+                    low - b'a' + 10
+                };
+                let short = *high == b'0' && matches!(low, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d);
+                (!short).then_some(6)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Index of the first `\` (or `"` too, with `QUOTE`) at or after `from`, looking at eight
+/// bytes at a time.
+fn find_special<const QUOTE: bool>(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
-    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    // High bit of each zero byte of `x`; the lowest one set is exact, only bytes above a
+    // zero byte can be flagged wrongly.
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
     let rest = bytes.get(from..)?;
     let mut chunks = rest.chunks_exact(8);
     let mut offset = from;
@@ -173,10 +178,11 @@ fn find_backslash(bytes: &[u8], from: usize) -> Option<usize> {
         let Some(word) = chunk.first_chunk::<8>() else {
             break;
         };
-        let x = u64::from_le_bytes(*word) ^ BACKSLASHES;
-        // High bit of each zero byte of `x` (a `\`); the lowest one set is exact, only
-        // bytes above a match can be flagged wrongly.
-        let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        let word = u64::from_le_bytes(*word);
+        let mut found = zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if QUOTE {
+            found |= zero_bytes(word ^ (ONES * u64::from(b'"')));
+        }
         if found != 0 {
             return Some(offset + (found.trailing_zeros() / 8) as usize);
         }
@@ -185,8 +191,123 @@ fn find_backslash(bytes: &[u8], from: usize) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&b| b == b'\\')
+        .position(|&b| b == b'\\' || (QUOTE && b == b'"'))
         .map(|p| offset + p)
+}
+
+/// How [`canonical`] found a JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Canonical {
+    /// Exactly what serde_json writes for the `Value` it reads from it.
+    Yes,
+    /// Something else (whitespace, key order, escapes, number forms, ...).
+    No,
+    /// Nested deeper than this check goes.
+    TooDeep,
+}
+
+/// How deep [`canonical`] follows arrays and objects (serde_json's own limit is 128).
+const MAX_DEPTH: usize = 64;
+
+/// Whether serde_json, reading `json` (a JSON text it has checked) into a `Value` and
+/// writing that back, would give `json` byte for byte: then the text can be sent as is.
+/// The whole text is scanned either way, so that `TooDeep` wins over `No`.
+pub(crate) fn canonical(json: &str) -> Canonical {
+    let bytes = json.as_bytes();
+    let mut same = true;
+    // Per open container: for objects, the last key seen (keys must come in order).
+    let mut open: Vec<Option<Option<&[u8]>>> = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                let start = i + 1;
+                let mut from = start;
+                let end = loop {
+                    let Some(at) = find_special::<true>(bytes, from) else {
+                        return Canonical::No;
+                    };
+                    if bytes.get(at) == Some(&b'"') {
+                        break at;
+                    }
+                    from = at
+                        + canonical_escape(bytes, at).unwrap_or_else(|| {
+                            same = false;
+                            if bytes.get(at + 1) == Some(&b'u') {
+                                6
+                            } else {
+                                2
+                            }
+                        });
+                };
+                if bytes.get(end + 1) == Some(&b':') {
+                    let key = bytes.get(start..end).unwrap_or_default();
+                    // A `Value` sorts its keys and keeps the last of duplicates; keys with
+                    // escapes, and serde_json's own marker key, are left to it.
+                    if let Some(Some(last)) = open.last_mut() {
+                        if key.contains(&b'\\')
+                            || key.starts_with(b"$serde_json")
+                            || last.is_some_and(|last| last >= key)
+                        {
+                            same = false;
+                        }
+                        *last = Some(key);
+                    }
+                }
+                i = end + 1;
+            }
+            b'{' | b'[' => {
+                if open.len() >= MAX_DEPTH {
+                    return Canonical::TooDeep;
+                }
+                open.push((b == b'{').then_some(None));
+                i += 1;
+            }
+            b'}' | b']' => {
+                open.pop();
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let rest = bytes.get(i..).unwrap_or_default();
+                let len = rest
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(rest.len());
+                same &= json.get(i..i + len).is_some_and(canonical_number);
+                i += len;
+            }
+            // Punctuation and the letters of `true`, `false` and `null`.
+            b',' | b':' | b'a'..=b'z' => i += 1,
+            // Whitespace, the only other bytes valid JSON has outside strings.
+            _ => {
+                same = false;
+                i += 1;
+            }
+        }
+    }
+    if same {
+        Canonical::Yes
+    } else {
+        Canonical::No
+    }
+}
+
+/// Whether serde_json writes the number it reads from `number` as `number`.
+fn canonical_number(number: &str) -> bool {
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    if digits.bytes().all(|c| c.is_ascii_digit()) {
+        // Integers that fit stay integers; `-0` and larger ones become floats.
+        let fits = if number.starts_with('-') {
+            number.parse::<i64>().is_ok()
+        } else {
+            number.parse::<u64>().is_ok()
+        };
+        return fits && number != "-0" && (digits == "0" || !digits.starts_with('0'));
+    }
+    serde_json::from_str::<serde_json::Value>(number)
+        .ok()
+        .and_then(|v| serde_json::to_string(&v).ok())
+        .is_some_and(|s| s == number)
 }
 
 impl From<String> for JsonText {
@@ -338,6 +459,46 @@ mod tests {
         );
     }
 
+    /// A text is found canonical exactly when serde_json writes it back unchanged.
+    #[test]
+    fn canonical_agrees_with_serde_json() {
+        let texts = [
+            r#"{"a":1,"b":[true,false,null],"c":{"":"x","d":-5}}"#,
+            r#"{"b":1,"a":1}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1, "b":2}"#,
+            r#"[1.5,1.0,1e5,1E5,0.1,-0,-0.0,2.5e-7,1e300,5e-324,12345678901234567890]"#,
+            r#"[18446744073709551615,18446744073709551616,-9223372036854775808,-9223372036854775809,007]"#,
+            r#"["\u00e9","\/","\u000a","\u001f","\u001F","\ud83e\udd80","\"\\\b\f\n\r\t\u0000"]"#,
+            r#"{"k\"":1}"#,
+            r#"{"$schema":1}"#,
+            r#"{"$serde_json::private::RawValue":"1"}"#,
+            r#"{"ab":1,"b":2,"é":3,"z":4}"#,
+            r#"{"z":4,"é":3}"#,
+            "\"naïve café 🦀\"",
+            "[[],{},[[{}]],\"\"]",
+            "0",
+            "-1",
+            " 1",
+        ];
+        for text in texts {
+            let rewritten = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| serde_json::to_string(&v).ok());
+            // Keys with escapes are left to serde_json, though it may write them back as is.
+            let unchanged = rewritten.as_deref() == Some(text) && !text.contains(r#"k\""#);
+            let expected = if unchanged {
+                Canonical::Yes
+            } else {
+                Canonical::No
+            };
+            assert_eq!(canonical(text), expected, "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(canonical(&deep), Canonical::TooDeep);
+        assert_eq!(canonical(&format!(" {deep}")), Canonical::TooDeep);
+    }
+
     /// The backslash finder agrees with a plain search at every offset and alignment.
     #[test]
     fn finds_backslashes() {
@@ -347,10 +508,10 @@ mod tests {
                 .get(from..)
                 .and_then(|r| r.iter().position(|&b| b == b'\\'))
                 .map(|p| p + from);
-            assert_eq!(find_backslash(bytes, from), expected, "{from}");
+            assert_eq!(find_special::<false>(bytes, from), expected, "{from}");
         }
         let high: Vec<u8> = "ééé\\€€".bytes().collect();
-        assert_eq!(find_backslash(&high, 0), Some(6));
+        assert_eq!(find_special::<false>(&high, 0), Some(6));
     }
 
     /// Joining literals gives what joining the texts gives.
