@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
@@ -20,8 +21,9 @@ pub struct JsonText(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// The literal, quotes included, and the length in bytes of the text it stands for.
-    Literal(Box<RawValue>, usize),
+    /// The literal, quotes included, and the length in bytes of the text it stands for;
+    /// shared, as translations copy texts into the provider's request.
+    Literal(Arc<RawValue>, usize),
     Text(String),
 }
 
@@ -99,7 +101,7 @@ impl JsonText {
                 + separator.len() * parts.len().saturating_sub(1);
             // Built from checked literals: cannot fail, but fall back to the text if it did.
             if let Ok(raw) = RawValue::from_string(joined) {
-                return JsonText(Repr::Literal(raw, len));
+                return JsonText(Repr::Literal(raw.into(), len));
             }
         }
         let texts: Vec<Cow<'_, str>> = parts.iter().map(JsonText::text).collect();
@@ -115,7 +117,7 @@ impl JsonText {
             return String::deserialize(value).map(JsonText::from);
         }
         match canonical_len(literal_content(json).as_bytes()) {
-            Some(len) => Ok(JsonText(Repr::Literal(raw, len))),
+            Some(len) => Ok(JsonText(Repr::Literal(raw.into(), len))),
             // serde_json's own unescaping, with its checks (lone surrogates, ...).
             None => serde_json::from_str::<String>(json).map(JsonText::from),
         }
@@ -339,7 +341,7 @@ impl fmt::Debug for JsonText {
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
-            Repr::Literal(raw, _) => raw.serialize(serializer),
+            Repr::Literal(raw, _) => (**raw).serialize(serializer),
             Repr::Text(s) => serializer.serialize_str(s),
         }
     }

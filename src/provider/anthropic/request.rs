@@ -145,7 +145,8 @@ pub fn translate_chat(
         tool_choice,
         thinking,
     };
-    let body = serde_json::to_vec(&request).map_err(|e| {
+    let mut body = Vec::with_capacity(size_hint(chat));
+    serde_json::to_writer(&mut body, &request).map_err(|e| {
         GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
     })?;
     Ok(TranslatedRequest {
@@ -155,6 +156,20 @@ pub fn translate_chat(
         json_response_tool,
         dropped: policy.into_dropped(),
     })
+}
+
+/// About the size of the Anthropic body, so that it is allocated once rather than grown
+/// by doubling: the message texts plus some room for everything else.
+fn size_hint(chat: &ChatRequest) -> usize {
+    let texts: usize = chat
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(Content::Text(t)) => t.len() + 64,
+            _ => 256,
+        })
+        .sum();
+    texts + 1024
 }
 
 /// Refuses parameters Anthropic cannot honour (or drops them, when the deployment allows):
