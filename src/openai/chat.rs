@@ -207,7 +207,7 @@ impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Content, D::Error> {
         let parsed = match super::json_text::text_or_raw(deserializer)? {
             Ok(text) => return Ok(Content::Text(text)),
-            Err(raw) => serde_json::from_str(raw.get()).map(Content::Parts),
+            Err(raw) => serde_json::from_slice(raw.get().as_bytes()).map(Content::Parts),
         };
         parsed.map_err(|_| {
             serde::de::Error::custom("data did not match any variant of untagged enum Content")

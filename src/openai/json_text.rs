@@ -51,7 +51,7 @@ impl JsonText {
                     Cow::Borrowed(inner)
                 } else {
                     // The literal was checked when it was read: this parse cannot fail.
-                    Cow::Owned(serde_json::from_str(raw.get()).unwrap_or_default())
+                    Cow::Owned(serde_json::from_slice(raw.get().as_bytes()).unwrap_or_default())
                 }
             }
         }
@@ -100,7 +100,7 @@ impl JsonText {
             let len = parts.iter().map(JsonText::len).sum::<usize>()
                 + separator.len() * parts.len().saturating_sub(1);
             // Built from checked literals: cannot fail, but fall back to the text if it did.
-            if let Ok(raw) = RawValue::from_string(joined) {
+            if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(joined.as_bytes()) {
                 return JsonText(Repr::Literal(raw.into(), len));
             }
         }
@@ -113,13 +113,13 @@ impl JsonText {
         let json = raw.get();
         if !json.starts_with('"') {
             // Not a string: let serde say so, in the words it uses for a `String` field.
-            let value: serde_json::Value = serde_json::from_str(json)?;
+            let value: serde_json::Value = serde_json::from_slice(json.as_bytes())?;
             return String::deserialize(value).map(JsonText::from);
         }
         match canonical_len(literal_content(json).as_bytes()) {
             Some(len) => Ok(JsonText(Repr::Literal(raw.into(), len))),
             // serde_json's own unescaping, with its checks (lone surrogates, ...).
-            None => serde_json::from_str::<String>(json).map(JsonText::from),
+            None => serde_json::from_slice::<String>(json.as_bytes()).map(JsonText::from),
         }
     }
 }
@@ -306,7 +306,7 @@ fn canonical_number(number: &str) -> bool {
         };
         return fits && number != "-0" && (digits == "0" || !digits.starts_with('0'));
     }
-    serde_json::from_str::<serde_json::Value>(number)
+    serde_json::from_slice::<serde_json::Value>(number.as_bytes())
         .ok()
         .and_then(|v| serde_json::to_string(&v).ok())
         .is_some_and(|s| s == number)
