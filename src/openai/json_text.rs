@@ -136,7 +136,7 @@ fn literal_content(json: &str) -> &str {
 fn canonical_len(content: &[u8]) -> Option<usize> {
     let mut len = content.len();
     let mut from = 0;
-    while let Some(at) = find_special::<false>(content, from) {
+    while let Some(at) = find_backslash(content, from) {
         let size = canonical_escape(content, at)?;
         len -= size - 1;
         from = at + size;
@@ -166,13 +166,10 @@ fn canonical_escape(bytes: &[u8], at: usize) -> Option<usize> {
     }
 }
 
-/// Index of the first `\` (or `"` too, with `QUOTE`) at or after `from`, looking at eight
-/// bytes at a time.
-fn find_special<const QUOTE: bool>(bytes: &[u8], from: usize) -> Option<usize> {
+/// Index of the first `\` at or after `from`, looking at eight bytes at a time.
+fn find_backslash(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
-    // High bit of each zero byte of `x`; the lowest one set is exact, only bytes above a
-    // zero byte can be flagged wrongly.
-    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & (ONES << 7);
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
     let rest = bytes.get(from..)?;
     let mut chunks = rest.chunks_exact(8);
     let mut offset = from;
@@ -180,11 +177,10 @@ fn find_special<const QUOTE: bool>(bytes: &[u8], from: usize) -> Option<usize> {
         let Some(word) = chunk.first_chunk::<8>() else {
             break;
         };
-        let word = u64::from_le_bytes(*word);
-        let mut found = zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if QUOTE {
-            found |= zero_bytes(word ^ (ONES * u64::from(b'"')));
-        }
+        let x = u64::from_le_bytes(*word) ^ BACKSLASHES;
+        // High bit of each zero byte of `x` (a `\`); the lowest one set is exact, only
+        // bytes above a match can be flagged wrongly.
+        let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
         if found != 0 {
             return Some(offset + (found.trailing_zeros() / 8) as usize);
         }
@@ -193,123 +189,8 @@ fn find_special<const QUOTE: bool>(bytes: &[u8], from: usize) -> Option<usize> {
     chunks
         .remainder()
         .iter()
-        .position(|&b| b == b'\\' || (QUOTE && b == b'"'))
+        .position(|&b| b == b'\\')
         .map(|p| offset + p)
-}
-
-/// How [`canonical`] found a JSON text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Canonical {
-    /// Exactly what serde_json writes for the `Value` it reads from it.
-    Yes,
-    /// Something else (whitespace, key order, escapes, number forms, ...).
-    No,
-    /// Nested deeper than this check goes.
-    TooDeep,
-}
-
-/// How deep [`canonical`] follows arrays and objects (serde_json's own limit is 128).
-const MAX_DEPTH: usize = 64;
-
-/// Whether serde_json, reading `json` (a JSON text it has checked) into a `Value` and
-/// writing that back, would give `json` byte for byte: then the text can be sent as is.
-/// The whole text is scanned either way, so that `TooDeep` wins over `No`.
-pub(crate) fn canonical(json: &str) -> Canonical {
-    let bytes = json.as_bytes();
-    let mut same = true;
-    // Per open container: for objects, the last key seen (keys must come in order).
-    let mut open: Vec<Option<Option<&[u8]>>> = Vec::new();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'"' => {
-                let start = i + 1;
-                let mut from = start;
-                let end = loop {
-                    let Some(at) = find_special::<true>(bytes, from) else {
-                        return Canonical::No;
-                    };
-                    if bytes.get(at) == Some(&b'"') {
-                        break at;
-                    }
-                    from = at
-                        + canonical_escape(bytes, at).unwrap_or_else(|| {
-                            same = false;
-                            if bytes.get(at + 1) == Some(&b'u') {
-                                6
-                            } else {
-                                2
-                            }
-                        });
-                };
-                if bytes.get(end + 1) == Some(&b':') {
-                    let key = bytes.get(start..end).unwrap_or_default();
-                    // A `Value` sorts its keys and keeps the last of duplicates; keys with
-                    // escapes, and serde_json's own marker key, are left to it.
-                    if let Some(Some(last)) = open.last_mut() {
-                        if key.contains(&b'\\')
-                            || key.starts_with(b"$serde_json")
-                            || last.is_some_and(|last| last >= key)
-                        {
-                            same = false;
-                        }
-                        *last = Some(key);
-                    }
-                }
-                i = end + 1;
-            }
-            b'{' | b'[' => {
-                if open.len() >= MAX_DEPTH {
-                    return Canonical::TooDeep;
-                }
-                open.push((b == b'{').then_some(None));
-                i += 1;
-            }
-            b'}' | b']' => {
-                open.pop();
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let rest = bytes.get(i..).unwrap_or_default();
-                let len = rest
-                    .iter()
-                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .unwrap_or(rest.len());
-                same &= json.get(i..i + len).is_some_and(canonical_number);
-                i += len;
-            }
-            // Punctuation and the letters of `true`, `false` and `null`.
-            b',' | b':' | b'a'..=b'z' => i += 1,
-            // Whitespace, the only other bytes valid JSON has outside strings.
-            _ => {
-                same = false;
-                i += 1;
-            }
-        }
-    }
-    if same {
-        Canonical::Yes
-    } else {
-        Canonical::No
-    }
-}
-
-/// Whether serde_json writes the number it reads from `number` as `number`.
-fn canonical_number(number: &str) -> bool {
-    let digits = number.strip_prefix('-').unwrap_or(number);
-    if digits.bytes().all(|c| c.is_ascii_digit()) {
-        // Integers that fit stay integers; `-0` and larger ones become floats.
-        let fits = if number.starts_with('-') {
-            number.parse::<i64>().is_ok()
-        } else {
-            number.parse::<u64>().is_ok()
-        };
-        return fits && number != "-0" && (digits == "0" || !digits.starts_with('0'));
-    }
-    serde_json::from_slice::<serde_json::Value>(number.as_bytes())
-        .ok()
-        .and_then(|v| serde_json::to_string(&v).ok())
-        .is_some_and(|s| s == number)
 }
 
 impl From<String> for JsonText {
@@ -461,46 +342,6 @@ mod tests {
         );
     }
 
-    /// A text is found canonical exactly when serde_json writes it back unchanged.
-    #[test]
-    fn canonical_agrees_with_serde_json() {
-        let texts = [
-            r#"{"a":1,"b":[true,false,null],"c":{"":"x","d":-5}}"#,
-            r#"{"b":1,"a":1}"#,
-            r#"{"a":1,"a":2}"#,
-            r#"{"a":1, "b":2}"#,
-            r#"[1.5,1.0,1e5,1E5,0.1,-0,-0.0,2.5e-7,1e300,5e-324,12345678901234567890]"#,
-            r#"[18446744073709551615,18446744073709551616,-9223372036854775808,-9223372036854775809,007]"#,
-            r#"["\u00e9","\/","\u000a","\u001f","\u001F","\ud83e\udd80","\"\\\b\f\n\r\t\u0000"]"#,
-            r#"{"k\"":1}"#,
-            r#"{"$schema":1}"#,
-            r#"{"$serde_json::private::RawValue":"1"}"#,
-            r#"{"ab":1,"b":2,"é":3,"z":4}"#,
-            r#"{"z":4,"é":3}"#,
-            "\"naïve café 🦀\"",
-            "[[],{},[[{}]],\"\"]",
-            "0",
-            "-1",
-            " 1",
-        ];
-        for text in texts {
-            let rewritten = serde_json::from_str::<serde_json::Value>(text)
-                .ok()
-                .and_then(|v| serde_json::to_string(&v).ok());
-            // Keys with escapes are left to serde_json, though it may write them back as is.
-            let unchanged = rewritten.as_deref() == Some(text) && !text.contains(r#"k\""#);
-            let expected = if unchanged {
-                Canonical::Yes
-            } else {
-                Canonical::No
-            };
-            assert_eq!(canonical(text), expected, "{text}");
-        }
-        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
-        assert_eq!(canonical(&deep), Canonical::TooDeep);
-        assert_eq!(canonical(&format!(" {deep}")), Canonical::TooDeep);
-    }
-
     /// The backslash finder agrees with a plain search at every offset and alignment.
     #[test]
     fn finds_backslashes() {
@@ -510,10 +351,10 @@ mod tests {
                 .get(from..)
                 .and_then(|r| r.iter().position(|&b| b == b'\\'))
                 .map(|p| p + from);
-            assert_eq!(find_special::<false>(bytes, from), expected, "{from}");
+            assert_eq!(find_backslash(bytes, from), expected, "{from}");
         }
         let high: Vec<u8> = "ééé\\€€".bytes().collect();
-        assert_eq!(find_special::<false>(&high, 0), Some(6));
+        assert_eq!(find_backslash(&high, 0), Some(6));
     }
 
     /// Joining literals gives what joining the texts gives.

@@ -7,7 +7,6 @@
 
 pub mod anthropic;
 pub mod common;
-mod forward;
 pub mod gemini;
 pub mod openai_compatible;
 

@@ -11,7 +11,6 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::forward;
 use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
 use crate::openai::ChatRequest;
@@ -162,14 +161,12 @@ struct ErrorFields {
 /// servers reject or ignore them, so they are removed before forwarding.
 const GATEWAY_ONLY_MESSAGE_FIELDS: &[&str] = &["thinking_blocks", "reasoning_content"];
 
-impl OpenAiTranslator {
-    /// The forwarded body, from the body read whole: the reference for [`forward::forward`],
-    /// and the path for bodies it does not read (with the errors they get).
-    fn forwarded_body(
+impl Translator for OpenAiTranslator {
+    fn request(
         &mut self,
         body: &[u8],
         target: &Target<'_>,
-    ) -> Result<Vec<u8>, GatewayError> {
+    ) -> Result<UpstreamRequest, GatewayError> {
         let mut value: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
             GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
         })?;
@@ -200,31 +197,8 @@ impl OpenAiTranslator {
                 o.insert("include_usage".into(), Value::Bool(true));
             }
         }
-        serde_json::to_vec(&value)
-            .map_err(|e| GatewayError::internal(format!("could not encode request: {e}")))
-    }
-}
-
-impl Translator for OpenAiTranslator {
-    fn request(
-        &mut self,
-        body: &[u8],
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let changes = forward::Changes {
-            model: target.upstream_model,
-            drop_message_fields: GATEWAY_ONLY_MESSAGE_FIELDS,
-        };
-        let body = match forward::forward(body, &changes) {
-            Some((body, stream, wants_usage)) => {
-                self.stream = stream;
-                if stream {
-                    self.state.client_wants_usage = wants_usage;
-                }
-                body
-            }
-            None => self.forwarded_body(body, target)?,
-        };
+        let body = serde_json::to_vec(&value)
+            .map_err(|e| GatewayError::internal(format!("could not encode request: {e}")))?;
         let mut headers = Vec::new();
         if let Some(key) = target.api_key {
             headers.push(("authorization", format!("Bearer {key}")));
@@ -971,92 +945,6 @@ mod tests {
             api_key: Some("sk-prov"),
             now_unix_secs: 1,
             options,
-        }
-    }
-
-    /// The forwarded body is what rewriting the body read whole gives, byte for byte; bodies
-    /// the quick path leaves alone get the whole-body rewrite (and its errors).
-    #[test]
-    fn forward_matches_whole_body_rewrite() {
-        let o = ProviderOptions::default();
-        let canonical = [
-            r#"{"messages":[{"content":"hi \"you\"\n\u0001","role":"user"}],"model":"m"}"#,
-            r#"{"max_tokens":5,"messages":[{"content":[{"text":"a","type":"text"}],"role":"user"}],"model":"m","stream":true,"temperature":0.7}"#,
-            r#"{"messages":[{"content":"x","reasoning_content":"r","role":"assistant","thinking_blocks":[{"a":1}]}],"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
-            r#"{"messages":[],"model":"m","n":-3,"x":[null,true,false,{},[],""],"y":{"":1,"a":{"b":[1.5,-2.25e-7]}}}"#,
-        ];
-        let other = [
-            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
-            r#" { "model" : "m" , "messages" : [ { "role" : "user" , "content" : "hi" } ] } "#,
-            r#"{"messages":[{"content":"caf\u00e9 \/ \ud83e\udd80 \u000A \u001F","role":"user"}],"model":"m"}"#,
-            r#"{"messages":[{"content":"a","content":"b","role":"user"}],"model":"m","model":"n","t":{"k":1,"k":2}}"#,
-            r#"{"messages":[],"a":[1.0,1e5,1E2,0.1,-0,-0.0,18446744073709551616,-9223372036854775809,100000000000000000000,5e-324]}"#,
-            r#"{"messages":[],"a":{"$serde_json::private::RawValue":"1"},"b":{"k\u0041":1,"\n":2},"c":{"b":1,"a":2}}"#,
-            r#"{"messages":{"role":"user"},"stream":true,"stream_options":5}"#,
-            r#"{"messages":[1,"x",null,[{"b":1,"a":2}],{"content":"x","role":"tool","thinking_blocks":"\ud800\udc00"}],"stream":"true"}"#,
-            r#"{"messages":[],"stream":true,"stream_options":{"include_usage":false,"z":[1]}}"#,
-            r#"{"messages":[{"content":"\ud800","role":"user"}],"model":"m"}"#,
-            r#"{"messages":[{"content":"x","role":"user","thinking_blocks":"\udc00"}]}"#,
-            r#"{"messages":[],"a":"\ud800"}"#,
-            r#"{"messages":[]} x"#,
-            r#"[{"messages":[]}]"#,
-            r#"{"messages":[],"a":"\x"}"#,
-            "{\"messages\":[],\"a\":\"\u{1}\"}",
-            "",
-        ];
-        let deep = format!(
-            r#"{{"messages":[],"a":{}1{}}}"#,
-            "[".repeat(126),
-            "]".repeat(126)
-        );
-        let deeper = format!(
-            r#"{{"messages":[],"a":{}1{}}}"#,
-            "[".repeat(127),
-            "]".repeat(127)
-        );
-        let spaced = format!(
-            r#"{{"messages":[],"a":{}1{}}}"#,
-            "[ ".repeat(127),
-            "]".repeat(127)
-        );
-        let bodies = canonical
-            .iter()
-            .chain(other.iter())
-            .map(|b| b.to_string())
-            .chain([deep, deeper, spaced]);
-        for (n, body) in bodies.enumerate() {
-            let mut whole = OpenAiTranslator::default();
-            let expected = whole.forwarded_body(body.as_bytes(), &target(&o));
-            let mut t = OpenAiTranslator::default();
-            let got = t.request(body.as_bytes(), &target(&o));
-            match (&expected, &got) {
-                (Ok(e), Ok(g)) => assert_eq!(
-                    String::from_utf8_lossy(&g.body),
-                    String::from_utf8_lossy(e),
-                    "{body}"
-                ),
-                (Err(e), Err(g)) => assert_eq!(g.message, e.message, "{body}"),
-                _ => panic!("{body}: {expected:?} / {:?}", got.map(|r| r.body)),
-            }
-            assert_eq!(t.stream, whole.stream, "{body}");
-            assert_eq!(
-                t.state.client_wants_usage, whole.state.client_wants_usage,
-                "{body}"
-            );
-            let changes = forward::Changes {
-                model: "gpt-4o-2024",
-                drop_message_fields: GATEWAY_ONLY_MESSAGE_FIELDS,
-            };
-            if n < canonical.len() {
-                assert_eq!(
-                    serde_json::to_string(&serde_json::from_str::<Value>(&body).unwrap()).unwrap(),
-                    body
-                );
-                assert!(
-                    forward::forward(body.as_bytes(), &changes).is_some(),
-                    "{body}"
-                );
-            }
         }
     }
 
