@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::JsonText;
+
 /// `POST /v1/chat/completions` request body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ChatRequest {
@@ -176,11 +178,11 @@ pub struct Message {
 }
 
 /// Message content: a string or a list of parts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
-    Text(String),
+    Text(JsonText),
     /// Typed parts (text, images, audio, files).
     Parts(Vec<ContentPart>),
 }
@@ -189,13 +191,27 @@ impl Content {
     /// The text of the content, parts joined; non-text parts are skipped.
     pub fn joined_text(&self) -> String {
         match self {
-            Content::Text(s) => s.clone(),
+            Content::Text(s) => s.text().into_owned(),
             Content::Parts(parts) => parts
                 .iter()
-                .filter_map(|p| p.text.as_deref())
+                .filter_map(|p| p.text.as_ref().map(JsonText::text))
                 .collect::<Vec<_>>()
                 .join(""),
         }
+    }
+}
+
+// By hand rather than `untagged`: an untagged enum buffers the string (two more copies)
+// and could not keep its literal.
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Content, D::Error> {
+        let parsed = match super::json_text::text_or_raw(deserializer)? {
+            Ok(text) => return Ok(Content::Text(text)),
+            Err(raw) => serde_json::from_slice(raw.get().as_bytes()).map(Content::Parts),
+        };
+        parsed.map_err(|_| {
+            serde::de::Error::custom("data did not match any variant of untagged enum Content")
+        })
     }
 }
 
@@ -207,7 +223,7 @@ pub struct ContentPart {
     pub kind: String,
     /// For `text` parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<JsonText>,
     /// For `image_url` parts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<ImageUrl>,

@@ -1,9 +1,11 @@
 //! The client-facing API: OpenAI Chat Completions wire types, no mapping logic.
 
 pub mod chat;
+pub mod json_text;
 pub mod stream;
 
 pub use chat::*;
+pub use json_text::JsonText;
 pub use stream::*;
 
 /// Path of the chat endpoint.

@@ -26,8 +26,8 @@ use super::schema::{
 use crate::error::GatewayError;
 use crate::json_path;
 use crate::openai::{
-    ChatRequest, Content, ContentPart, ImageUrl, Message, ResponseFormat, Role, ThinkingBlock,
-    ToolCall, ToolChoice,
+    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, ResponseFormat, Role,
+    ThinkingBlock, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
     check_logprobs_and_bias, parse_chat_request, parse_data_url, split_thought_signature,
@@ -101,7 +101,7 @@ pub fn translate_chat(
 
     let format = response_format(chat)?;
     if matches!(format, Format::JsonObject) {
-        system.push(JSON_OBJECT_INSTRUCTION.to_string(), None);
+        system.push(JSON_OBJECT_INSTRUCTION.into(), None);
     }
     let budget = thinking_budget(chat.reasoning_effort.as_deref())?;
     let json_schema = match format {
@@ -146,7 +146,8 @@ pub fn translate_chat(
         tool_choice,
         thinking,
     };
-    let body = serde_json::to_vec(&request).map_err(|e| {
+    let mut body = Vec::with_capacity(size_hint(chat));
+    serde_json::to_writer(&mut body, &request).map_err(|e| {
         GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
     })?;
     Ok(TranslatedRequest {
@@ -156,6 +157,20 @@ pub fn translate_chat(
         json_response_tool,
         dropped: policy.into_dropped(),
     })
+}
+
+/// About the size of the Anthropic body, so that it is allocated once rather than grown
+/// by doubling: the message texts plus some room for everything else.
+fn size_hint(chat: &ChatRequest) -> usize {
+    let texts: usize = chat
+        .messages
+        .iter()
+        .map(|m| match &m.content {
+            Some(Content::Text(t)) => t.len() + 64,
+            _ => 256,
+        })
+        .sum();
+    texts + 1024
 }
 
 /// Refuses parameters Anthropic cannot honour (or drops them, when the deployment allows):
@@ -195,7 +210,7 @@ struct SystemBuilder {
 }
 
 impl SystemBuilder {
-    fn push(&mut self, text: String, cache_control: Option<Value>) {
+    fn push(&mut self, text: JsonText, cache_control: Option<Value>) {
         if !text.is_empty() {
             self.blocks.push(TextBlockParam {
                 text,
@@ -211,8 +226,8 @@ impl SystemBuilder {
         } else if self.blocks.iter().any(|b| b.cache_control.is_some()) {
             Some(SystemPrompt::Blocks(self.blocks))
         } else {
-            let texts: Vec<String> = self.blocks.into_iter().map(|b| b.text).collect();
-            Some(SystemPrompt::Text(texts.join("\n\n")))
+            let texts: Vec<JsonText> = self.blocks.into_iter().map(|b| b.text).collect();
+            Some(SystemPrompt::Text(JsonText::join(&texts, "\n\n")))
         }
     }
 }
@@ -349,9 +364,11 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<ContentBlockParam>, Gat
             for (j, p) in parts.iter().enumerate() {
                 match p.kind.as_str() {
                     "text" => push_text(&mut blocks, part_text(i, j, p)?, p.cache_control.clone()),
-                    "refusal" => {
-                        push_text(&mut blocks, p.refusal.clone().unwrap_or_default(), None)
-                    }
+                    "refusal" => push_text(
+                        &mut blocks,
+                        p.refusal.clone().unwrap_or_default().into(),
+                        None,
+                    ),
                     other => {
                         return Err(part_type_error(
                             i,
@@ -366,7 +383,7 @@ fn assistant_blocks(i: usize, m: &Message) -> Result<Vec<ContentBlockParam>, Gat
     }
     if blocks.len() == text_start {
         if let Some(refusal) = &m.refusal {
-            push_text(&mut blocks, refusal.clone(), None);
+            push_text(&mut blocks, refusal.as_str().into(), None);
         }
     }
     if let Some(calls) = &m.tool_calls {
@@ -472,7 +489,7 @@ fn tool_result(i: usize, m: &Message) -> Result<ContentBlockParam, GatewayError>
     })
 }
 
-fn push_text(blocks: &mut Vec<ContentBlockParam>, text: String, cache_control: Option<Value>) {
+fn push_text(blocks: &mut Vec<ContentBlockParam>, text: JsonText, cache_control: Option<Value>) {
     if !text.is_empty() {
         blocks.push(ContentBlockParam::Text {
             text,
@@ -481,7 +498,7 @@ fn push_text(blocks: &mut Vec<ContentBlockParam>, text: String, cache_control: O
     }
 }
 
-fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
+fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<JsonText, GatewayError> {
     p.text.clone().ok_or_else(|| {
         GatewayError::invalid_param(
             format!("messages[{i}].content[{j}].text"),

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::openai::JsonText;
+
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MessagesRequest {
@@ -50,7 +52,7 @@ pub struct MessagesRequest {
 #[serde(untagged)]
 pub enum SystemPrompt {
     /// Plain text.
-    Text(String),
+    Text(JsonText),
     /// Text blocks.
     Blocks(Vec<TextBlockParam>),
 }
@@ -60,7 +62,7 @@ pub enum SystemPrompt {
 #[serde(tag = "type", rename = "text")]
 pub struct TextBlockParam {
     /// The text; never empty (Anthropic rejects empty text blocks).
-    pub text: String,
+    pub text: JsonText,
     /// Prompt-caching breakpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,
@@ -99,7 +101,7 @@ pub enum ContentBlockParam {
     /// Text.
     Text {
         /// The text; never empty.
-        text: String,
+        text: JsonText,
         /// Prompt-caching breakpoint.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<Value>,
@@ -156,7 +158,7 @@ pub enum ContentBlockParam {
 #[serde(untagged)]
 pub enum ToolResultContent {
     /// Plain text.
-    Text(String),
+    Text(JsonText),
     /// Text, image and document blocks.
     Blocks(Vec<ContentBlockParam>),
 }

@@ -251,7 +251,7 @@ fn system_parts(i: usize, m: &Message) -> Result<Vec<Part>, GatewayError> {
     let mut parts = Vec::new();
     match &m.content {
         None => {}
-        Some(ChatContent::Text(text)) => push_text(&mut parts, text.clone()),
+        Some(ChatContent::Text(text)) => push_text(&mut parts, text.text().into_owned()),
         Some(ChatContent::Parts(content)) => {
             for (j, p) in content.iter().enumerate() {
                 if p.kind != "text" {
@@ -273,7 +273,7 @@ fn user_parts(i: usize, content: Option<&ChatContent>) -> Result<Vec<Part>, Gate
     let mut parts = Vec::new();
     match content {
         None => {}
-        Some(ChatContent::Text(text)) => push_text(&mut parts, text.clone()),
+        Some(ChatContent::Text(text)) => push_text(&mut parts, text.text().into_owned()),
         Some(ChatContent::Parts(content)) => {
             for (j, p) in content.iter().enumerate() {
                 match p.kind.as_str() {
@@ -303,7 +303,7 @@ fn model_parts(i: usize, m: &Message) -> Result<Vec<Part>, GatewayError> {
     let mut parts = Vec::new();
     match &m.content {
         None => {}
-        Some(ChatContent::Text(text)) => push_text(&mut parts, text.clone()),
+        Some(ChatContent::Text(text)) => push_text(&mut parts, text.text().into_owned()),
         Some(ChatContent::Parts(content)) => {
             for (j, p) in content.iter().enumerate() {
                 match p.kind.as_str() {
@@ -388,7 +388,7 @@ fn tool_result_parts(
         })?;
     let (text, extra) = match &m.content {
         None => (String::new(), Vec::new()),
-        Some(ChatContent::Text(text)) => (text.clone(), Vec::new()),
+        Some(ChatContent::Text(text)) => (text.text().into_owned(), Vec::new()),
         Some(content @ ChatContent::Parts(_)) => {
             let mut text = String::new();
             let mut extra = Vec::new();
@@ -422,12 +422,15 @@ fn tool_result_parts(
 }
 
 fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
-    p.text.clone().ok_or_else(|| {
-        GatewayError::invalid_param(
-            format!("messages[{i}].content[{j}].text"),
-            format!("messages[{i}].content[{j}] has type `text` but no `text`"),
-        )
-    })
+    p.text
+        .as_ref()
+        .map(|t| t.text().into_owned())
+        .ok_or_else(|| {
+            GatewayError::invalid_param(
+                format!("messages[{i}].content[{j}].text"),
+                format!("messages[{i}].content[{j}] has type `text` but no `text`"),
+            )
+        })
 }
 
 fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
