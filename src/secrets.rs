@@ -15,6 +15,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+pub use crate::bytes::find;
+
 /// Shortest key scrubbed by exact match: a shorter "key" would mangle ordinary text.
 pub const MIN_SCRUBBED_KEY_LEN: usize = 8;
 
@@ -32,23 +34,6 @@ pub fn mask(key: &str) -> &'static str {
     } else {
         "***"
     }
-}
-
-/// Position of the first `needle` in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(tail) = hay.get(from..) {
-        let at = from + tail.iter().position(|&b| b == first)?;
-        // The first byte of a key (`s` of `sk-...`) is common in text: look at the second
-        // before comparing the rest.
-        let second_matches = rest.first().is_none_or(|b| hay.get(at + 1) == Some(b));
-        if second_matches && hay.get(at + 1..at + 1 + rest.len()) == Some(rest) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 /// Replaces every occurrence of `key` in `bytes[from..]` by [`mask`]`(key)`; returns

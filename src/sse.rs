@@ -379,6 +379,24 @@ fn find_line_end(bytes: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// The last `n` events of well-formed SSE output (each ending in a blank line), or all of
+/// it when it has fewer. Where only the end of a translated piece matters (its usage chunk
+/// is its last event or the one before `[DONE]`), this spares scanning a long stream's text.
+pub fn last_events(out: &[u8], n: usize) -> &[u8] {
+    let body = out.strip_suffix(b"\n\n").unwrap_or(out);
+    let (mut start, mut end) = (0, body.len());
+    for _ in 0..n {
+        match body
+            .get(..end)
+            .and_then(|b| b.windows(2).rposition(|w| w == b"\n\n"))
+        {
+            Some(i) => (start, end) = (i + 2, i),
+            None => return out,
+        }
+    }
+    out.get(start..).unwrap_or(out)
+}
+
 /// Largest prefix of a stream scanned to decide a [`crate::provider::StreamPreamble`];
 /// past it the stream proceeds so that headers are never held without bound.
 pub const PREAMBLE_SCAN_LIMIT: usize = 64 * 1024;
@@ -532,6 +550,17 @@ mod tests {
     }
 
     /// Every split point of a stream gives the same events as the unsplit stream.
+    #[test]
+    fn last_events_are_the_tail() {
+        let out = b"data: 1\n\ndata: 2\n\ndata: 3\n\n";
+        assert_eq!(last_events(out, 1), b"data: 3\n\n");
+        assert_eq!(last_events(out, 2), b"data: 2\n\ndata: 3\n\n");
+        assert_eq!(last_events(out, 3), &out[..]);
+        assert_eq!(last_events(out, 9), &out[..]);
+        assert_eq!(last_events(b"", 2), b"");
+        assert_eq!(last_events(b"data: x\n\n", 1), b"data: x\n\n");
+    }
+
     #[test]
     fn every_split_point() {
         let input = "\u{FEFF}: c\r\nevent: message_start\r\ndata: {\"a\":\"h\u{e9}llo \u{1F600}\"}\r\n\r\n: long comment\rdata: b\r\rdata\n\n"

@@ -473,7 +473,11 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
-                if !self.usage_annotated && find_bytes(&out, b"\"usage\"") {
+                // Only the last events of a piece can be the usage chunk: a long stream's
+                // text is not scanned again and again.
+                if !self.usage_annotated
+                    && find_bytes(crate::sse::last_events(&out, 2), b"\"usage\"")
+                {
                     // The usage chunk carries the stream's final usage: price it there.
                     if let Some(u) = translator.stream_usage() {
                         let cost = self.cost_of(&u);
@@ -483,7 +487,8 @@ impl HttpContext for UpstreamHttp {
                 if !self.stream_finished {
                     // Publish usage as it becomes known, so a stream cut in the middle still
                     // accounts the prompt the provider already reported.
-                    self.stream_finished = end_of_stream || find_bytes(&out, DONE_EVENT);
+                    // Nothing follows `[DONE]` in what a translator writes.
+                    self.stream_finished = end_of_stream || out.ends_with(DONE_EVENT);
                     let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
                     if let Some(u) = usage {
                         if self.published_usage != Some(u) {
@@ -543,5 +548,5 @@ impl HttpContext for UpstreamHttp {
 }
 
 fn find_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    crate::bytes::find(hay, needle).is_some()
 }

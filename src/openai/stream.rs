@@ -485,9 +485,7 @@ fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
     Some(e)
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
+use crate::bytes::find;
 
 #[cfg(test)]
 mod head_tests {
