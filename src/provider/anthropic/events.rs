@@ -6,25 +6,31 @@
 //! copying its text. Unknown event, block and delta types parse to their `Unknown`/`Other`
 //! variant, because Anthropic adds new ones and the stream must go on.
 //!
-//! [`StreamEvent::parse`] reads the frequent block delta directly and leaves the other
-//! events to the tagged derive.
+//! [`StreamEvent::parse`] reads the frequent block delta directly and maps the other
+//! events by hand from one buffered value; the tagged derive, kept as the reference in
+//! tests, would cost tens of KB of wasm.
 
 use std::borrow::Cow;
 
-use serde::de::Visitor;
+use serde::de::{self, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::schema::AnthropicUsage;
 use crate::error::ErrorKind;
 
-/// One stream event.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// One stream event. The tagged derive is the reference in tests only: [`StreamEvent::parse`]
+/// does its work without serde's buffering `Content`, tens of KB of wasm.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    test,
+    derive(Deserialize),
+    serde(tag = "type", rename_all = "snake_case")
+)]
 pub enum StreamEvent<'a> {
     /// First event: the message shell with id, model and the input usage.
     MessageStart {
         /// The message, with empty content.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         message: MessageStart<'a>,
     },
     /// A content block opens.
@@ -32,7 +38,7 @@ pub enum StreamEvent<'a> {
         /// Position of the block in the message.
         index: u32,
         /// The block, with empty text or input.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         content_block: ContentBlockStart<'a>,
     },
     /// A piece of the open block.
@@ -40,7 +46,7 @@ pub enum StreamEvent<'a> {
         /// Position of the block in the message.
         index: u32,
         /// The piece.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         delta: BlockDelta<'a>,
     },
     /// The block is complete.
@@ -51,10 +57,10 @@ pub enum StreamEvent<'a> {
     /// Top-level changes at the end: stop reason and the cumulative usage.
     MessageDelta {
         /// Stop reason and sequence.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         delta: MessageDelta<'a>,
         /// Cumulative usage (replaces, never adds to, `message_start`'s).
-        #[serde(default)]
+        #[cfg_attr(test, serde(default))]
         usage: Option<AnthropicUsage>,
     },
     /// Last event of a complete answer.
@@ -64,22 +70,515 @@ pub enum StreamEvent<'a> {
     /// The answer failed after the 200 was sent.
     Error {
         /// What went wrong.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         error: StreamError<'a>,
     },
     /// An event type this gateway does not know; ignored.
-    #[serde(other)]
+    #[cfg_attr(test, serde(other))]
     Unknown,
 }
 
 impl<'a> StreamEvent<'a> {
     /// Parses one event's `data`. A block delta in exactly the shape Anthropic writes
-    /// (nearly every event of a stream) is read directly; anything else goes through the
-    /// tagged derive, which buffers the whole event before it can look at its `type`.
+    /// (nearly every event of a stream) is read directly; anything else is split at its
+    /// `type` first, with the result and the errors of serde's `tag = "type"`.
     pub fn parse(data: &'a str) -> serde_json::Result<StreamEvent<'a>> {
         match parse_block_delta(data) {
             Some(event) => Ok(event),
-            None => serde_json::from_str(data),
+            None => Self::parse_tagged(data),
+        }
+    }
+
+    fn parse_tagged(data: &'a str) -> serde_json::Result<StreamEvent<'a>> {
+        let mut t: Tagged<'a> = serde_json::from_str(data)?;
+        let Tag::Name(tag) = std::mem::replace(&mut t.tag, Tag::Index(0)) else {
+            return Err(de::Error::invalid_type(
+                Unexpected::Unsigned(0),
+                &"a string",
+            ));
+        };
+        let (event, fields) = match tag.as_ref() {
+            "message_start" => (
+                StreamEvent::MessageStart {
+                    message: t.required(0, "message", message_start)?,
+                },
+                1,
+            ),
+            "content_block_start" => (
+                StreamEvent::ContentBlockStart {
+                    index: t.required(0, "index", index)?,
+                    content_block: t.required(1, "content_block", ContentBlockStart::from_node)?,
+                },
+                2,
+            ),
+            "content_block_delta" => (
+                StreamEvent::ContentBlockDelta {
+                    index: t.required(0, "index", index)?,
+                    delta: t.required(1, "delta", BlockDelta::from_node)?,
+                },
+                2,
+            ),
+            "content_block_stop" => (
+                StreamEvent::ContentBlockStop {
+                    index: t.required(0, "index", index)?,
+                },
+                1,
+            ),
+            "message_delta" => (
+                StreamEvent::MessageDelta {
+                    delta: t.required(0, "delta", message_delta)?,
+                    usage: t.or_default(1, "usage", |n| optional(n, usage))?,
+                },
+                2,
+            ),
+            "message_stop" => (StreamEvent::MessageStop, 0),
+            "ping" => (StreamEvent::Ping, 0),
+            "error" => (
+                StreamEvent::Error {
+                    error: t.required(0, "error", stream_error)?,
+                },
+                1,
+            ),
+            _ => (StreamEvent::Unknown, 0),
+        };
+        t.check_length(fields)?;
+        Ok(event)
+    }
+}
+
+impl<'a> ContentBlockStart<'a> {
+    fn from_node(node: Node<'a>) -> serde_json::Result<ContentBlockStart<'a>> {
+        let mut t = Tagged::from_node(node)?;
+        let names = ["text", "tool_use", "thinking", "redacted_thinking"];
+        let (block, fields) = match t.nested_tag(&names) {
+            "text" => (
+                ContentBlockStart::Text {
+                    text: t.or_default(0, "text", cow)?,
+                },
+                1,
+            ),
+            "tool_use" => (
+                ContentBlockStart::ToolUse {
+                    id: t.required(0, "id", cow)?,
+                    name: t.required(1, "name", cow)?,
+                },
+                2,
+            ),
+            "thinking" => (
+                ContentBlockStart::Thinking {
+                    thinking: t.or_default(0, "thinking", cow)?,
+                    signature: t.or_default(1, "signature", cow)?,
+                },
+                2,
+            ),
+            "redacted_thinking" => (
+                ContentBlockStart::RedactedThinking {
+                    data: t.required(0, "data", cow)?,
+                },
+                1,
+            ),
+            _ => (ContentBlockStart::Other, 0),
+        };
+        t.check_length(fields)?;
+        Ok(block)
+    }
+}
+
+impl<'a> BlockDelta<'a> {
+    fn from_node(node: Node<'a>) -> serde_json::Result<BlockDelta<'a>> {
+        let mut t = Tagged::from_node(node)?;
+        let names = [
+            "text_delta",
+            "input_json_delta",
+            "thinking_delta",
+            "signature_delta",
+        ];
+        let delta = match t.nested_tag(&names) {
+            "text_delta" => BlockDelta::TextDelta {
+                text: t.required(0, "text", cow)?,
+            },
+            "input_json_delta" => BlockDelta::InputJsonDelta {
+                partial_json: t.required(0, "partial_json", cow)?,
+            },
+            "thinking_delta" => BlockDelta::ThinkingDelta {
+                thinking: t.required(0, "thinking", cow)?,
+            },
+            "signature_delta" => BlockDelta::SignatureDelta {
+                signature: t.required(0, "signature", cow)?,
+            },
+            _ => BlockDelta::Other,
+        };
+        t.check_length(usize::from(!matches!(delta, BlockDelta::Other)))?;
+        Ok(delta)
+    }
+}
+
+/// A JSON value read once and kept, strings borrowed where they have no escapes: what
+/// serde buffers for a tagged enum (and so accepting the same), but one concrete type
+/// mapped by hand instead of a generic replay for every field's type.
+#[derive(Default)]
+enum Node<'a> {
+    #[default]
+    Null,
+    Other,
+    U64(u64),
+    Str(Cow<'a, str>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Node::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Node::Other) // JSON gives i64 only below zero
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Node::U64(v))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Node::Other)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Node::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Node::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Node::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(Str(key)) = map.next_key()? {
+            members.push((key, map.next_value()?));
+        }
+        Ok(Node::Map(members))
+    }
+}
+
+fn invalid(what: &'static str) -> serde_json::Error {
+    de::Error::invalid_type(Unexpected::Other("another type"), &what)
+}
+
+fn cow(node: Node<'_>) -> serde_json::Result<Cow<'_, str>> {
+    match node {
+        Node::Str(s) => Ok(s),
+        _ => Err(invalid("a string")),
+    }
+}
+
+fn index(node: Node<'_>) -> serde_json::Result<u32> {
+    match node {
+        Node::U64(n) => u32::try_from(n).map_err(|_| invalid("u32")),
+        _ => Err(invalid("u32")),
+    }
+}
+
+fn count(node: Node<'_>) -> serde_json::Result<u64> {
+    match node {
+        Node::U64(n) => Ok(n),
+        _ => Err(invalid("u64")),
+    }
+}
+
+/// `null` is `None`, as for serde's `Option`.
+fn optional<'a, T>(
+    node: Node<'a>,
+    parse: fn(Node<'a>) -> serde_json::Result<T>,
+) -> serde_json::Result<Option<T>> {
+    match node {
+        Node::Null => Ok(None),
+        node => parse(node).map(Some),
+    }
+}
+
+/// A plain struct's fields by name (ignoring others, refusing repeats) or, in the array
+/// form serde also takes, by position.
+fn fields<'a, const N: usize>(
+    node: Node<'a>,
+    names: [&'static str; N],
+) -> serde_json::Result<[Option<Node<'a>>; N]> {
+    let mut out = [const { None }; N];
+    match node {
+        Node::Map(members) => {
+            for (key, value) in members {
+                if let Some((name, slot)) = names.iter().zip(&mut out).find(|(n, _)| **n == key) {
+                    if slot.is_some() {
+                        return Err(de::Error::duplicate_field(name));
+                    }
+                    *slot = Some(value);
+                }
+            }
+        }
+        Node::Seq(items) => {
+            if items.len() > N {
+                return Err(de::Error::invalid_length(items.len(), &"fewer elements"));
+            }
+            for (slot, item) in out.iter_mut().zip(items) {
+                *slot = Some(item);
+            }
+        }
+        _ => return Err(invalid("a struct")),
+    }
+    Ok(out)
+}
+
+fn message_start(node: Node<'_>) -> serde_json::Result<MessageStart<'_>> {
+    let [id, model, usage_] = fields(node, ["id", "model", "usage"])?;
+    Ok(MessageStart {
+        id: id.map(cow).transpose()?.unwrap_or_default(),
+        model: model.map(cow).transpose()?.unwrap_or_default(),
+        usage: usage_.map(|n| optional(n, usage)).transpose()?.flatten(),
+    })
+}
+
+fn usage(node: Node<'_>) -> serde_json::Result<AnthropicUsage> {
+    let names = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ];
+    let [input, output, read, write] = fields(node, names)?;
+    let n = |f: Option<Node<'_>>| {
+        f.map(|n| optional(n, count))
+            .transpose()
+            .map(Option::flatten)
+    };
+    Ok(AnthropicUsage {
+        input_tokens: n(input)?,
+        output_tokens: n(output)?,
+        cache_read_input_tokens: n(read)?,
+        cache_creation_input_tokens: n(write)?,
+    })
+}
+
+fn message_delta(node: Node<'_>) -> serde_json::Result<MessageDelta<'_>> {
+    let [stop_reason] = fields(node, ["stop_reason"])?;
+    // Serde's `Option<Cow>` always owns its string.
+    let owned = |n| cow(n).map(|s| Cow::Owned(s.into_owned()));
+    Ok(MessageDelta {
+        stop_reason: stop_reason
+            .map(|n| optional(n, owned))
+            .transpose()?
+            .flatten(),
+    })
+}
+
+fn stream_error(node: Node<'_>) -> serde_json::Result<StreamError<'_>> {
+    let [kind, message] = fields(node, ["type", "message"])?;
+    Ok(StreamError {
+        kind: kind.map(cow).transpose()?.unwrap_or_default(),
+        message: message.map(cow).transpose()?.unwrap_or_default(),
+    })
+}
+
+/// A value tagged by `type`, split into the tag and the rest. Like serde's tagged enums it
+/// takes an object, the tag anywhere in it, or an array `[tag, field, ...]` with the
+/// fields in declaration order.
+struct Tagged<'a> {
+    tag: Tag<'a>,
+    rest: Node<'a>,
+}
+
+/// A tag is a string, but serde also takes a variant's position where it reads the tag
+/// from its buffer, as for the tagged values inside an event.
+enum Tag<'a> {
+    Name(Cow<'a, str>),
+    Index(u64),
+}
+
+impl<'a> Tagged<'a> {
+    fn from_node(node: Node<'a>) -> serde_json::Result<Tagged<'a>> {
+        let tag = |node| match node {
+            Node::Str(s) => Ok(Tag::Name(s)),
+            Node::U64(i) => Ok(Tag::Index(i)),
+            _ => Err(invalid("a string")),
+        };
+        match node {
+            Node::Seq(mut items) => {
+                if items.is_empty() {
+                    return Err(de::Error::missing_field("type"));
+                }
+                let first = items.remove(0);
+                Ok(Tagged {
+                    tag: tag(first)?,
+                    rest: Node::Seq(items),
+                })
+            }
+            Node::Map(mut members) => {
+                let mut found = None;
+                let mut i = 0;
+                while let Some((key, _)) = members.get(i) {
+                    if key == "type" {
+                        if found.is_some() {
+                            return Err(de::Error::duplicate_field("type"));
+                        }
+                        found = Some(members.remove(i).1);
+                    } else {
+                        i += 1;
+                    }
+                }
+                let found = found.ok_or_else(|| de::Error::missing_field("type"))?;
+                Ok(Tagged {
+                    tag: tag(found)?,
+                    rest: Node::Map(members),
+                })
+            }
+            _ => Err(invalid("an object tagged by type")),
+        }
+    }
+
+    /// The tag of a nested value, a position standing for the name at it.
+    fn nested_tag<'s>(&'s self, names: &[&'s str]) -> &'s str {
+        match &self.tag {
+            Tag::Name(name) => name,
+            Tag::Index(i) => usize::try_from(*i)
+                .ok()
+                .and_then(|i| names.get(i))
+                .copied()
+                .unwrap_or(""),
+        }
+    }
+
+    /// Field `name`, number `pos` of the array form; an error when it appears twice.
+    fn field<T>(
+        &mut self,
+        pos: usize,
+        name: &'static str,
+        parse: impl FnOnce(Node<'a>) -> serde_json::Result<T>,
+    ) -> serde_json::Result<Option<T>> {
+        let node = match &mut self.rest {
+            Node::Seq(items) => items.get_mut(pos).map(std::mem::take),
+            Node::Map(members) => {
+                let mut found = None;
+                for (key, value) in members.iter_mut() {
+                    if key == name {
+                        if found.is_some() {
+                            return Err(de::Error::duplicate_field(name));
+                        }
+                        found = Some(std::mem::take(value));
+                    }
+                }
+                found
+            }
+            _ => None,
+        };
+        node.map(parse).transpose()
+    }
+
+    fn required<T>(
+        &mut self,
+        pos: usize,
+        name: &'static str,
+        parse: impl FnOnce(Node<'a>) -> serde_json::Result<T>,
+    ) -> serde_json::Result<T> {
+        self.field(pos, name, parse)?
+            .ok_or_else(|| de::Error::missing_field(name))
+    }
+
+    fn or_default<T: Default>(
+        &mut self,
+        pos: usize,
+        name: &'static str,
+        parse: impl FnOnce(Node<'a>) -> serde_json::Result<T>,
+    ) -> serde_json::Result<T> {
+        Ok(self.field(pos, name, parse)?.unwrap_or_default())
+    }
+
+    /// The array form may not carry more than the variant's fields.
+    fn check_length(&self, fields: usize) -> serde_json::Result<()> {
+        match &self.rest {
+            Node::Seq(items) if items.len() > fields => {
+                Err(de::Error::invalid_length(items.len(), &"fewer elements"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The event itself: its tag is read straight from the JSON, so only a string will do.
+impl<'de> Deserialize<'de> for Tagged<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TaggedVisitor)
+    }
+}
+
+struct TaggedVisitor;
+
+/// Read as a [`Node`], not a [`Str`]: that keeps the block delta's string read inlined.
+fn top_tag<E: de::Error>(node: Node<'_>) -> Result<Cow<'_, str>, E> {
+    match node {
+        Node::Str(s) => Ok(s),
+        _ => Err(E::invalid_type(
+            Unexpected::Other("another type"),
+            &"a string",
+        )),
+    }
+}
+
+impl<'de> Visitor<'de> for TaggedVisitor {
+    type Value = Tagged<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object tagged by type")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let Some(tag) = seq.next_element()? else {
+            return Err(de::Error::missing_field("type"));
+        };
+        let tag = top_tag(tag)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Tagged {
+            tag: Tag::Name(tag),
+            rest: Node::Seq(items),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut tag = None;
+        let mut members = Vec::new();
+        while let Some(Str(key)) = map.next_key()? {
+            if key == "type" {
+                if tag.is_some() {
+                    return Err(de::Error::duplicate_field("type"));
+                }
+                tag = Some(top_tag(map.next_value()?)?);
+            } else {
+                members.push((key, map.next_value()?));
+            }
+        }
+        match tag {
+            Some(tag) => Ok(Tagged {
+                tag: Tag::Name(tag),
+                rest: Node::Map(members),
+            }),
+            None => Err(de::Error::missing_field("type")),
         }
     }
 }
@@ -151,107 +650,118 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 }
 
 /// The `message` of `message_start`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct MessageStart<'a> {
     /// `msg_...`.
-    #[serde(default, borrow)]
+    #[cfg_attr(test, serde(default, borrow))]
     pub id: Cow<'a, str>,
     /// The model that answers.
-    #[serde(default, borrow)]
+    #[cfg_attr(test, serde(default, borrow))]
     pub model: Cow<'a, str>,
     /// Input usage and an initial output count.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub usage: Option<AnthropicUsage>,
 }
 
 /// The `content_block` of `content_block_start`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    test,
+    derive(Deserialize),
+    serde(tag = "type", rename_all = "snake_case")
+)]
 pub enum ContentBlockStart<'a> {
     /// Text; normally empty here, the text follows in deltas.
     Text {
         /// Initial text.
-        #[serde(default, borrow)]
+        #[cfg_attr(test, serde(default, borrow))]
         text: Cow<'a, str>,
     },
     /// A client tool call; the arguments follow as `input_json_delta` pieces.
     ToolUse {
         /// `toolu_...`, echoed by the tool result.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         id: Cow<'a, str>,
         /// The tool's name.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         name: Cow<'a, str>,
     },
     /// Extended thinking; the text and signature follow in deltas.
     Thinking {
         /// Initial thinking text.
-        #[serde(default, borrow)]
+        #[cfg_attr(test, serde(default, borrow))]
         thinking: Cow<'a, str>,
         /// Initial signature.
-        #[serde(default, borrow)]
+        #[cfg_attr(test, serde(default, borrow))]
         signature: Cow<'a, str>,
     },
     /// Thinking the safety systems encrypted; complete in this event.
     RedactedThinking {
         /// The encrypted payload, to be sent back verbatim.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         data: Cow<'a, str>,
     },
     /// Server tools and their results, and block types added later; not shown to clients.
-    #[serde(other)]
+    #[cfg_attr(test, serde(other))]
     Other,
 }
 
 /// The `delta` of `content_block_delta`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    test,
+    derive(Deserialize),
+    serde(tag = "type", rename_all = "snake_case")
+)]
 pub enum BlockDelta<'a> {
     /// More text.
     TextDelta {
         /// The text piece.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         text: Cow<'a, str>,
     },
     /// A piece of a tool call's JSON input (not valid JSON on its own).
     InputJsonDelta {
         /// The piece.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         partial_json: Cow<'a, str>,
     },
     /// More thinking text.
     ThinkingDelta {
         /// The text piece.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         thinking: Cow<'a, str>,
     },
     /// A piece of the thinking block's signature.
     SignatureDelta {
         /// The piece.
-        #[serde(borrow)]
+        #[cfg_attr(test, serde(borrow))]
         signature: Cow<'a, str>,
     },
     /// Citations and delta types added later; ignored.
-    #[serde(other)]
+    #[cfg_attr(test, serde(other))]
     Other,
 }
 
 /// The `delta` of `message_delta`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct MessageDelta<'a> {
     /// `end_turn`, `max_tokens`, `tool_use`, ...
-    #[serde(default, borrow)]
+    #[cfg_attr(test, serde(default, borrow))]
     pub stop_reason: Option<Cow<'a, str>>,
 }
 
 /// The `error` of an `error` event.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(Deserialize))]
 pub struct StreamError<'a> {
     /// `overloaded_error`, `api_error`, `rate_limit_error`, ...
-    #[serde(rename = "type", default, borrow)]
+    #[cfg_attr(test, serde(rename = "type", default, borrow))]
     pub kind: Cow<'a, str>,
     /// Human-readable message.
-    #[serde(default, borrow)]
+    #[cfg_attr(test, serde(default, borrow))]
     pub message: Cow<'a, str>,
 }
 
@@ -434,6 +944,16 @@ mod tests {
             r#"{"type":"error"}"#,
             r#"{"type":"brand_new","x":1}"#,
             r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":1}}"#,
+            r#"{"type":"message_delta","delta":["end_turn"],"usage":[1,2]}"#,
+            r#"{"type":"message_delta","delta":["end_turn",1],"usage":[1,2,3,4]}"#,
+            r#"{"type":"message_delta","delta":[],"usage":[1,2,3,4,5]}"#,
+            r#"{"type":"message_delta","delta":[null],"usage":[null,-1]}"#,
+            r#"{"type":"message_start","message":["id","model",[1,2,3,4]]}"#,
+            r#"{"type":"message_start","message":["id","model",null,1]}"#,
+            r#"{"type":"error","error":["overloaded_error","m"]}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":[1,"t","n"]}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":[0,"a"]}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":[9,"a"]}"#,
             r#"["message_stop"]"#,
             r#"["content_block_stop",0]"#,
             r#"{"type":5}"#,
@@ -443,6 +963,7 @@ mod tests {
         for s in cases {
             let tagged = serde_json::from_str::<StreamEvent<'_>>(s).ok();
             assert_eq!(StreamEvent::parse(s).ok(), tagged, "{s}");
+            assert_eq!(StreamEvent::parse_tagged(s).ok(), tagged, "{s}");
         }
         // Anthropic's own shape takes the direct way.
         for s in &cases[..4] {
@@ -462,6 +983,236 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The object's members in order, unparsed (keys decoded).
+    fn members(s: &str) -> Option<Vec<(String, String)>> {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(s).ok()?;
+        let body = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+        // Split at top-level commas and the first top-level colon of each member.
+        let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+        let mut parts = vec![String::new()];
+        for c in body.chars() {
+            if esc {
+                esc = false;
+            } else if in_str {
+                esc = c == '\\';
+                in_str = c != '"';
+            } else {
+                match c {
+                    '"' => in_str = true,
+                    '[' | '{' => depth += 1,
+                    ']' | '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        parts.push(String::new());
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            parts.last_mut().unwrap().push(c);
+        }
+        let mut out = Vec::new();
+        for part in parts.iter().filter(|p| !p.trim().is_empty()) {
+            let mut de = serde_json::Deserializer::from_str(part).into_iter::<String>();
+            let key = de.next()?.ok()?;
+            let rest = part[de.byte_offset()..].trim_start().strip_prefix(':')?;
+            out.push((key, rest.trim().to_owned()));
+        }
+        Some(out)
+    }
+
+    fn object(members: &[(String, String)]) -> String {
+        let body: Vec<String> = members
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+            .collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    /// Deterministic variants of one JSON object: members dropped, doubled, moved,
+    /// retyped or renamed, the array form, and the same inside nested objects.
+    fn mutants(s: &str, depth: u32, out: &mut Vec<String>) {
+        const VALUES: &[&str] = &[
+            "null",
+            "0",
+            "1",
+            "-1",
+            "4294967296",
+            "1.5",
+            "\"s\"",
+            "\"a\\\"b\"",
+            "[]",
+            "{}",
+            "true",
+            "[1]",
+            "[\"text\"]",
+        ];
+        const TAGS: &[&str] = &[
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+            "ping",
+            "error",
+            "brand_new",
+            "text",
+            "tool_use",
+            "thinking",
+            "redacted_thinking",
+            "server_tool_use",
+            "text_delta",
+            "input_json_delta",
+            "thinking_delta",
+            "signature_delta",
+            "citations_delta",
+            "t\\u0065xt",
+            "p\\u0069ng",
+        ];
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut values: Vec<String> = VALUES.iter().map(|v| (*v).to_owned()).collect();
+        values.extend(["1e400", "-1e400", "18446744073709551616", "\"\\ud800\""].map(String::from));
+        values.extend((123..=129).map(deep));
+        let Some(m) = members(s) else { return };
+        for i in 0..m.len() {
+            let mut v = m.clone();
+            v.remove(i);
+            out.push(object(&v));
+            let mut v = m.clone();
+            v.push(m[i].clone());
+            out.push(object(&v));
+            let mut v = m.clone();
+            let moved = v.remove(i);
+            v.push(moved);
+            out.push(object(&v));
+            let mut v = m.clone();
+            v[i].0 = format!("{}x", m[i].0);
+            out.push(object(&v));
+            for value in &values {
+                let mut v = m.clone();
+                v[i].1 = value.clone();
+                out.push(object(&v));
+            }
+            if m[i].0 == "type" {
+                for tag in TAGS {
+                    let mut v = m.clone();
+                    v[i].1 = format!("\"{tag}\"");
+                    out.push(object(&v));
+                }
+                // The array form: the tag, then the other values in order.
+                let rest: Vec<&str> = m
+                    .iter()
+                    .filter(|(k, _)| k != "type")
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                for n in 0..=rest.len() {
+                    let mut items = vec![m[i].1.as_str()];
+                    items.extend(&rest[..n]);
+                    out.push(format!("[{}]", items.join(",")));
+                }
+                let mut items = vec![m[i].1.as_str()];
+                items.extend(&rest);
+                items.push("null");
+                out.push(format!("[{}]", items.join(",")));
+                // The tag key escaped.
+                let mut text = object(&m);
+                text = text.replacen("\"type\"", "\"t\\u0079pe\"", 1);
+                out.push(text);
+            }
+            if depth > 0 && m[i].1.starts_with('{') {
+                let mut nested = Vec::new();
+                mutants(&m[i].1, depth - 1, &mut nested);
+                for n in nested {
+                    let mut v = m.clone();
+                    v[i].1 = n;
+                    out.push(object(&v));
+                }
+            }
+        }
+        // Text cuts: every JSON error the parser can meet midway.
+        for end in (0..s.len()).step_by(5) {
+            if let Some(cut) = s.get(..end) {
+                out.push(cut.to_owned());
+            }
+        }
+        out.push(format!("{s} "));
+        out.push(format!(" {s}x"));
+        out.push(s.replace("\"text\":\"", "\"text\":\"\\u00e9"));
+        out.push(s.replace('"', "\"\\u0020"));
+    }
+
+    /// Which strings of an event are borrowed, to compare where `PartialEq` does not look.
+    fn borrowed(e: &StreamEvent<'_>) -> Vec<bool> {
+        let b = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+        match e {
+            StreamEvent::MessageStart { message } => vec![b(&message.id), b(&message.model)],
+            StreamEvent::ContentBlockStart { content_block, .. } => match content_block {
+                ContentBlockStart::Text { text } => vec![b(text)],
+                ContentBlockStart::ToolUse { id, name } => vec![b(id), b(name)],
+                ContentBlockStart::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    vec![b(thinking), b(signature)]
+                }
+                ContentBlockStart::RedactedThinking { data } => vec![b(data)],
+                ContentBlockStart::Other => vec![],
+            },
+            StreamEvent::ContentBlockDelta { delta, .. } => match delta {
+                BlockDelta::TextDelta { text: s }
+                | BlockDelta::InputJsonDelta { partial_json: s }
+                | BlockDelta::ThinkingDelta { thinking: s }
+                | BlockDelta::SignatureDelta { signature: s } => vec![b(s)],
+                BlockDelta::Other => vec![],
+            },
+            StreamEvent::Error { error } => vec![b(&error.kind), b(&error.message)],
+            _ => vec![],
+        }
+    }
+
+    /// Every event of every recorded Anthropic stream, and many variants of each, parse to
+    /// the same value (borrowing alike) or fail alike, both ways.
+    #[test]
+    fn parse_agrees_with_tagged_derive_on_fixtures() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/anthropic");
+        let mut events = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path().join("upstream.sse");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for line in text.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    events.insert(data.strip_prefix(' ').unwrap_or(data).to_owned());
+                }
+            }
+        }
+        assert!(events.len() > 20, "{}", events.len());
+        let mut cases = Vec::new();
+        for e in &events {
+            cases.push(e.clone());
+            mutants(e, 2, &mut cases);
+        }
+        let (mut ok, mut err) = (0, 0);
+        for s in &cases {
+            let tagged = serde_json::from_str::<StreamEvent<'_>>(s);
+            let ours = StreamEvent::parse(s);
+            let direct = StreamEvent::parse_tagged(s);
+            match (&tagged, &ours, &direct) {
+                (Ok(t), Ok(o), Ok(d)) => {
+                    assert_eq!(t, o, "{s}");
+                    assert_eq!(t, d, "{s}");
+                    assert_eq!(borrowed(t), borrowed(o), "{s}");
+                    assert_eq!(borrowed(t), borrowed(d), "{s}");
+                    ok += 1;
+                }
+                (Err(_), Err(_), Err(_)) => err += 1,
+                _ => panic!("{s}: tagged {tagged:?}, parse {ours:?}, split {direct:?}"),
+            }
+        }
+        assert!(ok > 1000 && err > 1000, "{ok} ok, {err} err");
     }
 
     /// Error types map to the OpenAI classes clients retry on.
