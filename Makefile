@@ -26,6 +26,7 @@ help:
 	@echo "make build - build the .wasm ($(WASM)) and the llm-gateway CLI"
 	@echo "make render-istio - render the Istio resources into $(ISTIO_DIR)/"
 	@echo "make lint  - rustfmt and clippy"
+	@echo "make bench - load test against plain Envoy; make bench-instructions - Envoy instructions per request (callgrind)"
 	@echo "make fuzz  - fuzz every parser and translator for longer (FUZZ_SECONDS per target, default 60)"
 	@echo "make soak  - mixed traffic with injected faults for SOAK_SECONDS (default 600); figures in $(SOAK_REPORT)"
 
