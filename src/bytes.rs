@@ -1,4 +1,35 @@
-//! Byte-string search shared by the stream and key-scrubbing code.
+//! Byte and byte-string search shared by the stream, key-scrubbing and request-text code.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit of every byte that is zero in `x` (and maybe of bytes above one that is): never
+/// misses a zero byte, so the lowest bit set is exact and other candidates are checked.
+fn zeros(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// Position of the first `byte` in `hay`, eight bytes at a time.
+pub fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    let pattern = ONES * u64::from(byte);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break;
+        };
+        let hits = zeros(u64::from_le_bytes(word) ^ pattern);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == byte)
+        .map(|i| at + i)
+}
 
 /// Position of the first `needle` in `hay` (`None` for an empty needle).
 ///
@@ -9,13 +40,8 @@
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
     let Some(&second) = rest.first() else {
-        return hay.iter().position(|&b| b == first);
+        return find_byte(hay, first);
     };
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // High bit of every byte that is zero in `x` (and maybe of bytes above one that is):
-    // never misses a zero byte, and every candidate is checked exactly below.
-    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let (a, b) = (ONES * u64::from(first), ONES * u64::from(second));
     let matches_at = |i: usize| hay.get(i..i.saturating_add(needle.len())) == Some(needle);
     let mut at = 0usize;
@@ -41,7 +67,7 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::find;
+    use super::{find, find_byte};
 
     #[test]
     fn finds_the_first_occurrence() {
@@ -82,6 +108,9 @@ mod tests {
                 .windows(needle.len())
                 .position(|w| w == needle.as_slice());
             assert_eq!(find(&hay, &needle), naive, "{hay:?} {needle:?}");
+            let byte = needle[0];
+            let naive = hay.iter().position(|&b| b == byte);
+            assert_eq!(find_byte(&hay, byte), naive, "{hay:?} {byte}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-pub use crate::bytes::find;
+use crate::bytes::find;
 
 /// Shortest key scrubbed by exact match: a shorter "key" would mangle ordinary text.
 pub const MIN_SCRUBBED_KEY_LEN: usize = 8;

@@ -549,7 +549,6 @@ mod tests {
         }
     }
 
-    /// Every split point of a stream gives the same events as the unsplit stream.
     #[test]
     fn last_events_are_the_tail() {
         let out = b"data: 1\n\ndata: 2\n\ndata: 3\n\n";
@@ -561,6 +560,7 @@ mod tests {
         assert_eq!(last_events(b"data: x\n\n", 1), b"data: x\n\n");
     }
 
+    /// Every split point of a stream gives the same events as the unsplit stream.
     #[test]
     fn every_split_point() {
         let input = "\u{FEFF}: c\r\nevent: message_start\r\ndata: {\"a\":\"h\u{e9}llo \u{1F600}\"}\r\n\r\n: long comment\rdata: b\r\rdata\n\n"

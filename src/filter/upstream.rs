@@ -473,11 +473,7 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
-                // Only the last events of a piece can be the usage chunk: a long stream's
-                // text is not scanned again and again.
-                if !self.usage_annotated
-                    && find_bytes(crate::sse::last_events(&out, 2), b"\"usage\"")
-                {
+                if !self.usage_annotated {
                     // The usage chunk carries the stream's final usage: price it there.
                     if let Some(u) = translator.stream_usage() {
                         let cost = self.cost_of(&u);
@@ -545,8 +541,4 @@ impl HttpContext for UpstreamHttp {
             ResponseMode::Pending | ResponseMode::PassThrough => Action::Continue,
         }
     }
-}
-
-fn find_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    crate::bytes::find(hay, needle).is_some()
 }

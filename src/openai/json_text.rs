@@ -166,31 +166,9 @@ fn canonical_escape(bytes: &[u8], at: usize) -> Option<usize> {
     }
 }
 
-/// Index of the first `\` at or after `from`, looking at eight bytes at a time.
+/// Index of the first `\\` at or after `from`.
 fn find_backslash(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const BACKSLASHES: u64 = ONES * b'\\' as u64;
-    let rest = bytes.get(from..)?;
-    let mut chunks = rest.chunks_exact(8);
-    let mut offset = from;
-    for chunk in &mut chunks {
-        let Some(word) = chunk.first_chunk::<8>() else {
-            break;
-        };
-        let x = u64::from_le_bytes(*word) ^ BACKSLASHES;
-        // High bit of each zero byte of `x` (a `\`); the lowest one set is exact, only
-        // bytes above a match can be flagged wrongly.
-        let found = x.wrapping_sub(ONES) & !x & (ONES << 7);
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\\')
-        .map(|p| offset + p)
+    crate::bytes::find_byte(bytes.get(from..)?, b'\\').map(|i| from + i)
 }
 
 impl From<String> for JsonText {

@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::chat::{ThinkingBlock, UsageBody};
+use crate::bytes::find;
 use crate::error::GatewayError;
+use crate::sse::last_events;
 
 /// The line that ends every OpenAI stream.
 pub const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
@@ -413,18 +415,25 @@ pub struct AnswerMeta<'a> {
 }
 
 /// Adds the gateway's metadata to the usage chunk in `out` (a `data:` event whose
-/// `choices` is empty and which carries `usage`), wherever it stands in `out`:
-/// `usage.cost_usd` and an `llm_gateway` object with provider, model, deployment and
-/// attempts. The OpenAI SDK keeps unknown fields, so clients can read them. Other events
-/// are left byte for byte. Returns whether a usage chunk was found.
+/// `choices` is empty and which carries `usage`): `usage.cost_usd` and an `llm_gateway`
+/// object with provider, model, deployment and attempts. The OpenAI SDK keeps unknown
+/// fields, so clients can read them. Other events are left byte for byte. Returns whether
+/// a usage chunk was found.
+///
+/// The usage chunk is a stream's last chunk, so only the last two events of a piece are
+/// looked at (it may be followed by `[DONE]`): a long stream's text is not scanned again
+/// for every piece.
 pub fn annotate_usage_chunk(out: &mut Vec<u8>, meta: &AnswerMeta<'_>) -> bool {
+    let tail = last_events(out, 2);
     // Cheap test first: most pieces of a stream carry no usage at all.
-    if find(out, b"\"usage\"").is_none() {
+    if find(tail, b"\"usage\"").is_none() {
         return false;
     }
+    let head_len = out.len().saturating_sub(tail.len());
     let mut rewritten: Vec<u8> = Vec::with_capacity(out.len() + 160);
+    rewritten.extend_from_slice(out.get(..head_len).unwrap_or_default());
     let mut found = false;
-    let mut rest: &[u8] = out;
+    let mut rest: &[u8] = tail;
     while !rest.is_empty() {
         let (event, next) = match find(rest, b"\n\n") {
             Some(i) => rest.split_at_checked(i + 2).unwrap_or((rest, &[])),
@@ -484,8 +493,6 @@ fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
     e.extend_from_slice(b"\n\n");
     Some(e)
 }
-
-use crate::bytes::find;
 
 #[cfg(test)]
 mod head_tests {
@@ -621,6 +628,25 @@ mod annotate_tests {
             text.contains("\"cost_usd\":6e-6") || text.contains("\"cost_usd\":0.000006"),
             "{text}"
         );
+    }
+
+    /// Only a piece's last two events are looked at; what comes before stays byte for byte.
+    #[test]
+    fn annotates_only_at_the_end_of_a_piece() {
+        let usage = "data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n";
+        let content = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n";
+        let before = content.repeat(3);
+        let mut out = format!("{before}{usage}data: [DONE]\n\n").into_bytes();
+        assert!(annotate_usage_chunk(&mut out, &meta(Some(6))));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(&before), "{text}");
+        assert!(text.contains("\"llm_gateway\""), "{text}");
+        assert!(text.ends_with("}\n\ndata: [DONE]\n\n"), "{text}");
+        // A usage chunk with two events after it is not the stream's last chunk.
+        let original = format!("{usage}{content}{content}").into_bytes();
+        let mut out = original.clone();
+        assert!(!annotate_usage_chunk(&mut out, &meta(Some(6))));
+        assert_eq!(out, original);
     }
 
     /// A content chunk that happens to carry usage (some servers do) is not the usage chunk.

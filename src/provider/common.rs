@@ -6,7 +6,24 @@ use serde_json::Value;
 use super::ProviderOptions;
 use crate::error::GatewayError;
 use crate::json_path;
-use crate::openai::ChatRequest;
+use crate::openai::{ChatRequest, ResponseFormat};
+
+/// The request's `response_format`, `None` when absent or null; a malformed one is a 400
+/// naming the field inside it.
+pub fn parse_response_format(chat: &ChatRequest) -> Result<Option<ResponseFormat>, GatewayError> {
+    let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    json_path::from_value(value).map(Some).map_err(|e| {
+        let param = if e.path.is_empty() {
+            "response_format".to_string()
+        } else {
+            format!("response_format.{}", e.path)
+        };
+        let message = format!("invalid `{param}`: {}", e.message);
+        GatewayError::invalid_param(param, message)
+    })
+}
 
 /// Parses the client body, naming the field that does not fit.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {

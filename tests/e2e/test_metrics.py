@@ -208,6 +208,8 @@ def test_access_log_adds_up(observed):
     priced = [l for l in chat if l["status"] == 200 and l["model"] in ("gpt-test", "claude-test")]
     assert priced and all(int(l["cost_micro_usd"]) > 0 for l in priced), priced
     assert fallback[0]["cost_micro_usd"] is None, fallback[0]
+    # Tokens an answer had none of are not written: null, not "0".
+    assert fallback[0]["cached_tokens"] is None and fallback[0]["reasoning_tokens"] is None, fallback[0]
 
 
 def test_cost_counters(observed):

@@ -24,14 +24,13 @@ use super::schema::{
     SystemPrompt, TextBlockParam, ThinkingConfig, ToolChoiceParam, ToolParam, ToolResultContent,
 };
 use crate::error::GatewayError;
-use crate::json_path;
 use crate::openai::{
-    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, ResponseFormat, Role,
-    ThinkingBlock, ToolCall, ToolChoice,
+    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, Role, ThinkingBlock, ToolCall,
+    ToolChoice,
 };
 use crate::provider::common::{
-    check_logprobs_and_bias, parse_chat_request, parse_data_url, split_thought_signature,
-    ParamPolicy,
+    check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
+    split_thought_signature, ParamPolicy,
 };
 use crate::provider::Target;
 use serde_json::{json, Map, Value};
@@ -595,18 +594,9 @@ enum Format {
 }
 
 fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
-    let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
+    let Some(format) = parse_response_format(chat)? else {
         return Ok(Format::Text);
     };
-    let format: ResponseFormat = json_path::from_value(value).map_err(|e| {
-        let param = if e.path.is_empty() {
-            "response_format".to_string()
-        } else {
-            format!("response_format.{}", e.path)
-        };
-        let message = format!("invalid `{param}`: {}", e.message);
-        GatewayError::invalid_param(param, message)
-    })?;
     match format.kind.as_str() {
         "text" => Ok(Format::Text),
         "json_object" => Ok(Format::JsonObject),

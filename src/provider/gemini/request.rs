@@ -39,14 +39,12 @@ use super::schema::{
     ThinkingConfig, Tool, ToolConfig,
 };
 use crate::error::GatewayError;
-use crate::json_path;
 use crate::openai::{
-    ChatRequest, Content as ChatContent, ContentPart, Message, ResponseFormat, Role, ToolCall,
-    ToolChoice,
+    ChatRequest, Content as ChatContent, ContentPart, Message, Role, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_logprobs_and_bias, parse_chat_request, parse_data_url, split_thought_signature,
-    ParamPolicy,
+    check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
+    split_thought_signature, ParamPolicy,
 };
 use crate::provider::Target;
 
@@ -556,18 +554,9 @@ fn mime_from_extension(url: &str) -> Option<&'static str> {
 
 /// `response_format` → `responseMimeType` and `responseJsonSchema`.
 fn response_format(chat: &ChatRequest) -> Result<(Option<String>, Option<Value>), GatewayError> {
-    let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
+    let Some(format) = parse_response_format(chat)? else {
         return Ok((None, None));
     };
-    let format: ResponseFormat = json_path::from_value(value).map_err(|e| {
-        let param = if e.path.is_empty() {
-            "response_format".to_string()
-        } else {
-            format!("response_format.{}", e.path)
-        };
-        let message = format!("invalid `{param}`: {}", e.message);
-        GatewayError::invalid_param(param, message)
-    })?;
     let json = Some("application/json".to_string());
     match format.kind.as_str() {
         "text" => Ok((None, None)),
