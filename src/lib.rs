@@ -33,6 +33,7 @@ pub mod error;
 pub mod hashing;
 pub mod header_map;
 pub mod json_path;
+pub mod json_scan;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

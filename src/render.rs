@@ -513,7 +513,15 @@ fn bootstrap_base(config: &GatewayConfig) -> Value {
         // Turn the filter's `.label=value;` stat name segments into Prometheus labels.
         "stats_config": {"stats_tags": stats_tags()},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": config.general.admin_port}}},
+        "memory_allocator_manager": memory_release(),
     })
+}
+
+/// Hands memory the allocator holds free back to the system, up to 16 MiB a second.
+/// Compiling the module leaves tens of MiB of freed pages in tcmalloc, which it keeps by
+/// default; they are released within seconds of start-up.
+pub fn memory_release() -> Value {
+    json!({"bytes_to_release": 16 * 1024 * 1024, "memory_release_interval": "1s"})
 }
 
 /// Renders the Envoy bootstrap with static resources. `gateway_json` is the gateway
@@ -664,6 +672,16 @@ mod tests {
         );
         assert_eq!(routes[0]["route"]["cluster"], "llm_claude");
         assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
+    }
+
+    /// The allocator hands free pages back to the system.
+    #[test]
+    fn memory_release() {
+        let b = render(sample());
+        assert_eq!(
+            b["memory_allocator_manager"],
+            json!({"bytes_to_release": 16_777_216, "memory_release_interval": "1s"})
+        );
     }
 
     /// The dynamic form watches lds.yaml/cds.yaml in the directory and carries the same

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::config::{FilterRole, GatewayConfig};
 use crate::render::{
-    access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config,
+    access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config, memory_release,
     router_typed_config, stats_tags, wasm_typed_config, UNROUTED_BODY,
 };
 
@@ -498,7 +498,10 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
 /// The bootstrap override: Envoy merges it into Istio's bootstrap (`--config-yaml`), so
 /// these tag rules are appended to Istio's own.
 pub fn bootstrap_override() -> Value {
-    json!({"stats_config": {"stats_tags": stats_tags()}})
+    json!({
+        "stats_config": {"stats_tags": stats_tags()},
+        "memory_allocator_manager": memory_release(),
+    })
 }
 
 fn stats_configmap(options: &IstioOptions) -> Result<Value, String> {

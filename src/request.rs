@@ -121,26 +121,9 @@ pub fn estimate_prompt_tokens(request: &ChatRequest) -> u64 {
     for t in request.tools.iter().flatten() {
         bytes += t.function.name.len() as u64;
         bytes += t.function.description.as_ref().map_or(0, |d| d.len()) as u64;
-        bytes += t.function.parameters.as_ref().map_or(0, json_text_len);
+        bytes += t.function.parameters.as_ref().map_or(0, |p| p.get().len()) as u64;
     }
     bytes.div_ceil(4) + extra
-}
-
-/// About how long `value` is as JSON text, without writing it.
-fn json_text_len(value: &Value) -> u64 {
-    match value {
-        Value::Null | Value::Bool(_) => 5,
-        Value::Number(_) => 8,
-        Value::String(s) => s.len() as u64 + 2,
-        Value::Array(items) => items.iter().map(|v| json_text_len(v) + 1).sum::<u64>() + 2,
-        Value::Object(fields) => {
-            fields
-                .iter()
-                .map(|(k, v)| k.len() as u64 + 4 + json_text_len(v))
-                .sum::<u64>()
-                + 2
-        }
-    }
 }
 
 fn check_messages(request: &ChatRequest) -> Result<(), GatewayError> {

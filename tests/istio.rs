@@ -428,7 +428,10 @@ fn stats_and_pod_settings() {
     let override_: Value = serde_json::from_str(text).unwrap();
     assert_eq!(
         override_,
-        json!({"stats_config": {"stats_tags": render::stats_tags()}})
+        json!({
+            "stats_config": {"stats_tags": render::stats_tags()},
+            "memory_allocator_manager": render::memory_release(),
+        })
     );
 
     let values = &file(&files, "gateway-values.yaml")[0];

@@ -18,9 +18,7 @@ use crate::header_map;
 use crate::metrics;
 use crate::openai::{annotate_usage_chunk, AnswerMeta, DONE_EVENT};
 use crate::pricing;
-use crate::provider::{
-    translator_for, StreamPreamble, Target, Translator, PROVIDER_REQUEST_HEADERS,
-};
+use crate::provider::{translator_for, StreamPreamble, Target, Translator};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::Usage;
 
@@ -53,6 +51,8 @@ pub struct UpstreamHttp {
     stream_finished: bool,
     /// The usage chunk got its cost annotation.
     usage_annotated: bool,
+    /// The provider's answer already says `content-type: application/json`.
+    provider_sent_json: bool,
     /// The usage last written to filter state.
     published_usage: Option<Usage>,
     attempts: u64,
@@ -71,6 +71,7 @@ impl UpstreamHttp {
             mode: ResponseMode::Pending,
             stream_finished: false,
             usage_annotated: false,
+            provider_sent_json: false,
             published_usage: None,
             attempts: 1,
             report: None,
@@ -202,25 +203,21 @@ impl UpstreamHttp {
 
         // Envoy shares the request header map across attempts: clear every provider
         // header so nothing from an earlier attempt's provider leaks into this one.
-        // Only headers actually present cost a host call.
         let raw = host::get_headers(Map::RequestHeaders).unwrap_or_default();
         let present = header_map::decode(&raw);
-        let names = PROVIDER_REQUEST_HEADERS
-            .iter()
-            .chain(routing::INTERNAL_REQUEST_HEADERS)
-            .copied();
-        host::remove_present(Map::RequestHeaders, present.as_deref(), names).map_err(|e| {
-            GatewayError::internal(format!(
-                "could not clear the provider request headers (host status {})",
-                e.0
-            ))
-        })?;
-        Self::set_request_header(":path", &upstream.path)?;
-        Self::set_request_header("content-type", "application/json")?;
-        for (name, value) in &upstream.headers {
+        let changes =
+            upstream.header_changes(present.as_deref(), routing::INTERNAL_REQUEST_HEADERS);
+        for name in &changes.remove {
+            host::remove_header(Map::RequestHeaders, name).map_err(|e| {
+                GatewayError::internal(format!(
+                    "could not clear the provider request header {name} (host status {})",
+                    e.0
+                ))
+            })?;
+        }
+        for (name, value) in &changes.set {
             Self::set_request_header(name, value)?;
         }
-        Self::set_request_header("content-length", &upstream.body.len().to_string())?;
         host::set_buffer(Buffer::RequestBody, 0, body_size, &upstream.body).map_err(|e| {
             GatewayError::internal(format!(
                 "could not replace the request body (host status {})",
@@ -335,9 +332,17 @@ impl HttpContext for UpstreamHttp {
             self.mode = ResponseMode::PassThrough;
             return Action::Continue;
         };
-        let status = host::header_text(Map::ResponseHeaders, ":status")
+        // The whole map in one host call: the status, and which of the headers the
+        // gateway rewrites already have the right value (each change is a host call too).
+        let raw = host::get_headers(Map::ResponseHeaders).unwrap_or_default();
+        let headers = header_map::decode(&raw);
+        let value = |name: &str| headers.as_deref().and_then(|h| header_map::find(h, name));
+        let present = |name: &str| headers.is_none() || value(name).is_some();
+        let status = value(":status")
+            .and_then(|s| std::str::from_utf8(s).ok())
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(502);
+        self.provider_sent_json = value("content-type") == Some(b"application/json");
         self.upstream_status = status;
         let client_status = translator.response_status(status);
         let is_stream = translator.is_stream();
@@ -401,9 +406,15 @@ impl HttpContext for UpstreamHttp {
         }
 
         if is_stream && (200..300).contains(&status) {
-            let _ = host::remove_header(Map::ResponseHeaders, "content-length");
-            Self::set_response_header("content-type", "text/event-stream");
-            Self::set_response_header("cache-control", "no-cache");
+            if present("content-length") {
+                let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+            }
+            if value("content-type") != Some(b"text/event-stream") {
+                Self::set_response_header("content-type", "text/event-stream");
+            }
+            if value("cache-control") != Some(b"no-cache") {
+                Self::set_response_header("cache-control", "no-cache");
+            }
             if end_of_stream {
                 self.mode = ResponseMode::Streamed;
                 return Action::Continue;
@@ -416,7 +427,9 @@ impl HttpContext for UpstreamHttp {
         self.mode = ResponseMode::Buffered;
         if end_of_stream {
             // No body to translate (rare: an error without a body). Keep the status.
-            let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+            if present("content-length") {
+                let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+            }
             return Action::Continue;
         }
         // Hold the headers until the whole body is translated, so content-length and the
@@ -510,7 +523,9 @@ impl HttpContext for UpstreamHttp {
                 if translated.status != self.upstream_status {
                     Self::set_response_header(":status", &translated.status.to_string());
                 }
-                Self::set_response_header("content-type", "application/json");
+                if !self.provider_sent_json {
+                    Self::set_response_header("content-type", "application/json");
+                }
                 Self::set_response_header("content-length", &translated.body.len().to_string());
                 if let Some(u) = &translated.usage {
                     Self::set_response_header(

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::JsonText;
+use super::{JsonText, RawJson};
 
 /// `POST /v1/chat/completions` request body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -289,9 +289,9 @@ pub struct FunctionDef {
     /// What it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// JSON Schema of the arguments.
+    /// JSON Schema of the arguments, passed on as the client wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
+    pub parameters: Option<RawJson>,
     /// Structured-outputs strictness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,

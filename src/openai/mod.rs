@@ -2,10 +2,12 @@
 
 pub mod chat;
 pub mod json_text;
+pub mod raw_json;
 pub mod stream;
 
 pub use chat::*;
 pub use json_text::JsonText;
+pub use raw_json::RawJson;
 pub use stream::*;
 
 /// Path of the chat endpoint.

@@ -139,6 +139,54 @@ pub struct UpstreamRequest {
     pub dropped: Vec<String>,
 }
 
+impl UpstreamRequest {
+    /// The header changes one attempt makes, given the request's header map as it reached
+    /// the attempt (`None` when it could not be read): every provider or internal header
+    /// present that this attempt does not set again is removed, then `:path`, the body's
+    /// type and length and the provider's own headers are set. Each change is a host call
+    /// (thousands of instructions in Envoy), so a header that is about to be replaced is
+    /// not removed first, and a `content-type` the client already sent as
+    /// `application/json` is left alone.
+    pub fn header_changes<'a>(
+        &'a self,
+        present: Option<&[(&[u8], &[u8])]>,
+        internal: &[&'static str],
+    ) -> HeaderChanges<'a> {
+        let sets_again =
+            |name: &str| name == "content-length" || self.headers.iter().any(|(n, _)| *n == name);
+        let remove = PROVIDER_REQUEST_HEADERS
+            .iter()
+            .chain(internal)
+            .copied()
+            .filter(|name| !sets_again(name))
+            .filter(|name| present.is_none_or(|h| crate::header_map::find(h, name).is_some()))
+            .collect();
+        let mut set: Vec<(&str, std::borrow::Cow<'a, str>)> =
+            Vec::with_capacity(self.headers.len() + 3);
+        set.push((":path", self.path.as_str().into()));
+        let json_already = present
+            .and_then(|h| crate::header_map::find(h, "content-type"))
+            .is_some_and(|v| v == b"application/json");
+        if !json_already {
+            set.push(("content-type", "application/json".into()));
+        }
+        for (name, value) in &self.headers {
+            set.push((name, value.as_str().into()));
+        }
+        set.push(("content-length", self.body.len().to_string().into()));
+        HeaderChanges { remove, set }
+    }
+}
+
+/// What [`UpstreamRequest::header_changes`] decided: removals first, then replacements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderChanges<'a> {
+    /// Headers to remove.
+    pub remove: Vec<&'static str>,
+    /// Headers to set (replacing any value).
+    pub set: Vec<(&'a str, std::borrow::Cow<'a, str>)>,
+}
+
 /// A complete (non-streamed) answer translated to OpenAI's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TranslatedResponse {
@@ -436,5 +484,87 @@ mod guard_tests {
             }
             assert_eq!(t.response(301, b"<html>moved</html>").status, 502);
         }
+    }
+}
+
+#[cfg(test)]
+mod header_change_tests {
+    use super::*;
+
+    fn request(headers: &[(&'static str, &str)]) -> UpstreamRequest {
+        UpstreamRequest {
+            path: "/v1/messages".into(),
+            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            body: b"{\"model\":\"m\"}".to_vec(),
+            dropped: Vec::new(),
+        }
+    }
+
+    fn set_names<'a>(c: &'a HeaderChanges<'a>) -> Vec<&'a str> {
+        c.set.iter().map(|(n, _)| *n).collect()
+    }
+
+    #[test]
+    fn clears_only_what_is_present_and_not_set_again() {
+        let up = request(&[("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")]);
+        // The client's headers plus what an earlier OpenAI attempt set.
+        let present: Vec<(&[u8], &[u8])> = vec![
+            (b":path", b"/v1/chat/completions"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"120"),
+            (b"authorization", b"Bearer sk-openai"),
+            (b"x-api-key", b"sk-old"),
+            (b"accept-encoding", b"gzip"),
+            (b"x-llm-route", b"claude"),
+        ];
+        let c = up.header_changes(Some(&present), &["x-llm-route"]);
+        assert_eq!(
+            c.remove,
+            ["authorization", "accept-encoding", "x-llm-route"]
+        );
+        assert_eq!(
+            set_names(&c),
+            [":path", "x-api-key", "anthropic-version", "content-length"]
+        );
+        assert_eq!(c.set[3].1, "13");
+    }
+
+    #[test]
+    fn sets_the_content_type_unless_it_is_already_json() {
+        let up = request(&[]);
+        for (sent, expect_set) in [
+            (None, true),
+            (Some(&b"application/json"[..]), false),
+            (Some(&b"application/json; charset=utf-8"[..]), true),
+            (Some(&b"text/plain"[..]), true),
+        ] {
+            let mut present: Vec<(&[u8], &[u8])> = vec![(b":path", b"/")];
+            if let Some(v) = sent {
+                present.push((b"content-type", v));
+            }
+            let c = up.header_changes(Some(&present), &[]);
+            assert_eq!(
+                set_names(&c).contains(&"content-type"),
+                expect_set,
+                "{sent:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_map_clears_everything_not_set_again() {
+        let up = request(&[("authorization", "Bearer sk-provider")]);
+        let c = up.header_changes(None, &["x-llm-route"]);
+        let mut expected: Vec<&str> = PROVIDER_REQUEST_HEADERS
+            .iter()
+            .copied()
+            .filter(|n| *n != "authorization" && *n != "content-length")
+            .collect();
+        expected.push("x-llm-route");
+        assert_eq!(c.remove, expected);
+        assert_eq!(
+            set_names(&c),
+            [":path", "content-type", "authorization", "content-length"]
+        );
     }
 }

@@ -25,15 +25,15 @@ use super::schema::{
 };
 use crate::error::GatewayError;
 use crate::openai::{
-    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, Role, ThinkingBlock, ToolCall,
-    ToolChoice,
+    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, RawJson, Role, ThinkingBlock,
+    ToolCall, ToolChoice,
 };
 use crate::provider::common::{
     check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
     split_thought_signature, ParamPolicy,
 };
 use crate::provider::Target;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// The translated request and what the response side must remember.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +170,12 @@ fn size_hint(chat: &ChatRequest) -> usize {
         })
         .sum();
     texts + 1024
+}
+
+/// The schema of a tool that takes no arguments (Anthropic requires one).
+fn no_arguments() -> Result<RawJson, GatewayError> {
+    RawJson::parse(r#"{"type":"object","properties":{}}"#)
+        .ok_or_else(|| GatewayError::internal("the empty tool schema is not JSON"))
 }
 
 /// Refuses parameters Anthropic cannot honour (or drops them, when the deployment allows):
@@ -626,9 +632,13 @@ fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
                 description: Some(spec.description.unwrap_or_else(|| {
                     "Answer by calling this tool: its input is the final response, as JSON matching the schema.".to_string()
                 })),
-                input_schema: spec
-                    .schema
-                    .unwrap_or_else(|| json!({"type": "object"})),
+                input_schema: match &spec.schema {
+                    Some(schema) => RawJson::from_value(schema).ok_or_else(|| {
+                        GatewayError::internal("could not write response_format.json_schema.schema")
+                    })?,
+                    None => RawJson::parse(r#"{"type":"object"}"#)
+                        .ok_or_else(|| GatewayError::internal("the default schema is not JSON"))?,
+                },
                 cache_control: None,
             }))
         }
@@ -662,11 +672,10 @@ fn map_tools(
         tools.push(ToolParam {
             name: t.function.name.clone(),
             description: t.function.description.clone(),
-            input_schema: t
-                .function
-                .parameters
-                .clone()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            input_schema: match &t.function.parameters {
+                Some(schema) => schema.clone(),
+                None => no_arguments()?,
+            },
             cache_control: t.cache_control.clone(),
         });
     }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::openai::JsonText;
+use crate::openai::{JsonText, RawJson};
 
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -190,7 +190,7 @@ pub struct ToolParam {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// JSON Schema of the input; Anthropic requires one.
-    pub input_schema: Value,
+    pub input_schema: RawJson,
     /// Prompt-caching breakpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<Value>,

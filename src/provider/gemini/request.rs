@@ -594,12 +594,20 @@ fn map_tools(
                 ),
             ));
         }
+        // Gemini's schema dialect differs: this translation looks inside the schema.
+        let parameters = match &t.function.parameters {
+            Some(raw) => Some(raw.to_value().map_err(|e| {
+                GatewayError::invalid_param(
+                    format!("tools[{i}].function.parameters"),
+                    format!("`tools[{i}].function.parameters` is not valid JSON: {e}"),
+                )
+            })?),
+            None => None,
+        };
         declarations.push(FunctionDeclaration {
             name: t.function.name.clone(),
             description: t.function.description.clone(),
-            parameters_json_schema: t
-                .function
-                .parameters
+            parameters_json_schema: parameters
                 .as_ref()
                 .filter(|s| takes_arguments(s))
                 .map(gemini_json_schema),
