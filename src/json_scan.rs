@@ -256,3 +256,82 @@ impl<'a> Scan<'a> {
         Some(self.take(b':'))
     }
 }
+
+/// `json` without the whitespace between its tokens (what serde_json writes), borrowed
+/// when it has none. `json` must be valid JSON: only its strings are told apart.
+pub fn compact(json: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = json.as_bytes();
+    let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\t' | b'\r');
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut first_space = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if is_space(b) {
+            first_space = Some(i);
+            break;
+        }
+    }
+    let Some(first) = first_space else {
+        return std::borrow::Cow::Borrowed(json);
+    };
+    let mut out = String::with_capacity(json.len());
+    out.push_str(&json[..first]);
+    // Whitespace and quotes are ASCII, so the runs kept are whole characters.
+    let mut run_start = first;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if is_space(b) {
+            out.push_str(json.get(run_start..i).unwrap_or(""));
+            run_start = i + 1;
+        }
+    }
+    out.push_str(json.get(run_start..).unwrap_or(""));
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads as the same JSON and is written as serde_json writes it, strings untouched.
+    #[test]
+    fn compact_drops_only_the_space_between_tokens() {
+        for (json, expected) in [
+            (r#"{"a":1}"#, r#"{"a":1}"#),
+            (
+                "{\n  \"a b\": [1, 2],\t\"c\" : \"x \\\" y\"\r\n}",
+                r#"{"a b":[1,2],"c":"x \" y"}"#,
+            ),
+            (r#" "caf\u00e9 \\" "#, r#""caf\u00e9 \\""#),
+            ("[ ]", "[]"),
+        ] {
+            assert_eq!(compact(json), expected);
+            let before: serde_json::Value = serde_json::from_str(json).unwrap();
+            let after: serde_json::Value = serde_json::from_str(&compact(json)).unwrap();
+            assert_eq!(before, after);
+        }
+        assert!(matches!(
+            compact(r#"{"a":"b c"}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

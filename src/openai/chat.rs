@@ -408,7 +408,7 @@ pub struct ResponseMessage {
     /// Always `assistant`.
     pub role: String,
     /// Text; null when the answer is only tool calls.
-    pub content: Option<String>,
+    pub content: Option<JsonText>,
     /// Refusal text, when the model refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,

@@ -8,7 +8,9 @@
 
 use super::schema::{AnthropicUsage, ErrorResponse, MessagesResponse, ResponseBlock};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{ChatResponse, Choice, FunctionCall, ResponseMessage, ThinkingBlock, ToolCall};
+use crate::openai::{
+    ChatResponse, Choice, FunctionCall, JsonText, ResponseMessage, ThinkingBlock, ToolCall,
+};
 use crate::provider::TranslatedResponse;
 use crate::usage::Usage;
 
@@ -89,14 +91,14 @@ fn chat_completion(
     json_response_tool: Option<&str>,
     usage: Option<Usage>,
 ) -> ChatResponse {
-    let mut text: Option<String> = None;
+    let mut texts: Vec<JsonText> = Vec::new();
     let mut reasoning: Option<String> = None;
     let mut thinking_blocks = Vec::new();
     let mut tool_calls = Vec::new();
     let mut json_answer: Option<String> = None;
     for block in message.content {
         match block {
-            ResponseBlock::Text { text: t } => text.get_or_insert_with(String::new).push_str(&t),
+            ResponseBlock::Text { text } => texts.push(text),
             ResponseBlock::Thinking {
                 thinking,
                 signature,
@@ -118,7 +120,11 @@ fn chat_completion(
                 data: Some(data),
             }),
             ResponseBlock::ToolUse { id, name, input } => {
-                let arguments = input.to_string();
+                // As serde_json writes it: no space between tokens.
+                let arguments = input.map_or_else(
+                    || "null".to_string(),
+                    |i| crate::json_scan::compact(i.get()).into_owned(),
+                );
                 if json_response_tool == Some(name.as_str()) {
                     json_answer = Some(arguments);
                 } else {
@@ -148,7 +154,9 @@ fn chat_completion(
             message: ResponseMessage {
                 role: "assistant".to_string(),
                 // Text the model wrote around the stand-in call is not part of the JSON answer.
-                content: json_answer.or(text),
+                content: json_answer
+                    .map(JsonText::from)
+                    .or_else(|| (!texts.is_empty()).then(|| JsonText::join(&texts, ""))),
                 refusal: None,
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 reasoning_content: reasoning,

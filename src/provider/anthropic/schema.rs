@@ -4,6 +4,7 @@
 //! reads is modelled; request fields are skipped when unset so the body carries nothing
 //! Anthropic did not ask for. Stream event types live in `events`.
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -256,13 +257,16 @@ pub struct MessagesResponse {
 }
 
 /// An answer content block; kinds the gateway does not map are kept as [`ResponseBlock::Other`].
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+///
+/// Read by [`ResponseBlock`]'s own `Deserialize` rather than serde's tagged-enum derive,
+/// which buffers every block before reading it and cannot keep the text as written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseBlock {
-    /// Text.
+    /// Text, kept as Anthropic escaped it (see [`JsonText`]).
     Text {
         /// The text.
-        text: String,
+        text: JsonText,
     },
     /// Visible reasoning.
     Thinking {
@@ -283,13 +287,109 @@ pub enum ResponseBlock {
         id: String,
         /// Tool name.
         name: String,
-        /// Arguments.
-        #[serde(default)]
-        input: Value,
+        /// Arguments as Anthropic wrote them (`None` when absent or null).
+        input: Option<RawJson>,
     },
     /// Server tool blocks and kinds newer than this gateway.
     #[serde(other)]
     Other,
+}
+
+/// The members of an answer block the gateway reads.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum BlockField {
+    Type,
+    Text,
+    Thinking,
+    Signature,
+    Data,
+    Id,
+    Name,
+    Input,
+    #[serde(other)]
+    Other,
+}
+
+/// Block kinds with fields to read; the members of any other kind are skipped.
+const MAPPED_BLOCKS: &[&str] = &["text", "thinking", "redacted_thinking", "tool_use"];
+
+impl<'de> Deserialize<'de> for ResponseBlock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(BlockVisitor)
+    }
+}
+
+struct BlockVisitor;
+
+/// Takes a member's value once; a second one is an error, as in serde's derive.
+fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for BlockVisitor {
+    type Value = ResponseBlock;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an answer content block")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResponseBlock, A::Error> {
+        let mut kind: Option<String> = None;
+        let mut text: Option<JsonText> = None;
+        let mut thinking: Option<String> = None;
+        let mut signature: Option<Option<String>> = None;
+        let mut data: Option<String> = None;
+        let mut id: Option<String> = None;
+        let mut name: Option<String> = None;
+        let mut input: Option<Option<RawJson>> = None;
+        while let Some(field) = map.next_key::<BlockField>()? {
+            // `type` comes first in Anthropic's answers; until it is known, fields are read.
+            let mapped = kind.as_deref().is_none_or(|k| MAPPED_BLOCKS.contains(&k));
+            match field {
+                BlockField::Type => once(&mut map, &mut kind, "type")?,
+                BlockField::Text if mapped => once(&mut map, &mut text, "text")?,
+                BlockField::Thinking if mapped => once(&mut map, &mut thinking, "thinking")?,
+                BlockField::Signature if mapped => once(&mut map, &mut signature, "signature")?,
+                BlockField::Data if mapped => once(&mut map, &mut data, "data")?,
+                BlockField::Id if mapped => once(&mut map, &mut id, "id")?,
+                BlockField::Name if mapped => once(&mut map, &mut name, "name")?,
+                BlockField::Input if mapped => once(&mut map, &mut input, "input")?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let required =
+            |v: Option<String>, name: &'static str| v.ok_or_else(|| de::Error::missing_field(name));
+        Ok(match kind.as_deref() {
+            None => return Err(de::Error::missing_field("type")),
+            Some("text") => ResponseBlock::Text {
+                text: text.ok_or_else(|| de::Error::missing_field("text"))?,
+            },
+            Some("thinking") => ResponseBlock::Thinking {
+                thinking: required(thinking, "thinking")?,
+                signature: signature.flatten(),
+            },
+            Some("redacted_thinking") => ResponseBlock::RedactedThinking {
+                data: required(data, "data")?,
+            },
+            Some("tool_use") => ResponseBlock::ToolUse {
+                id: required(id, "id")?,
+                name: required(name, "name")?,
+                input: input.flatten(),
+            },
+            Some(_) => ResponseBlock::Other,
+        })
+    }
 }
 
 /// Anthropic `usage` object (response and `message_start`/`message_delta` events).

@@ -31,7 +31,7 @@
 
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, Part, UsageMetadata};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{ChatResponse, Choice, FunctionCall, ResponseMessage, ToolCall};
+use crate::openai::{ChatResponse, Choice, FunctionCall, JsonText, ResponseMessage, ToolCall};
 use crate::provider::common::THOUGHT_SIGNATURE_SEPARATOR;
 use crate::provider::TranslatedResponse;
 use crate::usage::Usage;
@@ -296,7 +296,7 @@ fn choice(
         index,
         message: ResponseMessage {
             role: "assistant".to_string(),
-            content: text,
+            content: text.map(JsonText::from),
             refusal: None,
             tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
             reasoning_content: reasoning,
