@@ -15,8 +15,6 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::bytes::find;
-
 /// Shortest key scrubbed by exact match: a shorter "key" would mangle ordinary text.
 pub const MIN_SCRUBBED_KEY_LEN: usize = 8;
 
@@ -36,33 +34,78 @@ pub fn mask(key: &str) -> &'static str {
     }
 }
 
-/// Replaces every occurrence of `key` in `bytes[from..]` by [`mask`]`(key)`; returns
-/// whether anything was replaced. Keys shorter than [`MIN_SCRUBBED_KEY_LEN`] are left
-/// alone. The mask is plain ASCII without quotes or backslashes, so JSON and SSE stay
-/// well-formed.
-pub fn scrub_key(bytes: &mut Vec<u8>, from: usize, key: &str) -> bool {
-    let needle = key.as_bytes();
-    if needle.len() < MIN_SCRUBBED_KEY_LEN {
-        return false;
-    }
-    let replacement = mask(key).as_bytes();
-    let mut at = from;
-    let mut changed = false;
-    while let Some(found) = bytes.get(at..).and_then(|tail| find(tail, needle)) {
-        let start = at + found;
-        bytes.splice(start..start + needle.len(), replacement.iter().copied());
-        at = start + replacement.len();
-        changed = true;
-    }
-    changed
+/// The key of one attempt, ready to be found quickly in everything the attempt sends back.
+///
+/// Every stream event is searched, so the search skips ahead by a Boyer-Moore-Horspool
+/// table built once per attempt: it looks at about one byte in every few (one in tens for
+/// a long random key) instead of every byte.
+pub struct KeyScrubber {
+    key: String,
+    /// How far the search may move when the byte under the key's last position is `b`.
+    shift: [u8; 256],
 }
 
-/// [`scrub_key`] for text.
-pub fn scrub_key_str<'a>(text: &'a str, key: &str) -> Cow<'a, str> {
-    if key.len() < MIN_SCRUBBED_KEY_LEN || !text.contains(key) {
-        return Cow::Borrowed(text);
+impl KeyScrubber {
+    /// `None` for a key shorter than [`MIN_SCRUBBED_KEY_LEN`]: a shorter "key" would
+    /// mangle ordinary text.
+    pub fn new(key: &str) -> Option<KeyScrubber> {
+        let needle = key.as_bytes();
+        if needle.len() < MIN_SCRUBBED_KEY_LEN {
+            return None;
+        }
+        let capped = |n: usize| u8::try_from(n).unwrap_or(u8::MAX);
+        let mut shift = [capped(needle.len()); 256];
+        let before_last = needle.len() - 1;
+        for (i, &b) in needle.iter().take(before_last).enumerate() {
+            if let Some(s) = shift.get_mut(usize::from(b)) {
+                *s = capped(before_last - i);
+            }
+        }
+        Some(KeyScrubber {
+            key: key.to_string(),
+            shift,
+        })
     }
-    Cow::Owned(text.replace(key, mask(key)))
+
+    /// The first position of the key in `hay`.
+    pub fn find(&self, hay: &[u8]) -> Option<usize> {
+        let needle = self.key.as_bytes();
+        let (&last, head) = needle.split_last()?;
+        let mut at = 0usize;
+        // Every step moves by at least one (no shift is 0), so this ends.
+        while let Some(&b) = hay.get(at + head.len()) {
+            if b == last && hay.get(at..at + head.len()) == Some(head) {
+                return Some(at);
+            }
+            // A u8 always indexes the table: the fallback is never taken.
+            at += usize::from(self.shift.get(usize::from(b)).copied().unwrap_or(1));
+        }
+        None
+    }
+
+    /// Replaces every occurrence of the key in `bytes[from..]` by [`mask`]`(key)`; returns
+    /// whether anything was replaced. The mask is plain ASCII without quotes or
+    /// backslashes, so JSON and SSE stay well-formed.
+    pub fn scrub(&self, bytes: &mut Vec<u8>, from: usize) -> bool {
+        let replacement = mask(&self.key).as_bytes();
+        let mut at = from;
+        let mut changed = false;
+        while let Some(found) = bytes.get(at..).and_then(|tail| self.find(tail)) {
+            let start = at + found;
+            bytes.splice(start..start + self.key.len(), replacement.iter().copied());
+            at = start + replacement.len();
+            changed = true;
+        }
+        changed
+    }
+
+    /// [`KeyScrubber::scrub`] for text.
+    pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if self.find(text.as_bytes()).is_none() {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(text.replace(&self.key, mask(&self.key)))
+    }
 }
 
 fn is_key_char(c: char) -> bool {
@@ -148,6 +191,10 @@ pub fn redact_after_prefix(message: &str, prefix: &str) -> String {
 mod tests {
     use super::*;
 
+    fn scrub_key(bytes: &mut Vec<u8>, from: usize, key: &str) -> bool {
+        KeyScrubber::new(key).is_some_and(|k| k.scrub(bytes, from))
+    }
+
     /// Every occurrence is replaced, the rest kept; short keys are never scrubbed.
     #[test]
     fn scrubs_exact_keys() {
@@ -158,16 +205,53 @@ mod tests {
             String::from_utf8(b).unwrap(),
             r#"{"m":"Incorrect API key provided: sk-***. (sk-***)"}"#
         );
-        let mut b = b"k=abc".to_vec();
-        assert!(!scrub_key(&mut b, 0, "abc"));
+        assert!(KeyScrubber::new("abc").is_none());
         // Only from `from` on.
         let mut b = b"AIzaSyKEY123456 AIzaSyKEY123456".to_vec();
         assert!(scrub_key(&mut b, 3, "AIzaSyKEY123456"));
         assert_eq!(b, b"AIzaSyKEY123456 AIza***");
-        assert_eq!(scrub_key_str("x key-12345678 y", "key-12345678"), "x *** y");
-        assert_eq!(find(b"aab", b"ab"), Some(1));
-        assert_eq!(find(b"aa", b"ab"), None);
-        assert_eq!(find(b"", b""), None);
+        let k = KeyScrubber::new("key-12345678").unwrap();
+        assert_eq!(k.scrub_str("x key-12345678 y"), "x *** y");
+        assert_eq!(k.scrub_str("x key-1234567 y"), "x key-1234567 y");
+    }
+
+    /// The skipping search finds exactly what a plain search finds, at every offset, for
+    /// keys with repeated bytes and hays made of the key's own pieces.
+    #[test]
+    fn skipping_search_agrees_with_a_plain_search() {
+        let plain = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+        let keys = [
+            "sk-aaaaaaaa",
+            "abababab",
+            "sk-ant-api03-xyzxyzxyz-0123456789_abc",
+            "aaaaaaab",
+            "baaaaaaa",
+        ];
+        let mut long = "k".repeat(300);
+        long.push('z');
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for key in keys.iter().copied().chain([long.as_str()]) {
+            let scrubber = KeyScrubber::new(key).unwrap();
+            let alphabet: Vec<u8> = key.bytes().chain(*b" x\"\n").collect();
+            for _ in 0..3_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let len = (seed % 400) as usize;
+                let mut hay: Vec<u8> = (0..len)
+                    .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                    .collect();
+                if seed % 3 == 0 && len >= key.len() {
+                    let at = (seed as usize / 3) % (len - key.len() + 1);
+                    hay[at..at + key.len()].copy_from_slice(key.as_bytes());
+                }
+                assert_eq!(
+                    scrubber.find(&hay),
+                    plain(&hay, key.as_bytes()),
+                    "{key} in {hay:?}"
+                );
+            }
+        }
     }
 
     /// Key-shaped words are masked; ordinary words and short tails are not.

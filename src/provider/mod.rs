@@ -311,13 +311,13 @@ pub fn join_path(base_path: &str, endpoint: &str) -> String {
 /// What every translator's output goes through, whichever provider it speaks:
 ///
 /// * the attempt's provider key (from [`Target::api_key`]) is scrubbed from every answer,
-///   stream event and refusal ([`crate::secrets::scrub_key`]): a provider that quotes the
+///   stream event and refusal ([`crate::secrets::KeyScrubber`]): a provider that quotes the
 ///   key it was sent never shows it to the client;
 /// * an answer's status is one a client and Envoy's retry policy can act on: an upstream
 ///   1xx or 3xx (a redirect the gateway does not follow) becomes a 502.
 pub struct Guarded {
     inner: Box<dyn Translator>,
-    key: Option<String>,
+    key: Option<crate::secrets::KeyScrubber>,
 }
 
 impl Guarded {
@@ -328,7 +328,7 @@ impl Guarded {
 
     fn scrub(&self, bytes: &mut Vec<u8>, from: usize) {
         if let Some(key) = &self.key {
-            crate::secrets::scrub_key(bytes, from, key);
+            key.scrub(bytes, from);
         }
     }
 
@@ -339,13 +339,10 @@ impl Guarded {
         target: &Target<'_>,
         result: Result<UpstreamRequest, GatewayError>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        self.key = target
-            .api_key
-            .filter(|k| k.len() >= crate::secrets::MIN_SCRUBBED_KEY_LEN)
-            .map(str::to_string);
+        self.key = target.api_key.and_then(crate::secrets::KeyScrubber::new);
         result.map_err(|mut e| {
             if let Some(key) = &self.key {
-                e.message = crate::secrets::scrub_key_str(&e.message, key).into_owned();
+                e.message = key.scrub_str(&e.message).into_owned();
             }
             e
         })
