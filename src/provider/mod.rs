@@ -207,6 +207,28 @@ impl TranslatedResponse {
             usage: None,
         }
     }
+
+    /// A translated answer: `completion` encoded into a buffer sized from the provider's
+    /// answer (`answer_len` bytes), which it resembles in length, so that it is allocated
+    /// once rather than grown by doubling.
+    pub fn completion(
+        status: u16,
+        completion: &crate::openai::ChatResponse,
+        usage: Option<Usage>,
+        answer_len: usize,
+    ) -> Self {
+        let mut body = Vec::with_capacity(answer_len.saturating_add(512));
+        match serde_json::to_writer(&mut body, completion) {
+            Ok(()) => TranslatedResponse {
+                status,
+                body,
+                usage,
+            },
+            Err(e) => TranslatedResponse::error(&GatewayError::internal(format!(
+                "could not encode the chat completion: {e}"
+            ))),
+        }
+    }
 }
 
 /// What the shell does with a streamed 200 while it holds the response headers back.

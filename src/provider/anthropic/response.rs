@@ -73,16 +73,7 @@ pub fn translate_response_with(
     };
     let usage = message.usage.as_ref().map(usage_from_anthropic);
     let response = chat_completion(message, now_unix_secs, json_response_tool, usage);
-    match serde_json::to_vec(&response) {
-        Ok(body) => TranslatedResponse {
-            status,
-            body,
-            usage,
-        },
-        Err(e) => TranslatedResponse::error(&GatewayError::internal(format!(
-            "could not encode the chat completion: {e}"
-        ))),
-    }
+    TranslatedResponse::completion(status, &response, usage, body.len())
 }
 
 fn chat_completion(

@@ -194,16 +194,7 @@ pub fn translate_response(
         Ok(c) => c,
         Err(e) => return TranslatedResponse::error(&e),
     };
-    match serde_json::to_vec(&completion) {
-        Ok(body) => TranslatedResponse {
-            status,
-            body,
-            usage,
-        },
-        Err(e) => TranslatedResponse::error(&GatewayError::internal(format!(
-            "could not encode the chat completion: {e}"
-        ))),
-    }
+    TranslatedResponse::completion(status, &completion, usage, body.len())
 }
 
 fn chat_completion(
