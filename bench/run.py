@@ -248,13 +248,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def memory_split_kib(pid: int) -> dict:
+def memory_split_kib(pid: int) -> dict | None:
     """The process's RSS split into private anonymous memory and pages mapped from files.
 
     Most of the file-backed part is Envoy's own binary (V8's compiler among it): shared by
     every process started from the same file and reclaimable, unlike the anonymous part."""
     fields = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # kernels before 4.14: no split, the RSS rows still stand
+        return None
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) >= 2 and parts[0] in ("Rss:", "Anonymous:"):
             fields[parts[0].rstrip(":").lower()] = int(parts[1])
@@ -880,10 +884,11 @@ def main() -> int:
         time.sleep(RSS_SETTLE_SECONDS)
         settled = {k: rss_kib(t["proc"].pid) for k, t in t2.items()}
         split = {k: memory_split_kib(t["proc"].pid) for k, t in t2.items()}
-        results["rss"]["concurrency_2_settled_anonymous_kib"] = {
-            k: v["anonymous"] for k, v in split.items()}
-        results["rss"]["concurrency_2_settled_file_backed_kib"] = {
-            k: v["file_backed"] for k, v in split.items()}
+        if all(v is not None for v in split.values()):
+            results["rss"]["concurrency_2_settled_anonymous_kib"] = {
+                k: v["anonymous"] for k, v in split.items()}
+            results["rss"]["concurrency_2_settled_file_backed_kib"] = {
+                k: v["file_backed"] for k, v in split.items()}
         results["rss"]["concurrency_2_idle_kib"] = idle
         results["rss"]["concurrency_2_after_load_kib"] = loaded
         results["rss"]["concurrency_2_settled_kib"] = settled

@@ -260,12 +260,12 @@ impl<'a> Scan<'a> {
 /// `json` without the whitespace between its tokens (what serde_json writes), borrowed
 /// when it has none. `json` must be valid JSON: only its strings are told apart.
 pub fn compact(json: &str) -> std::borrow::Cow<'_, str> {
-    let bytes = json.as_bytes();
-    let is_space = |b: u8| matches!(b, b' ' | b'\n' | b'\t' | b'\r');
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut first_space = None;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Allocated at the first whitespace outside a string; whitespace and quotes are
+    // ASCII, so the runs copied are whole characters.
+    let mut out: Option<String> = None;
+    let mut run_start = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, b) in json.bytes().enumerate() {
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -275,37 +275,19 @@ pub fn compact(json: &str) -> std::borrow::Cow<'_, str> {
             }
         } else if b == b'"' {
             in_string = true;
-        } else if is_space(b) {
-            first_space = Some(i);
-            break;
-        }
-    }
-    let Some(first) = first_space else {
-        return std::borrow::Cow::Borrowed(json);
-    };
-    let mut out = String::with_capacity(json.len());
-    out.push_str(&json[..first]);
-    // Whitespace and quotes are ASCII, so the runs kept are whole characters.
-    let mut run_start = first;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate().skip(first) {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if is_space(b) {
+        } else if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+            let out = out.get_or_insert_with(|| String::with_capacity(json.len()));
             out.push_str(json.get(run_start..i).unwrap_or(""));
             run_start = i + 1;
         }
     }
-    out.push_str(json.get(run_start..).unwrap_or(""));
-    std::borrow::Cow::Owned(out)
+    match out {
+        None => std::borrow::Cow::Borrowed(json),
+        Some(mut out) => {
+            out.push_str(json.get(run_start..).unwrap_or(""));
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 #[cfg(test)]

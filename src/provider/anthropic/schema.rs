@@ -428,3 +428,74 @@ pub struct ErrorDetail {
     #[serde(default)]
     pub message: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ResponseBlock;
+
+    fn block(json: &str) -> Result<ResponseBlock, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    /// The block reader reads the mapped kinds in any member order, keeps text and tool
+    /// input as written, skips whatever other kinds carry, and refuses what serde's derive
+    /// refused (missing or repeated members).
+    #[test]
+    fn answer_blocks_are_read_as_written() {
+        let Ok(ResponseBlock::Text { text }) = block(r#"{"text":"a\nb \"q\"","type":"text"}"#)
+        else {
+            panic!("a text block");
+        };
+        assert_eq!(text.text(), "a\nb \"q\"");
+        assert_eq!(serde_json::to_string(&text).unwrap(), r#""a\nb \"q\"""#);
+
+        let Ok(ResponseBlock::ToolUse { id, name, input }) =
+            block(r#"{"type":"tool_use","id":"t1","name":"f","input":{"b": [1, 2], "a":null}}"#)
+        else {
+            panic!("a tool_use block");
+        };
+        assert_eq!((id.as_str(), name.as_str()), ("t1", "f"));
+        assert_eq!(input.unwrap().get(), r#"{"b": [1, 2], "a":null}"#);
+        for absent in [
+            r#"{"type":"tool_use","id":"t","name":"f"}"#,
+            r#"{"type":"tool_use","id":"t","name":"f","input":null}"#,
+        ] {
+            assert!(matches!(
+                block(absent),
+                Ok(ResponseBlock::ToolUse { input: None, .. })
+            ));
+        }
+
+        assert_eq!(
+            block(r#"{"type":"thinking","thinking":"hm","signature":null}"#),
+            Ok(ResponseBlock::Thinking {
+                thinking: "hm".into(),
+                signature: None
+            })
+        );
+        assert_eq!(
+            block(r#"{"type":"redacted_thinking","data":"d"}"#),
+            Ok(ResponseBlock::RedactedThinking { data: "d".into() })
+        );
+        // Members of kinds the gateway does not map are skipped, whatever their types.
+        assert_eq!(
+            block(r#"{"type":"server_tool_use","id":5,"text":[],"input":{"q":"x"}}"#),
+            Ok(ResponseBlock::Other)
+        );
+
+        for (bad, says) in [
+            (r#"{"type":"text"}"#, "missing field `text`"),
+            (r#"{"text":"x"}"#, "missing field `type`"),
+            (
+                r#"{"type":"text","text":"a","text":"b"}"#,
+                "duplicate field `text`",
+            ),
+            (r#"{"type":"tool_use","name":"f"}"#, "missing field `id`"),
+            (r#"{"type":"text","text":1}"#, "invalid type"),
+            (r#""text""#, "invalid type"),
+        ] {
+            let error = block(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}
