@@ -27,6 +27,7 @@ help:
 	@echo "make render-istio - render the Istio resources into $(ISTIO_DIR)/"
 	@echo "make lint  - rustfmt and clippy"
 	@echo "make bench - load test against plain Envoy; make bench-instructions - Envoy instructions per request (callgrind)"
+	@echo "make bench-gateways - the gateway against LiteLLM's proxy and Portkey's gateway, same machine, same run"
 	@echo "make fuzz  - fuzz every parser and translator for longer (FUZZ_SECONDS per target, default 60)"
 	@echo "make soak  - mixed traffic with injected faults for SOAK_SECONDS (default 600); figures in $(SOAK_REPORT)"
 
@@ -133,7 +134,7 @@ clean:
 BENCH_CARGO_ENV := CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_PANIC=unwind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench bench-tools bench-native bench-instructions
+.PHONY: bench bench-tools bench-native bench-instructions bench-gateways
 
 bench-tools:
 	@for t in wrk valgrind; do command -v $$t >/dev/null 2>&1 || \
@@ -149,6 +150,30 @@ bench-instructions: setup build bench-tools
 	$(BENCH_CARGO_ENV) timeout --signal=TERM 1800 $(PYTHON) bench/envoy_instructions.py --envoy $(ENVOY) \
 	  --wasm $(WASM) --cli $(CLI) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
 	  $(if $(BENCH_CANDIDATE_WASM),--candidate-wasm $(BENCH_CANDIDATE_WASM))
+
+## The gateway against LiteLLM's proxy and Portkey's gateway, each installed here from
+## PyPI and npm at the pinned versions (bench/gateways/requirements.txt, PORTKEY_VERSION).
+GATEWAYS_DIR    := target/bench-gateways
+PORTKEY_VERSION := 1.15.2
+PORTKEY_SERVER  := $(GATEWAYS_DIR)/portkey/node_modules/@portkey-ai/gateway/build/start-server.js
+
+$(GATEWAYS_DIR)/litellm/.installed: bench/gateways/requirements.txt
+	@test -x $(GATEWAYS_DIR)/litellm/bin/python || python3 -m venv $(GATEWAYS_DIR)/litellm
+	$(GATEWAYS_DIR)/litellm/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+$(GATEWAYS_DIR)/portkey/.installed-$(PORTKEY_VERSION):
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	@mkdir -p $(GATEWAYS_DIR)/portkey
+	npm install --prefix $(GATEWAYS_DIR)/portkey --no-audit --no-fund --ignore-scripts \
+	  @portkey-ai/gateway@$(PORTKEY_VERSION)
+	@touch $@
+
+bench-gateways: setup build bench-tools $(GATEWAYS_DIR)/litellm/.installed $(GATEWAYS_DIR)/portkey/.installed-$(PORTKEY_VERSION)
+	$(BENCH_CARGO_ENV) timeout --signal=TERM 1500 $(PYTHON) bench/gateways.py --envoy $(ENVOY) \
+	  --wasm $(WASM) --cli $(CLI) --litellm $(GATEWAYS_DIR)/litellm/bin/litellm \
+	  --portkey $(PORTKEY_SERVER) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 bench-native:
 	$(BENCH_CARGO_ENV) cargo bench --bench translate -- $(if $(FULL),,--quick)

@@ -321,6 +321,13 @@ def fake_provider_yaml(fx: Path) -> str:
           stat_prefix: {name}
           codec_type: AUTO
           http_filters:
+          # The whole request is read before the canned answer is sent: an answer sent
+          # while the body is still arriving makes Envoy close the connection, and every
+          # request would then open a new one, which a real provider's keep-alive does not.
+          - name: envoy.filters.http.buffer
+            typed_config:
+              '@type': type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 4194304
           - name: envoy.filters.http.router
             typed_config:
               '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -395,12 +402,14 @@ def build_noop_wasm() -> Path:
 
 # ---------------------------------------------------------------- HTTP checks
 
-def post(port: int, path: str, body: bytes, timeout: float = 10) -> tuple[int, dict, bytes]:
+def post(port: int, path: str, body: bytes, timeout: float = 10, key: str = MASTER_KEY,
+         headers: dict | None = None) -> tuple[int, dict, bytes]:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("POST", path, body=body, headers={
             "content-type": "application/json",
-            "authorization": f"Bearer {MASTER_KEY}",
+            "authorization": f"Bearer {key}",
+            **(headers or {}),
         })
         r = c.getresponse()
         data = r.read()
@@ -416,14 +425,21 @@ def sse_payloads(body: bytes) -> list[str]:
 
 def check_gateway(sc: dict, status: int, headers: dict, body: bytes) -> str | None:
     """None when the gateway's answer is right, else why not."""
+    if status == 200 and headers.get("x-llm-provider") != sc["provider"]:
+        return f"x-llm-provider {headers.get('x-llm-provider')!r}, expected {sc['provider']!r}"
+    want_attempts = str(sc.get("attempts", 1))
+    if status == 200 and headers.get("x-llm-attempts", "1") != want_attempts:
+        return f"x-llm-attempts {headers.get('x-llm-attempts')!r}, expected {want_attempts}"
+    return check_openai_answer(sc, status, body)
+
+
+def check_openai_answer(sc: dict, status: int, body: bytes) -> str | None:
+    """None when `body` is the OpenAI answer the scenario asks for (any gateway's), else why
+    not: a chat.completion with content or the expected tool call, or a stream of 200
+    content deltas with a usage chunk and [DONE]."""
     snippet = body[:300].decode("utf-8", "replace")
     if status != 200:
         return f"status {status}: {snippet}"
-    if headers.get("x-llm-provider") != sc["provider"]:
-        return f"x-llm-provider {headers.get('x-llm-provider')!r}, expected {sc['provider']!r}"
-    want_attempts = str(sc.get("attempts", 1))
-    if headers.get("x-llm-attempts", "1") != want_attempts:
-        return f"x-llm-attempts {headers.get('x-llm-attempts')!r}, expected {want_attempts}"
     if sc["check"] == "stream":
         data = sse_payloads(body)
         if not data or data[-1] != "[DONE]":
@@ -464,14 +480,16 @@ def check_gateway(sc: dict, status: int, headers: dict, body: bytes) -> str | No
 # ---------------------------------------------------------------- wrk
 
 def run_wrk(out_dir: Path, tag: str, port: int, path: str, body_file: Path, conns: int,
-            seconds: float, delay_ms: int = 0) -> dict:
+            seconds: float, delay_ms: int = 0, headers_file: Path | None = None,
+            key: str = MASTER_KEY) -> dict:
     out = out_dir / f"wrk-{tag}.json"
     out.unlink(missing_ok=True)
     argv = pinned(LOAD_CORE, ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s",
                               "--timeout", "10s", "-s", str(BENCH / "wrk.lua"),
                               f"http://127.0.0.1:{port}"])
     env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_PATH": path,
-           "BENCH_KEY": MASTER_KEY, "BENCH_DELAY_MS": str(delay_ms), "BENCH_OUT": str(out)}
+           "BENCH_KEY": key, "BENCH_DELAY_MS": str(delay_ms), "BENCH_OUT": str(out),
+           "BENCH_HEADERS": str(headers_file or "")}
     p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
     if p.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({p.returncode}): {(p.stderr + p.stdout).strip()[:500]}")
