@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -109,6 +110,12 @@ def version_of(argv: list[str]) -> str:
         return "unknown"
 
 
+def version_number(text: str) -> str:
+    """`LiteLLM: Current Version = 1.2.3` -> `1.2.3`."""
+    m = re.search(r"\d+\.\d+\S*", text)
+    return m.group(0) if m else text
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--envoy", required=True)
@@ -155,13 +162,13 @@ def main() -> int:
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": run.machine_info(args.envoy),
         "versions": {
-            "litellm": version_of([args.litellm, "--version"]),
+            "litellm": version_number(version_of([args.litellm, "--version"])),
             "portkey": json.loads((Path(args.portkey).parent.parent / "package.json")
                                   .read_text()).get("version", "unknown"),
             "node": version_of([args.node, "--version"]),
         },
         "method": {
-            "core": "every target on core 0 (one worker or process), fake provider and wrk on core 1",
+            "core": "Every target on core 0 (one worker or process), fake provider and wrk on core 1",
             "throughput": f"wrk -t1 -c{args.connections}, {args.duration:g}s in all after a "
                           f"{args.warmup:g}s warm-up",
             "latency": f"wrk -t1 -c{args.latency_connections}, each connection waits "
@@ -262,24 +269,8 @@ def main() -> int:
             else:
                 live.append(t)
         log(f"{name}: {' / '.join(live)}, {args.rounds} alternating rounds")
-        for t in live:
-            run.run_wrk(raw, f"gw-{name}-{t}-warmup", conns=args.connections,
-                        seconds=args.warmup, **request_kw(t, sc))
-        rounds: dict = {t: {"tput": [], "lat": []} for t in live}
-        for i in range(args.rounds):
-            for t in live:
-                rounds[t]["tput"].append(run.measured(
-                    raw, f"gw-{name}-{t}-tput{i}", procs[t].pid, conns=args.connections,
-                    seconds=args.duration / args.rounds, **request_kw(t, sc)))
-            for t in live:
-                rounds[t]["lat"].append(run.measured(
-                    raw, f"gw-{name}-{t}-latency{i}", procs[t].pid,
-                    conns=args.latency_connections, seconds=args.latency_duration / args.rounds,
-                    delay_ms=args.latency_delay_ms, **request_kw(t, sc)))
-        for t in live:
-            tput, lat = run.combine(rounds[t]["tput"]), run.combine(rounds[t]["lat"])
-            ok = tput["errors_total"] == 0 and lat["errors_total"] == 0
-            row[t] = {"status": "ok" if ok else "errors", "throughput": tput, "latency": lat}
+        row.update(run.alternate(raw, f"gw-{name}", {t: procs[t].pid for t in live},
+                                 {t: request_kw(t, sc) for t in live}, args))
         compare(row)
         results["scenarios"].append(row)
         log(f"{name}: " + ", ".join(

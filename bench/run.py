@@ -516,6 +516,35 @@ def measured(out_dir: Path, tag: str, pid: int, **kw) -> dict:
     return r
 
 
+def alternate(raw: Path, name: str, pids: dict[str, int], kws: dict[str, dict],
+              args: argparse.Namespace) -> dict:
+    """Every target of a scenario measured after a warm-up: throughput (closed loop) and
+    latency (a fixed light rate), in short rounds that alternate the targets so that a
+    change in the machine's other load hits them alike. `kws` are each target's run_wrk
+    arguments; returns {target: {status, throughput, latency}}."""
+    for t in pids:
+        run_wrk(raw, f"{name}-{t}-warmup", conns=args.connections, seconds=args.warmup, **kws[t])
+    rounds: dict = {t: {"tput": [], "lat": []} for t in pids}
+    for i in range(args.rounds):
+        for t, pid in pids.items():
+            rounds[t]["tput"].append(measured(
+                raw, f"{name}-{t}-tput{i}", pid, conns=args.connections,
+                seconds=args.duration / args.rounds, **kws[t]))
+        for t, pid in pids.items():
+            rounds[t]["lat"].append(measured(
+                raw, f"{name}-{t}-latency{i}", pid, conns=args.latency_connections,
+                seconds=args.latency_duration / args.rounds, delay_ms=args.latency_delay_ms,
+                **kws[t]))
+    out = {}
+    for t in pids:
+        tput, lat = combine(rounds[t]["tput"]), combine(rounds[t]["lat"])
+        ok = tput["errors_total"] == 0 and lat["errors_total"] == 0
+        out[t] = {"status": "ok" if ok else "errors", "throughput": tput, "latency": lat}
+        if not ok:
+            log(f"{name} {t}: errors {tput['errors']} / {lat['errors']}")
+    return out
+
+
 # ---------------------------------------------------------------- native
 
 def build_driver() -> Path:
@@ -800,28 +829,7 @@ def main() -> int:
             log(f"{sc['name']}: {' / '.join(live)}, {args.rounds} alternating rounds")
         kws = {t: dict(port=targets[t]["port"], path=path_for(t, sc), body_file=body_file)
                for t in live}
-        for t in live:
-            run_wrk(raw, f"{sc['name']}-{t}-warmup", conns=args.connections,
-                    seconds=args.warmup, **kws[t])
-        # Targets alternate in short rounds so that a change in the machine's other load
-        # hits them alike.
-        rounds: dict = {t: {"tput": [], "lat": []} for t in live}
-        for i in range(args.rounds):
-            for t in live:
-                rounds[t]["tput"].append(measured(
-                    raw, f"{sc['name']}-{t}-tput{i}", targets[t]["proc"].pid,
-                    conns=args.connections, seconds=args.duration / args.rounds, **kws[t]))
-            for t in live:
-                rounds[t]["lat"].append(measured(
-                    raw, f"{sc['name']}-{t}-latency{i}", targets[t]["proc"].pid,
-                    conns=args.latency_connections, seconds=args.latency_duration / args.rounds,
-                    delay_ms=args.latency_delay_ms, **kws[t]))
-        for t in live:
-            tput, lat = combine(rounds[t]["tput"]), combine(rounds[t]["lat"])
-            ok = tput["errors_total"] == 0 and lat["errors_total"] == 0
-            row[t] = {"status": "ok" if ok else "errors", "throughput": tput, "latency": lat}
-            if not ok:
-                log(f"{sc['name']} {t}: errors {tput['errors']} / {lat['errors']}")
+        row.update(alternate(raw, sc["name"], {t: targets[t]["proc"].pid for t in live}, kws, args))
         derive(row)
         results["scenarios"].append(row)
         log(f"{sc['name']}: " + summary_line(row))
