@@ -98,6 +98,45 @@ fn accepts_harmless_defaults() {
     }
 }
 
+/// Anthropic's current models take `temperature` or `top_p`, not both: a value that
+/// changes nothing is left out, two that both matter are refused by name.
+#[test]
+fn one_sampling_parameter() {
+    let sent = |extra: Value| {
+        let v = translate(with(extra));
+        (v.get("temperature").cloned(), v.get("top_p").cloned())
+    };
+    // Either alone is sent as it is.
+    assert_eq!(sent(json!({"temperature": 0.3})), (Some(json!(0.3)), None));
+    assert_eq!(sent(json!({"top_p": 0.8})), (None, Some(json!(0.8))));
+    // top_p 1 keeps every token: only the temperature goes.
+    assert_eq!(
+        sent(json!({"temperature": 0.3, "top_p": 1})),
+        (Some(json!(0.3)), None)
+    );
+    assert_eq!(
+        sent(json!({"temperature": 1, "top_p": 1.0})),
+        (Some(json!(1.0)), None)
+    );
+    // temperature 1 is Anthropic's default: only top_p goes.
+    assert_eq!(
+        sent(json!({"temperature": 1.0, "top_p": 0.9})),
+        (None, Some(json!(0.9)))
+    );
+    // Two values that both change the answer: the client chooses.
+    assert_refused(with(json!({"temperature": 0.2, "top_p": 0.9})), "top_p");
+    let e = refuse(with(json!({"temperature": 0.2, "top_p": 0.9})));
+    assert!(e.message.contains("temperature"), "{}", e.message);
+    assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
+    // With thinking both are left out, whatever their values.
+    assert_eq!(
+        sent(
+            json!({"temperature": 0.2, "top_p": 0.9, "reasoning_effort": "low", "max_tokens": 4096})
+        ),
+        (None, None)
+    );
+}
+
 /// Bad message content is a 400 naming the message, the part and the field.
 #[test]
 fn refuses_bad_content_by_path() {

@@ -87,6 +87,23 @@ fn anthropic_drops_with_drop_params() {
     assert!(plain.dropped.is_empty());
 }
 
+/// With `drop_params`, two sampling parameters that both matter keep `temperature` and
+/// report `top_p` as dropped (Anthropic's current models refuse both together).
+#[test]
+fn anthropic_keeps_temperature_over_top_p() {
+    let mut t = translator_for(ProviderKind::Anthropic);
+    let r = t
+        .request(
+            &body(json!({"temperature": 0.2, "top_p": 0.9})),
+            &dropping(anthropic_target()),
+        )
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(sent["temperature"], json!(0.2));
+    assert!(sent.get("top_p").is_none(), "{sent}");
+    assert_eq!(r.dropped, vec!["top_p"]);
+}
+
 /// `n` > 1 is never dropped: one choice where several were asked for is a different answer
 /// the client could not detect.
 #[test]

@@ -149,10 +149,23 @@ def test_max_tokens(gw, fields, expected):
     assert up["max_tokens"] == expected
 
 
-def test_temperature_and_top_p_are_forwarded(gw):
-    up = sent(gw, chat([user("hi")], temperature=0.25, top_p=0.5))
-    assert up["temperature"] == 0.25
-    assert up["top_p"] == 0.5
+@pytest.mark.parametrize("fields,expected", [
+    ({"temperature": 0.25}, {"temperature": 0.25}),
+    ({"top_p": 0.5}, {"top_p": 0.5}),
+    # Anthropic's current models refuse both: the one that changes nothing is left out.
+    ({"temperature": 0.25, "top_p": 1}, {"temperature": 0.25}),
+    ({"temperature": 1, "top_p": 0.5}, {"top_p": 0.5}),
+])
+def test_temperature_or_top_p_is_forwarded(gw, fields, expected):
+    up = sent(gw, chat([user("hi")], **fields))
+    assert {k: up[k] for k in ("temperature", "top_p") if k in up} == expected
+
+
+def test_temperature_and_top_p_that_both_matter_are_refused(gw):
+    r = gw.chat(chat([user("hi")], temperature=0.25, top_p=0.5))
+    assert_openai_error(r, 400, "invalid_request_error", param="top_p")
+    assert "temperature" in r.json["error"]["message"]
+    assert gw.provider_requests() == []
 
 
 def test_no_sampling_fields_unless_asked(gw):

@@ -11,6 +11,10 @@
 //! - `reasoning_effort` becomes a thinking budget. Anthropic refuses `temperature` and
 //!   `top_p` with thinking, so both are dropped then; it also only allows `tool_choice`
 //!   auto or none with thinking, so a forced choice with reasoning is a 400 here.
+//! - Anthropic's models since Claude Opus 4.1 refuse `temperature` and `top_p` together.
+//!   Of the two, one that changes nothing is left out (`top_p` 1 keeps every token;
+//!   `temperature` 1 is Anthropic's default); two that both matter are a 400 naming
+//!   `top_p`, or with `drop_params` `temperature` alone is sent ([`one_sampler`]).
 //! - `response_format` `json_schema` becomes a forced tool whose input is the answer (the
 //!   response side turns that call back into `content`); `json_object` becomes a system
 //!   instruction. Anthropic's own structured outputs are still a beta.
@@ -131,13 +135,18 @@ pub fn translate_chat(
         })
         .filter(|s| !s.is_empty());
     let thinking = budget.map(|budget_tokens| ThinkingConfig::Enabled { budget_tokens });
+    let (temperature, top_p) = if thinking.is_some() {
+        (None, None)
+    } else {
+        one_sampler(chat, &mut policy)?
+    };
     let request = MessagesRequest {
         model: target.upstream_model.to_string(),
         max_tokens,
         messages,
         system: system.build(),
-        temperature: chat.temperature.filter(|_| thinking.is_none()),
-        top_p: chat.top_p.filter(|_| thinking.is_none()),
+        temperature,
+        top_p,
         stop_sequences,
         stream: chat.is_stream().then_some(true),
         metadata: chat.user.clone().map(|user_id| Metadata { user_id }),
@@ -206,6 +215,29 @@ fn refuse_unsupported(chat: &ChatRequest, policy: &mut ParamPolicy) -> Result<()
         ));
     }
     Ok(())
+}
+
+/// The `temperature` and `top_p` to send: at most one of them, as Anthropic's current
+/// models take (they answer 400 to both). A value that changes nothing is left out first:
+/// `top_p` 1 (every token stays in the nucleus), then `temperature` 1 (Anthropic's
+/// default). Two values that both change the answer are the client's to choose between,
+/// unless the deployment drops parameters; then `temperature` is kept.
+fn one_sampler(
+    chat: &ChatRequest,
+    policy: &mut ParamPolicy,
+) -> Result<(Option<f64>, Option<f64>), GatewayError> {
+    match (chat.temperature, chat.top_p) {
+        (Some(_), Some(p)) if p >= 1.0 => Ok((chat.temperature, None)),
+        (Some(1.0), Some(_)) => Ok((None, chat.top_p)),
+        (Some(_), Some(_)) => {
+            policy.unsupported(
+                "top_p",
+                "when you send `temperature` (Anthropic's current models take one of the two, not both)",
+            )?;
+            Ok((chat.temperature, None))
+        }
+        (temperature, top_p) => Ok((temperature, top_p)),
+    }
 }
 
 /// Collects system and developer text, in order, for the top-level `system`.
