@@ -135,6 +135,8 @@ struct RawParams {
     #[serde(default)]
     cache_creation_input_token_cost: Option<f64>,
     #[serde(default)]
+    cache_creation_input_token_cost_above_1hr: Option<f64>,
+    #[serde(default)]
     output_cost_per_reasoning_token: Option<f64>,
 }
 
@@ -660,6 +662,8 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 output_cost_per_token: params.output_cost_per_token,
                 cache_read_input_token_cost: params.cache_read_input_token_cost,
                 cache_creation_input_token_cost: params.cache_creation_input_token_cost,
+                cache_creation_input_token_cost_above_1hr: params
+                    .cache_creation_input_token_cost_above_1hr,
                 output_cost_per_reasoning_token: params.output_cost_per_reasoning_token,
             },
         )
@@ -1066,11 +1070,16 @@ mod tests {
     fn price_overrides() {
         let mut v = minimal();
         v["model_list"][1]["litellm_params"]["cache_read_input_token_cost"] = json!(0.0000001);
+        v["model_list"][1]["litellm_params"]["cache_creation_input_token_cost_above_1hr"] =
+            json!(0.000007);
         v["model_list"][2]["litellm_params"]["input_cost_per_token"] = json!(0);
         v["model_list"][2]["litellm_params"]["output_cost_per_token"] = json!(0.0000002);
         let c = cfg(v).unwrap();
         let claude = c.deployments[1].price.unwrap();
-        assert_eq!((claude.input, claude.cache_read), (3_000_000, 100_000));
+        assert_eq!(
+            (claude.input, claude.cache_read, claude.cache_write_1h),
+            (3_000_000, 100_000, 7_000_000)
+        );
         let local = c.deployments[2].price.unwrap();
         assert_eq!(
             (local.input, local.output, local.reasoning),

@@ -37,6 +37,9 @@ pub struct Price {
     pub cache_read: u64,
     /// Input tokens written to the prompt cache (the shortest retention's write price).
     pub cache_write: u64,
+    /// Input tokens written to Anthropic's 1-hour cache; equal to `cache_write` where a
+    /// provider has no such cache.
+    pub cache_write_1h: u64,
     /// Reasoning tokens; equal to `output` unless a provider prices them apart.
     pub reasoning: u64,
 }
@@ -58,10 +61,13 @@ pub fn cost_pico_usd(usage: &Usage, price: &Price) -> u128 {
     let visible_output = usage
         .completion_tokens
         .saturating_sub(usage.reasoning_tokens);
+    let long_writes = usage.cache_write_1h_tokens.min(usage.cache_write_tokens);
+    let short_writes = usage.cache_write_tokens - long_writes;
     [
         (uncached, price.input),
         (usage.cache_read_tokens, price.cache_read),
-        (usage.cache_write_tokens, price.cache_write),
+        (short_writes, price.cache_write),
+        (long_writes, price.cache_write_1h),
         (visible_output, price.output),
         (usage.reasoning_tokens, price.reasoning),
     ]
@@ -151,6 +157,8 @@ pub struct PriceOverride {
     pub cache_read_input_token_cost: Option<f64>,
     /// `cache_creation_input_token_cost`.
     pub cache_creation_input_token_cost: Option<f64>,
+    /// `cache_creation_input_token_cost_above_1hr`: Anthropic's 1-hour cache writes.
+    pub cache_creation_input_token_cost_above_1hr: Option<f64>,
     /// `output_cost_per_reasoning_token`.
     pub output_cost_per_reasoning_token: Option<f64>,
 }
@@ -185,6 +193,10 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
         "cache_creation_input_token_cost",
         o.cache_creation_input_token_cost,
     )?;
+    let cache_write_1h = usd_per_token(
+        "cache_creation_input_token_cost_above_1hr",
+        o.cache_creation_input_token_cost_above_1hr,
+    )?;
     let reasoning = usd_per_token(
         "output_cost_per_reasoning_token",
         o.output_cost_per_reasoning_token,
@@ -196,6 +208,7 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
             output,
             cache_read: None,
             cache_write: None,
+            cache_write_1h: None,
             reasoning: None,
         },
         (None, None, None) if o.is_empty() => return Ok(None),
@@ -218,6 +231,9 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
             output: output.unwrap_or(base.output),
             cache_read: cache_read.or(base.cache_read),
             cache_write: cache_write.or(base.cache_write),
+            // An overridden 5-minute write price with no 1-hour one: the table's 1-hour
+            // price still stands (it follows the input price, not the write price).
+            cache_write_1h: cache_write_1h.or(base.cache_write_1h),
             reasoning: reasoning.or(base.reasoning),
         }
         .price(),
@@ -250,16 +266,19 @@ struct Rates {
     output: u64,
     cache_read: Option<u64>,
     cache_write: Option<u64>,
+    cache_write_1h: Option<u64>,
     reasoning: Option<u64>,
 }
 
 impl Rates {
     fn price(self) -> Price {
+        let cache_write = self.cache_write.unwrap_or(self.input);
         Price {
             input: self.input,
             output: self.output,
             cache_read: self.cache_read.unwrap_or(self.input),
-            cache_write: self.cache_write.unwrap_or(self.input),
+            cache_write,
+            cache_write_1h: self.cache_write_1h.unwrap_or(cache_write),
             reasoning: self.reasoning.unwrap_or(self.output),
         }
     }
@@ -278,6 +297,7 @@ const fn p(input: f64, cached: f64, output: f64) -> Rates {
         output: usd(output),
         cache_read: Some(usd(cached)),
         cache_write: None,
+        cache_write_1h: None,
         reasoning: None,
     }
 }
@@ -287,6 +307,15 @@ const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Rates {
     Rates {
         cache_write: Some(usd(write)),
         ..p(input, cached, output)
+    }
+}
+
+/// An Anthropic model: input, cached input, 5-minute cache write, output (USD per million
+/// tokens); 1-hour cache writes cost twice the input price.
+const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
+    Rates {
+        cache_write_1h: Some(usd(input * 2.0)),
+        ..pw(input, cached, write, output)
     }
 }
 
@@ -303,8 +332,8 @@ const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   prompts over 272K tokens at 2× input and 1.5× output: not modelled, the short-context
 ///   rate is used.
 /// - **Anthropic**, <https://platform.claude.com/docs/en/about-claude/pricing> and the model
-///   pages. Cache writes are the 5-minute price (1-hour writes cost more and are not told
-///   apart in usage). Claude Sonnet 4/4.5 beyond 200K tokens, and Claude Haiku 5.5 beyond
+///   pages. Cache writes are the 5-minute price; 1-hour writes, which usage reports apart
+///   (`cache_creation.ephemeral_1h_input_tokens`), cost twice the input price. Claude Sonnet 4/4.5 beyond 200K tokens, and Claude Haiku 5.5 beyond
 ///   100K tokens (5×), cost more: the base tier is used. Claude Sonnet 5.5 cache reads are
 ///   $0.10 since 2026-10-07.
 /// - **Google Gemini** (Developer API), <https://ai.google.dev/gemini-api/docs/pricing>.
@@ -313,28 +342,28 @@ const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   also bill storage per hour, which is not per token). Promotional rates (Gemini 3.7 and
 ///   3.8 Flash) are left out rather than expire silently.
 static TABLE: &[(&str, Rates)] = &[
-    ("claude-3-5-haiku", pw(0.80, 0.08, 1.00, 4.00)),
-    ("claude-3-7-sonnet", pw(3.00, 0.30, 3.75, 15.00)),
-    ("claude-3-haiku", pw(0.25, 0.03, 0.30, 1.25)),
-    ("claude-fable-5", pw(10.00, 1.00, 12.50, 50.00)),
-    ("claude-fable-5-1", pw(10.00, 0.25, 12.50, 50.00)),
-    ("claude-haiku-4-5", pw(1.00, 0.10, 1.25, 5.00)),
-    ("claude-haiku-5-5", pw(0.10, 0.01, 0.125, 0.50)),
-    ("claude-opus-4", pw(15.00, 1.50, 18.75, 75.00)),
-    ("claude-opus-4-0", pw(15.00, 1.50, 18.75, 75.00)),
-    ("claude-opus-4-1", pw(15.00, 1.50, 18.75, 75.00)),
-    ("claude-opus-4-5", pw(5.00, 0.50, 6.25, 25.00)),
-    ("claude-opus-4-6", pw(5.00, 0.50, 6.25, 25.00)),
-    ("claude-opus-4-7", pw(5.00, 0.50, 6.25, 25.00)),
-    ("claude-opus-4-8", pw(5.00, 0.50, 6.25, 25.00)),
-    ("claude-opus-5", pw(5.00, 0.50, 6.25, 25.00)),
-    ("claude-opus-5-5", pw(4.00, 0.20, 5.00, 20.00)),
-    ("claude-sonnet-4", pw(3.00, 0.30, 3.75, 15.00)),
-    ("claude-sonnet-4-0", pw(3.00, 0.30, 3.75, 15.00)),
-    ("claude-sonnet-4-5", pw(3.00, 0.30, 3.75, 15.00)),
-    ("claude-sonnet-4-6", pw(3.00, 0.30, 3.75, 15.00)),
-    ("claude-sonnet-5", pw(2.00, 0.20, 2.50, 10.00)),
-    ("claude-sonnet-5-5", pw(2.00, 0.10, 2.50, 10.00)),
+    ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
+    ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
+    ("claude-3-haiku", anthropic(0.25, 0.03, 0.30, 1.25)),
+    ("claude-fable-5", anthropic(10.00, 1.00, 12.50, 50.00)),
+    ("claude-fable-5-1", anthropic(10.00, 0.25, 12.50, 50.00)),
+    ("claude-haiku-4-5", anthropic(1.00, 0.10, 1.25, 5.00)),
+    ("claude-haiku-5-5", anthropic(0.10, 0.01, 0.125, 0.50)),
+    ("claude-opus-4", anthropic(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-0", anthropic(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-1", anthropic(15.00, 1.50, 18.75, 75.00)),
+    ("claude-opus-4-5", anthropic(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-6", anthropic(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-7", anthropic(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-4-8", anthropic(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-5", anthropic(5.00, 0.50, 6.25, 25.00)),
+    ("claude-opus-5-5", anthropic(4.00, 0.20, 5.00, 20.00)),
+    ("claude-sonnet-4", anthropic(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-0", anthropic(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-5", anthropic(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-4-6", anthropic(3.00, 0.30, 3.75, 15.00)),
+    ("claude-sonnet-5", anthropic(2.00, 0.20, 2.50, 10.00)),
+    ("claude-sonnet-5-5", anthropic(2.00, 0.10, 2.50, 10.00)),
     ("gemini-2.5-flash", p(0.30, 0.03, 2.50)),
     ("gemini-2.5-flash-lite", p(0.10, 0.01, 0.40)),
     ("gemini-2.5-pro", p(1.25, 0.125, 10.00)),
@@ -461,6 +490,50 @@ mod tests {
         assert_eq!(cost_micro_usd(&u, &p), 40_650);
     }
 
+    /// Anthropic's 1-hour cache writes cost twice the input price, the other writes the
+    /// 5-minute write price; a 1-hour count larger than the writes is capped by them.
+    #[test]
+    fn one_hour_cache_writes() {
+        let p = price("claude-sonnet-4-5");
+        assert_eq!(p.cache_write, 3_750_000);
+        assert_eq!(p.cache_write_1h, 6_000_000);
+        let u = Usage {
+            prompt_tokens: 10_000,
+            cache_write_tokens: 5_000,
+            cache_write_1h_tokens: 2_000,
+            ..usage(0, 0)
+        };
+        // 5000 × 3 + 3000 × 3.75 + 2000 × 6 (per million).
+        assert_eq!(cost_pico_usd(&u, &p), 38_250_000_000);
+        let capped = Usage {
+            cache_write_1h_tokens: 9_000,
+            ..u
+        };
+        // Every write is a 1-hour one: 5000 × 3 + 5000 × 6.
+        assert_eq!(cost_pico_usd(&capped, &p), 45_000_000_000);
+        // Providers without a 1-hour cache price every write alike.
+        let gpt = price("gpt-4o");
+        assert_eq!(gpt.cache_write_1h, gpt.cache_write);
+        // The override sets it; a 5-minute override leaves the table's 1-hour price.
+        let o = PriceOverride {
+            cache_creation_input_token_cost_above_1hr: Some(0.00001),
+            ..over()
+        };
+        assert_eq!(
+            resolve("claude-sonnet-4-5", &o)
+                .unwrap()
+                .unwrap()
+                .cache_write_1h,
+            10_000_000
+        );
+        let o = PriceOverride {
+            cache_creation_input_token_cost: Some(0.000004),
+            ..over()
+        };
+        let r = resolve("claude-sonnet-4-5", &o).unwrap().unwrap();
+        assert_eq!((r.cache_write, r.cache_write_1h), (4_000_000, 6_000_000));
+    }
+
     /// Reasoning is part of completion_tokens: priced once, at its own price when it has one.
     #[test]
     fn reasoning_tokens() {
@@ -502,6 +575,7 @@ mod tests {
             completion_tokens: 10,
             cache_read_tokens: 1_000,
             cache_write_tokens: 1_000,
+            cache_write_1h_tokens: 0,
             reasoning_tokens: 50,
         };
         // No uncached input, no visible output; the reported counts are priced as reported.
@@ -512,6 +586,7 @@ mod tests {
             completion_tokens: u64::MAX,
             cache_read_tokens: u64::MAX,
             cache_write_tokens: u64::MAX,
+            cache_write_1h_tokens: u64::MAX,
             reasoning_tokens: u64::MAX,
         };
         let max = Price {
@@ -519,6 +594,7 @@ mod tests {
             output: u64::MAX,
             cache_read: u64::MAX,
             cache_write: u64::MAX,
+            cache_write_1h: u64::MAX,
             reasoning: u64::MAX,
         };
         assert_eq!(cost_pico_usd(&huge, &max), u128::MAX);
@@ -652,6 +728,7 @@ mod tests {
                 output: 600_000,
                 cache_read: 0,
                 cache_write: 0,
+                cache_write_1h: 0,
                 reasoning: 600_000
             }
         );

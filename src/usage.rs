@@ -16,6 +16,9 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     /// Input tokens written to the prompt cache.
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those kept for an hour (Anthropic's 1-hour cache), which
+    /// cost more than the default 5-minute writes.
+    pub cache_write_1h_tokens: u64,
     /// Output tokens spent on reasoning.
     pub reasoning_tokens: u64,
 }
@@ -53,6 +56,7 @@ impl Usage {
             completion_tokens: body.completion_tokens,
             cache_read_tokens: details.map(|d| d.cached_tokens).unwrap_or(0),
             cache_write_tokens: details.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
+            cache_write_1h_tokens: 0,
             reasoning_tokens: body
                 .completion_tokens_details
                 .as_ref()

@@ -403,3 +403,48 @@ fn bad_upstream_bodies() {
         assert_eq!(v["error"]["type"], "api_error");
     }
 }
+
+/// 1-hour cache writes are told apart in the usage of a JSON answer and of a stream (where
+/// a later report replaces an earlier one), so that they are priced at their own rate.
+#[test]
+fn one_hour_cache_writes_in_usage() {
+    let usage = r#"{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":0,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}"#;
+    let mut t = translator_for(ProviderKind::Anthropic);
+    t.request(
+        br#"{"model":"claude","messages":[{"role":"user","content":"Hi"}]}"#,
+        &anthropic_target(),
+    )
+    .unwrap();
+    let body = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"Hi"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{usage}}}"#
+    );
+    let u = t.response(200, body.as_bytes()).usage.unwrap();
+    assert_eq!(
+        (
+            u.prompt_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens
+        ),
+        (310, 300, 200)
+    );
+
+    let mut t = translator_for(ProviderKind::Anthropic);
+    t.request(
+        br#"{"model":"claude","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
+        &anthropic_target(),
+    )
+    .unwrap();
+    let start = r#"{"input_tokens":10,"output_tokens":1,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_1h_input_tokens":50}}"#;
+    let stream = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"usage\":{start}}}}}\n\n\
+         event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"Hi\"}}}}\n\n\
+         event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{usage}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    let mut out = Vec::new();
+    t.stream(stream.as_bytes(), true, &mut out);
+    let u = t.stream_usage().unwrap();
+    assert_eq!((u.cache_write_tokens, u.cache_write_1h_tokens), (300, 200));
+}

@@ -418,6 +418,7 @@ const DICT_KEYS: &[&str] = &[
     "response_format", "json_schema", "schema", "reasoning_effort", "thinking_blocks",
     "reasoning_content", "type", "index", "delta", "choices", "usage", "error", "message", "id",
     "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "cache_creation", "ephemeral_1h_input_tokens", "ephemeral_5m_input_tokens",
     "prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
     "completion_tokens_details", "cached_tokens", "reasoning_tokens", "finish_reason",
     "content_block", "text", "partial_json", "thinking", "signature", "data", "stop_reason",
@@ -1847,6 +1848,7 @@ impl StoreInput {
                             completion_tokens: c,
                             cache_read_tokens: cr,
                             cache_write_tokens: cw,
+                            cache_write_1h_tokens: 0,
                             reasoning_tokens: r,
                         },
                         cost,
@@ -1972,6 +1974,7 @@ fn gen_store(rng: &mut Rng) -> StoreInput {
                     completion_tokens: interesting_u64(rng),
                     cache_read_tokens: rng.below(100) as u64,
                     cache_write_tokens: 0,
+                    cache_write_1h_tokens: 0,
                     reasoning_tokens: rng.below(10) as u64,
                 },
                 interesting_u64(rng),
@@ -2110,6 +2113,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
         output_cost_per_token: (n % 2 == 0).then_some(f),
         cache_read_input_token_cost: (n % 3 == 0).then_some(f),
         cache_creation_input_token_cost: None,
+        cache_creation_input_token_cost_above_1hr: (n % 11 == 0).then_some(f),
         output_cost_per_reasoning_token: (n % 5 == 0).then_some(f),
     };
     let usage = Usage {
@@ -2117,6 +2121,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
         completion_tokens: n / 3,
         cache_read_tokens: n / 2,
         cache_write_tokens: n / 5,
+        cache_write_1h_tokens: n / 13,
         reasoning_tokens: n / 7,
     };
     for over in [o, PriceOverride::default()] {

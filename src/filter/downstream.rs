@@ -474,6 +474,8 @@ impl DownstreamHttp {
                 completion_tokens: state_u64("llm_completion_tokens").unwrap_or(0),
                 cache_read_tokens: state_u64("llm_cached_tokens").unwrap_or(0),
                 cache_write_tokens: state_u64("llm_cache_write_tokens").unwrap_or(0),
+                // Only the cost tells 1-hour writes apart, and it comes priced already.
+                cache_write_1h_tokens: 0,
                 reasoning_tokens: state_u64("llm_reasoning_tokens").unwrap_or(0),
             }),
             cost_micro_usd: match host::property_text(&["llm_priced"]).as_deref() {

@@ -610,6 +610,7 @@ impl LenientUsage {
             completion_tokens: self.completion_tokens.unwrap_or(0),
             cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
             cache_write_tokens: prompt.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
+            cache_write_1h_tokens: 0,
             reasoning_tokens: self
                 .completion_tokens_details
                 .as_ref()

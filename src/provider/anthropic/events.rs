@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use serde::de::{self, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::schema::AnthropicUsage;
+use super::schema::{AnthropicUsage, CacheCreation};
 use crate::error::ErrorKind;
 
 /// One stream event. The tagged derive is the reference in tests only: [`StreamEvent::parse`]
@@ -359,8 +359,9 @@ fn usage(node: Node<'_>) -> serde_json::Result<AnthropicUsage> {
         "output_tokens",
         "cache_read_input_tokens",
         "cache_creation_input_tokens",
+        "cache_creation",
     ];
-    let [input, output, read, write] = fields(node, names)?;
+    let [input, output, read, write, by_retention] = fields(node, names)?;
     let n = |f: Option<Node<'_>>| {
         f.map(|n| optional(n, count))
             .transpose()
@@ -371,6 +372,24 @@ fn usage(node: Node<'_>) -> serde_json::Result<AnthropicUsage> {
         output_tokens: n(output)?,
         cache_read_input_tokens: n(read)?,
         cache_creation_input_tokens: n(write)?,
+        cache_creation: by_retention
+            .map(|n| optional(n, cache_creation))
+            .transpose()?
+            .flatten(),
+    })
+}
+
+fn cache_creation(node: Node<'_>) -> serde_json::Result<CacheCreation> {
+    let names = ["ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"];
+    let [five_minutes, one_hour] = fields(node, names)?;
+    let n = |f: Option<Node<'_>>| {
+        f.map(|n| optional(n, count))
+            .transpose()
+            .map(Option::flatten)
+    };
+    Ok(CacheCreation {
+        ephemeral_5m_input_tokens: n(five_minutes)?,
+        ephemeral_1h_input_tokens: n(one_hour)?,
     })
 }
 
@@ -939,6 +958,16 @@ mod tests {
             r#"{"type":"message_delta","delta":{"stop_reason":null},"usage":null}"#,
             r#"{"type":"message_delta","delta":{},"usage":{"output_tokens":-1}}"#,
             r#"{"type":"message_delta","usage":{"output_tokens":1}}"#,
+            r#"{"type":"message_delta","usage":{"output_tokens":1,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":7}}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":null}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":{}}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":[3,4]}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":[3,4,5]}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":5}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":{"ephemeral_1h_input_tokens":-1}}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":{"ephemeral_1h_input_tokens":1,"ephemeral_1h_input_tokens":2}}}"#,
+            r#"{"type":"message_delta","usage":{"cache_creation":{"ephemeral_1h_input_tokens":null,"x":[1]}}}"#,
+            r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":3,"cache_creation_input_tokens":9,"cache_creation":{"ephemeral_1h_input_tokens":9}}}}"#,
             r#"{"type":"error","error":{"type":"overloaded_error","message":"m"}}"#,
             r#"{"type":"error","error":{}}"#,
             r#"{"type":"error"}"#,

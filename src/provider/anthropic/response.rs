@@ -27,7 +27,7 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 }
 
 /// Normalises Anthropic usage to OpenAI's meaning: `prompt_tokens` includes cache reads
-/// and cache writes, which are also reported apart.
+/// and cache writes, which are also reported apart (and the 1-hour writes among them).
 pub fn usage_from_anthropic(u: &AnthropicUsage) -> Usage {
     let read = u.cache_read_input_tokens.unwrap_or(0);
     let write = u.cache_creation_input_tokens.unwrap_or(0);
@@ -40,6 +40,11 @@ pub fn usage_from_anthropic(u: &AnthropicUsage) -> Usage {
         completion_tokens: u.output_tokens.unwrap_or(0),
         cache_read_tokens: read,
         cache_write_tokens: write,
+        cache_write_1h_tokens: u
+            .cache_creation
+            .and_then(|c| c.ephemeral_1h_input_tokens)
+            .unwrap_or(0)
+            .min(write),
         reasoning_tokens: 0,
     }
 }

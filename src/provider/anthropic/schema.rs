@@ -409,6 +409,20 @@ pub struct AnthropicUsage {
     /// Input tokens written to the cache.
     #[serde(default)]
     pub cache_creation_input_tokens: Option<u64>,
+    /// The cache writes by retention (a 1-hour write costs more than a 5-minute one).
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
+}
+
+/// Anthropic's `usage.cache_creation`: cache writes by how long they are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub struct CacheCreation {
+    /// Tokens written for 5 minutes.
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: Option<u64>,
+    /// Tokens written for 1 hour.
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: Option<u64>,
 }
 
 /// Error body: `{"type":"error","error":{"type":"overloaded_error","message":"..."}}`.

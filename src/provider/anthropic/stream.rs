@@ -445,6 +445,9 @@ impl State {
             &mut u.cache_creation_input_tokens,
             later.cache_creation_input_tokens,
         );
+        if later.cache_creation.is_some() {
+            u.cache_creation = later.cache_creation;
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<u8>, reason: &str) {

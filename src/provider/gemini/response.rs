@@ -129,6 +129,7 @@ pub fn usage_from_gemini(u: &UsageMetadata) -> Usage {
             .saturating_add(thoughts),
         cache_read_tokens: u.cached_content_token_count.unwrap_or(0),
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         reasoning_tokens: thoughts,
     }
 }
