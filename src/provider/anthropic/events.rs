@@ -349,7 +349,7 @@ fn message_start(node: Node<'_>) -> serde_json::Result<MessageStart<'_>> {
     Ok(MessageStart {
         id: id.map(cow).transpose()?.unwrap_or_default(),
         model: model.map(cow).transpose()?.unwrap_or_default(),
-        usage: usage_.map(|n| optional(n, usage)).transpose()?.flatten(),
+        usage: optional_field(usage_, usage)?,
     })
 }
 
@@ -362,34 +362,32 @@ fn usage(node: Node<'_>) -> serde_json::Result<AnthropicUsage> {
         "cache_creation",
     ];
     let [input, output, read, write, by_retention] = fields(node, names)?;
-    let n = |f: Option<Node<'_>>| {
-        f.map(|n| optional(n, count))
-            .transpose()
-            .map(Option::flatten)
-    };
     Ok(AnthropicUsage {
-        input_tokens: n(input)?,
-        output_tokens: n(output)?,
-        cache_read_input_tokens: n(read)?,
-        cache_creation_input_tokens: n(write)?,
-        cache_creation: by_retention
-            .map(|n| optional(n, cache_creation))
-            .transpose()?
-            .flatten(),
+        input_tokens: optional_field(input, count)?,
+        output_tokens: optional_field(output, count)?,
+        cache_read_input_tokens: optional_field(read, count)?,
+        cache_creation_input_tokens: optional_field(write, count)?,
+        cache_creation: optional_field(by_retention, cache_creation)?,
     })
+}
+
+/// A field that may be missing or null, as serde reads an `Option` with `#[serde(default)]`.
+fn optional_field<'a, T>(
+    field: Option<Node<'a>>,
+    read: fn(Node<'a>) -> serde_json::Result<T>,
+) -> serde_json::Result<Option<T>> {
+    field
+        .map(|n| optional(n, read))
+        .transpose()
+        .map(Option::flatten)
 }
 
 fn cache_creation(node: Node<'_>) -> serde_json::Result<CacheCreation> {
     let names = ["ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"];
     let [five_minutes, one_hour] = fields(node, names)?;
-    let n = |f: Option<Node<'_>>| {
-        f.map(|n| optional(n, count))
-            .transpose()
-            .map(Option::flatten)
-    };
     Ok(CacheCreation {
-        ephemeral_5m_input_tokens: n(five_minutes)?,
-        ephemeral_1h_input_tokens: n(one_hour)?,
+        ephemeral_5m_input_tokens: optional_field(five_minutes, count)?,
+        ephemeral_1h_input_tokens: optional_field(one_hour, count)?,
     })
 }
 
