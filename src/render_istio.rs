@@ -17,6 +17,10 @@
 //! - the renderer's tier and composite clusters are `CLUSTER` additions, its routes are
 //!   `HTTP_ROUTE` insertions before the `VirtualService`'s catch-all route, and its access
 //!   log, local reply mapping and buffer limit are merged into the gateway's listener.
+//! - with `general_settings.rate_limit_service`, Envoy's global rate limit filter is
+//!   inserted between the downstream instance and the router, its service's cluster added,
+//!   and its OpenAI-shaped 429 put first among the local reply mappers, as in the standalone
+//!   bootstrap ([`crate::render::ratelimit`]).
 //!
 //! Label extraction for the filter's stats lives in Envoy's bootstrap, which no Istio
 //! resource reaches at run time: it is a ConfigMap the gateway pod mounts as a bootstrap
@@ -30,7 +34,7 @@ use serde_json::{json, Value};
 use crate::config::{FilterRole, GatewayConfig};
 use crate::render::{
     access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config, memory_release,
-    router_typed_config, stats_tags, wasm_typed_config, UNROUTED_BODY,
+    ratelimit, router_typed_config, stats_tags, wasm_typed_config, UNROUTED_BODY,
 };
 
 /// Name of the Gateway, VirtualService and EnvoyFilter.
@@ -437,6 +441,14 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
         "match": router_match(),
         "patch": {"operation": "INSERT_BEFORE", "value": config_discovery(FilterRole::Downstream)},
     }));
+    if let Some(rls) = &config.general.rate_limit_service {
+        // After the downstream instance, which names the key and its team in filter state.
+        patches.push(json!({
+            "applyTo": "HTTP_FILTER",
+            "match": router_match(),
+            "patch": {"operation": "INSERT_BEFORE", "value": ratelimit::http_filter(rls)},
+        }));
+    }
     patches.push(json!({
         "applyTo": "HTTP_FILTER",
         "match": router_match(),
@@ -453,7 +465,7 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "access_log": access_log(),
-                "local_reply_config": local_reply_config(),
+                "local_reply_config": istio_local_reply_config(config),
             },
         }},
     }));
@@ -493,6 +505,16 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
             "configPatches": patches,
         },
     })
+}
+
+/// The local reply mapping of the standalone bootstrap: with a rate limit service, its
+/// 429 and 500 mappers first, where the generic ones would otherwise answer them.
+fn istio_local_reply_config(config: &GatewayConfig) -> Value {
+    let mut reply = local_reply_config();
+    if config.general.rate_limit_service.is_some() {
+        ratelimit::prepend_local_reply_mappers(&mut reply);
+    }
+    reply
 }
 
 /// The bootstrap override: Envoy merges it into Istio's bootstrap (`--config-yaml`), so

@@ -478,3 +478,66 @@ fn no_secrets_in_resources() {
         }
     }
 }
+
+/// With a global rate limit service, the EnvoyFilter carries what the standalone bootstrap
+/// has: the rate limit filter between the downstream instance and the router, its 429 and
+/// 500 mappers first among the local replies, and the service's cluster.
+#[test]
+fn global_rate_limit_patches() {
+    let mut gateway = sample();
+    gateway["general_settings"]["rate_limit_service"] =
+        json!({"address": "ratelimit.istio-system.svc.cluster.local:8081"});
+    let files = render(&gateway, file_source());
+    let config = GatewayConfig::from_value(gateway.clone()).unwrap();
+    let bootstrap = render::render_bootstrap(
+        &config,
+        &gateway,
+        &RenderOptions {
+            wasm_path: "x.wasm".into(),
+        },
+    );
+    let hcm = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    let standalone: Vec<&Value> = hcm["http_filters"].as_array().unwrap().iter().collect();
+    assert_eq!(standalone[1]["name"], "envoy.filters.http.ratelimit");
+
+    let http = patches(&files, "HTTP_FILTER");
+    let ops: Vec<(&Value, &Value)> = http
+        .iter()
+        .map(|p| (&p["patch"]["operation"], &p["patch"]["value"]["name"]))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (
+                &json!("INSERT_BEFORE"),
+                &json!(ecds_name(FilterRole::Downstream))
+            ),
+            (
+                &json!("INSERT_BEFORE"),
+                &json!("envoy.filters.http.ratelimit")
+            ),
+            (&json!("MERGE"), &json!("envoy.filters.http.router")),
+        ]
+    );
+    // Each insertion lands just before the router: the rate limit filter follows the
+    // downstream instance, which names the key in filter state.
+    assert_eq!(http[1]["patch"]["value"], *standalone[1]);
+
+    let reply = &patches(&files, "NETWORK_FILTER")[0]["patch"]["value"]["typed_config"]
+        ["local_reply_config"];
+    assert_eq!(*reply, hcm["local_reply_config"]);
+    let mappers = reply["mappers"].as_array().unwrap();
+    assert_eq!(
+        mappers[0]["filter"],
+        json!({"response_flag_filter": {"flags": ["RL"]}})
+    );
+
+    let clusters: Vec<&Value> = patches(&files, "CLUSTER")
+        .into_iter()
+        .map(|p| &p["patch"]["value"])
+        .collect();
+    assert!(clusters
+        .iter()
+        .any(|c| c["name"] == render::ratelimit::CLUSTER));
+}

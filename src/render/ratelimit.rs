@@ -147,12 +147,18 @@ pub fn add_to_listener(listener: &mut Value, rls: &RateLimitService) {
             .unwrap_or(filters.len());
         filters.insert(router, http_filter(rls));
     }
-    if let Some(mappers) = hcm
-        .get_mut("local_reply_config")
-        .and_then(|c| c.get_mut("mappers"))
+    if let Some(reply) = hcm.get_mut("local_reply_config") {
+        prepend_local_reply_mappers(reply);
+    }
+}
+
+/// Puts [`local_reply_mappers`] first in a `local_reply_config`: the generic mappers would
+/// otherwise answer these replies as plain `api_error`s.
+pub fn prepend_local_reply_mappers(local_reply_config: &mut Value) {
+    if let Some(mappers) = local_reply_config
+        .get_mut("mappers")
         .and_then(Value::as_array_mut)
     {
-        // First: the generic mappers would otherwise answer these as plain `api_error`s.
         for (i, m) in local_reply_mappers().into_iter().enumerate() {
             mappers.insert(i, m);
         }

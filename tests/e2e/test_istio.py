@@ -523,3 +523,42 @@ def test_istio_shaped_gateway_serves_and_falls_back(istio_gateway, openai_fake, 
     finally:
         openai_fake.reset()
         anthropic_fake.reset()
+
+
+def test_istio_shaped_gateway_enforces_global_rate_limits(tmp_path, openai_fake, anthropic_fake, request):
+    """With `rate_limit_service`, the EnvoyFilter carries Envoy's global rate limit filter:
+    a virtual key over its requests per minute gets the OpenAI-shaped 429, as from the
+    standalone bootstrap."""
+    from ratelimit_server import RateLimitServer
+
+    key = "sk-gw-test-istio-rl-0123456789abcdef"
+    rls = RateLimitServer({"domain": "llm_gateway", "descriptors": [
+        {"key": "generic_key", "value": "requests", "descriptors": [
+            {"key": "key", "value": "alice", "rate_limit": {"unit": "minute", "requests_per_unit": 2}}]}]}).start()
+    # Frozen inside one minute, so the window does not reset during the test.
+    rls.clock = lambda: 1_800_000_000 - 1_800_000_000 % 60 + 5
+    port, admin_port = harness.free_port(), harness.free_port()
+    cfg = base_config(listen_port=port, openai_url=openai_fake.url, anthropic_url=anthropic_fake.url, hosted=False)
+    cfg["virtual_keys"] = [{"name": "alice", "key_sha256": hashlib.sha256(key.encode()).hexdigest()}]
+    cfg["general_settings"]["rate_limit_service"] = {"address": rls.address}
+    files = render_istio(tmp_path, cfg, f"file://{harness.wasm_path()}")
+    v = envoy_validate(assemble(tmp_path, files, port, admin_port, via_ecds=False), stats_override(files), tmp_path)
+    assert v.returncode == 0, f"envoy --mode validate failed:\n{v.stdout}\n{v.stderr}"
+    config = assemble(tmp_path, files, port, admin_port, via_ecds=True)
+    envoy = OverriddenEnvoy(config, tmp_path, admin_port, override=stats_override(files)).start()
+    request.node._envoys = [envoy]
+    openai_fake.reset()
+    try:
+        envoy.wait_ready()
+        assert [chat(port, "gpt-test", key=key).status for _ in range(2)] == [200, 200]
+        r = chat(port, "gpt-test", key=key)
+        err = harness.assert_openai_error(r, 429, "rate_limit_error")
+        assert err["code"] == "rate_limit_exceeded", err
+        assert r.header("retry-after"), r.headers
+        assert len(openai_fake.requests) == 2
+        # The master key sends no descriptor: never limited.
+        assert chat(port, "gpt-test").status == 200
+    finally:
+        envoy.stop()
+        rls.stop()
+        openai_fake.reset()
