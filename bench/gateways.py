@@ -24,6 +24,7 @@ Every process started here is stopped by PID at exit; every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -83,8 +84,6 @@ def fell_back(target: str, headers: dict) -> str | None:
 
 def wait_http(port: int, proc, what: str, path: str, timeout: float = 60) -> None:
     """Waits until `GET path` answers (any status below 500)."""
-    import http.client
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

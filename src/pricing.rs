@@ -333,9 +333,9 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   rate is used.
 /// - **Anthropic**, <https://platform.claude.com/docs/en/about-claude/pricing> and the model
 ///   pages. Cache writes are the 5-minute price; 1-hour writes, which usage reports apart
-///   (`cache_creation.ephemeral_1h_input_tokens`), cost twice the input price. Claude Sonnet 4/4.5 beyond 200K tokens, and Claude Haiku 5.5 beyond
-///   100K tokens (5×), cost more: the base tier is used. Claude Sonnet 5.5 cache reads are
-///   $0.10 since 2026-10-07.
+///   (`cache_creation.ephemeral_1h_input_tokens`), cost twice the input price. Claude
+///   Sonnet 4/4.5 beyond 200K tokens, and Claude Haiku 5.5 beyond 100K tokens (5×), cost
+///   more: the base tier is used. Claude Sonnet 5.5 cache reads are $0.10 since 2026-10-07.
 /// - **Google Gemini** (Developer API), <https://ai.google.dev/gemini-api/docs/pricing>.
 ///   Tiered models use the standard tier, prompts ≤ 200K tokens; input is the text / image /
 ///   video price (audio costs more); no cache-write price (implicit caching; explicit caches

@@ -14,7 +14,7 @@
 //! - Anthropic's models since Claude Opus 4.1 refuse `temperature` and `top_p` together.
 //!   Of the two, one that changes nothing is left out (`top_p` 1 keeps every token;
 //!   `temperature` 1 is Anthropic's default); two that both matter are a 400 naming
-//!   `top_p`, or with `drop_params` `temperature` alone is sent ([`one_sampler`]).
+//!   `top_p`, or with `drop_params` `temperature` alone is sent (`one_sampler`).
 //! - `response_format` `json_schema` becomes a forced tool whose input is the answer (the
 //!   response side turns that call back into `content`); `json_object` becomes a system
 //!   instruction. Anthropic's own structured outputs are still a beta.
