@@ -325,7 +325,7 @@ pub struct RequestFacts {
     /// `request::estimate_prompt_tokens` of the body.
     pub estimated_prompt_tokens: u64,
     /// The most output the request may produce: its `max_tokens`/`max_completion_tokens`,
-    /// else the deployment default.
+    /// else the deployment default, times the number of choices (`n`).
     pub max_output_tokens: u64,
     /// Worst-case USD per input token over the route's deployments (0 when unpriced).
     pub input_price_per_token: f64,
@@ -337,22 +337,34 @@ impl RequestFacts {
     /// The most the request can cost, in micro-USD, rounded up (a price that is not a
     /// finite number reserves everything, so a broken price cannot overspend).
     pub fn worst_case_micro_usd(&self) -> u64 {
-        let usd = self.estimated_prompt_tokens as f64 * self.input_price_per_token
-            + self.max_output_tokens as f64 * self.output_price_per_token;
-        let micro = usd * 1e6;
-        if micro.is_nan() || micro == f64::INFINITY {
-            return u64::MAX;
-        }
-        if micro <= 0.0 {
-            return 0;
-        }
-        // Prices like 2.5e-6 are not exact in binary: 500.0000000001 is 500, not 501.
-        let nearest = micro.round();
-        if (micro - nearest).abs() < 1e-6 {
-            nearest as u64
-        } else {
-            micro.ceil() as u64
-        }
+        micro_usd_rounded_up(
+            self.estimated_prompt_tokens as f64 * self.input_price_per_token
+                + self.max_output_tokens as f64 * self.output_price_per_token,
+        )
+    }
+
+    /// The prompt's part of [`Self::worst_case_micro_usd`].
+    pub fn prompt_micro_usd(&self) -> u64 {
+        micro_usd_rounded_up(self.estimated_prompt_tokens as f64 * self.input_price_per_token)
+    }
+}
+
+/// USD as micro-USD, rounded up (not a finite number: everything, so a broken price
+/// cannot overspend).
+fn micro_usd_rounded_up(usd: f64) -> u64 {
+    let micro = usd * 1e6;
+    if micro.is_nan() || micro == f64::INFINITY {
+        return u64::MAX;
+    }
+    if micro <= 0.0 {
+        return 0;
+    }
+    // Prices like 2.5e-6 are not exact in binary: 500.0000000001 is 500, not 501.
+    let nearest = micro.round();
+    if (micro - nearest).abs() < 1e-6 {
+        nearest as u64
+    } else {
+        micro.ceil() as u64
     }
 }
 
@@ -381,9 +393,14 @@ impl RequestFacts {
                 output = output.max(p.output).max(p.reasoning);
             }
         }
+        // Every choice (`n`) can produce the whole output limit.
+        let choices = u64::from(request.n.unwrap_or(1).max(1));
         RequestFacts {
             estimated_prompt_tokens: crate::request::estimate_prompt_tokens(request),
-            max_output_tokens: request.output_limit().unwrap_or(default_max),
+            max_output_tokens: request
+                .output_limit()
+                .unwrap_or(default_max)
+                .saturating_mul(choices),
             // Prices are pico-USD per token.
             input_price_per_token: input as f64 * 1e-12,
             output_price_per_token: output as f64 * 1e-12,
@@ -508,6 +525,10 @@ pub struct Admission {
     pub reserved_micro_usd: u64,
     /// Estimated prompt tokens counted against `tpm_limit` until settlement.
     pub reserved_tokens: u64,
+    /// The prompt's part of `reserved_micro_usd`.
+    pub reserved_prompt_micro_usd: u64,
+    /// The output tokens the reservation covers (the output limit times `n`).
+    pub reserved_output_tokens: u64,
     /// Values for the `x-ratelimit-*` response headers.
     pub rate: RateLimitInfo,
     holds: Vec<Hold>,
@@ -811,6 +832,8 @@ pub fn admit(
         team_name: team.map(|t| t.name.clone()),
         reserved_micro_usd: 0,
         reserved_tokens: 0,
+        reserved_prompt_micro_usd: 0,
+        reserved_output_tokens: 0,
         rate: RateLimitInfo::default(),
         holds: Vec::new(),
     };
@@ -895,7 +918,53 @@ pub fn admit(
     }
     admission.reserved_micro_usd = cost;
     admission.reserved_tokens = facts.estimated_prompt_tokens;
+    admission.reserved_prompt_micro_usd = facts.prompt_micro_usd().min(cost);
+    admission.reserved_output_tokens = facts.max_output_tokens;
     Ok(admission)
+}
+
+/// Refuses, from the headers alone, a request no body could make admissible: its key or
+/// team is at its parallel or per-minute request limit, over its token limit, or has no
+/// budget left for any priced request (spent and reserved reach `max_budget`). Reads the
+/// records and writes nothing; [`admit`] still decides on the body. Refusing here spares
+/// buffering a body that would be refused anyway.
+pub fn precheck(
+    store: &dyn Store,
+    key: &VirtualKey,
+    team: Option<&Team>,
+    now_unix_secs: u64,
+) -> Result<(), Refusal> {
+    if key.is_master {
+        return Ok(());
+    }
+    let nothing = RequestFacts {
+        estimated_prompt_tokens: 0,
+        max_output_tokens: 0,
+        input_price_per_token: 0.0,
+        output_price_per_token: 0.0,
+    };
+    let mut subjects = vec![(&key.name, &key.limits, key_store_key(&key.name), "key")];
+    if let Some(t) = team {
+        subjects.push((&t.name, &t.limits, team_store_key(&t.name), "team"));
+    }
+    for (name, limits, store_key, what) in subjects {
+        let Some((bytes, _)) = store.get(&store_key) else {
+            continue;
+        };
+        let mut rec = Record::decode(&bytes).unwrap_or_default();
+        rec.normalize(Clock::of(limits), now_unix_secs);
+        let s = Subject {
+            what,
+            name,
+            limits,
+            store_key,
+        };
+        // The smallest priced request costs 1 micro-USD.
+        if let Some(refusal) = first_failure(&[(&s, &rec)], &nothing, 1, now_unix_secs) {
+            return Err(refusal);
+        }
+    }
+    Ok(())
 }
 
 // === settlement ===
@@ -968,11 +1037,131 @@ fn release_all(
     result
 }
 
+/// How an admitted request ended, for [`settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The provider reported its usage, priced at `cost_micro_usd`.
+    Used {
+        /// The usage as reported (and found plausible).
+        usage: Usage,
+        /// Its cost in micro-USD (0 when unpriced).
+        cost_micro_usd: u64,
+    },
+    /// Nothing billable happened: refused, failed, or answered with an error.
+    Failed,
+    /// A provider answered but its final usage never came (the client left mid-stream,
+    /// the provider reset, or it reports no usage): charged the prompt's part of the
+    /// reservation and the output the client received, at a quarter of its bytes (the
+    /// stream's framing counts too, so this errs high), at most the reserved output; or
+    /// what the provider reported so far, when that is more.
+    Unreported {
+        /// Bytes of the answer the client received.
+        delivered_bytes: u64,
+        /// Usage the provider reported before the answer ended (Anthropic reports the
+        /// prompt first), with its cost.
+        so_far: Option<(Usage, u64)>,
+    },
+    /// Charged the whole reservation: the request reached a provider and nothing tells
+    /// what it cost (the client left before the answer) or what was reported cannot be
+    /// true (more tokens than the request could produce).
+    Reservation,
+}
+
+/// How an admitted request ended, as the filter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// The status the client got; 0 when the client left before any answer.
+    pub status: u16,
+    /// The usage the provider reported (the last attempt's), with its cost.
+    pub usage: Option<(Usage, u64)>,
+    /// `usage` is final: the answer reached its end.
+    pub complete: bool,
+    /// A provider reported usage the request cannot have caused.
+    pub usage_rejected: bool,
+    /// Bytes of the answer passed on to the client.
+    pub delivered_bytes: u64,
+}
+
+impl Ending {
+    /// What the request is charged: its reported usage when that is final; an estimate
+    /// when a provider answered but the final usage never came (an aborted or reset stream,
+    /// a provider that reports none); the whole reservation when the client left before
+    /// any answer (the provider may have done all the work) or the usage reported cannot
+    /// be true; nothing when it ended in an error.
+    pub fn settlement(&self) -> Settlement {
+        if self.usage_rejected {
+            return Settlement::Reservation;
+        }
+        match (self.status, self.usage) {
+            (0, _) => Settlement::Reservation,
+            (_, Some((usage, cost_micro_usd))) if self.complete => Settlement::Used {
+                usage,
+                cost_micro_usd,
+            },
+            (200..=399, so_far) => Settlement::Unreported {
+                delivered_bytes: self.delivered_bytes,
+                so_far,
+            },
+            // An error answer: whatever usage came with it (rare) is what it cost.
+            (_, Some((usage, cost_micro_usd))) => Settlement::Used {
+                usage,
+                cost_micro_usd,
+            },
+            (_, None) => Settlement::Failed,
+        }
+    }
+}
+
+impl Admission {
+    /// What `how` charges: tokens for the minute and micro-USD for the budget.
+    pub fn charge_of(&self, how: Settlement) -> Option<(u64, u64)> {
+        match how {
+            Settlement::Used {
+                usage,
+                cost_micro_usd,
+            } => Some((usage.total_tokens(), cost_micro_usd)),
+            Settlement::Failed => None,
+            Settlement::Reservation => Some((
+                self.reserved_tokens
+                    .saturating_add(self.reserved_output_tokens),
+                self.reserved_micro_usd,
+            )),
+            Settlement::Unreported {
+                delivered_bytes,
+                so_far,
+            } => {
+                let output = delivered_bytes.div_ceil(4).min(self.reserved_output_tokens);
+                let output_reserved = self
+                    .reserved_micro_usd
+                    .saturating_sub(self.reserved_prompt_micro_usd);
+                // output_reserved × output / reserved_output, rounded up, in u128 so
+                // that nothing overflows.
+                let output_cost = match self.reserved_output_tokens {
+                    0 => 0,
+                    all => (u128::from(output_reserved) * u128::from(output))
+                        .div_ceil(u128::from(all)) as u64,
+                };
+                let estimate = (
+                    self.reserved_tokens.saturating_add(output),
+                    self.reserved_prompt_micro_usd
+                        .saturating_add(output_cost)
+                        .min(self.reserved_micro_usd),
+                );
+                Some(match so_far {
+                    Some((usage, cost)) => {
+                        (estimate.0.max(usage.total_tokens()), estimate.1.max(cost))
+                    }
+                    None => estimate,
+                })
+            }
+        }
+    }
+}
+
 /// Ends a request: frees its parallel slot and its reservation in every record it holds,
-/// and, when it completed (`actual` = its usage and real cost in micro-USD), adds the real
-/// cost to the current budget period and its input + output tokens to the current minute
-/// (replacing the estimate when the minute has not changed). With `actual = None` (the
-/// request failed, nothing billable known) it only frees.
+/// and adds what `how` charges ([`Admission::charge_of`]) to the current budget period
+/// and the current minute's tokens (replacing the estimate when the minute has not
+/// changed). [`Settlement::Failed`] only frees.
 ///
 /// Call it exactly once per admitted request, when the request ends (`on_log`). It takes
 /// the [`Admission`] by value, so a second call cannot compile; a call that never happens
@@ -981,15 +1170,12 @@ fn release_all(
 pub fn settle(
     store: &dyn Store,
     admission: Admission,
-    actual: Option<(Usage, u64)>,
+    how: Settlement,
     now_unix_secs: u64,
 ) -> Result<(), StoreError> {
-    let how = match actual {
+    let release = match admission.charge_of(how) {
         None => Release::Failed,
-        Some((usage, cost_micro)) => Release::Done {
-            tokens: usage.total_tokens(),
-            cost_micro,
-        },
+        Some((tokens, cost_micro)) => Release::Done { tokens, cost_micro },
     };
     let facts = RequestFacts {
         estimated_prompt_tokens: admission.reserved_tokens,
@@ -1000,7 +1186,7 @@ pub fn settle(
     release_all(
         store,
         admission.holds,
-        how,
+        release,
         now_unix_secs,
         &facts,
         admission.reserved_micro_usd,
@@ -1219,6 +1405,15 @@ mod tests {
             RequestFacts::for_route(&c, route, &request).max_output_tokens,
             7
         );
+        // Every choice may use the whole limit: `n` multiplies the worst case.
+        let request = crate::request::parse_chat_request(
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"max_tokens":100,"n":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            RequestFacts::for_route(&c, route, &request).max_output_tokens,
+            500
+        );
     }
 
     /// The record format round-trips and rejects anything else.
@@ -1285,7 +1480,16 @@ mod tests {
         );
         assert_eq!((s.requests_this_minute, s.tokens_this_minute), (1, 100));
 
-        settle(&store, a, Some((usage(90, 40), 170)), NOW + 5).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(90, 40),
+                cost_micro_usd: 170,
+            },
+            NOW + 5,
+        )
+        .unwrap();
         let s = spend(&store, Account::Key(key(&t, "alice")), NOW + 5);
         assert_eq!(
             (s.spent_micro_usd, s.reserved_micro_usd, s.in_flight),
@@ -1296,13 +1500,129 @@ mod tests {
 
         // A failed request frees everything and charges nothing, but still counts as a request.
         let a = admit_key(&store, &t, "alice", &facts(), NOW + 6).unwrap();
-        settle(&store, a, None, NOW + 7).unwrap();
+        settle(&store, a, Settlement::Failed, NOW + 7).unwrap();
         let s = spend(&store, Account::Key(key(&t, "alice")), NOW + 7);
         assert_eq!(
             (s.spent_micro_usd, s.reserved_micro_usd, s.in_flight),
             (170, 0, 0)
         );
         assert_eq!((s.requests_this_minute, s.tokens_this_minute), (2, 130));
+    }
+
+    /// A key with no budget left, or at its request limit, is refused before its body.
+    #[test]
+    fn precheck_refuses_what_no_body_can_fix() {
+        let t = keys(
+            json!([
+                entry("alice", json!({"max_budget": 0.0005})),
+                entry("bob", json!({"rpm_limit": 1})),
+                entry("carol", json!({"max_budget": 1.0}))
+            ]),
+            json!([]),
+        );
+        let store = MemoryStore::new();
+        // Nothing recorded yet: nothing to refuse.
+        assert!(precheck(&store, key(&t, "alice"), None, NOW).is_ok());
+        let a = admit_key(&store, &t, "alice", &facts(), NOW).unwrap();
+        // The whole budget is reserved by the request in flight.
+        let refusal = precheck(&store, key(&t, "alice"), None, NOW).unwrap_err();
+        assert_eq!(refusal.reason, RefusalReason::Budget);
+        settle(&store, a, Settlement::Failed, NOW).unwrap();
+        assert!(precheck(&store, key(&t, "alice"), None, NOW).is_ok());
+        let b = admit_key(&store, &t, "bob", &facts(), NOW).unwrap();
+        settle(&store, b, Settlement::Failed, NOW).unwrap();
+        let refusal = precheck(&store, key(&t, "bob"), None, NOW).unwrap_err();
+        assert_eq!(refusal.reason, RefusalReason::Requests);
+        assert!(precheck(&store, key(&t, "bob"), None, NOW + 60).is_ok());
+        let c = admit_key(&store, &t, "carol", &facts(), NOW).unwrap();
+        assert!(precheck(&store, key(&t, "carol"), None, NOW).is_ok());
+        settle(&store, c, Settlement::Failed, NOW).unwrap();
+        assert!(precheck(&store, t.master(), None, NOW).is_ok());
+    }
+
+    /// Which endings are charged what.
+    #[test]
+    fn endings() {
+        let used = Some((usage(10, 5), 7));
+        let end = |status, usage, complete, delivered_bytes| Ending {
+            status,
+            usage,
+            complete,
+            usage_rejected: false,
+            delivered_bytes,
+        };
+        assert_eq!(
+            end(200, used, true, 9).settlement(),
+            Settlement::Used {
+                usage: usage(10, 5),
+                cost_micro_usd: 7
+            }
+        );
+        // A stream cut before its final usage, with or without a partial one.
+        assert_eq!(
+            end(200, used, false, 9).settlement(),
+            Settlement::Unreported {
+                delivered_bytes: 9,
+                so_far: used
+            }
+        );
+        assert_eq!(
+            end(200, None, true, 9).settlement(),
+            Settlement::Unreported {
+                delivered_bytes: 9,
+                so_far: None
+            }
+        );
+        // The client left before any answer.
+        assert_eq!(end(0, None, false, 0).settlement(), Settlement::Reservation);
+        assert_eq!(end(503, None, false, 80).settlement(), Settlement::Failed);
+        assert_eq!(
+            Ending {
+                usage_rejected: true,
+                ..end(200, None, true, 9)
+            }
+            .settlement(),
+            Settlement::Reservation
+        );
+    }
+
+    /// An answer without its final usage is never free: its prompt's reservation and
+    /// the output the client received (a quarter of its bytes), at most the reservation,
+    /// or what the provider reported so far when that is more.
+    #[test]
+    fn unreported_usage_is_charged_an_estimate() {
+        let t = keys(
+            json!([entry("alice", json!({"max_budget": 1.0}))]),
+            json!([]),
+        );
+        let store = MemoryStore::new();
+        let a = admit_key(&store, &t, "alice", &facts(), NOW).unwrap();
+        // Prompt 100 tokens at 1 µ$ = 100 µ$; output 200 tokens at 2 µ$ = 400 µ$.
+        assert_eq!(
+            (a.reserved_prompt_micro_usd, a.reserved_output_tokens),
+            (100, 200)
+        );
+        let unreported = |bytes, so_far| Settlement::Unreported {
+            delivered_bytes: bytes,
+            so_far,
+        };
+        // 200 bytes ≈ 50 output tokens: 100 + 400 × 50 / 200 µ$.
+        assert_eq!(a.charge_of(unreported(200, None)), Some((150, 200)));
+        assert_eq!(a.charge_of(unreported(0, None)), Some((100, 100)));
+        assert_eq!(a.charge_of(unreported(u64::MAX, None)), Some((300, 500)));
+        assert_eq!(
+            a.charge_of(unreported(0, Some((usage(120, 1), 130)))),
+            Some((121, 130))
+        );
+        assert_eq!(a.charge_of(Settlement::Reservation), Some((300, 500)));
+        assert_eq!(a.charge_of(Settlement::Failed), None);
+        settle(&store, a, unreported(200, None), NOW).unwrap();
+        let s = spend(&store, Account::Key(key(&t, "alice")), NOW);
+        assert_eq!(
+            (s.spent_micro_usd, s.reserved_micro_usd, s.in_flight),
+            (200, 0, 0)
+        );
+        assert_eq!(s.tokens_this_minute, 150);
     }
 
     /// The master key is admitted without counters and without headers.
@@ -1314,7 +1634,16 @@ mod tests {
         assert_eq!(a.key_name, "master");
         assert_eq!(a.store_keys().count(), 0);
         assert!(rate_limit_headers(&a).is_empty());
-        settle(&store, a, Some((usage(1, 1), 5)), NOW).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(1, 1),
+                cost_micro_usd: 5,
+            },
+            NOW,
+        )
+        .unwrap();
         assert!(store.inner.lock().unwrap().map.is_empty());
     }
 
@@ -1350,7 +1679,16 @@ mod tests {
             .headers()
             .contains(&("retry-after", (1_775_001_600 - NOW).to_string())));
         // Settling with a smaller real cost makes room again.
-        settle(&store, a1, Some((usage(10, 10), 30)), NOW).unwrap();
+        settle(
+            &store,
+            a1,
+            Settlement::Used {
+                usage: usage(10, 10),
+                cost_micro_usd: 30,
+            },
+            NOW,
+        )
+        .unwrap();
         let a3 = admit_key(&store, &t, "alice", &facts(), NOW).unwrap();
         let r = admit_key(&store, &t, "alice", &facts(), NOW).unwrap_err();
         assert!(
@@ -1377,7 +1715,16 @@ mod tests {
         let store = MemoryStore::new();
         for name in ["daily", "total"] {
             let a = admit_key(&store, &t, name, &facts(), NOW).unwrap();
-            settle(&store, a, Some((usage(100, 200), 500)), NOW).unwrap();
+            settle(
+                &store,
+                a,
+                Settlement::Used {
+                    usage: usage(100, 200),
+                    cost_micro_usd: 500,
+                },
+                NOW,
+            )
+            .unwrap();
             assert!(admit_key(&store, &t, name, &facts(), NOW + 60).is_err());
         }
         // 2026-03-15T00:00:00Z: a new day.
@@ -1413,7 +1760,16 @@ mod tests {
         let store = MemoryStore::new();
         let midnight = 1_773_532_800;
         let a = admit_key(&store, &t, "k", &facts(), midnight - 5).unwrap();
-        settle(&store, a, Some((usage(100, 50), 200)), midnight + 5).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(100, 50),
+                cost_micro_usd: 200,
+            },
+            midnight + 5,
+        )
+        .unwrap();
         let s = spend(&store, Account::Key(key(&t, "k")), midnight + 5);
         assert_eq!(
             (s.spent_micro_usd, s.reserved_micro_usd, s.in_flight),
@@ -1456,8 +1812,26 @@ mod tests {
             (s.in_flight, s.reserved_micro_usd, s.requests_this_minute),
             (1, 500, 1)
         );
-        settle(&store, a, Some((usage(100, 100), 300)), NOW).unwrap();
-        settle(&store, b, Some((usage(100, 100), 300)), NOW).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(100, 100),
+                cost_micro_usd: 300,
+            },
+            NOW,
+        )
+        .unwrap();
+        settle(
+            &store,
+            b,
+            Settlement::Used {
+                usage: usage(100, 100),
+                cost_micro_usd: 300,
+            },
+            NOW,
+        )
+        .unwrap();
         let team = t.team("research").unwrap();
         let s = spend(&store, Account::Team(team), NOW);
         assert_eq!(
@@ -1561,7 +1935,16 @@ mod tests {
             r.error.message
         );
         // The first request really used 10 tokens: room for another 100-token prompt.
-        settle(&store, a, Some((usage(5, 5), 1)), NOW).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(5, 5),
+                cost_micro_usd: 1,
+            },
+            NOW,
+        )
+        .unwrap();
         assert!(admit_key(&store, &t, "k", &facts(), NOW).is_ok());
         // A prompt larger than the whole limit can never pass: no retry-after.
         let huge = RequestFacts {
@@ -1596,7 +1979,7 @@ mod tests {
             "{}",
             r.error.message
         );
-        settle(&store, a, None, NOW + 1).unwrap();
+        settle(&store, a, Settlement::Failed, NOW + 1).unwrap();
         assert!(admit_key(&store, &t, "k", &facts(), NOW + 1).is_ok());
     }
 
@@ -1635,7 +2018,16 @@ mod tests {
         assert_eq!(spend(&store, Account::Key(k), NOW + lease).in_flight, 1);
         // ...and gone once none could be.
         let a = admit_key(&store, &t, "k", &facts(), NOW + 2 * lease).unwrap();
-        settle(&store, a, Some((usage(1, 1), 100)), NOW + 2 * lease).unwrap();
+        settle(
+            &store,
+            a,
+            Settlement::Used {
+                usage: usage(1, 1),
+                cost_micro_usd: 100,
+            },
+            NOW + 2 * lease,
+        )
+        .unwrap();
         assert_eq!(spend(&store, Account::Key(k), NOW + 2 * lease).in_flight, 0);
     }
 
@@ -1652,7 +2044,7 @@ mod tests {
         let old = admit_key(&store, &t, "k", &facts(), NOW).unwrap();
         let _new = admit_key(&store, &t, "k", &facts(), NOW + lease + 1).unwrap();
         assert_eq!(spend(&store, Account::Key(k), NOW + lease + 1).in_flight, 2);
-        settle(&store, old, None, NOW + lease + 2).unwrap();
+        settle(&store, old, Settlement::Failed, NOW + lease + 2).unwrap();
         let s = spend(&store, Account::Key(k), NOW + lease + 2);
         assert_eq!((s.in_flight, s.reserved_micro_usd), (1, 500));
     }

@@ -169,6 +169,8 @@ struct RawGeneralSettings {
     #[serde(default)]
     max_request_body_bytes: Option<u64>,
     #[serde(default)]
+    max_buffered_bytes_per_worker: Option<u64>,
+    #[serde(default)]
     rate_limit_service: Option<RawRateLimitService>,
 }
 
@@ -417,6 +419,10 @@ pub struct GeneralSettings {
     pub request_timeout_secs: f64,
     /// Largest request body accepted, in bytes.
     pub max_request_body_bytes: u64,
+    /// Most bytes one Envoy worker holds for requests in flight (bodies being read, parsed
+    /// requests waiting for their answer, stream events being assembled); a request that
+    /// would pass it gets a 503. It bounds the Wasm memory of every worker.
+    pub max_buffered_bytes_per_worker: u64,
     /// Envoy's global rate limit service, when limits are shared across replicas.
     pub rate_limit_service: Option<RateLimitService>,
 }
@@ -828,6 +834,16 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         Some(n) => n,
         None => 16 * 1024 * 1024,
     };
+    let max_buffered_bytes_per_worker = match raw.max_buffered_bytes_per_worker {
+        Some(n) if n < max_request_body_bytes => {
+            return Err(ConfigError::new(
+                "general_settings.max_buffered_bytes_per_worker",
+                format!("must be at least max_request_body_bytes ({max_request_body_bytes}), or no request of the largest size could ever be served"),
+            ))
+        }
+        Some(n) => n,
+        None => max_request_body_bytes.saturating_mul(4),
+    };
     let rate_limit_service = raw
         .rate_limit_service
         .as_ref()
@@ -847,6 +863,7 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
             .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".to_string()),
         request_timeout_secs,
         max_request_body_bytes,
+        max_buffered_bytes_per_worker,
     })
 }
 
@@ -1015,6 +1032,19 @@ mod tests {
         let mut v = minimal();
         v["model_list"][0]["model_name"] = json!("bad name");
         assert_eq!(err(v).field, "model_list[0].model_name");
+
+        let mut v = minimal();
+        v["general_settings"]["max_request_body_bytes"] = json!(1000);
+        v["general_settings"]["max_buffered_bytes_per_worker"] = json!(999);
+        let e = err(v);
+        assert_eq!(e.field, "general_settings.max_buffered_bytes_per_worker");
+        assert!(
+            e.message.contains("at least max_request_body_bytes (1000)"),
+            "{e}"
+        );
+        let mut v = minimal();
+        v["general_settings"]["max_request_body_bytes"] = json!(1000);
+        assert_eq!(cfg(v).unwrap().general.max_buffered_bytes_per_worker, 4000);
 
         let e = err(json!({"model_list": []}));
         assert_eq!(e.field, "model_list");

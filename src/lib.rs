@@ -26,6 +26,7 @@
 
 pub mod accounting;
 pub mod auth;
+pub mod byte_budget;
 pub mod bytes;
 pub mod chains;
 pub mod config;

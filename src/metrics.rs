@@ -288,6 +288,23 @@ pub fn provider_error(model: &str, provider: &str, upstream_model: &str, status:
     }
 }
 
+/// One answer whose usage was beyond what its request can cause (not applied; the request
+/// was charged its reservation instead).
+pub fn usage_rejected(model: &str, provider: &str, upstream_model: &str) -> Record {
+    Record {
+        kind: MetricKind::Counter,
+        name: name(
+            "llm_provider_usage_rejected_total",
+            &[
+                ("model", model),
+                ("provider", provider),
+                ("upstream_model", upstream_model),
+            ],
+        ),
+        value: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,12 @@ pub const TOTAL_TOKENS_STATE: &str = "llm_total_tokens";
 /// Filter state the upstream instance writes when an answer ends: its cost in micro-USD
 /// (0 when unpriced).
 pub const COST_STATE: &str = "llm_cost_micro_usd";
+/// Filter state the upstream instance writes, without a hand-off, when the usage it
+/// published is the answer's final one.
+pub const ANSWER_COMPLETE_STATE: &str = "llm_answer_complete";
+/// Filter state the upstream instance writes, without a hand-off, when a provider
+/// reported usage its request cannot have caused.
+pub const USAGE_REJECTED_STATE: &str = "llm_usage_rejected";
 
 /// Response header: cost of the answer in USD (non-streamed answers; 0 when unpriced).
 pub const COST_HEADER: &str = "x-llm-cost-usd";

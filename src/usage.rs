@@ -65,3 +65,146 @@ impl Usage {
         }
     }
 }
+
+/// The most usage one request can truly cause: a provider reporting more is wrong (or
+/// hostile), and its figure must not reach budgets, rate limits or stats.
+///
+/// Generous on purpose, since only impossible figures should trip it: every byte of the
+/// request body may be a token (a tokenizer never makes more tokens than bytes of text,
+/// and JSON text is never shorter than the text it holds), each message adds its template,
+/// each image, audio or file part up to a million tokens, and the provider's own scaffolding
+/// (tool prompts) a fixed allowance. Output is the request's limit per choice (`n`), with
+/// room for a reasoning budget a provider adds to it; without a limit, a million tokens
+/// per choice, more than any model writes in one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageBound {
+    /// Input tokens, cached ones included.
+    pub prompt_tokens: u64,
+    /// Output tokens, reasoning included.
+    pub output_tokens: u64,
+}
+
+impl UsageBound {
+    const MEDIA_PART_TOKENS: u64 = 1 << 20;
+    const MESSAGE_TOKENS: u64 = 64;
+    const SCAFFOLDING_TOKENS: u64 = 1 << 16;
+    const UNLIMITED_OUTPUT_TOKENS: u64 = 1 << 20;
+    const REASONING_TOKENS: u64 = 1 << 17;
+    const MAX_CHOICES: u64 = 128;
+
+    /// The bound of `request`, whose body is `body_len` bytes.
+    pub fn for_request(request: &crate::openai::ChatRequest, body_len: u64) -> UsageBound {
+        let mut media = 0u64;
+        for m in &request.messages {
+            if let Some(crate::openai::Content::Parts(parts)) = &m.content {
+                for p in parts {
+                    if p.image_url.is_some() || p.input_audio.is_some() || p.file.is_some() {
+                        media += 1;
+                    }
+                }
+            }
+        }
+        let messages = request.messages.len() as u64;
+        let choices = u64::from(request.n.unwrap_or(1).max(1));
+        let mut per_choice = request
+            .output_limit()
+            .unwrap_or(Self::UNLIMITED_OUTPUT_TOKENS)
+            .saturating_add(16);
+        if request.reasoning_effort.is_some() {
+            per_choice = per_choice.saturating_add(Self::REASONING_TOKENS);
+        }
+        UsageBound {
+            prompt_tokens: body_len
+                .saturating_add(messages.saturating_mul(Self::MESSAGE_TOKENS))
+                .saturating_add(media.saturating_mul(Self::MEDIA_PART_TOKENS))
+                .saturating_add(Self::SCAFFOLDING_TOKENS),
+            output_tokens: per_choice.saturating_mul(choices),
+        }
+    }
+
+    /// The bound when only the body's length is known (the parsed request was not handed
+    /// over): as if it held a message per 8 bytes, a media part per 64 bytes and the most
+    /// choices OpenAI allows.
+    pub fn for_body(body_len: u64) -> UsageBound {
+        UsageBound {
+            prompt_tokens: body_len
+                .saturating_add((body_len / 8).saturating_mul(Self::MESSAGE_TOKENS))
+                .saturating_add((body_len / 64).saturating_mul(Self::MEDIA_PART_TOKENS))
+                .saturating_add(Self::SCAFFOLDING_TOKENS),
+            output_tokens: (Self::UNLIMITED_OUTPUT_TOKENS + Self::REASONING_TOKENS)
+                .saturating_mul(Self::MAX_CHOICES),
+        }
+    }
+
+    /// Whether every figure of `usage` is within the bound.
+    pub fn admits(&self, usage: &Usage) -> bool {
+        [
+            usage.prompt_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.cache_write_1h_tokens,
+        ]
+        .iter()
+        .all(|&t| t <= self.prompt_tokens)
+            && usage.completion_tokens <= self.output_tokens
+            && usage.reasoning_tokens <= self.output_tokens
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &str) -> (crate::openai::ChatRequest, u64) {
+        (
+            crate::request::parse_chat_request(body.as_bytes()).unwrap(),
+            body.len() as u64,
+        )
+    }
+
+    #[test]
+    fn impossible_usage_is_out_of_bounds() {
+        let (r, len) = request(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":2}"#,
+        );
+        let bound = UsageBound::for_request(&r, len);
+        assert_eq!(bound.output_tokens, 232);
+        let ok = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 200,
+            ..Usage::default()
+        };
+        assert!(bound.admits(&ok));
+        for bad in [
+            Usage {
+                completion_tokens: 233,
+                ..ok
+            },
+            Usage {
+                prompt_tokens: u64::MAX,
+                ..ok
+            },
+            Usage {
+                cache_read_tokens: 1 << 40,
+                ..ok
+            },
+            Usage {
+                reasoning_tokens: u64::MAX,
+                ..ok
+            },
+        ] {
+            assert!(!bound.admits(&bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn images_and_missing_limits_leave_room() {
+        let (r, len) = request(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+        );
+        let bound = UsageBound::for_request(&r, len);
+        assert!(bound.prompt_tokens > UsageBound::MEDIA_PART_TOKENS);
+        assert!(bound.output_tokens >= UsageBound::UNLIMITED_OUTPUT_TOKENS);
+        assert!(UsageBound::for_body(len).prompt_tokens >= bound.prompt_tokens);
+    }
+}

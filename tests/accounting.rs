@@ -7,7 +7,7 @@ use std::sync::Barrier;
 
 use llm_gateway::accounting::{
     admit, prepare, settle, spend, Account, Admission, MemoryStore, Refusal, RefusalReason,
-    RequestFacts,
+    RequestFacts, Settlement,
 };
 use llm_gateway::auth;
 use llm_gateway::config::GatewayConfig;
@@ -125,7 +125,18 @@ fn settle_all(store: &MemoryStore, admissions: Vec<Admission>, cost: u64) {
     };
     std::thread::scope(|s| {
         for a in admissions {
-            s.spawn(move || settle(store, a, Some((usage, cost)), NOW).unwrap());
+            s.spawn(move || {
+                settle(
+                    store,
+                    a,
+                    Settlement::Used {
+                        usage,
+                        cost_micro_usd: cost,
+                    },
+                    NOW,
+                )
+                .unwrap()
+            });
         }
     });
 }

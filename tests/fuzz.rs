@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use llm_gateway::accounting::{self, MemoryStore, RequestFacts, Store};
+use llm_gateway::accounting::{self, MemoryStore, RequestFacts, Settlement, Store};
 use llm_gateway::auth;
 use llm_gateway::config::{GatewayConfig, PluginConfig, Secret};
 use llm_gateway::keys::{self, BudgetDuration};
@@ -1308,7 +1308,7 @@ fn check_config(input: &BytesInput) -> Result<(), String> {
         for k in &config.keys.keys {
             match accounting::admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610) {
                 Ok(a) => {
-                    let _ = accounting::settle(&store, a, None, 1_773_489_611);
+                    let _ = accounting::settle(&store, a, Settlement::Failed, 1_773_489_611);
                 }
                 Err(r) => check_status(r.error.status)?,
             }
@@ -1359,7 +1359,7 @@ fn check_request(input: &BytesInput) -> Result<(), String> {
                                 &facts,
                                 1_773_489_610,
                             ) {
-                                accounting::settle(&store, a, None, 1_773_489_611)
+                                accounting::settle(&store, a, Settlement::Failed, 1_773_489_611)
                                     .map_err(|e| format!("settle: {e}"))?;
                             }
                         }
@@ -2015,7 +2015,19 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
             if during.in_flight < 1 && !key.is_master {
                 return Err(format!("admitted but not in flight: {during:?}"));
             }
-            accounting::settle(&store, admission, input.usage, input.later)
+            let how = match input.usage {
+                Some((usage, cost_micro_usd)) => Settlement::Used {
+                    usage,
+                    cost_micro_usd,
+                },
+                None if input.prompt_tokens % 3 == 0 => Settlement::Failed,
+                None if input.prompt_tokens % 3 == 1 => Settlement::Reservation,
+                None => Settlement::Unreported {
+                    delivered_bytes: input.prompt_tokens.wrapping_mul(7),
+                    so_far: None,
+                },
+            };
+            accounting::settle(&store, admission, how, input.later)
                 .map_err(|e| format!("settle: {e}"))?;
             let after = accounting::spend(&store, accounting::Account::Key(key), input.now);
             // Settling frees the slot it took (a slot taken then is never still held).

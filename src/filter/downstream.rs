@@ -12,7 +12,8 @@ use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
 use super::store::SharedData;
-use crate::accounting::{self, Admission, RequestFacts};
+use super::worker_bytes::Holding;
+use crate::accounting::{self, Admission, Ending, RequestFacts, Settlement};
 use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
@@ -56,6 +57,12 @@ pub struct DownstreamHttp {
     handoff: Option<u64>,
     /// What the attempts reported back through the hand-off.
     report: Option<Rc<RefCell<Report>>>,
+    /// Bytes of the answer passed on to the client, to charge an answer whose usage never
+    /// came.
+    delivered_bytes: u64,
+    /// The body's bytes, held against the worker's limit until the request ends (the parsed
+    /// request lives as long, in the hand-off).
+    held: Holding,
 }
 
 impl Drop for DownstreamHttp {
@@ -84,6 +91,8 @@ impl DownstreamHttp {
             rate_headers: Vec::new(),
             handoff: None,
             report: None,
+            delivered_bytes: 0,
+            held: Holding::default(),
         }
     }
 
@@ -122,6 +131,24 @@ impl DownstreamHttp {
             ),
         )
         .with_code("request_too_large")
+    }
+
+    /// A limit's refusal, with its `retry-after` and `x-ratelimit-*` headers.
+    fn reply_refusal(&mut self, refusal: accounting::Refusal) -> Action {
+        let headers = refusal.headers();
+        let error = GatewayError::from(refusal);
+        let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.reply_json(error.status, &error.to_json(), &extra)
+    }
+
+    /// The worker holds as much as it may: a 503 the client can retry.
+    fn worker_full(&mut self) -> Action {
+        let e = GatewayError::new(
+            ErrorKind::Overloaded,
+            "The gateway is holding as many request bytes as it may (max_buffered_bytes_per_worker); retry shortly.",
+        )
+        .with_code("gateway_busy");
+        self.reply_json(e.status, &e.to_json(), &[("retry-after", "1")])
     }
 
     /// Checks `Authorization: Bearer <key>` against the master key and the virtual keys
@@ -262,6 +289,19 @@ impl HttpContext for DownstreamHttp {
             if len > self.runtime.config.general.max_request_body_bytes {
                 return self.reply_error(&self.too_large());
             }
+            // Reserve the declared body at once, before any of it is buffered.
+            if !self.held.resize(len) {
+                return self.worker_full();
+            }
+        }
+        // A key that no body could make admissible is refused before its body is read.
+        let key = self.virtual_key();
+        if !key.is_master {
+            let team = self.runtime.config.keys.team_of(key);
+            if let Err(refusal) = accounting::precheck(&SharedData, key, team, now / 1_000_000_000)
+            {
+                return self.reply_refusal(refusal);
+            }
         }
         self.strip_client_headers(headers.as_deref());
         self.endpoint = Endpoint::Chat;
@@ -275,6 +315,9 @@ impl HttpContext for DownstreamHttp {
         }
         if body_size as u64 > self.runtime.config.general.max_request_body_bytes {
             return self.reply_error(&self.too_large());
+        }
+        if !self.held.resize(body_size as u64) {
+            return self.worker_full();
         }
         if !end_of_stream {
             return Action::Pause;
@@ -321,13 +364,7 @@ impl HttpContext for DownstreamHttp {
                     self.rate_headers = accounting::rate_limit_headers(&a);
                     self.admission = Some(a);
                 }
-                Err(refusal) => {
-                    let headers = refusal.headers();
-                    let error = GatewayError::from(refusal);
-                    let extra: Vec<(&str, &str)> =
-                        headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    return self.reply_json(error.status, &error.to_json(), &extra);
-                }
+                Err(refusal) => return self.reply_refusal(refusal),
             }
         }
         if self.runtime.config.general.rate_limit_service.is_some() {
@@ -363,6 +400,7 @@ impl HttpContext for DownstreamHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        self.delivered_bytes = self.delivered_bytes.saturating_add(body_size as u64);
         // Time to first byte is a stream's figure only.
         if self.stream && body_size > 0 && self.first_byte_nanos.is_none() {
             self.first_byte_nanos = Some(host::now_nanos());
@@ -374,14 +412,28 @@ impl HttpContext for DownstreamHttp {
         if !self.counted {
             return;
         }
-        let outcome = self.outcome();
+        let last = self.last_attempt();
+        let outcome = self.outcome(&last);
         if let Some(admission) = self.admission.take() {
-            // Settled exactly once: the real cost replaces the reservation; a request that
-            // produced no usage only releases it.
-            let actual = outcome
-                .usage
-                .map(|u| (u, outcome.cost_micro_usd.unwrap_or(0)));
-            if let Err(e) = accounting::settle(&SharedData, admission, actual, now_secs()) {
+            // Settled exactly once: the real cost replaces the reservation; an answer
+            // whose usage never came is charged an estimate, a failure nothing.
+            let ending = Ending {
+                status: self.status,
+                usage: outcome
+                    .usage
+                    .map(|u| (u, outcome.cost_micro_usd.unwrap_or(0))),
+                complete: last.complete,
+                usage_rejected: last.usage_rejected,
+                delivered_bytes: self.delivered_bytes,
+            };
+            let how = ending.settlement();
+            if how != Settlement::Failed && !last.complete {
+                log::info!(
+                    "key `{}`: the answer ended without its final usage; charged {how:?}",
+                    self.virtual_key().name
+                );
+            }
+            if let Err(e) = accounting::settle(&SharedData, admission, how, now_secs()) {
                 log::error!("could not settle the request's reservation: {e:?}");
             }
             self.record_spend();
@@ -425,14 +477,13 @@ impl DownstreamHttp {
 
     /// Gathers how the request ended from this context and from the filter state the
     /// upstream instance wrote for the last attempt.
-    fn outcome(&self) -> Outcome {
+    fn outcome(&self, last: &Report) -> Outcome {
         let now = host::now_nanos();
         let ms = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
-        let last = self.last_attempt();
         let (provider, upstream_model) = if self.answered_locally || last.provider.is_empty() {
             (String::new(), String::new())
         } else {
-            (last.provider.to_string(), last.upstream_model)
+            (last.provider.to_string(), last.upstream_model.clone())
         };
         Outcome {
             model: self.alias.clone().unwrap_or_default(),
@@ -482,6 +533,8 @@ impl DownstreamHttp {
                 Some("1") => state_u64("llm_cost_micro_usd"),
                 _ => None,
             },
+            complete: state_text(routing::ANSWER_COMPLETE_STATE) == "1",
+            usage_rejected: state_text(routing::USAGE_REJECTED_STATE) == "1",
         }
     }
 }

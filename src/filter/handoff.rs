@@ -40,6 +40,10 @@ pub struct Report {
     pub usage: Option<Usage>,
     /// Cost in micro-USD; `None` when unpriced.
     pub cost_micro_usd: Option<u64>,
+    /// `usage` is the answer's final usage (the stream ended, or the whole body came).
+    pub complete: bool,
+    /// An attempt reported usage the request cannot have caused (see `UsageBound`).
+    pub usage_rejected: bool,
 }
 
 /// What the downstream instance hands to each attempt.

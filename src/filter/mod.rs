@@ -12,6 +12,7 @@ mod root;
 mod stats;
 mod store;
 mod upstream;
+mod worker_bytes;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

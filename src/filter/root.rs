@@ -83,6 +83,9 @@ impl RootContext for GatewayRoot {
             // Records exist before traffic, so every later write is a compare-and-swap.
             crate::accounting::prepare(&super::store::SharedData, &plugin.gateway.keys);
         }
+        // Both instances share the VM, and so this limit: the last configured wins, and
+        // both carry the same configuration.
+        super::worker_bytes::set_limit(plugin.gateway.general.max_buffered_bytes_per_worker);
         self.role = Some(plugin.role);
         self.runtime = Some(Rc::new(Runtime {
             master_key: auth::digest(&master),

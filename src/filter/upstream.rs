@@ -12,15 +12,16 @@ use super::handoff::{self, Report};
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
+use super::worker_bytes::Holding;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::header_map;
 use crate::metrics;
-use crate::openai::{annotate_usage_chunk, AnswerMeta, DONE_EVENT};
+use crate::openai::{annotate_usage_chunk, write_error_event, AnswerMeta, DONE_EVENT};
 use crate::pricing;
 use crate::provider::{translator_for, StreamPreamble, Target, Translator};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
-use crate::usage::Usage;
+use crate::usage::{Usage, UsageBound};
 
 /// How the answer is being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,12 @@ pub struct UpstreamHttp {
     attempts: u64,
     /// Where this attempt reports back to the downstream instance (see `handoff`).
     report: Option<Rc<RefCell<Report>>>,
+    /// The most usage the request can cause; a provider reporting more is not believed.
+    usage_bound: Option<UsageBound>,
+    /// The provider reported usage beyond the bound (published nowhere, said once).
+    usage_rejected: bool,
+    /// What the stream translation holds between pieces, against the worker's limit.
+    stream_held: Holding,
 }
 
 impl UpstreamHttp {
@@ -75,6 +82,9 @@ impl UpstreamHttp {
             published_usage: None,
             attempts: 1,
             report: None,
+            usage_bound: None,
+            usage_rejected: false,
+            stream_held: Holding::default(),
         }
     }
 
@@ -115,6 +125,8 @@ impl UpstreamHttp {
     /// hand-off to tell the downstream instance.
     fn publish_usage(&self, usage: &Usage) -> Option<u64> {
         let cost = self.cost_of(usage);
+        // A usage published is what the answer is charged; only a complete answer's is final.
+        let complete = self.stream_finished || self.mode == ResponseMode::Buffered;
         let values: [(&str, u64, bool); 5] = [
             ("llm_prompt_tokens", usage.prompt_tokens, true),
             ("llm_completion_tokens", usage.completion_tokens, true),
@@ -141,13 +153,73 @@ impl UpstreamHttp {
                 let mut r = report.borrow_mut();
                 r.usage = Some(*usage);
                 r.cost_micro_usd = cost;
+                r.complete = complete;
             }
             None => {
                 let priced: &[u8] = if cost.is_some() { b"1" } else { b"0" };
                 let _ = host::set_property(&["llm_priced"], priced);
+                if complete {
+                    let _ = host::set_property(&[routing::ANSWER_COMPLETE_STATE], b"1");
+                }
             }
         }
         cost
+    }
+
+    /// Ends a stream whose unfinished event would pass the worker's byte limit: what was
+    /// translated goes out, then an error event and `[DONE]`; the rest of the provider's
+    /// bytes are dropped, and so is the translation with everything it held.
+    fn end_stream_over_limit(&mut self, body_size: usize, mut out: Vec<u8>) -> Action {
+        log::warn!("a stream event would pass max_buffered_bytes_per_worker; the stream was ended");
+        let e = GatewayError::new(
+            crate::error::ErrorKind::Overloaded,
+            "The provider's stream sent an event larger than the gateway can hold now (max_buffered_bytes_per_worker); the stream was ended.",
+        )
+        .with_code("gateway_busy");
+        write_error_event(&mut out, &e);
+        out.extend_from_slice(DONE_EVENT);
+        self.translator = None;
+        let _ = self.stream_held.resize(0);
+        self.mode = ResponseMode::Discard;
+        if let Err(e) = host::set_buffer(Buffer::ResponseBody, 0, body_size, &out) {
+            log::error!("could not replace a stream chunk (host status {})", e.0);
+        }
+        Action::Continue
+    }
+
+    /// Whether `usage` is within what the request can cause. The first time it is not,
+    /// says so (log and stat) and marks the request, which is then charged its whole
+    /// reservation; the figure itself goes nowhere.
+    fn plausible(&mut self, usage: &Usage) -> bool {
+        if self.usage_rejected {
+            return false;
+        }
+        if self.usage_bound.is_none_or(|b| b.admits(usage)) {
+            return true;
+        }
+        self.usage_rejected = true;
+        let (model, provider, upstream_model) = match self.deployment() {
+            Some(d) => (
+                d.alias.as_str(),
+                d.provider.name(),
+                d.upstream_model.as_str(),
+            ),
+            None => ("", "", ""),
+        };
+        log::warn!(
+            "deployment of `{model}` ({provider} {upstream_model}) reported impossible usage ({} prompt, {} completion tokens for a request bounded at {:?}): not applied, the request is charged its reservation",
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            self.usage_bound
+        );
+        stats::record_all(&[metrics::usage_rejected(model, provider, upstream_model)]);
+        match &self.report {
+            Some(report) => report.borrow_mut().usage_rejected = true,
+            None => {
+                let _ = host::set_property(&[routing::USAGE_REJECTED_STATE], b"1");
+            }
+        }
+        false
     }
 
     /// Translates the buffered request body and rewrites path, credentials and body.
@@ -188,6 +260,10 @@ impl UpstreamHttp {
         };
         let mut translator = translator_for(deployment.provider);
         let handed = handoff::lookup(&body);
+        let usage_bound = match &handed {
+            Some(h) => UsageBound::for_request(&h.chat, body_size as u64),
+            None => UsageBound::for_body(body_size as u64),
+        };
         let upstream = match &handed {
             Some(h) => translator.request_parsed(&body, &h.chat, &target)?,
             None => translator.request(&body, &target)?,
@@ -225,6 +301,7 @@ impl UpstreamHttp {
             ))
         })?;
         self.translator = Some(translator);
+        self.usage_bound = Some(usage_bound);
         if let Some(h) = handed {
             // Counting attempts here saves asking Envoy for its count (a property read)
             // on every answer: each attempt runs this once.
@@ -399,6 +476,7 @@ impl HttpContext for UpstreamHttp {
             // A new attempt's answer replaces what an earlier one reported.
             r.usage = None;
             r.cost_micro_usd = None;
+            r.complete = false;
         }
         Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
         if self.report.is_none() {
@@ -486,9 +564,17 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
+                if !self
+                    .stream_held
+                    .resize(translator.stream_buffered_bytes() as u64)
+                {
+                    return self.end_stream_over_limit(body_size, out);
+                }
+                let usage = translator.stream_usage();
+                let usage = usage.filter(|u| self.plausible(u));
                 if !self.usage_annotated {
                     // The usage chunk carries the stream's final usage: price it there.
-                    if let Some(u) = translator.stream_usage() {
+                    if let Some(u) = usage {
                         let cost = self.cost_of(&u);
                         self.usage_annotated = self.annotate(&mut out, cost);
                     }
@@ -498,9 +584,8 @@ impl HttpContext for UpstreamHttp {
                     // accounts the prompt the provider already reported.
                     // Nothing follows `[DONE]` in what a translator writes.
                     self.stream_finished = end_of_stream || out.ends_with(DONE_EVENT);
-                    let usage = self.translator.as_ref().and_then(|t| t.stream_usage());
                     if let Some(u) = usage {
-                        if self.published_usage != Some(u) {
+                        if self.published_usage != Some(u) || self.stream_finished {
                             self.published_usage = Some(u);
                             let _ = self.publish_usage(&u);
                         }
@@ -519,7 +604,21 @@ impl HttpContext for UpstreamHttp {
                     return Action::Continue;
                 };
                 let body = host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
-                let translated = translator.response(self.upstream_status, &body);
+                let mut translated = translator.response(self.upstream_status, &body);
+                if let Some(u) = translated.usage {
+                    if !self.plausible(&u) {
+                        // The answer cannot be trusted: an upstream error, and a retriable
+                        // one, so the next deployment may answer instead.
+                        let e = GatewayError::internal(
+                            "The provider reported more tokens than this request can use; the answer was discarded.",
+                        )
+                        .with_status(502)
+                        .with_code("implausible_usage");
+                        translated.status = e.status;
+                        translated.body = e.to_json();
+                        translated.usage = None;
+                    }
+                }
                 if translated.status != self.upstream_status {
                     Self::set_response_header(":status", &translated.status.to_string());
                 }

@@ -296,6 +296,12 @@ pub trait Translator {
     /// Usage learned from the stream so far (complete once the stream has ended).
     fn stream_usage(&self) -> Option<Usage>;
 
+    /// Bytes the stream translation holds between pieces (an unfinished event, a block
+    /// being assembled), counted against the worker's limit.
+    fn stream_buffered_bytes(&self) -> usize {
+        0
+    }
+
     /// Judges the start of a streamed 200 answer. `buffered` is every body byte received so
     /// far (not just the newest piece). Consumes no stream state: after `Proceed` the shell
     /// passes the same bytes to [`stream`](Self::stream). Translators that cannot tell
@@ -428,6 +434,10 @@ impl Translator for Guarded {
 
     fn stream_usage(&self) -> Option<Usage> {
         self.inner.stream_usage()
+    }
+
+    fn stream_buffered_bytes(&self) -> usize {
+        self.inner.stream_buffered_bytes()
     }
 
     fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {

@@ -523,6 +523,10 @@ impl Translator for OpenAiTranslator {
         self.state.usage
     }
 
+    fn stream_buffered_bytes(&self) -> usize {
+        self.decoder.buffered_capacity()
+    }
+
     fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
         if !self.stream {
             return StreamPreamble::Proceed;

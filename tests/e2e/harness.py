@@ -6,6 +6,7 @@ Everything talks to 127.0.0.1 only, and every wait is bounded.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import itertools
 import json
@@ -81,6 +82,19 @@ def require_artefacts() -> None:
 
 
 _reserved: set = set()
+
+
+def key_sha256(key: str) -> str:
+    """The digest a virtual key is configured by (`key_sha256`)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def rss_kb(pid: int) -> int:
+    """A process's resident memory in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
 
 
 def free_port() -> int:

@@ -12,12 +12,10 @@ memory baseline, the last one checks the whole file's effects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,8 @@ import faults
 import harness
 import rawclient
 from harness import (ANTHROPIC_KEY, ANTHROPIC_KEY_ENV, MASTER_KEY, OPENAI_KEY, OPENAI_KEY_ENV, Envoy,
-                     assert_openai_error, free_port, gateway_config, provider_env, render, write_yaml)
+                     assert_openai_error, free_port, gateway_config, key_sha256, provider_env, render, rss_kb,
+                     write_yaml)
 
 SOLO_KEY = "sk-fault-solo-key-0123456789abcdef"
 # The route timeout of `gpt-short` (a never-ending stream is cut there).
@@ -34,15 +33,6 @@ SHORT_TIMEOUT = 2
 IDLE_TIMEOUT = 1
 
 
-def sha(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def admin_stats(admin_url: str) -> dict:
@@ -126,7 +116,7 @@ def fg(tmp_path_factory):
     cfg = gateway_config(None, None, port, admin, extra_models=models,
                          router_settings={"per_try_idle_timeout": IDLE_TIMEOUT})
     cfg["general_settings"]["request_timeout"] = 15
-    cfg["virtual_keys"] = [{"name": "solo", "key_sha256": sha(SOLO_KEY), "max_parallel_requests": 1}]
+    cfg["virtual_keys"] = [{"name": "solo", "key_sha256": key_sha256(SOLO_KEY), "max_parallel_requests": 1}]
     env = provider_env()
     out = render(write_yaml(tmp / "gateway.yaml", cfg), tmp / "envoy.yaml", env=env)
     envoy = Envoy(out, tmp, admin, env=env).start()

@@ -9,7 +9,6 @@ so no limit resets in the middle of a test.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import urllib.request
@@ -20,7 +19,8 @@ import yaml
 
 import harness
 import ratelimit_server
-from harness import Envoy, assert_openai_error, free_port, gateway_config, provider_env, request, write_yaml
+from harness import (Envoy, assert_openai_error, free_port, gateway_config, key_sha256, provider_env, request,
+                     write_yaml)
 from ratelimit_server import RateLimitServer
 
 KEYS = {name: f"sk-gw-test-{name}-rl-0123456789abcdef" for name in
@@ -44,9 +44,6 @@ RLS_CONFIG = {
 # Inside a minute (and a 30-day window), well before either ends.
 FROZEN_NOW = 1_800_000_000 - 1_800_000_000 % (30 * 86400) + 5
 
-
-def sha(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def body(model: str = "gpt-test", **extra) -> dict:
@@ -88,7 +85,7 @@ def cluster(tmp_path_factory, openai_fake, anthropic_fake):
     ports = [(free_port(), free_port()) for _ in range(3)]
     cfg = gateway_config(openai_fake.url, anthropic_fake.url, *ports[0])
     cfg["virtual_keys"] = [
-        {"name": name, "key_sha256": sha(key), **({"team": "research"} if name in ("alice", "bob") else {})}
+        {"name": name, "key_sha256": key_sha256(key), **({"team": "research"} if name in ("alice", "bob") else {})}
         for name, key in KEYS.items()
     ]
     cfg["teams"] = [{"name": "research"}]

@@ -6,7 +6,6 @@ from the config stops working after a reload, without restarting Envoy."""
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import time
 import urllib.request
@@ -15,7 +14,8 @@ import pytest
 
 import harness
 from fakes import Reply, openai_completion
-from harness import Envoy, assert_openai_error, free_port, gateway_config, provider_env, request, write_yaml
+from harness import (Envoy, assert_openai_error, free_port, gateway_config, key_sha256, provider_env, request,
+                     write_yaml)
 
 KEYS = {name: f"sk-gw-test-{name}-0123456789abcdef" for name in
         ("alice", "burst", "expired", "tpm", "parallel", "frank", "gina", "streamer", "temp")}
@@ -25,12 +25,9 @@ KEYS = {name: f"sk-gw-test-{name}-0123456789abcdef" for name in
 BURST_BUDGET_USD = 0.0062
 
 
-def sha(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
 
 def key_entry(name: str, **limits) -> dict:
-    return {"name": name, "key_sha256": sha(KEYS[name]), **limits}
+    return {"name": name, "key_sha256": key_sha256(KEYS[name]), **limits}
 
 
 def keys_config(include_temp: bool = True) -> dict:

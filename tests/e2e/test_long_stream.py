@@ -3,18 +3,10 @@ flat: the translator holds at most one event, never the stream."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fakes import Reply, anthropic_stream, openai_stream
+from harness import rss_kb
 
 EVENTS = 10_000
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def long_anthropic() -> list:

@@ -90,6 +90,10 @@ impl Translator for AnthropicTranslator {
         self.stream.as_ref().and_then(|s| s.usage())
     }
 
+    fn stream_buffered_bytes(&self) -> usize {
+        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
+    }
+
     fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> super::StreamPreamble {
         match self.stream {
             Some(_) => stream::preamble(buffered, end_of_stream),

@@ -126,6 +126,10 @@ impl Translator for GeminiTranslator {
         self.stream.as_ref().and_then(|s| s.usage())
     }
 
+    fn stream_buffered_bytes(&self) -> usize {
+        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
+    }
+
     /// A Gemini stream that opens with an `error` event, a blocked prompt or a generation
     /// that failed before producing anything answers that error with its own status.
     fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
