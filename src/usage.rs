@@ -74,8 +74,9 @@ impl Usage {
 /// and JSON text is never shorter than the text it holds), each message adds its template,
 /// each image, audio or file part up to a million tokens, and the provider's own scaffolding
 /// (tool prompts) a fixed allowance. Output is the request's limit per choice (`n`), with
-/// room for a reasoning budget a provider adds to it; without a limit, a million tokens
-/// per choice, more than any model writes in one answer.
+/// room for reasoning a provider may add to it (a thinking budget raised above a small
+/// `max_tokens`, or thinking a model does on its own and counts apart); without a limit,
+/// a million tokens per choice, more than any model writes in one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageBound {
     /// Input tokens, cached ones included.
@@ -106,13 +107,10 @@ impl UsageBound {
         }
         let messages = request.messages.len() as u64;
         let choices = u64::from(request.n.unwrap_or(1).max(1));
-        let mut per_choice = request
+        let per_choice = request
             .output_limit()
             .unwrap_or(Self::UNLIMITED_OUTPUT_TOKENS)
-            .saturating_add(16);
-        if request.reasoning_effort.is_some() {
-            per_choice = per_choice.saturating_add(Self::REASONING_TOKENS);
-        }
+            .saturating_add(Self::REASONING_TOKENS);
         UsageBound {
             prompt_tokens: body_len
                 .saturating_add(messages.saturating_mul(Self::MESSAGE_TOKENS))
@@ -168,7 +166,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":2}"#,
         );
         let bound = UsageBound::for_request(&r, len);
-        assert_eq!(bound.output_tokens, 232);
+        assert_eq!(bound.output_tokens, 2 * (100 + UsageBound::REASONING_TOKENS));
         let ok = Usage {
             prompt_tokens: 12,
             completion_tokens: 200,
@@ -177,7 +175,7 @@ mod tests {
         assert!(bound.admits(&ok));
         for bad in [
             Usage {
-                completion_tokens: 233,
+                completion_tokens: bound.output_tokens + 1,
                 ..ok
             },
             Usage {
