@@ -166,7 +166,10 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":100,"n":2}"#,
         );
         let bound = UsageBound::for_request(&r, len);
-        assert_eq!(bound.output_tokens, 2 * (100 + UsageBound::REASONING_TOKENS));
+        assert_eq!(
+            bound.output_tokens,
+            2 * (100 + UsageBound::REASONING_TOKENS)
+        );
         let ok = Usage {
             prompt_tokens: 12,
             completion_tokens: 200,

@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::sync::LazyLock;
 
-use common::{run_all, Case, NOW};
+use common::{gemini_target, run_all, Case};
 use llm_gateway::error::GatewayError;
 use llm_gateway::provider::gemini::request::translate_request;
 use llm_gateway::provider::{
@@ -17,27 +17,17 @@ use llm_gateway::provider::{
 };
 use serde_json::{json, Value};
 
-/// Default options (`drop_params` off).
-static OPTIONS: LazyLock<ProviderOptions> = LazyLock::new(ProviderOptions::default);
-
 /// Options of a deployment with `drop_params: true`.
 static DROPPING: LazyLock<ProviderOptions> = LazyLock::new(|| ProviderOptions {
     drop_params: true,
     ..ProviderOptions::default()
 });
 
-/// The Gemini deployment every Gemini case is translated for.
-fn gemini_target() -> Target<'static> {
-    target_with(&OPTIONS)
-}
-
+/// The Gemini deployment with other options.
 fn target_with(options: &'static ProviderOptions) -> Target<'static> {
     Target {
-        upstream_model: "gemini-2.5-flash",
-        base_path: "",
-        api_key: Some("AIza-test-key"),
-        now_unix_secs: NOW,
         options,
+        ..gemini_target()
     }
 }
 

@@ -17,6 +17,9 @@
 //! request: the translator must answer that error. JSON is compared as values, never bytes.
 //! Directories named `stream_*` and files named `stream_*` belong to the streaming tests.
 //!
+//! `tests/fixtures/<provider>/corpus/` is not a case: it holds the provider's snapshots of
+//! the shared request corpus (`tests/corpus.rs`).
+//!
 //! Set `GOLDEN_BLESS=1` to overwrite mismatching expected files with what the translator
 //! produced (then review the diff before committing).
 
@@ -60,9 +63,33 @@ pub fn openai_target() -> Target<'static> {
     }
 }
 
+/// The Gemini deployment every Gemini case is translated for.
+pub fn gemini_target() -> Target<'static> {
+    Target {
+        upstream_model: "gemini-2.5-flash",
+        base_path: "",
+        api_key: Some("AIza-test-key"),
+        now_unix_secs: NOW,
+        options: &OPTIONS,
+    }
+}
+
+/// The fixed target of each provider (a new provider must name its own here).
+pub fn target_for(kind: ProviderKind) -> Target<'static> {
+    match kind {
+        ProviderKind::OpenAi => openai_target(),
+        ProviderKind::Anthropic => anthropic_target(),
+        ProviderKind::Gemini => gemini_target(),
+    }
+}
+
 /// Client body used to set up the translator when a case has only the response pair.
 pub const MINIMAL_REQUEST: &[u8] =
     br#"{"model":"alias","messages":[{"role":"user","content":"Hi"}]}"#;
+
+/// The directory of a provider's fixtures that holds its snapshots of the shared request
+/// corpus (`tests/corpus.rs`), not a case.
+pub const CORPUS_DIR: &str = "corpus";
 
 /// File names of the non-streamed cases.
 pub const CASE_FILES: &[&str] = &[
@@ -146,7 +173,8 @@ pub fn cases(provider: &str) -> Vec<Case> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !dir.is_dir() || name.starts_with("stream_") {
+        // `corpus/` holds the shared corpus's snapshots (`tests/corpus.rs`).
+        if !dir.is_dir() || name.starts_with("stream_") || name == CORPUS_DIR {
             continue;
         }
         let case = Case { name, dir };
