@@ -838,7 +838,8 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         listen_address: raw
             .listen_address
             .clone()
-            .unwrap_or_else(|| "0.0.0.0".to_string()),
+            // Only this machine until the user opens it (and has a key of their own).
+            .unwrap_or_else(|| "127.0.0.1".to_string()),
         listen_port: raw.listen_port.unwrap_or(4000),
         admin_port: raw.admin_port.unwrap_or(9901),
         ca_bundle: raw
