@@ -85,6 +85,10 @@ pub(crate) struct RawRouterSettings {
     pub(crate) per_try_timeout: Option<f64>,
     #[serde(default)]
     pub(crate) per_try_idle_timeout: Option<f64>,
+    #[serde(default)]
+    pub(crate) routing_strategy: Option<String>,
+    #[serde(default)]
+    pub(crate) num_retries: Option<u32>,
 }
 
 /// Fallback lists: LiteLLM's `[{"a": ["b"]}, ...]` or the plain map `{"a": ["b"]}`.

@@ -179,8 +179,9 @@ def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
 
 
 def _unique_base_id() -> int:
-    # Distinct per Envoy in this run and unlikely to collide with other runs on the machine.
-    return 1000 + (os.getpid() % 40000) * 16 + next(_base_ids) % 16
+    # Distinct per Envoy in this run (a run starts a few dozen; the session's gateway keeps
+    # its id to the end) and unlikely to collide with other runs on the machine.
+    return 1000 + (os.getpid() % 40000) * 256 + next(_base_ids) % 256
 
 
 class Envoy:
