@@ -18,27 +18,39 @@ DEMO_PORT   ?= 18080
 # The key clients present to the gateway; a demo value unless you set your own.
 export LLM_GATEWAY_MASTER_KEY ?= sk-gateway-demo
 
-.PHONY: help setup toolchain binaryen python system build render render-istio run test unit e2e lint clean fuzz soak
+# apt-get needs root: run it directly as root, through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# `make oci`: the OCI image layout of the module, and the registry repository that
+# `make render-istio OCI_REPO=...` points the Istio resources at (by digest).
+OCI_DIR ?= target/oci
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+.PHONY: help setup toolchain binaryen python test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
 	@echo "make test  - unit, golden and end-to-end tests in a real Envoy"
 	@echo "make build - build the .wasm ($(WASM)) and the llm-gateway CLI"
 	@echo "make render-istio - render the Istio resources into $(ISTIO_DIR)/"
+	@echo "make oci   - pack the module into an OCI image layout ($(OCI_DIR)) and print its digest"
 	@echo "make lint  - rustfmt and clippy"
 	@echo "make bench - load test against plain Envoy; make bench-instructions - Envoy instructions per request (callgrind)"
 	@echo "make bench-gateways - the gateway against LiteLLM's proxy and Portkey's gateway, same machine, same run"
 	@echo "make fuzz  - fuzz every parser and translator for longer (FUZZ_SECONDS per target, default 60)"
 	@echo "make soak  - mixed traffic with injected faults for SOAK_SECONDS (default 600); figures in $(SOAK_REPORT)"
 
-## Installs what the build and the tests need: the wasm target, a Python venv with Envoy,
-## and the Debian packages the tests start (Prometheus for the metrics tests).
-setup: toolchain python system
+## Installs what the build and the gateway need: the wasm target and a Python venv with
+## Envoy (and the demo provider's and tests' packages).
+setup: toolchain python
 
-system:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  echo "installing Debian's prometheus package (metrics end-to-end tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+## The Debian packages only the end-to-end tests start: Prometheus (metrics tests) and
+## the CNCF distribution registry (the OCI image round trip).
+TEST_DEBS := prometheus docker-registry
+test-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null || { \
+	  echo "installing Debian's $(TEST_DEBS) packages (end-to-end tests)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_DEBS) >/dev/null; }
 
 toolchain:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -80,9 +92,21 @@ render: build
 
 ## The Istio resources (envoy/istio/): add ISTIO_WASM_URL=https://...|oci://... and
 ## ISTIO_WASM_SHA256=<hex> to load the module from a URL instead of a mounted file.
+## With OCI_REPO=registry/repo, the resources load the image `make oci` builds, pinned by
+## its digest: oci://registry/repo@sha256:... (push it there first; see envoy/istio/README.md).
 render-istio: build
-	$(CLI) render-istio --config $(GATEWAY_CFG) --wasm-url $(ISTIO_WASM_URL) \
+	$(CLI) render-istio --config $(GATEWAY_CFG) \
+	  --wasm-url $(if $(OCI_REPO),oci://$(OCI_REPO)@$$($(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)),$(ISTIO_WASM_URL)) \
 	  $(if $(ISTIO_WASM_SHA256),--wasm-sha256 $(ISTIO_WASM_SHA256)) --out-dir $(ISTIO_DIR)
+
+## The module as an OCI image (Istio's Wasm image format, compat variant) in $(OCI_DIR),
+## built reproducibly; prints the manifest digest. Push with any OCI client, e.g.
+## `oras cp --from-oci-layout $(OCI_DIR):$(OCI_TAG) registry.example.com/llm-gateway:$(OCI_TAG)`.
+oci: build
+	@rm -rf $(OCI_DIR)
+	@digest=$$($(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)) && \
+	  echo "OCI image layout $(OCI_DIR) ($(OCI_TAG)): $$digest" && \
+	  echo "load it as oci://<registry>/llm-gateway@$$digest"
 
 ## Starts the demo provider and Envoy in the foreground; Ctrl-C stops both.
 run: setup render
@@ -94,10 +118,10 @@ run: setup render
 unit:
 	cargo test --all-targets
 
-e2e: setup build
+e2e: setup test-deps build
 	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
-test: setup build lint unit e2e
+test: setup test-deps build lint unit e2e
 
 lint:
 	cargo fmt --check
@@ -116,7 +140,7 @@ fuzz:
 	CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  cargo test --release --target-dir target/fuzz --test fuzz -- --nocapture
 
-soak: setup build
+soak: setup test-deps build
 	@mkdir -p $(dir $(SOAK_REPORT))
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(abspath $(SOAK_REPORT)) ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) \
 	  LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e/test_soak.py -q -s -p no:cacheprovider
@@ -132,7 +156,6 @@ clean:
 # library is built once for the CLI and the benches (cargo otherwise builds it twice under
 # one file name and the build can race). Same opt-level and LTO as the .wasm.
 BENCH_CARGO_ENV := CARGO_PROFILE_BENCH_STRIP=false CARGO_PROFILE_BENCH_DEBUG=line-tables-only CARGO_PROFILE_BENCH_PANIC=unwind
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: bench bench-tools bench-native bench-instructions bench-gateways
 

@@ -77,6 +77,52 @@ pub struct RouterSettings {
     pub per_try_timeout_secs: Option<f64>,
     /// Bound on silence within each attempt (`per_try_idle_timeout`).
     pub per_try_idle_timeout_secs: Option<f64>,
+    /// How a tier picks among its deployments (`routing_strategy`).
+    pub balancing: Balancing,
+    /// Further attempts on a tier before the chain moves on (`num_retries`), each after
+    /// the provider's `Retry-After` when it sends one.
+    pub num_retries: u32,
+}
+
+/// The most `num_retries` allowed: each is a whole further request to a provider.
+pub const MAX_NUM_RETRIES: u32 = 5;
+
+/// How a tier's cluster picks a deployment: LiteLLM's `routing_strategy`, as the Envoy
+/// load-balancing policy that does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balancing {
+    /// `simple-shuffle`: by `weight` (Envoy's weighted `ROUND_ROBIN`).
+    #[default]
+    Weighted,
+    /// `least-busy`: the deployment with the fewest requests in flight, still by `weight`
+    /// (Envoy's `LEAST_REQUEST`); a slow deployment gets fewer requests.
+    LeastBusy,
+}
+
+impl Balancing {
+    /// The Envoy cluster `lb_policy`.
+    pub fn envoy_policy(self) -> &'static str {
+        match self {
+            Balancing::Weighted => "ROUND_ROBIN",
+            Balancing::LeastBusy => "LEAST_REQUEST",
+        }
+    }
+
+    fn parse(strategy: Option<&str>) -> Result<Balancing, ConfigError> {
+        let refuse = |message: String| ConfigError {
+            field: "router_settings.routing_strategy".into(),
+            message,
+        };
+        const CHOICES: &str = "`simple-shuffle` (by weight, Envoy's ROUND_ROBIN) or `least-busy` (fewest requests in flight, Envoy's LEAST_REQUEST)";
+        match strategy {
+            None | Some("simple-shuffle") => Ok(Balancing::Weighted),
+            Some("least-busy") => Ok(Balancing::LeastBusy),
+            Some(s @ ("latency-based-routing" | "usage-based-routing" | "usage-based-routing-v2" | "cost-based-routing")) => Err(refuse(format!(
+                "`{s}` has no Envoy load-balancing policy to run on: use {CHOICES}; `least-busy` also sends less to a deployment that answers slowly"
+            ))),
+            Some(s) => Err(refuse(format!("`{s}` is not a routing strategy: use {CHOICES}"))),
+        }
+    }
 }
 
 fn seconds(field: &str, v: Option<f64>) -> Result<Option<f64>, ConfigError> {
@@ -108,6 +154,16 @@ pub(crate) fn router_settings(raw: &RawRouterSettings) -> Result<RouterSettings,
             "router_settings.per_try_idle_timeout",
             raw.per_try_idle_timeout,
         )?,
+        balancing: Balancing::parse(raw.routing_strategy.as_deref())?,
+        num_retries: match raw.num_retries {
+            Some(n) if n > MAX_NUM_RETRIES => {
+                return Err(ConfigError {
+                    field: "router_settings.num_retries".into(),
+                    message: format!("must be at most {MAX_NUM_RETRIES} (each retry is another request to the provider)"),
+                })
+            }
+            n => n.unwrap_or(0),
+        },
     })
 }
 
@@ -313,6 +369,42 @@ mod tests {
 
     fn cfg(v: serde_json::Value) -> GatewayConfig {
         GatewayConfig::from_value(v).unwrap()
+    }
+
+    fn strategy(s: &str) -> Result<GatewayConfig, crate::config::ConfigError> {
+        GatewayConfig::from_value(json!({
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/m"}}],
+            "router_settings": {"routing_strategy": s},
+            "general_settings": {"master_key": "sk-x"}
+        }))
+    }
+
+    /// LiteLLM's strategies Envoy can run map to its policies; the others are refused
+    /// naming the field and the policies that exist.
+    #[test]
+    fn routing_strategies() {
+        use super::Balancing;
+        assert_eq!(
+            strategy("simple-shuffle").unwrap().router.balancing,
+            Balancing::Weighted
+        );
+        assert_eq!(
+            strategy("least-busy").unwrap().router.balancing,
+            Balancing::LeastBusy
+        );
+        for refused in [
+            "latency-based-routing",
+            "usage-based-routing",
+            "usage-based-routing-v2",
+            "cost-based-routing",
+            "fastest",
+        ] {
+            let e = strategy(refused).unwrap_err();
+            assert_eq!(e.field, "router_settings.routing_strategy");
+            assert!(e.message.contains(&format!("`{refused}`")), "{e}");
+            assert!(e.message.contains("Envoy's LEAST_REQUEST"), "{e}");
+            assert!(e.message.contains("Envoy's ROUND_ROBIN"), "{e}");
+        }
     }
 
     /// Same-order deployments share a tier; `order` and `fallbacks` make later tiers.

@@ -85,6 +85,10 @@ pub(crate) struct RawRouterSettings {
     pub(crate) per_try_timeout: Option<f64>,
     #[serde(default)]
     pub(crate) per_try_idle_timeout: Option<f64>,
+    #[serde(default)]
+    pub(crate) routing_strategy: Option<String>,
+    #[serde(default)]
+    pub(crate) num_retries: Option<u32>,
 }
 
 /// Fallback lists: LiteLLM's `[{"a": ["b"]}, ...]` or the plain map `{"a": ["b"]}`.
@@ -854,7 +858,8 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         listen_address: raw
             .listen_address
             .clone()
-            .unwrap_or_else(|| "0.0.0.0".to_string()),
+            // Only this machine until the user opens it (and has a key of their own).
+            .unwrap_or_else(|| "127.0.0.1".to_string()),
         listen_port: raw.listen_port.unwrap_or(4000),
         admin_port: raw.admin_port.unwrap_or(9901),
         ca_bundle: raw

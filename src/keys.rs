@@ -1360,7 +1360,7 @@ mod tests {
         spec.validate().unwrap();
         let key = format_minted_key(&[7; 32]);
         let yaml = spec.entry_yaml(&hash(&key));
-        let entries: Value = serde_yaml::from_str(&yaml).unwrap();
+        let entries: Value = serde_norway::from_str(&yaml).unwrap();
         let t = table(entries, json!([{"name": "research"}])).unwrap();
         let k = find_key(&t, &auth::digest(&key)).unwrap();
         assert_eq!(k.name, "alice-dev");

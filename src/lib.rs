@@ -38,6 +38,7 @@ pub mod json_scan;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod preflight;
 pub mod pricing;
 pub mod provider;
 pub mod request;
@@ -55,6 +56,9 @@ pub mod render;
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::indexing_slicing)]
 pub mod render_istio;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod oci;
 
 #[cfg(target_arch = "wasm32")]
 pub mod filter;

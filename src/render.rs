@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 
-use crate::chains::{RoutePlan, Tier};
+use crate::chains::{Balancing, RoutePlan, Tier};
 use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{
@@ -123,18 +123,20 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
         "auto_host_rewrite": true,
     });
     // One attempt per tier (the composite cluster sends attempt n to tier n), or, within
-    // a single tier, one attempt per deployment, each to a host not tried yet. Never more:
-    // a composite cluster out of children answers "no healthy upstream" and would hide
-    // the last provider's real error.
+    // a single tier, one attempt per deployment, each to a host not tried yet; each
+    // `num_retries` times more. Never more: a composite cluster out of children answers
+    // "no healthy upstream" and would hide the last provider's real error.
     let single_tier_hosts = match tiers.as_slice() {
         [one] => one.deployments.len(),
         _ => 0,
     };
-    let attempts = if tiers.len() > 1 {
-        tiers.len()
-    } else {
-        single_tier_hosts.max(1)
-    };
+    let tries_per_tier = 1 + config.router.num_retries as usize;
+    let attempts = tries_per_tier
+        * if tiers.len() > 1 {
+            tiers.len()
+        } else {
+            single_tier_hosts.max(1)
+        };
     if attempts > 1 {
         let mut policy = json!({
             "retry_on": "5xx,reset,connect-failure,refused-stream,retriable-status-codes",
@@ -145,7 +147,15 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
             // the first fallback (its default back-off), ~12 ms on average.
             "retry_back_off": {"base_interval": RETRY_BACK_OFF, "max_interval": RETRY_BACK_OFF},
         });
-        if single_tier_hosts > 1 {
+        if tries_per_tier > 1 {
+            // A retry may reach the deployment that refused: wait as long as its 429 or
+            // 503 asked (`Retry-After: <seconds>`), up to a bound.
+            policy["rate_limited_retry_back_off"] = json!({
+                "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
+                "max_interval": RETRY_AFTER_MAX,
+            });
+        }
+        if single_tier_hosts > 1 && tries_per_tier == 1 {
             policy["retry_host_predicate"] = json!([{
                 "name": "envoy.retry_host_predicates.previous_hosts",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
@@ -176,6 +186,9 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
 
 /// Envoy's back-off before a retry (it takes no zero): a fallback starts at once.
 pub const RETRY_BACK_OFF: &str = "0.001s";
+
+/// The longest a retry waits for a provider's `Retry-After` (`num_retries`).
+pub const RETRY_AFTER_MAX: &str = "30s";
 
 /// Envoy's per-stream buffer limit: well above the gateway's own body limit, so that the
 /// filter, not Envoy, refuses an oversized request (with an OpenAI-shaped 413). One read
@@ -316,6 +329,10 @@ fn tier_cluster(config: &GatewayConfig, tier: &Tier) -> Value {
             "interval": "1s",
         },
     });
+    // Envoy's default, ROUND_ROBIN, is `simple-shuffle`; only another policy is written.
+    if config.router.balancing != Balancing::Weighted {
+        cluster["lb_policy"] = json!(config.router.balancing.envoy_policy());
+    }
     if one_socket {
         if let Some(ep) = tls_hosts.first() {
             cluster["transport_socket"] = tls_socket(config, ep);
@@ -338,11 +355,14 @@ fn tier_cluster(config: &GatewayConfig, tier: &Tier) -> Value {
 }
 
 fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
+    // Attempt n goes to child n: each tier once, and `num_retries` times more, before
+    // the next.
+    let tries_per_tier = 1 + config.router.num_retries as usize;
     let children: Vec<Value> = plan
         .tiers
         .iter()
         .filter_map(|t| config.tiers.get(*t))
-        .map(|t| json!({"name": t.cluster}))
+        .flat_map(|t| std::iter::repeat_n(json!({"name": t.cluster}), tries_per_tier))
         .collect();
     json!({
         "name": plan.cluster(&config.tiers),
@@ -648,6 +668,28 @@ mod tests {
         assert!(local.get("transport_socket").is_none());
     }
 
+    /// `least-busy` makes every tier cluster Envoy's LEAST_REQUEST; the default writes no
+    /// policy (Envoy's weighted ROUND_ROBIN).
+    #[test]
+    fn routing_strategy_sets_the_lb_policy() {
+        let plain = render(sample());
+        for c in plain["static_resources"]["clusters"].as_array().unwrap() {
+            assert!(c.get("lb_policy").is_none(), "{c}");
+        }
+        let mut v = sample();
+        v["router_settings"] = json!({"routing_strategy": "least-busy"});
+        let b = render(v);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let tiers: Vec<&Value> = clusters
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap().starts_with("llm_"))
+            .collect();
+        assert_eq!(tiers.len(), 2);
+        for c in tiers {
+            assert_eq!(c["lb_policy"], "LEAST_REQUEST", "{c}");
+        }
+    }
+
     /// Both instances carry the flag, the same VM, the env keys and their role.
     #[test]
     fn filters() {
@@ -679,6 +721,64 @@ mod tests {
         );
         assert_eq!(routes[0]["route"]["cluster"], "llm_claude");
         assert_eq!(routes[0]["route"]["auto_host_rewrite"], true);
+    }
+
+    /// `num_retries` gives each tier of a chain that many more attempts, in order (the
+    /// composite cluster lists it again), waiting for the provider's `Retry-After`.
+    #[test]
+    fn num_retries_repeats_each_tier_and_honours_retry_after() {
+        let mut v = sample();
+        v["router_settings"] = json!({"fallbacks": [{"claude": ["local"]}], "num_retries": 2});
+        let b = render(v);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let chain = clusters
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with("llm_chain_"))
+            .unwrap();
+        let children: Vec<&str> = chain["cluster_type"]["typed_config"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            children,
+            [
+                "llm_claude",
+                "llm_claude",
+                "llm_claude",
+                "llm_local",
+                "llm_local",
+                "llm_local"
+            ]
+        );
+        let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        let policies: Vec<&Value> = routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["route"]["retry_policy"])
+            .filter(|p| p.is_object())
+            .collect();
+        assert_eq!(policies.len(), 2);
+        // claude's chain: 6 attempts; local alone: 3.
+        assert_eq!(policies[0]["num_retries"], 5);
+        assert_eq!(policies[1]["num_retries"], 2);
+        for p in policies {
+            assert_eq!(
+                p["rate_limited_retry_back_off"]["reset_headers"][0],
+                json!({"name": "retry-after", "format": "SECONDS"})
+            );
+            assert_eq!(
+                p["rate_limited_retry_back_off"]["max_interval"],
+                RETRY_AFTER_MAX
+            );
+        }
+        let plain = render(sample());
+        let routes = &plain["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+        assert!(routes[0]["route"].get("retry_policy").is_none());
     }
 
     /// A fallback goes out at once: every retry goes to another deployment, so Envoy's

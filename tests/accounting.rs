@@ -270,7 +270,7 @@ fn mint_key_entry_validates() {
     assert_eq!(stdout.matches(key).count(), 1, "the key is printed once");
     assert!(rest.contains("shown only this once"), "{rest}");
 
-    let entries: Value = serde_yaml::from_str(rest).unwrap();
+    let entries: Value = serde_norway::from_str(rest).unwrap();
     let config = GatewayConfig::from_value(json!({
         "model_list": [
             {"model_name": "m", "litellm_params": {"model": "openai/m"}},

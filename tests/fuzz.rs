@@ -347,7 +347,7 @@ static CORPUS: LazyLock<Corpus> = LazyLock::new(|| {
     // Configs: the example config, and richer ones with keys, teams and routing settings.
     let yaml_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/gateway.yaml");
     if let Ok(text) = fs::read_to_string(yaml_path) {
-        if let Ok(v) = serde_yaml::from_str::<Value>(&text) {
+        if let Ok(v) = serde_norway::from_str::<Value>(&text) {
             c.configs.push(serde_json::to_vec(&v).unwrap_or_default());
         }
     }

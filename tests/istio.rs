@@ -16,7 +16,7 @@ const COMMITTED_WASM_URL: &str = "file:///var/lib/llm-gateway/llm_gateway.wasm";
 
 fn yaml_docs(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("parse {path}: {e}")))
         .filter(|v| !v.is_null())
         .collect()

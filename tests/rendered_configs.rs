@@ -7,7 +7,7 @@ use serde_json::Value;
 
 fn yaml(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
 }
 
 /// `envoy/envoy.yaml` == render(`envoy/gateway.yaml`); run `make render` after editing.

@@ -1,53 +1,170 @@
 //! `llm-gateway`: the host-side command. Checks a gateway config and renders the Envoy
-//! bootstrap, the Istio resources and the plugin configuration from it; mints virtual keys.
+//! bootstrap, the Istio resources and the plugin configuration from it; mints virtual keys;
+//! packs the module into an OCI image.
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser, Subcommand};
 use llm_gateway::auth;
 use llm_gateway::config::{FilterRole, GatewayConfig};
 use llm_gateway::keys::{self, KeySpec};
+use llm_gateway::oci;
+use llm_gateway::preflight;
 use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
 use llm_gateway::render_istio::{
     parse_namespace, parse_selector, render_istio, IstioOptions, WasmSource,
 };
 use serde_json::Value;
 
-const USAGE: &str = "\
-llm-gateway: an OpenAI-compatible LLM gateway inside Envoy
+/// An OpenAI-compatible LLM gateway inside Envoy: checks a gateway config, renders the
+/// Envoy bootstrap and the Istio resources from it, mints virtual keys.
+#[derive(Parser)]
+#[command(name = "llm-gateway", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-Usage:
-  llm-gateway check  --config <gateway.yaml>
-  llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> [--out <envoy.yaml>]
-  llm-gateway render --config <gateway.yaml> --wasm <path/to/llm_gateway.wasm> --dynamic <dir>
-  llm-gateway plugin-config --config <gateway.yaml> --role <downstream|upstream>
-  llm-gateway render-istio --config <gateway.yaml> --wasm-url <oci://...|https://...|file:///...>
-               [--wasm-sha256 <hex>] [--namespace istio-system]
-               [--selector app=istio-ingressgateway] --out-dir <dir>
-  llm-gateway mint-key --name <name> [--team <team>] [--models \"a,b*\"]
-               [--max-budget <USD> [--budget-duration daily|weekly|monthly|total]]
-               [--rpm <n>] [--tpm <n>] [--max-parallel <n>] [--expires <date>]
-               [--config <gateway.yaml>]
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the gateway config; errors name the field and the fix
+    Check {
+        /// The gateway config (YAML, or JSON when it ends in .json)
+        #[arg(long, value_name = "gateway.yaml")]
+        config: String,
+    },
+    /// Write the complete Envoy bootstrap (stdout unless --out)
+    ///
+    /// With --dynamic, write <dir>/envoy.yaml plus <dir>/lds.yaml and <dir>/cds.yaml, which
+    /// Envoy watches: render again into the same <dir> and the new config (models, keys,
+    /// limits) takes effect without restarting Envoy.
+    Render {
+        /// The gateway config (YAML, or JSON when it ends in .json)
+        #[arg(long, value_name = "gateway.yaml")]
+        config: String,
+        /// The module Envoy loads
+        #[arg(long, value_name = "path/to/llm_gateway.wasm")]
+        wasm: String,
+        /// Where to write the bootstrap
+        #[arg(long, value_name = "envoy.yaml", conflicts_with = "dynamic")]
+        out: Option<String>,
+        /// Write a dynamic bootstrap (envoy.yaml, lds.yaml, cds.yaml) into this directory
+        #[arg(long, value_name = "dir")]
+        dynamic: Option<String>,
+    },
+    /// Print one filter instance's plugin configuration as JSON (for a hand-written Envoy config)
+    PluginConfig {
+        /// The gateway config (YAML, or JSON when it ends in .json)
+        #[arg(long, value_name = "gateway.yaml")]
+        config: String,
+        /// Which filter instance: in the connection manager, or in the router's upstream filters
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Where to write it (stdout unless given)
+        #[arg(long, value_name = "file")]
+        out: Option<String>,
+    },
+    /// Write the Istio resources for an ingress gateway into a directory
+    ///
+    /// providers.yaml (ServiceEntry, DestinationRule), gateway.yaml (Gateway,
+    /// VirtualService), envoyfilter.yaml (both filter instances, clusters, routes),
+    /// stats-bootstrap.yaml (stats labels) and gateway-values.yaml (Helm values for Istio's
+    /// gateway chart). https:// modules need --wasm-sha256; oci:// images are best pinned by
+    /// digest (oci://registry/llm-gateway@sha256:..., printed by `llm-gateway oci`).
+    RenderIstio {
+        /// The gateway config (YAML, or JSON when it ends in .json)
+        #[arg(long, value_name = "gateway.yaml")]
+        config: String,
+        /// Where the gateway pods get the module
+        #[arg(long, value_name = "oci://...|https://...|file:///...")]
+        wasm_url: String,
+        /// SHA-256 of the module (https) or of the image manifest (oci)
+        #[arg(long, value_name = "hex")]
+        wasm_sha256: Option<String>,
+        /// The gateway's namespace
+        #[arg(long, default_value = "istio-system")]
+        namespace: String,
+        /// Labels that select the gateway pods
+        #[arg(long, default_value = "app=istio-ingressgateway")]
+        selector: String,
+        /// Where to write the files
+        #[arg(long, value_name = "dir")]
+        out_dir: String,
+    },
+    /// Make a new virtual key
+    ///
+    /// Prints the key once and the `virtual_keys` entry (with its SHA-256) to paste into
+    /// the gateway config; with --config, the entry is checked against that config (team,
+    /// models).
+    MintKey(MintKey),
+    /// Pack the module into an OCI image for Istio and Envoy Gateway (oci://...)
+    ///
+    /// Writes an OCI image layout into --out in the Wasm image format the meshes pull (the
+    /// compat variant: one tar+gzip layer holding plugin.wasm), built reproducibly, and
+    /// prints the manifest digest: push it with an OCI client (e.g. `oras cp --from-oci-layout
+    /// <dir>:<tag> <registry>/llm-gateway:<tag>`) and load it as
+    /// oci://<registry>/llm-gateway@<digest>.
+    Oci {
+        /// The module
+        #[arg(long, value_name = "path/to/llm_gateway.wasm")]
+        wasm: String,
+        /// The directory of the OCI image layout
+        #[arg(long, value_name = "dir")]
+        out: String,
+        /// The image's tag in the layout
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+    },
+    /// Print a shell completion script (e.g. `llm-gateway completions bash > /etc/bash_completion.d/llm-gateway`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
 
-check          validate the gateway config; errors name the field and the fix
-render         write the complete Envoy bootstrap (stdout unless --out); with --dynamic,
-               write <dir>/envoy.yaml plus <dir>/lds.yaml and <dir>/cds.yaml, which Envoy
-               watches: render again into the same <dir> and the new config (models,
-               keys, limits) takes effect without restarting Envoy
-plugin-config  print one filter instance's plugin configuration as JSON
-               (for a hand-written Envoy config)
-render-istio   write the Istio resources for an ingress gateway into <dir>: providers.yaml
-               (ServiceEntry, DestinationRule), gateway.yaml (Gateway, VirtualService),
-               envoyfilter.yaml (both filter instances, clusters, routes),
-               stats-bootstrap.yaml (stats labels) and gateway-values.yaml (Helm values
-               for Istio's gateway chart); https:// modules need --wasm-sha256
-mint-key       make a new virtual key: prints the key once and the `virtual_keys`
-               entry (with its SHA-256) to paste into the gateway config; with
-               --config, the entry is checked against that config (team, models)
-";
+/// [`FilterRole`] as a command-line value.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Role {
+    Downstream,
+    Upstream,
+}
+
+#[derive(clap::Args)]
+struct MintKey {
+    /// The key's name (unique in the config)
+    #[arg(long)]
+    name: String,
+    /// The team whose budget and limits it shares
+    #[arg(long)]
+    team: Option<String>,
+    /// Allowed model names, comma-separated, `*` wildcard (default: all)
+    #[arg(long, value_name = "a,b*")]
+    models: Option<String>,
+    /// Budget in USD
+    #[arg(long, value_name = "USD")]
+    max_budget: Option<f64>,
+    /// How often the budget resets
+    #[arg(long, value_name = "daily|weekly|monthly|total")]
+    budget_duration: Option<String>,
+    /// Requests per minute
+    #[arg(long, value_name = "n")]
+    rpm: Option<u64>,
+    /// Tokens per minute
+    #[arg(long, value_name = "n")]
+    tpm: Option<u64>,
+    /// Requests in flight at once
+    #[arg(long, value_name = "n")]
+    max_parallel: Option<u64>,
+    /// Expiry: RFC 3339 or a date (end of that day, UTC)
+    #[arg(long, value_name = "date")]
+    expires: Option<String>,
+    /// Check the entry against this gateway config (team, models)
+    #[arg(long, value_name = "gateway.yaml")]
+    config: Option<String>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{message}");
@@ -56,11 +173,81 @@ fn main() -> ExitCode {
     }
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Check { config: path } => {
+            let (config, _) = load(&path)?;
+            preflight(&config, &path)?;
+            println!(
+                "{path}: ok ({} models, {} deployments)",
+                config.aliases.len(),
+                config.deployments.len()
+            );
+            Ok(())
+        }
+        Command::Render {
+            config: path,
+            wasm,
+            out,
+            dynamic,
+        } => {
+            let (config, value) = load(&path)?;
+            preflight(&config, &path)?;
+            let options = RenderOptions { wasm_path: wasm };
+            if let Some(dir) = dynamic {
+                return write_dynamic(&config, &value, &options, &dir, &path);
+            }
+            let bootstrap = render_bootstrap(&config, &value, &options);
+            let header = format!(
+                "# Rendered by `llm-gateway render` from {path}; edit that file, not this one.\n"
+            );
+            write(out.as_deref(), &format!("{header}{}", yaml(&bootstrap)?))
+        }
+        Command::PluginConfig { config, role, out } => {
+            let (_, value) = load(&config)?;
+            let role = match role {
+                Role::Downstream => FilterRole::Downstream,
+                Role::Upstream => FilterRole::Upstream,
+            };
+            let json = plugin_configuration(role, &value);
+            write(out.as_deref(), &format!("{json}\n"))
+        }
+        Command::RenderIstio {
+            config: path,
+            wasm_url,
+            wasm_sha256,
+            namespace,
+            selector,
+            out_dir,
+        } => {
+            let (config, value) = load(&path)?;
+            let options = IstioOptions {
+                wasm: WasmSource::parse(&wasm_url, wasm_sha256.as_deref())?,
+                namespace: parse_namespace(&namespace)?,
+                selector: parse_selector(&selector)?,
+            };
+            write_istio(&config, &value, &options, &path, &out_dir)
+        }
+        Command::MintKey(args) => mint_key(args),
+        Command::Oci { wasm, out, tag } => {
+            let module = std::fs::read(&wasm).map_err(|e| format!("cannot read {wasm}: {e}"))?;
+            let image = oci::build(&module).map_err(|e| format!("{wasm}: {e}"))?;
+            oci::write_layout(&image, std::path::Path::new(&out), &tag)
+                .map_err(|e| format!("cannot write the image layout {out}: {e}"))?;
+            eprintln!("wrote the OCI image layout {out} ({tag})");
+            println!("{}", image.manifest.digest);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "llm-gateway",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
 }
 
 fn load(path: &str) -> Result<(GatewayConfig, Value), String> {
@@ -68,10 +255,39 @@ fn load(path: &str) -> Result<(GatewayConfig, Value), String> {
     let value: Value = if path.ends_with(".json") {
         serde_json::from_str(&text).map_err(|e| format!("{path}: not valid JSON: {e}"))?
     } else {
-        serde_yaml::from_str(&text).map_err(|e| format!("{path}: not valid YAML: {e}"))?
+        serde_norway::from_str(&text).map_err(|e| format!("{path}: not valid YAML: {e}"))?
     };
     let config = GatewayConfig::from_value(value.clone()).map_err(|e| format!("{path}: {e}"))?;
     Ok((config, value))
+}
+
+/// Refuses the demo key on a listener other machines reach, and says once what will fail
+/// in this environment (Envoy is expected to run with the environment `render` sees).
+fn preflight(config: &GatewayConfig, path: &str) -> Result<(), String> {
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(master_key) = config.master_key.resolve(&env) {
+        preflight::refuse_exposed_demo_key(config, &master_key)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    for line in preflight::warnings(config, &env, &mut resolves) {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// Whether `host` resolves, waiting at most two seconds for the system resolver.
+fn resolves(host: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let host = host.to_string();
+    std::thread::spawn(move || {
+        let found = (host.as_str(), 443)
+            .to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.next().is_some());
+        let _ = tx.send(found);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(2))
+        .unwrap_or(false)
 }
 
 fn write(out: Option<&str>, text: &str) -> Result<(), String> {
@@ -85,7 +301,7 @@ fn write(out: Option<&str>, text: &str) -> Result<(), String> {
 }
 
 fn yaml(value: &Value) -> Result<String, String> {
-    serde_yaml::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))
+    serde_norway::to_string(value).map_err(|e| format!("cannot write YAML: {e}"))
 }
 
 /// Writes a file by rename so that Envoy's file watch never sees a half-written file.
@@ -119,71 +335,14 @@ fn write_dynamic(
     Ok(())
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let command = args.first().map(String::as_str).unwrap_or("--help");
-    if matches!(command, "-h" | "--help" | "help") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    if command == "mint-key" {
-        return mint_key(&args[1..]);
-    }
-    let config_path =
-        flag(args, "--config").ok_or_else(|| format!("missing --config\n\n{USAGE}"))?;
-    let (config, value) = load(config_path)?;
-    match command {
-        "check" => {
-            println!(
-                "{config_path}: ok ({} models, {} deployments)",
-                config.aliases.len(),
-                config.deployments.len()
-            );
-            Ok(())
-        }
-        "render" => {
-            let wasm_path = flag(args, "--wasm")
-                .ok_or_else(|| format!("missing --wasm\n\n{USAGE}"))?
-                .to_string();
-            let options = RenderOptions { wasm_path };
-            if let Some(dir) = flag(args, "--dynamic") {
-                return write_dynamic(&config, &value, &options, dir, config_path);
-            }
-            let bootstrap = render_bootstrap(&config, &value, &options);
-            let yaml =
-                serde_yaml::to_string(&bootstrap).map_err(|e| format!("cannot write YAML: {e}"))?;
-            let header = format!(
-                "# Rendered by `llm-gateway render` from {config_path}; edit that file, not this one.\n"
-            );
-            write(flag(args, "--out"), &format!("{header}{yaml}"))
-        }
-        "plugin-config" => {
-            let role = match flag(args, "--role") {
-                Some("downstream") => FilterRole::Downstream,
-                Some("upstream") => FilterRole::Upstream,
-                _ => return Err(format!("--role must be downstream or upstream\n\n{USAGE}")),
-            };
-            let json = plugin_configuration(role, &value);
-            write(flag(args, "--out"), &format!("{json}\n"))
-        }
-        "render-istio" => write_istio(args, &config, &value, config_path),
-        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
-    }
-}
-
 fn write_istio(
-    args: &[String],
     config: &GatewayConfig,
     value: &Value,
+    options: &IstioOptions,
     config_path: &str,
+    out_dir: &str,
 ) -> Result<(), String> {
-    let url = flag(args, "--wasm-url").ok_or_else(|| format!("missing --wasm-url\n\n{USAGE}"))?;
-    let out_dir = flag(args, "--out-dir").ok_or_else(|| format!("missing --out-dir\n\n{USAGE}"))?;
-    let options = IstioOptions {
-        wasm: WasmSource::parse(url, flag(args, "--wasm-sha256"))?,
-        namespace: parse_namespace(flag(args, "--namespace").unwrap_or("istio-system"))?,
-        selector: parse_selector(flag(args, "--selector").unwrap_or("app=istio-ingressgateway"))?,
-    };
-    let files = render_istio(config, value, &options)?;
+    let files = render_istio(config, value, options)?;
     std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create {out_dir}: {e}"))?;
     for file in &files {
         let mut text = format!(
@@ -204,19 +363,6 @@ fn write_istio(
     Ok(())
 }
 
-const MINT_FLAGS: &[&str] = &[
-    "--name",
-    "--team",
-    "--models",
-    "--max-budget",
-    "--budget-duration",
-    "--rpm",
-    "--tpm",
-    "--max-parallel",
-    "--expires",
-    "--config",
-];
-
 /// The flag that sets an entry field, for error messages.
 fn flag_of(field: &str) -> &str {
     match field.split(['.', '[']).next().unwrap_or(field) {
@@ -233,15 +379,6 @@ fn flag_of(field: &str) -> &str {
     }
 }
 
-fn number<T: std::str::FromStr>(args: &[String], name: &str) -> Result<Option<T>, String> {
-    flag(args, name)
-        .map(|v| {
-            v.parse()
-                .map_err(|_| format!("{name}: `{v}` is not a number"))
-        })
-        .transpose()
-}
-
 /// Reads 32 bytes from the host's cryptographic random source.
 fn random_bytes() -> Result<[u8; 32], String> {
     use std::io::Read;
@@ -252,35 +389,24 @@ fn random_bytes() -> Result<[u8; 32], String> {
     Ok(bytes)
 }
 
-fn mint_key(args: &[String]) -> Result<(), String> {
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        if !MINT_FLAGS.contains(&a.as_str()) {
-            return Err(format!("mint-key: unknown option `{a}`\n\n{USAGE}"));
-        }
-        if args.get(i + 1).is_none_or(|v| v.starts_with("--")) {
-            return Err(format!("mint-key: {a} needs a value\n\n{USAGE}"));
-        }
-        i += 2;
-    }
-    let name =
-        flag(args, "--name").ok_or_else(|| format!("mint-key: --name is required\n\n{USAGE}"))?;
+fn mint_key(args: MintKey) -> Result<(), String> {
+    let name = args.name;
     let spec = KeySpec {
-        name: name.to_string(),
-        team: flag(args, "--team").map(str::to_string),
-        models: flag(args, "--models").map(|m| {
+        name: name.clone(),
+        team: args.team,
+        models: args.models.map(|m| {
             m.split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
                 .map(str::to_string)
                 .collect()
         }),
-        max_budget: number(args, "--max-budget")?,
-        budget_duration: flag(args, "--budget-duration").map(str::to_string),
-        rpm_limit: number(args, "--rpm")?,
-        tpm_limit: number(args, "--tpm")?,
-        max_parallel_requests: number(args, "--max-parallel")?,
-        expires: flag(args, "--expires").map(str::to_string),
+        max_budget: args.max_budget,
+        budget_duration: args.budget_duration,
+        rpm_limit: args.rpm,
+        tpm_limit: args.tpm,
+        max_parallel_requests: args.max_parallel,
+        expires: args.expires,
     };
     spec.validate()
         .map_err(|e| format!("mint-key: {}: {}", flag_of(&e.field), e.message))?;
@@ -288,10 +414,10 @@ fn mint_key(args: &[String]) -> Result<(), String> {
     let key = keys::format_minted_key(&random_bytes()?);
     let entry = spec.entry_yaml(&auth::digest_hex(&auth::digest(&key)));
 
-    if let Some(path) = flag(args, "--config") {
+    if let Some(path) = args.config.as_deref() {
         // Check the entry as part of that config: its team and models must exist there.
         let (_, mut value) = load(path)?;
-        let item: Value = serde_yaml::from_str::<Vec<Value>>(&entry)
+        let item: Value = serde_norway::from_str::<Vec<Value>>(&entry)
             .ok()
             .and_then(|v| v.into_iter().next())
             .ok_or("mint-key: internal error: the entry does not parse")?;

@@ -62,22 +62,17 @@ impl RootContext for GatewayRoot {
                 return false;
             }
         };
+        if let Err(e) = crate::preflight::refuse_exposed_demo_key(&plugin.gateway, &master) {
+            log::error!("{e}");
+            return false;
+        }
+        // A missing key is said once, by `llm-gateway check`/`render`; each request it
+        // fails says so in its 401.
         let provider_keys = plugin
             .gateway
             .deployments
             .iter()
-            .map(|d| {
-                let key = d.api_key.as_ref().and_then(|k| k.resolve(&env));
-                if let (None, Some(name)) = (&key, d.api_key.as_ref().and_then(|k| k.env_name())) {
-                    if plugin.role == FilterRole::Upstream {
-                        log::warn!(
-                            "deployment `{}` ({}) has no key: environment variable `{name}` is not set; its requests will fail with 401",
-                            d.id, d.alias
-                        );
-                    }
-                }
-                key
-            })
+            .map(|d| d.api_key.as_ref().and_then(|k| k.resolve(&env)))
             .collect();
         if plugin.role == FilterRole::Downstream {
             // Records exist before traffic, so every later write is a compare-and-swap.

@@ -180,9 +180,22 @@ def envoy_validate(config: Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedP
 _base_ids = itertools.count()
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """Stops a process this suite started: SIGTERM, then SIGKILL after `timeout`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 def _unique_base_id() -> int:
-    # Distinct per Envoy in this run and unlikely to collide with other runs on the machine.
-    return 1000 + (os.getpid() % 40000) * 16 + next(_base_ids) % 16
+    # Distinct per Envoy in this run (a run starts a few dozen; the session's gateway keeps
+    # its id to the end) and unlikely to collide with other runs on the machine.
+    return 1000 + (os.getpid() % 40000) * 256 + next(_base_ids) % 256
 
 
 class Envoy:
@@ -242,14 +255,8 @@ class Envoy:
             return None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def log_text(self) -> str:
         parts = []

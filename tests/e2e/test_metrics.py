@@ -68,13 +68,7 @@ class Prometheus:
         return doc["data"]["result"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        harness.stop_process(self.proc, timeout=10)
         self.log.close()
 
 
