@@ -99,6 +99,17 @@ impl KeyScrubber {
         changed
     }
 
+    /// [`KeyScrubber::scrub`] for bytes it does not own (header values): borrowed back
+    /// when the key is not there.
+    pub fn scrub_slice<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.find(bytes).is_none() {
+            return Cow::Borrowed(bytes);
+        }
+        let mut owned = bytes.to_vec();
+        self.scrub(&mut owned, 0);
+        Cow::Owned(owned)
+    }
+
     /// [`KeyScrubber::scrub`] for text.
     pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.find(text.as_bytes()).is_none() {
