@@ -333,12 +333,18 @@ pub fn join_path(base_path: &str, endpoint: &str) -> String {
 pub struct Guarded {
     inner: Box<dyn Translator>,
     key: Option<crate::secrets::KeyScrubber>,
+    /// Holds back stream events that may end with the start of the key.
+    stream_key: crate::secrets::StreamScrubber,
 }
 
 impl Guarded {
     /// Guards `inner`.
     pub fn new(inner: Box<dyn Translator>) -> Guarded {
-        Guarded { inner, key: None }
+        Guarded {
+            inner,
+            key: None,
+            stream_key: crate::secrets::StreamScrubber::default(),
+        }
     }
 
     fn scrub(&self, bytes: &mut Vec<u8>, from: usize) {
@@ -415,8 +421,11 @@ impl Translator for Guarded {
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         let from = out.len();
         self.inner.stream(chunk, end_of_stream, out);
-        // Events are appended whole, so a key is never split across two calls.
-        self.scrub(out, from);
+        // Events are appended whole, but a provider can split the key across events.
+        if let Some(key) = &self.key {
+            let last = end_of_stream || out.ends_with(crate::openai::DONE_EVENT);
+            self.stream_key.scrub(key, out, from, last);
+        }
     }
 
     fn stream_usage(&self) -> Option<Usage> {
