@@ -167,8 +167,9 @@ _base_ids = itertools.count()
 
 
 def _unique_base_id() -> int:
-    # Distinct per Envoy in this run and unlikely to collide with other runs on the machine.
-    return 1000 + (os.getpid() % 40000) * 16 + next(_base_ids) % 16
+    # Distinct per Envoy in this run (a full run starts well over 16, while the session's
+    # first one still runs) and unlikely to collide with other runs on the machine.
+    return 1000 + (os.getpid() % 4000) * 256 + next(_base_ids) % 256
 
 
 class Envoy:
@@ -517,8 +518,9 @@ def _port_taken(error: Exception) -> bool:
 def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
                   master_key: str = MASTER_KEY, env_extra: Optional[dict] = None,
                   extra_models: Iterable = (), router_settings: Optional[dict] = None,
-                  tries: int = 4) -> Gateway:
-    """Writes a gateway config with free ports, renders it, starts Envoy and waits for it.
+                  extra_config: Optional[dict] = None, tries: int = 4) -> Gateway:
+    """Writes a gateway config with free ports (plus the top-level sections of
+    `extra_config`, e.g. `virtual_keys`), renders it, starts Envoy and waits for it.
     Starts again on new ports (a bounded number of times) when a port was taken meanwhile."""
     require_artefacts()
     env = provider_env(env_extra)
@@ -529,6 +531,7 @@ def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicF
         cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
                              master_key=master_key, extra_models=extra_models,
                              router_settings=router_settings)
+        cfg.update(extra_config or {})
         config_path = write_yaml(work / "gateway.yaml", cfg)
         rendered = render(config_path, work / "envoy.rendered.yaml", env=env)
         bootstrap = exclusive_listeners(rendered, work / "envoy.yaml")

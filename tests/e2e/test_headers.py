@@ -67,25 +67,14 @@ def hd_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake):
     models = [{"model_name": "gemini-test", "litellm_params": {
         "model": "gemini/gemini-2.5-flash", "api_base": gemini_fake.url,
         "api_key": f"os.environ/{GEMINI_KEY_ENV}"}}]
-    tmp = tmp_path_factory.mktemp("headers")
-    g = start_gateway(tmp, openai_fake, anthropic_fake, extra_models=models,
-                      env_extra={GEMINI_KEY_ENV: GEMINI_KEY})
-    g.envoy.stop()
-    # Again with a virtual key that has a request limit, so the gateway sets x-ratelimit-*.
-    import yaml
-    from harness import Envoy, exclusive_listeners, provider_env, render, write_yaml
-    cfg = yaml.safe_load(g.config_path.read_text())
-    cfg["virtual_keys"] = [{"name": "headers", "key_sha256": hashlib.sha256(VIRTUAL.encode()).hexdigest(),
-                            "rpm_limit": 1000}]
-    env = provider_env({GEMINI_KEY_ENV: GEMINI_KEY})
-    out = render(write_yaml(tmp / "gateway-keys.yaml", cfg), tmp / "envoy-keys.rendered.yaml", env=env)
-    envoy = Envoy(exclusive_listeners(out, tmp / "envoy-keys.yaml"), tmp, g.admin_port, env=env).start()
-    envoy.wait_ready()
-    g.envoy = envoy
+    # A virtual key with a request limit, so that the gateway sets its own x-ratelimit-*.
+    keys = [{"name": "headers", "key_sha256": hashlib.sha256(VIRTUAL.encode()).hexdigest(), "rpm_limit": 1000}]
+    g = start_gateway(tmp_path_factory.mktemp("headers"), openai_fake, anthropic_fake, extra_models=models,
+                      env_extra={GEMINI_KEY_ENV: GEMINI_KEY}, extra_config={"virtual_keys": keys})
     try:
         yield g
     finally:
-        envoy.stop()
+        g.envoy.stop()
 
 
 @pytest.fixture
