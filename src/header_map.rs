@@ -44,18 +44,24 @@ pub fn find<'a>(headers: &[(&'a [u8], &'a [u8])], name: &str) -> Option<&'a [u8]
         .map(|(_, v)| *v)
 }
 
-/// Serializes headers the way the host does (for tests and for replies).
-pub fn encode(headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+/// Serializes headers the way the host does (for replies, and to replace a whole map in
+/// one host call).
+pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let data: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 2)
+        .sum();
+    let mut bytes = Vec::with_capacity(4 + headers.len() * 8 + data);
+    bytes.extend_from_slice(&len(headers.len()));
     for (name, value) in headers {
-        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&len(name.as_ref().len()));
+        bytes.extend_from_slice(&len(value.as_ref().len()));
     }
     for (name, value) in headers {
-        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(name.as_ref());
         bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
+        bytes.extend_from_slice(value.as_ref());
         bytes.push(0);
     }
     bytes
@@ -78,7 +84,7 @@ mod tests {
         assert_eq!(find(&decoded, "authorization"), Some(&b"Bearer k"[..]));
         assert_eq!(find(&decoded, "x-empty"), Some(&b""[..]));
         assert_eq!(find(&decoded, "absent"), None);
-        assert_eq!(decode(&encode(&[])).unwrap().len(), 0);
+        assert_eq!(decode(&encode::<&str, &str>(&[])).unwrap().len(), 0);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod hashing;
 pub mod header_map;
+pub mod header_policy;
 pub mod json_path;
 pub mod json_scan;
 pub mod keys;

@@ -201,13 +201,15 @@ pub fn buffer_limit(config: &GatewayConfig) -> u64 {
 /// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure,
 /// an answer too large to buffer...) get the OpenAI error shape too. The filter's own
 /// replies are OpenAI-shaped already: they carry [`LOCAL_REPLY_DETAILS`] as response code
-/// details and never a response flag, so no mapper touches them.
+/// details, and every mapper that quotes a reply's body skips them, so that no error body
+/// is ever wrapped in another error's message. The bodies Envoy's config writes itself
+/// (the unrouted route's) are plain text for the same reason.
 pub fn local_reply_config() -> Value {
-    let openai_error = |message: &str| {
+    let openai_error = |message: &str, kind: &str| {
         json!({
             "json_format": {"error": {
                 "message": message,
-                "type": "api_error",
+                "type": kind,
                 "param": null,
                 "code": "%RESPONSE_CODE_DETAILS%",
             }},
@@ -223,12 +225,14 @@ pub fn local_reply_config() -> Value {
             },
         }})
     };
+    let not_the_filters = format!("response.code_details != '{LOCAL_REPLY_DETAILS}'");
+    let flags = json!({"response_flag_filter": {"flags": [
+        "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
+    ]}});
     json!({"mappers": [
         {
-            "filter": {"response_flag_filter": {"flags": [
-                "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
-            ]}},
-            "body_format_override": openai_error("%LOCAL_REPLY_BODY%"),
+            "filter": {"and_filter": {"filters": [flags, cel(not_the_filters.clone())]}},
+            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "api_error"),
         },
         {
             // A provider's answer larger than Envoy buffers: the provider's fault, a 502.
@@ -236,14 +240,18 @@ pub fn local_reply_config() -> Value {
             "status_code": 502,
             "body_format_override": openai_error(
                 "The provider's answer is larger than this gateway can buffer.",
+                "api_error",
             ),
         },
         {
+            // The unrouted route's plain-text 404.
+            "filter": cel("response.code_details == 'direct_response'".to_string()),
+            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "not_found_error"),
+        },
+        {
             // Any other error Envoy answers itself, without a response flag.
-            "filter": cel(format!(
-                "response.code >= 400 && response.code_details != '{LOCAL_REPLY_DETAILS}'"
-            )),
-            "body_format_override": openai_error("%LOCAL_REPLY_BODY%"),
+            "filter": cel(format!("response.code >= 400 && {not_the_filters}")),
+            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "api_error"),
         },
     ]})
 }
@@ -435,8 +443,9 @@ pub fn unrouted_route(config: &GatewayConfig) -> Value {
     })
 }
 
-/// Body of the answer for a request no route matched (OpenAI-shaped).
-pub const UNROUTED_BODY: &str = "{\"error\":{\"message\":\"no route for this request\",\"type\":\"not_found_error\",\"param\":null,\"code\":null}}";
+/// Body of the answer for a request no route matched: plain text, which
+/// [`local_reply_config`] puts in the OpenAI error shape.
+pub const UNROUTED_BODY: &str = "no route for this request";
 
 /// The router's typed config, with `upstream` (the upstream instance) run per attempt
 /// before the upstream codec.
@@ -639,6 +648,55 @@ mod tests {
             ],
             "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"}
         })
+    }
+
+    /// No error body is ever wrapped in another error's message: the bodies the config
+    /// writes are plain text, and every mapper that quotes a body skips the filter's own
+    /// (already OpenAI-shaped) replies.
+    #[test]
+    fn no_error_body_is_wrapped_twice() {
+        fn walk<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, child) in m {
+                        if k == key {
+                            out.push(child);
+                        }
+                        walk(child, key, out);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|c| walk(c, key, out)),
+                _ => {}
+            }
+        }
+        let b = render(sample());
+        let mut direct = Vec::new();
+        walk(&b, "direct_response", &mut direct);
+        assert!(!direct.is_empty());
+        for d in direct {
+            let body = d["body"]["inline_string"].as_str().unwrap();
+            assert!(!body.trim_start().starts_with('{'), "{body}");
+        }
+        let mut mappers = Vec::new();
+        walk(&b, "mappers", &mut mappers);
+        let quoting: Vec<&Value> = mappers
+            .iter()
+            .flat_map(|m| m.as_array().unwrap())
+            .filter(|m| {
+                m["body_format_override"]
+                    .to_string()
+                    .contains("%LOCAL_REPLY_BODY%")
+            })
+            .collect();
+        assert_eq!(quoting.len(), 3);
+        for m in quoting {
+            let filter = m["filter"].to_string();
+            assert!(
+                filter.contains(&format!("!= '{LOCAL_REPLY_DETAILS}'"))
+                    || filter.contains("== 'direct_response'"),
+                "{filter}"
+            );
+        }
     }
 
     /// Public hosts get TLS with SNI and SAN checks; local ones plain HTTP.

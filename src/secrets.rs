@@ -99,12 +99,187 @@ impl KeyScrubber {
         changed
     }
 
+    /// [`KeyScrubber::scrub`] for bytes it does not own (header values): borrowed back
+    /// when the key is not there.
+    pub fn scrub_slice<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.find(bytes).is_none() {
+            return Cow::Borrowed(bytes);
+        }
+        let mut owned = bytes.to_vec();
+        self.scrub(&mut owned, 0);
+        Cow::Owned(owned)
+    }
+
     /// [`KeyScrubber::scrub`] for text.
     pub fn scrub_str<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.find(text.as_bytes()).is_none() {
             return Cow::Borrowed(text);
         }
         Cow::Owned(text.replace(&self.key, mask(&self.key)))
+    }
+}
+
+/// JSON fields whose string values a client joins across stream events: the text, the
+/// reasoning and tool-call arguments of OpenAI chunks.
+const JOINED_FIELDS: &[&[u8]] = &[b"\"content\"", b"\"reasoning_content\"", b"\"arguments\""];
+
+/// Where, in `events` (OpenAI SSE chunks, raw JSON), the values of [`JOINED_FIELDS`] lie:
+/// byte ranges inside the quotes, in order.
+fn joined_text_ranges(events: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while let Some(quote) = events
+        .get(at..)
+        .and_then(|t| t.iter().position(|&b| b == b'"'))
+    {
+        let start = at + quote;
+        let tail = events.get(start..).unwrap_or_default();
+        let escaped = start > 0 && events.get(start - 1) == Some(&b'\\');
+        let Some(field) = JOINED_FIELDS
+            .iter()
+            .find(|f| !escaped && tail.starts_with(f))
+        else {
+            at = start + 1;
+            continue;
+        };
+        // `"field"`, optional blanks, `:`, optional blanks, then the opening quote.
+        let mut i = start + field.len();
+        let skip_blanks = |i: &mut usize| {
+            while events.get(*i).is_some_and(u8::is_ascii_whitespace) {
+                *i += 1;
+            }
+        };
+        skip_blanks(&mut i);
+        if events.get(i) != Some(&b':') {
+            at = start + field.len();
+            continue;
+        }
+        i += 1;
+        skip_blanks(&mut i);
+        if events.get(i) != Some(&b'"') {
+            at = i;
+            continue;
+        }
+        let value_start = i + 1;
+        let mut j = value_start;
+        while let Some(&b) = events.get(j) {
+            match b {
+                b'\\' => j += 2,
+                b'"' => break,
+                _ => j += 1,
+            }
+        }
+        let value_end = j.min(events.len());
+        ranges.push(value_start..value_end);
+        at = value_end + 1;
+    }
+    ranges
+}
+
+/// Scrubs the attempt's key from a translated stream even when the provider split it
+/// across events: a client joins the text of consecutive chunks, so a key sent as
+/// `"sk-abc"` then `"def..."` must be masked too. [`KeyScrubber::scrub`] sees one piece at
+/// a time; this joins the text fields of the events it holds, masks the key where the
+/// joined text has it, and holds back the events from the one where the text ends with
+/// the start of the key until the next piece shows whether the key follows. A held event
+/// waits for the next one at most; everything is released when the stream ends.
+#[derive(Debug, Default)]
+pub struct StreamScrubber {
+    held: Vec<u8>,
+}
+
+impl StreamScrubber {
+    /// Scrubs `out[from..]` (whole SSE events just translated), after the events held back
+    /// from earlier pieces; holds back again unless `last` (nothing more follows).
+    pub fn scrub(&mut self, key: &KeyScrubber, out: &mut Vec<u8>, from: usize, last: bool) {
+        if self.held.is_empty() && from >= out.len() && !last {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.held);
+        events.extend(out.drain(from..));
+        key.scrub(&mut events, 0);
+        let needle = key.key.as_bytes();
+        let mut ranges = joined_text_ranges(&events);
+        let joined: Vec<u8> = ranges
+            .iter()
+            .flat_map(|r| events.get(r.clone()).unwrap_or_default().iter().copied())
+            .collect();
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(i) = joined.get(at..).and_then(|t| key.find(t)) {
+            found.push(at + i);
+            at += i + needle.len();
+        }
+        if !found.is_empty() {
+            // Mask every occurrence: its first piece becomes the mask, the others empty.
+            // Edits go from the end, so earlier offsets stay valid.
+            let mut edits: Vec<(std::ops::Range<usize>, &[u8])> = Vec::new();
+            for start in found {
+                let mut joined_at = 0;
+                let mut first = true;
+                for r in &ranges {
+                    let (lo, hi) = (joined_at, joined_at + r.len());
+                    joined_at = hi;
+                    let (a, b) = (start.max(lo), (start + needle.len()).min(hi));
+                    if a < b {
+                        let piece = r.start + (a - lo)..r.start + (b - lo);
+                        let with: &[u8] = if first {
+                            mask(&key.key).as_bytes()
+                        } else {
+                            b""
+                        };
+                        edits.push((piece, with));
+                        first = false;
+                    }
+                }
+            }
+            edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+            for (r, with) in edits {
+                if r.end <= events.len() {
+                    events.splice(r, with.iter().copied());
+                }
+            }
+            ranges = joined_text_ranges(&events);
+        }
+        if !last {
+            if let Some(hold_from) = Self::hold_point(&events, &ranges, needle) {
+                self.held = events.split_off(hold_from);
+            }
+        }
+        out.extend_from_slice(&events);
+    }
+
+    /// The start of the event from which the joined text ends with a proper prefix of the
+    /// key, if it does.
+    fn hold_point(
+        events: &[u8],
+        ranges: &[std::ops::Range<usize>],
+        needle: &[u8],
+    ) -> Option<usize> {
+        let mut tail: Vec<u8> = Vec::with_capacity(needle.len());
+        // The last `needle.len() - 1` joined bytes, with where each lies in `events`.
+        let mut where_: Vec<usize> = Vec::with_capacity(needle.len());
+        for r in ranges.iter().rev() {
+            for i in r.clone().rev() {
+                if tail.len() + 1 >= needle.len() {
+                    break;
+                }
+                tail.push(*events.get(i)?);
+                where_.push(i);
+            }
+        }
+        tail.reverse();
+        where_.reverse();
+        let k = (1..=tail.len())
+            .rev()
+            .find(|&k| tail.get(tail.len() - k..) == needle.get(..k))?;
+        let offset = *where_.get(where_.len() - k)?;
+        let event_start = events
+            .get(..offset)?
+            .windows(2)
+            .rposition(|w| w == b"\n\n")
+            .map_or(0, |i| i + 2);
+        Some(event_start)
     }
 }
 
@@ -252,6 +427,81 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn event(text: &str) -> String {
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n")
+    }
+
+    fn joined_text(sse: &[u8]) -> String {
+        let ranges = joined_text_ranges(sse);
+        ranges
+            .iter()
+            .map(|r| String::from_utf8_lossy(&sse[r.clone()]).into_owned())
+            .collect()
+    }
+
+    /// A key split across events, in any number of pieces and calls, never reaches the
+    /// client whole or in part beyond its public prefix; other text passes unchanged, and
+    /// an event waits at most for the next one.
+    #[test]
+    fn keys_split_across_stream_events_are_scrubbed() {
+        let key = "sk-fake-openai-provider-key-0123456789";
+        let scrubber = KeyScrubber::new(key).unwrap();
+        for cut in [1, 3, 10, 20, 37] {
+            let (a, b) = key.split_at(cut);
+            for together in [false, true] {
+                let mut s = StreamScrubber::default();
+                let mut client = Vec::new();
+                let pieces = [
+                    event("before "),
+                    event(&format!("x {a}")),
+                    event(&format!("{b} after")),
+                ];
+                if together {
+                    let mut out = pieces.concat().into_bytes();
+                    s.scrub(&scrubber, &mut out, 0, false);
+                    client.extend_from_slice(&out);
+                } else {
+                    for p in &pieces {
+                        let mut out = p.clone().into_bytes();
+                        s.scrub(&scrubber, &mut out, 0, false);
+                        client.extend_from_slice(&out);
+                    }
+                }
+                let mut out = Vec::new();
+                s.scrub(&scrubber, &mut out, 0, true);
+                client.extend_from_slice(&out);
+                let text = joined_text(&client);
+                assert_eq!(
+                    text, "before x sk-*** after",
+                    "cut {cut}, together {together}"
+                );
+            }
+        }
+        // Many tiny pieces, and the reasoning field.
+        let mut s = StreamScrubber::default();
+        let mut client = Vec::new();
+        for piece in key.as_bytes().chunks(3) {
+            let text = std::str::from_utf8(piece).unwrap();
+            let mut out = format!("data: {{\"delta\":{{\"reasoning_content\": \"{text}\"}}}}\n\n")
+                .into_bytes();
+            s.scrub(&scrubber, &mut out, 0, false);
+            client.extend_from_slice(&out);
+        }
+        let mut out = b"data: [DONE]\n\n".to_vec();
+        s.scrub(&scrubber, &mut out, 0, true);
+        client.extend_from_slice(&out);
+        assert_eq!(joined_text(&client), "sk-***");
+        assert!(client.ends_with(b"data: [DONE]\n\n"));
+        // Text that only ends like the key's start waits one event, then goes unchanged.
+        let mut s = StreamScrubber::default();
+        let mut out = event("yes").into_bytes();
+        s.scrub(&scrubber, &mut out, 0, false);
+        assert!(out.is_empty());
+        let mut out = event("no").into_bytes();
+        s.scrub(&scrubber, &mut out, 0, false);
+        assert_eq!(out, format!("{}{}", event("yes"), event("no")).into_bytes());
     }
 
     /// Key-shaped words are masked; ordinary words and short tails are not.

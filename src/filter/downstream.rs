@@ -49,6 +49,9 @@ pub struct DownstreamHttp {
     counted: bool,
     /// The authenticated key (`None` for the master key).
     key: Option<usize>,
+    /// Bytes of request body buffered so far: a body that ends with trailers is complete
+    /// at the trailers, which do not say its size.
+    body_size: usize,
     /// The reservation made at admission, settled exactly once in `on_log`.
     admission: Option<Admission>,
     /// `x-ratelimit-*` values for the response.
@@ -87,6 +90,7 @@ impl DownstreamHttp {
             stream: false,
             counted: false,
             key: None,
+            body_size: 0,
             admission: None,
             rate_headers: Vec::new(),
             handoff: None,
@@ -222,6 +226,99 @@ impl DownstreamHttp {
             log::warn!("could not remove a request header (host status {})", e.0);
         }
     }
+
+    /// The whole body is in: validates it, admits the request and routes it.
+    fn route_body(&mut self, body_size: usize) -> Action {
+        let body = match host::get_buffer(Buffer::RequestBody, 0, body_size) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("cannot read the request body (host status {})", e.0);
+                return self
+                    .reply_error(&GatewayError::internal("could not read the request body"));
+            }
+        };
+        let request = match parse_chat_request(&body) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&e),
+        };
+        self.stream = request.is_stream();
+        let alias = match routing::resolve_alias(&self.runtime.config, &request.model) {
+            Ok(a) => a,
+            Err(e) => return self.reply_error(&e),
+        };
+        self.alias = Some(alias.name.clone());
+        if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
+            return self.reply_error(&e);
+        }
+        let estimate = estimate_prompt_tokens(&request);
+        let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&e),
+        };
+        let key = self.virtual_key();
+        if !key.is_master {
+            let config = &self.runtime.config;
+            let facts = RequestFacts::for_route(config, route, &request);
+            match accounting::admit(
+                &SharedData,
+                key,
+                config.keys.team_of(key),
+                &facts,
+                // The body follows the headers at once: their time saves a host call.
+                self.started_nanos / 1_000_000_000,
+            ) {
+                Ok(a) => {
+                    self.rate_headers = accounting::rate_limit_headers(&a);
+                    self.admission = Some(a);
+                }
+                Err(refusal) => return self.reply_refusal(refusal),
+            }
+        }
+        if self.runtime.config.general.rate_limit_service.is_some() {
+            self.publish_limit_identity();
+        }
+        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
+            log::error!("cannot set the routing header (host status {})", e.0);
+            return self.reply_error(&GatewayError::internal("could not route the request"));
+        }
+        let handed = Handed {
+            chat: Rc::new(request),
+            report: Rc::default(),
+        };
+        let report = Rc::clone(&handed.report);
+        self.handoff = handoff::register(handed, &body);
+        if self.handoff.is_some() {
+            self.report = Some(report);
+        }
+        self.endpoint = Endpoint::None;
+        Action::Continue
+    }
+
+    /// A provider error that came without a body (or a redirect the upstream instance
+    /// turned into a 502) is answered as an OpenAI-shaped error with the same status. The
+    /// answer is replaced here, after Envoy's retries, so that a retriable status still
+    /// falls back; the headers the gateway set on the answer are kept.
+    fn reply_empty_error(&mut self) -> Action {
+        let status = self.status;
+        let error = GatewayError::new(
+            ErrorKind::from_status(status),
+            format!("The provider failed with HTTP {status} and gave no details."),
+        )
+        .with_status(status)
+        .with_code("provider_error");
+        let raw = host::get_headers(Map::ResponseHeaders).unwrap_or_default();
+        let present = header_map::decode(&raw).unwrap_or_default();
+        let mut extra: Vec<(&str, &str)> = present
+            .iter()
+            .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
+            .filter(|(n, _)| {
+                !n.starts_with(':') && !matches!(*n, "content-type" | "content-length")
+            })
+            .collect();
+        let rate_headers = std::mem::take(&mut self.rate_headers);
+        extra.extend(rate_headers.iter().map(|(k, v)| (*k, v.as_str())));
+        self.reply_json(status, &error.to_json(), &extra)
+    }
 }
 
 impl Context for DownstreamHttp {}
@@ -320,81 +417,33 @@ impl HttpContext for DownstreamHttp {
             return self.worker_full();
         }
         if !end_of_stream {
+            self.body_size = body_size;
             return Action::Pause;
         }
-        let body = match host::get_buffer(Buffer::RequestBody, 0, body_size) {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!("cannot read the request body (host status {})", e.0);
-                return self
-                    .reply_error(&GatewayError::internal("could not read the request body"));
-            }
-        };
-        let request = match parse_chat_request(&body) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(&e),
-        };
-        self.stream = request.is_stream();
-        let alias = match routing::resolve_alias(&self.runtime.config, &request.model) {
-            Ok(a) => a,
-            Err(e) => return self.reply_error(&e),
-        };
-        self.alias = Some(alias.name.clone());
-        if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
-            return self.reply_error(&e);
-        }
-        let estimate = estimate_prompt_tokens(&request);
-        let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(&e),
-        };
-        let key = self.virtual_key();
-        if !key.is_master {
-            let config = &self.runtime.config;
-            let facts = RequestFacts::for_route(config, route, &request);
-            match accounting::admit(
-                &SharedData,
-                key,
-                config.keys.team_of(key),
-                &facts,
-                // The body follows the headers at once: their time saves a host call.
-                self.started_nanos / 1_000_000_000,
-            ) {
-                Ok(a) => {
-                    self.rate_headers = accounting::rate_limit_headers(&a);
-                    self.admission = Some(a);
-                }
-                Err(refusal) => return self.reply_refusal(refusal),
-            }
-        }
-        if self.runtime.config.general.rate_limit_service.is_some() {
-            self.publish_limit_identity();
-        }
-        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
-            log::error!("cannot set the routing header (host status {})", e.0);
-            return self.reply_error(&GatewayError::internal("could not route the request"));
-        }
-        let handed = Handed {
-            chat: Rc::new(request),
-            report: Rc::default(),
-        };
-        let report = Rc::clone(&handed.report);
-        self.handoff = handoff::register(handed, &body);
-        if self.handoff.is_some() {
-            self.report = Some(report);
-        }
-        self.endpoint = Endpoint::None;
-        Action::Continue
+        self.route_body(body_size)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    /// An HTTP/2 (or chunked HTTP/1.1) request whose body is followed by trailers never
+    /// sees its body end: it ends here.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.endpoint != Endpoint::Chat {
+            return Action::Continue;
+        }
+        self.route_body(self.body_size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.status = host::header_text(Map::ResponseHeaders, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if !self.answered_locally {
-            for (name, value) in &self.rate_headers {
-                let _ = host::set_header(Map::ResponseHeaders, name, value);
-            }
+        if self.answered_locally {
+            return Action::Continue;
+        }
+        if end_of_stream && self.status >= 400 {
+            return self.reply_empty_error();
+        }
+        for (name, value) in &self.rate_headers {
+            let _ = host::set_header(Map::ResponseHeaders, name, value);
         }
         Action::Continue
     }

@@ -24,6 +24,8 @@ const NOT_FOUND: u32 = 1;
 pub enum Map {
     /// Request headers.
     RequestHeaders = 0,
+    /// Request trailers.
+    RequestTrailers = 1,
     /// Response headers.
     ResponseHeaders = 2,
 }
@@ -61,6 +63,7 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
@@ -182,6 +185,17 @@ pub fn set_header(map: Map, name: &str, value: &str) -> HostResult<()> {
             value.len(),
         )
     };
+    match status {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Replaces a whole header map with `pairs` (serialized by [`crate::header_map::encode`])
+/// in one host call.
+pub fn set_headers(map: Map, pairs: &[u8]) -> HostResult<()> {
+    // SAFETY: pointers are valid for the duration of the call.
+    let status = unsafe { proxy_set_header_map_pairs(map as u32, pairs.as_ptr(), pairs.len()) };
     match status {
         OK => Ok(()),
         s => Err(HostError(s)),

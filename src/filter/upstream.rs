@@ -2,6 +2,7 @@
 //! which deployment the attempt reached from the endpoint metadata, translates the request
 //! for that provider with its credentials, and translates the answer back.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -16,10 +17,14 @@ use super::worker_bytes::Holding;
 use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::header_map;
+use crate::header_policy;
 use crate::metrics;
 use crate::openai::{annotate_usage_chunk, write_error_event, AnswerMeta, DONE_EVENT};
 use crate::pricing;
-use crate::provider::{translator_for, StreamPreamble, Target, Translator};
+use crate::provider::{
+    stream_content_type_preamble, translator_for, StreamPreamble, Target, TranslatedResponse,
+    Translator,
+};
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::{Usage, UsageBound};
 
@@ -52,8 +57,12 @@ pub struct UpstreamHttp {
     stream_finished: bool,
     /// The usage chunk got its cost annotation.
     usage_annotated: bool,
-    /// The provider's answer already says `content-type: application/json`.
-    provider_sent_json: bool,
+    /// Bytes of request body buffered so far (the trailers, which may end it, do not
+    /// say).
+    body_size: usize,
+    /// A streamed answer already judged a failure by its headers, answered at its first
+    /// body bytes.
+    held_failure: Option<TranslatedResponse>,
     /// The usage last written to filter state.
     published_usage: Option<Usage>,
     attempts: u64,
@@ -78,7 +87,8 @@ impl UpstreamHttp {
             mode: ResponseMode::Pending,
             stream_finished: false,
             usage_annotated: false,
-            provider_sent_json: false,
+            body_size: 0,
+            held_failure: None,
             published_usage: None,
             attempts: 1,
             report: None,
@@ -102,15 +112,6 @@ impl UpstreamHttp {
             log::error!("local reply failed (host status {})", e.0);
         }
         Action::Pause
-    }
-
-    fn set_request_header(name: &str, value: &str) -> Result<(), GatewayError> {
-        host::set_header(Map::RequestHeaders, name, value).map_err(|e| {
-            GatewayError::internal(format!(
-                "could not set request header {name} (host status {})",
-                e.0
-            ))
-        })
     }
 
     /// Writes usage and cost into filter state (for the access log, the downstream
@@ -277,23 +278,20 @@ impl UpstreamHttp {
             );
         }
 
-        // Envoy shares the request header map across attempts: clear every provider
-        // header so nothing from an earlier attempt's provider leaks into this one.
-        let raw = host::get_headers(Map::RequestHeaders).unwrap_or_default();
-        let present = header_map::decode(&raw);
-        let changes =
-            upstream.header_changes(present.as_deref(), routing::INTERNAL_REQUEST_HEADERS);
-        for name in &changes.remove {
-            host::remove_header(Map::RequestHeaders, name).map_err(|e| {
-                GatewayError::internal(format!(
-                    "could not clear the provider request header {name} (host status {})",
-                    e.0
-                ))
-            })?;
-        }
-        for (name, value) in &changes.set {
-            Self::set_request_header(name, value)?;
-        }
+        let raw = host::get_headers(Map::RequestHeaders).map_err(|e| {
+            GatewayError::internal(format!(
+                "could not read the request headers (host status {})",
+                e.0
+            ))
+        })?;
+        let present = header_map::decode(&raw)
+            .ok_or_else(|| GatewayError::internal("the request headers could not be read"))?;
+        host::set_headers(Map::RequestHeaders, &upstream.header_map(&present)).map_err(|e| {
+            GatewayError::internal(format!(
+                "could not set the provider's request headers (host status {})",
+                e.0
+            ))
+        })?;
         host::set_buffer(Buffer::RequestBody, 0, body_size, &upstream.body).map_err(|e| {
             GatewayError::internal(format!(
                 "could not replace the request body (host status {})",
@@ -393,9 +391,27 @@ impl HttpContext for UpstreamHttp {
             return Action::Continue;
         }
         if !end_of_stream {
+            self.body_size = body_size;
             return Action::Pause;
         }
         match self.translate_request(body_size) {
+            Ok(()) => Action::Continue,
+            Err(e) => self.reply_error(&e),
+        }
+    }
+
+    /// A body followed by trailers ends at the trailers. Providers get none of them: the
+    /// body they receive is the gateway's.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.deployment.is_none() || self.mode == ResponseMode::PassThrough {
+            return Action::Continue;
+        }
+        if let Err(e) =
+            host::set_headers(Map::RequestTrailers, &header_map::encode::<&str, &str>(&[]))
+        {
+            log::warn!("could not drop the request trailers (host status {})", e.0);
+        }
+        match self.translate_request(self.body_size) {
             Ok(()) => Action::Continue,
             Err(e) => self.reply_error(&e),
         }
@@ -409,28 +425,24 @@ impl HttpContext for UpstreamHttp {
             self.mode = ResponseMode::PassThrough;
             return Action::Continue;
         };
-        // The whole map in one host call: the status, and which of the headers the
-        // gateway rewrites already have the right value (each change is a host call too).
+        // One host call reads the whole map and one replaces it: what the client may see
+        // of the provider's headers (`header_policy`) and the gateway's own. Each header
+        // changed on its own would be a host call.
         let raw = host::get_headers(Map::ResponseHeaders).unwrap_or_default();
-        let headers = header_map::decode(&raw);
-        let value = |name: &str| headers.as_deref().and_then(|h| header_map::find(h, name));
-        let present = |name: &str| headers.is_none() || value(name).is_some();
+        let headers = header_map::decode(&raw).unwrap_or_default();
+        let value = |name: &str| header_map::find(&headers, name);
         let status = value(":status")
             .and_then(|s| std::str::from_utf8(s).ok())
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(502);
-        self.provider_sent_json = value("content-type") == Some(b"application/json");
         self.upstream_status = status;
-        let client_status = translator.response_status(status);
+        let mut client_status = translator.response_status(status);
         let is_stream = translator.is_stream();
-        if client_status != status {
-            Self::set_response_header(":status", &client_status.to_string());
-        }
+        let stream_start = (is_stream && (200..300).contains(&status))
+            .then(|| stream_content_type_preamble(value("content-type")));
+        let mut set: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(8);
         if let Some(d) = self.deployment() {
             let (provider, model, id) = (d.provider.name(), d.upstream_model.clone(), d.id.clone());
-            Self::set_response_header(routing::PROVIDER_HEADER, provider);
-            Self::set_response_header(routing::MODEL_HEADER, &model);
-            Self::set_response_header(routing::DEPLOYMENT_HEADER, &id);
             if self.report.is_none() {
                 // Without a hand-off the downstream instance reads who answered from here
                 // (the access log reads the endpoint metadata itself).
@@ -438,6 +450,9 @@ impl HttpContext for UpstreamHttp {
                 let _ = host::set_property(&["llm_upstream_model"], model.as_bytes());
                 let _ = host::set_property(&["llm_deployment"], id.as_bytes());
             }
+            set.push((routing::PROVIDER_HEADER, provider.into()));
+            set.push((routing::MODEL_HEADER, model.into()));
+            set.push((routing::DEPLOYMENT_HEADER, id.into()));
         }
         let attempts = match self.report {
             Some(_) => self.attempts,
@@ -478,41 +493,66 @@ impl HttpContext for UpstreamHttp {
             r.cost_micro_usd = None;
             r.complete = false;
         }
-        Self::set_response_header(routing::ATTEMPTS_HEADER, &attempts.to_string());
+        set.push((routing::ATTEMPTS_HEADER, attempts.to_string().into()));
         if self.report.is_none() {
             let _ = host::set_property(&["llm_attempts"], attempts.to_string().as_bytes());
         }
 
-        if is_stream && (200..300).contains(&status) {
-            if present("content-length") {
-                let _ = host::remove_header(Map::ResponseHeaders, "content-length");
+        let mut drop: &[&str] = &[];
+        let (mode, action) = match stream_start {
+            Some(StreamPreamble::Fail(answer)) if end_of_stream => {
+                // Not a stream, and nothing to replace: the status alone says so (the
+                // downstream instance gives an error without a body its JSON).
+                client_status = answer.status;
+                drop = &["content-length"];
+                (ResponseMode::Buffered, Action::Continue)
             }
-            if value("content-type") != Some(b"text/event-stream") {
-                Self::set_response_header("content-type", "text/event-stream");
+            Some(StreamPreamble::Fail(answer)) => {
+                // Answered at the first body bytes, as a stream that opens with an error.
+                self.held_failure = Some(answer);
+                (ResponseMode::StreamHeld, Action::Pause)
             }
-            if value("cache-control") != Some(b"no-cache") {
-                Self::set_response_header("cache-control", "no-cache");
+            Some(_) => {
+                drop = &["content-length"];
+                set.push(("content-type", "text/event-stream".into()));
+                set.push(("cache-control", "no-cache".into()));
+                if end_of_stream {
+                    (ResponseMode::Streamed, Action::Continue)
+                } else {
+                    // Hold the headers until the first event: if it is an error, the
+                    // status can still change, and Envoy's retry policy can still fall
+                    // back.
+                    (ResponseMode::StreamHeld, Action::Pause)
+                }
             }
-            if end_of_stream {
-                self.mode = ResponseMode::Streamed;
-                return Action::Continue;
+            None if end_of_stream => {
+                // No body to translate (an error without a body: the downstream instance
+                // gives it one, after Envoy's retries). Keep the status.
+                drop = &["content-length"];
+                (ResponseMode::Buffered, Action::Continue)
             }
-            // Hold the headers until the first event: if it is an error, the status can
-            // still change, and Envoy's retry policy can still fall back.
-            self.mode = ResponseMode::StreamHeld;
-            return Action::Pause;
+            None => {
+                // Hold the headers until the whole body is translated (always JSON), so
+                // content-length and the usage headers can be set.
+                set.push(("content-type", "application/json".into()));
+                (ResponseMode::Buffered, Action::Pause)
+            }
+        };
+        set.push((":status", client_status.to_string().into()));
+        let scrubber = self.translator.as_ref().and_then(|t| t.key_scrubber());
+        let client_headers = header_policy::client_response_headers(&headers, &set, drop, |v| {
+            scrubber.map_or(Cow::Borrowed(v), |k| k.scrub_slice(v))
+        });
+        if let Err(e) =
+            host::set_headers(Map::ResponseHeaders, &header_map::encode(&client_headers))
+        {
+            log::warn!(
+                "could not replace the response headers (host status {})",
+                e.0
+            );
         }
-        self.mode = ResponseMode::Buffered;
-        if end_of_stream {
-            // No body to translate (rare: an error without a body). Keep the status.
-            if present("content-length") {
-                let _ = host::remove_header(Map::ResponseHeaders, "content-length");
-            }
-            return Action::Continue;
-        }
-        // Hold the headers until the whole body is translated, so content-length and the
-        // usage headers can be set.
-        Action::Pause
+        self.mode = mode;
+        action
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -521,9 +561,15 @@ impl HttpContext for UpstreamHttp {
                 let Some(translator) = self.translator.as_mut() else {
                     return Action::Continue;
                 };
-                let buffered =
-                    host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
-                match translator.stream_preamble(&buffered, end_of_stream) {
+                let preamble = match self.held_failure.take() {
+                    Some(answer) => StreamPreamble::Fail(answer),
+                    None => {
+                        let buffered = host::get_buffer(Buffer::ResponseBody, 0, body_size)
+                            .unwrap_or_default();
+                        translator.stream_preamble(&buffered, end_of_stream)
+                    }
+                };
+                match preamble {
                     StreamPreamble::NeedMore if !end_of_stream => Action::Pause,
                     StreamPreamble::NeedMore | StreamPreamble::Proceed => {
                         self.mode = ResponseMode::Streamed;
@@ -621,9 +667,6 @@ impl HttpContext for UpstreamHttp {
                 }
                 if translated.status != self.upstream_status {
                     Self::set_response_header(":status", &translated.status.to_string());
-                }
-                if !self.provider_sent_json {
-                    Self::set_response_header("content-type", "application/json");
                 }
                 Self::set_response_header("content-length", &translated.body.len().to_string());
                 if let Some(u) = &translated.usage {

@@ -67,25 +67,6 @@ impl ProviderKind {
     }
 }
 
-/// Request headers that carry provider credentials or provider-specific protocol settings.
-///
-/// Envoy shares one request header map across retry attempts, so the upstream shell removes
-/// every one of these on each attempt before setting the ones the attempt's provider needs:
-/// nothing from an earlier attempt's provider can leak into the next.
-pub const PROVIDER_REQUEST_HEADERS: &[&str] = &[
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "anthropic-version",
-    "anthropic-beta",
-    "openai-organization",
-    "openai-project",
-    "content-length",
-    // Answers must arrive uncompressed: the gateway translates them.
-    "accept-encoding",
-];
-
 /// Provider-specific settings of one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderOptions {
@@ -129,8 +110,8 @@ pub struct Target<'a> {
 pub struct UpstreamRequest {
     /// `:path`, query included.
     pub path: String,
-    /// Provider headers to set (credentials, versions); all others in
-    /// [`PROVIDER_REQUEST_HEADERS`] are removed.
+    /// The provider's own headers (credentials, versions): with the client headers of
+    /// [`crate::header_policy::FORWARDED_REQUEST_HEADERS`], all the provider receives.
     pub headers: Vec<(&'static str, String)>,
     /// The translated body.
     pub body: Vec<u8>,
@@ -140,51 +121,27 @@ pub struct UpstreamRequest {
 }
 
 impl UpstreamRequest {
-    /// The header changes one attempt makes, given the request's header map as it reached
-    /// the attempt (`None` when it could not be read): every provider or internal header
-    /// present that this attempt does not set again is removed, then `:path`, the body's
-    /// type and length and the provider's own headers are set. Each change is a host call
-    /// (thousands of instructions in Envoy), so a header that is about to be replaced is
-    /// not removed first, and a `content-type` the client already sent as
-    /// `application/json` is left alone.
-    pub fn header_changes<'a>(
-        &'a self,
-        present: Option<&[(&[u8], &[u8])]>,
-        internal: &[&'static str],
-    ) -> HeaderChanges<'a> {
-        let sets_again =
-            |name: &str| name == "content-length" || self.headers.iter().any(|(n, _)| *n == name);
-        let remove = PROVIDER_REQUEST_HEADERS
-            .iter()
-            .chain(internal)
-            .copied()
-            .filter(|name| !sets_again(name))
-            .filter(|name| present.is_none_or(|h| crate::header_map::find(h, name).is_some()))
-            .collect();
-        let mut set: Vec<(&str, std::borrow::Cow<'a, str>)> =
+    /// The whole request header map of one attempt, serialized for the host, given the
+    /// map as it reached the attempt: the allow-listed client headers
+    /// ([`crate::header_policy`]), then `:path`, the body's type and length and the
+    /// provider's own headers. Envoy shares one request header map across retry attempts,
+    /// and the map is replaced whole, so nothing an earlier attempt set (another
+    /// provider's credentials) reaches this one; replacing it is one host call, where
+    /// removing and setting headers one by one would be one each.
+    pub fn header_map(&self, present: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let length = self.body.len().to_string();
+        let mut set: Vec<(&str, std::borrow::Cow<'_, str>)> =
             Vec::with_capacity(self.headers.len() + 3);
         set.push((":path", self.path.as_str().into()));
-        let json_already = present
-            .and_then(|h| crate::header_map::find(h, "content-type"))
-            .is_some_and(|v| v == b"application/json");
-        if !json_already {
-            set.push(("content-type", "application/json".into()));
-        }
+        set.push(("content-type", "application/json".into()));
         for (name, value) in &self.headers {
             set.push((name, value.as_str().into()));
         }
-        set.push(("content-length", self.body.len().to_string().into()));
-        HeaderChanges { remove, set }
+        set.push(("content-length", length.as_str().into()));
+        crate::header_map::encode(&crate::header_policy::upstream_request_headers(
+            present, &set,
+        ))
     }
-}
-
-/// What [`UpstreamRequest::header_changes`] decided: removals first, then replacements.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderChanges<'a> {
-    /// Headers to remove.
-    pub remove: Vec<&'static str>,
-    /// Headers to set (replacing any value).
-    pub set: Vec<(&'a str, std::borrow::Cow<'a, str>)>,
 }
 
 /// A complete (non-streamed) answer translated to OpenAI's shape.
@@ -246,6 +203,36 @@ pub enum StreamPreamble {
     Proceed,
     /// The stream opened with an error: answer this instead of the stream.
     Fail(TranslatedResponse),
+}
+
+/// Judges a streamed request's 2xx answer by its content type, before any byte of it is
+/// read: every provider streams `text/event-stream`, so anything else (an HTML page from a
+/// proxy in front of the provider, a JSON body) is a failed attempt, answered as a 502
+/// through the same path as a stream that opens with an error event
+/// ([`StreamPreamble::Fail`]), so that Envoy falls back as it does for the same answer to
+/// a non-streamed request. An answer without a content type is judged by its events.
+pub fn stream_content_type_preamble(content_type: Option<&[u8]>) -> StreamPreamble {
+    let Some(value) = content_type else {
+        return StreamPreamble::Proceed;
+    };
+    let media_type = value.split(|&b| b == b';').next().unwrap_or_default();
+    if media_type
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"text/event-stream")
+    {
+        return StreamPreamble::Proceed;
+    }
+    let shown = String::from_utf8_lossy(media_type.get(..64).unwrap_or(media_type));
+    let e = GatewayError::new(
+        crate::error::ErrorKind::Api,
+        format!(
+            "the provider answered a streamed request with `{}` instead of an event stream",
+            shown.trim()
+        ),
+    )
+    .with_status(502)
+    .with_code("bad_upstream_response");
+    StreamPreamble::Fail(TranslatedResponse::error(&e))
 }
 
 /// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
@@ -310,6 +297,12 @@ pub trait Translator {
         let _ = (buffered, end_of_stream);
         StreamPreamble::Proceed
     }
+
+    /// The attempt's provider key, ready to be scrubbed from what the shell passes on
+    /// itself (response headers); `None` when there is none.
+    fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
+        None
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`, wrapped in [`Guarded`].
@@ -346,12 +339,18 @@ pub fn join_path(base_path: &str, endpoint: &str) -> String {
 pub struct Guarded {
     inner: Box<dyn Translator>,
     key: Option<crate::secrets::KeyScrubber>,
+    /// Holds back stream events that may end with the start of the key.
+    stream_key: crate::secrets::StreamScrubber,
 }
 
 impl Guarded {
     /// Guards `inner`.
     pub fn new(inner: Box<dyn Translator>) -> Guarded {
-        Guarded { inner, key: None }
+        Guarded {
+            inner,
+            key: None,
+            stream_key: crate::secrets::StreamScrubber::default(),
+        }
     }
 
     fn scrub(&self, bytes: &mut Vec<u8>, from: usize) {
@@ -428,8 +427,11 @@ impl Translator for Guarded {
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         let from = out.len();
         self.inner.stream(chunk, end_of_stream, out);
-        // Events are appended whole, so a key is never split across two calls.
-        self.scrub(out, from);
+        // Events are appended whole, but a provider can split the key across events.
+        if let Some(key) = &self.key {
+            let last = end_of_stream || out.ends_with(crate::openai::DONE_EVENT);
+            self.stream_key.scrub(key, out, from, last);
+        }
     }
 
     fn stream_usage(&self) -> Option<Usage> {
@@ -445,6 +447,10 @@ impl Translator for Guarded {
             StreamPreamble::Fail(answer) => StreamPreamble::Fail(self.guard(answer)),
             other => other,
         }
+    }
+
+    fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
+        self.key.as_ref()
     }
 }
 
@@ -497,6 +503,32 @@ mod guard_tests {
         }
     }
 
+    /// Only an event stream (any parameters, any case) or no content type proceeds.
+    #[test]
+    fn a_stream_answer_must_be_an_event_stream() {
+        for ok in [
+            None,
+            Some(&b"text/event-stream"[..]),
+            Some(b"Text/Event-Stream; charset=utf-8"),
+        ] {
+            assert_eq!(
+                stream_content_type_preamble(ok),
+                StreamPreamble::Proceed,
+                "{ok:?}"
+            );
+        }
+        for bad in [&b"text/html; charset=utf-8"[..], b"application/json", b""] {
+            match stream_content_type_preamble(Some(bad)) {
+                StreamPreamble::Fail(a) => {
+                    assert_eq!(a.status, 502);
+                    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+                    assert_eq!(v["error"]["code"], "bad_upstream_response");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     /// Redirects and other non-answers become 502s.
     #[test]
     fn statuses_a_client_can_use() {
@@ -517,83 +549,57 @@ mod guard_tests {
 }
 
 #[cfg(test)]
-mod header_change_tests {
+mod header_map_tests {
     use super::*;
 
-    fn request(headers: &[(&'static str, &str)]) -> UpstreamRequest {
-        UpstreamRequest {
+    /// The attempt's map: the client's allow-listed headers, nothing an earlier attempt
+    /// set, and this provider's headers with the body's length.
+    #[test]
+    fn replaces_the_whole_map() {
+        let up = UpstreamRequest {
             path: "/v1/messages".into(),
-            headers: headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            headers: vec![
+                ("x-api-key", "sk-ant".into()),
+                ("anthropic-version", "2023-06-01".into()),
+            ],
             body: b"{\"model\":\"m\"}".to_vec(),
             dropped: Vec::new(),
-        }
-    }
-
-    fn set_names<'a>(c: &'a HeaderChanges<'a>) -> Vec<&'a str> {
-        c.set.iter().map(|(n, _)| *n).collect()
-    }
-
-    #[test]
-    fn clears_only_what_is_present_and_not_set_again() {
-        let up = request(&[("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")]);
+        };
         // The client's headers plus what an earlier OpenAI attempt set.
         let present: Vec<(&[u8], &[u8])> = vec![
+            (b":method", b"POST"),
             (b":path", b"/v1/chat/completions"),
-            (b"content-type", b"application/json"),
+            (b"content-type", b"text/plain"),
             (b"content-length", b"120"),
             (b"authorization", b"Bearer sk-openai"),
             (b"x-api-key", b"sk-old"),
             (b"accept-encoding", b"gzip"),
+            (b"cookie", b"a=b"),
             (b"x-llm-route", b"claude"),
+            (b"accept", b"application/json"),
         ];
-        let c = up.header_changes(Some(&present), &["x-llm-route"]);
-        assert_eq!(
-            c.remove,
-            ["authorization", "accept-encoding", "x-llm-route"]
-        );
-        assert_eq!(
-            set_names(&c),
-            [":path", "x-api-key", "anthropic-version", "content-length"]
-        );
-        assert_eq!(c.set[3].1, "13");
-    }
-
-    #[test]
-    fn sets_the_content_type_unless_it_is_already_json() {
-        let up = request(&[]);
-        for (sent, expect_set) in [
-            (None, true),
-            (Some(&b"application/json"[..]), false),
-            (Some(&b"application/json; charset=utf-8"[..]), true),
-            (Some(&b"text/plain"[..]), true),
-        ] {
-            let mut present: Vec<(&[u8], &[u8])> = vec![(b":path", b"/")];
-            if let Some(v) = sent {
-                present.push((b"content-type", v));
-            }
-            let c = up.header_changes(Some(&present), &[]);
-            assert_eq!(
-                set_names(&c).contains(&"content-type"),
-                expect_set,
-                "{sent:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_unreadable_map_clears_everything_not_set_again() {
-        let up = request(&[("authorization", "Bearer sk-provider")]);
-        let c = up.header_changes(None, &["x-llm-route"]);
-        let mut expected: Vec<&str> = PROVIDER_REQUEST_HEADERS
+        let bytes = up.header_map(&present);
+        let map = crate::header_map::decode(&bytes).unwrap();
+        let pairs: Vec<(&str, &str)> = map
             .iter()
-            .copied()
-            .filter(|n| *n != "authorization" && *n != "content-length")
+            .map(|(n, v)| {
+                (
+                    std::str::from_utf8(n).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
             .collect();
-        expected.push("x-llm-route");
-        assert_eq!(c.remove, expected);
         assert_eq!(
-            set_names(&c),
-            [":path", "content-type", "authorization", "content-length"]
+            pairs,
+            [
+                (":method", "POST"),
+                (":path", "/v1/messages"),
+                ("accept", "application/json"),
+                ("content-type", "application/json"),
+                ("x-api-key", "sk-ant"),
+                ("anthropic-version", "2023-06-01"),
+                ("content-length", "13"),
+            ]
         );
     }
 }

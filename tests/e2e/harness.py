@@ -538,8 +538,9 @@ def _port_taken(error: Exception) -> bool:
 def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
                   master_key: str = MASTER_KEY, env_extra: Optional[dict] = None,
                   extra_models: Iterable = (), router_settings: Optional[dict] = None,
-                  tries: int = 4) -> Gateway:
-    """Writes a gateway config with free ports, renders it, starts Envoy and waits for it.
+                  extra_config: Optional[dict] = None, tries: int = 4) -> Gateway:
+    """Writes a gateway config with free ports (plus the top-level sections of
+    `extra_config`, e.g. `virtual_keys`), renders it, starts Envoy and waits for it.
     Starts again on new ports (a bounded number of times) when a port was taken meanwhile."""
     require_artefacts()
     env = provider_env(env_extra)
@@ -550,6 +551,7 @@ def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicF
         cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
                              master_key=master_key, extra_models=extra_models,
                              router_settings=router_settings)
+        cfg.update(extra_config or {})
         config_path = write_yaml(work / "gateway.yaml", cfg)
         rendered = render(config_path, work / "envoy.rendered.yaml", env=env)
         bootstrap = exclusive_listeners(rendered, work / "envoy.yaml")

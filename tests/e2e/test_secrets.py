@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 import harness
-from fakes import Event, Reply, anthropic_error, anthropic_event, openai_error
+from fakes import Event, Reply, anthropic_error, anthropic_event, anthropic_stream, openai_error, openai_stream
 from harness import (ANTHROPIC_KEY, ANTHROPIC_KEY_ENV, OPENAI_KEY, OPENAI_KEY_ENV, Envoy, free_port,
                      gateway_config, provider_env, render, request, stream, write_yaml)
 
@@ -117,6 +117,27 @@ def test_provider_error_quoting_the_key_is_scrubbed(s, model, openai_fake, anthr
     assert mid.status == 200 and mid.done_count == 1, mid.raw[:300]
     for text in (r.body.decode(), first.raw.decode(), mid.raw.decode()):
         assert leaks(text) == [], text
+
+
+@pytest.mark.parametrize("cut", [3, 19, 37])
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+def test_a_key_split_across_stream_events_is_scrubbed(s, model, cut, openai_fake, anthropic_fake):
+    key = OPENAI_KEY if model == "gpt-test" else ANTHROPIC_KEY
+    pieces = ["Your key is ", key[:cut], key[cut:], " -- keep it safe."]
+    # Each piece its own event, sent a moment apart, so each reaches the gateway alone.
+    if model == "gpt-test":
+        events = openai_stream(pieces=pieces)
+        fake = openai_fake
+    else:
+        events = anthropic_stream(pieces=pieces)
+        fake = anthropic_fake
+    for e in events:
+        e.delay = 0.02
+    fake.enqueue(Reply.sse(events))
+    r = chat(s, model, stream_it=True)
+    assert r.status == 200 and r.done_count == 1, r.raw[:300]
+    mask = "sk-***" if model == "gpt-test" else "sk-ant-***"
+    assert r.content() == f"Your key is {mask} -- keep it safe.", r.raw[:600]
 
 
 def test_zz_nothing_leaked_anywhere(s):
