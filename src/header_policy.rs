@@ -3,8 +3,9 @@
 //! Both directions are allow-lists: a provider receives only what it needs to answer, and
 //! a client receives only what describes the answer, never the provider account's
 //! cookies, organisation or credentials. Each list is applied to the header map the shell
-//! read once, and the result replaces the map in one host call (a host call costs
-//! thousands of Envoy instructions; one removal per unwanted header would cost many).
+//! read once, and yields only the changes that map needs: each is a host call (thousands
+//! of Envoy instructions), and replacing the whole map costs more still, since Envoy then
+//! removes and adds every header.
 
 use std::borrow::Cow;
 
@@ -25,31 +26,52 @@ pub const FORWARDED_REQUEST_HEADERS: &[&str] = &[
     "tracestate",
 ];
 
-/// The request headers one attempt sends: those of `present` (the map as it reached the
-/// attempt) that [`FORWARDED_REQUEST_HEADERS`] names and `set` does not, then `set`.
-pub fn upstream_request_headers<'a>(
-    present: &[(&'a [u8], &'a [u8])],
-    set: &'a [(&'a str, Cow<'a, str>)],
-) -> Vec<(&'a [u8], &'a [u8])> {
-    let mut out: Vec<(&[u8], &[u8])> = Vec::with_capacity(present.len() + set.len());
-    let is_set = |name: &[u8]| set.iter().any(|(n, _)| n.as_bytes() == name);
-    for &(name, value) in present {
-        let forwarded = FORWARDED_REQUEST_HEADERS
-            .iter()
-            .any(|f| f.as_bytes() == name);
-        if forwarded && !is_set(name) {
-            out.push((name, value));
+/// One header, name and value, borrowed where it could be.
+pub type Header<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// The changes an allow-list makes to a header map: removals first, then replacements.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeaderChanges<'a> {
+    /// Headers to remove.
+    pub remove: Vec<&'a [u8]>,
+    /// Headers to set (replacing any value).
+    pub set: Vec<Header<'a>>,
+}
+
+impl<'a> HeaderChanges<'a> {
+    /// Adds `set`, skipping what `present` already holds with the same value.
+    fn set_all(&mut self, present: &[(&[u8], &[u8])], set: &'a [(&'a str, Cow<'a, str>)]) {
+        for (name, value) in set {
+            if crate::header_map::find(present, name) != Some(value.as_bytes()) {
+                self.set.push((
+                    Cow::Borrowed(name.as_bytes()),
+                    Cow::Borrowed(value.as_bytes()),
+                ));
+            }
         }
     }
-    // Pseudo-headers come first in a header map.
-    let (pseudo, regular): (Vec<_>, Vec<_>) = set
-        .iter()
-        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-        .partition(|(n, _)| n.starts_with(b":"));
-    let at = out.iter().take_while(|(n, _)| n.starts_with(b":")).count();
-    out.splice(at..at, pseudo);
-    out.extend(regular);
-    out
+}
+
+/// The changes that make `present` (the request's map as it reached the attempt) what the
+/// attempt sends: every header but the pseudo-headers, those of
+/// [`FORWARDED_REQUEST_HEADERS`] and those `set` replaces is removed, then `set` applied.
+pub fn request_changes<'a>(
+    present: &[(&'a [u8], &'a [u8])],
+    set: &'a [(&'a str, Cow<'a, str>)],
+) -> HeaderChanges<'a> {
+    let mut changes = HeaderChanges::default();
+    for &(name, _) in present {
+        let kept = name.starts_with(b":")
+            || FORWARDED_REQUEST_HEADERS
+                .iter()
+                .any(|f| f.as_bytes() == name)
+            || set.iter().any(|(n, _)| n.as_bytes() == name);
+        if !kept {
+            changes.remove.push(name);
+        }
+    }
+    changes.set_all(present, set);
+    changes
 }
 
 /// Provider response headers the client receives unchanged: what describes the answer
@@ -91,42 +113,58 @@ pub fn client_response_name(name: &[u8]) -> Option<Cow<'_, [u8]>> {
         .map(Cow::Owned)
 }
 
-/// One header, name and value, borrowed where it could be.
-pub type Header<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+/// Response headers Envoy itself replaces or strips on the way to the client (`server`
+/// is overwritten by the connection manager, the others are hop-by-hop): left to it,
+/// which saves a host call each.
+const LEFT_TO_ENVOY: &[&str] = &[
+    "server",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
 
-/// The response headers the client receives: those of `present` (the provider's map)
-/// that it may see, renamed as [`RENAMED_RESPONSE_HEADERS`] says and with every value
-/// passed through `scrub` (the attempt's key may be echoed anywhere), minus those `set`
-/// replaces and those named in `drop`, then `set`.
-pub fn client_response_headers<'a>(
+/// The changes that make `present` (the provider's response map) what the client
+/// receives: headers it may not see are removed, renamed ones moved to their
+/// [`RENAMED_RESPONSE_HEADERS`] name, every value kept passed through `scrub` (the
+/// attempt's key may be echoed anywhere), those named in `drop` removed, then `set`
+/// applied.
+pub fn response_changes<'a>(
     present: &[(&'a [u8], &'a [u8])],
     set: &'a [(&'a str, Cow<'a, str>)],
     drop: &[&str],
     scrub: impl Fn(&'a [u8]) -> Cow<'a, [u8]>,
-) -> Vec<Header<'a>> {
-    let mut out: Vec<Header<'a>> = Vec::with_capacity(present.len() + set.len());
+) -> HeaderChanges<'a> {
+    let mut changes = HeaderChanges::default();
+    let is_set = |name: &[u8]| set.iter().any(|(n, _)| n.as_bytes() == name);
     for &(name, value) in present {
-        let Some(client_name) = client_response_name(name) else {
+        if is_set(name) || LEFT_TO_ENVOY.iter().any(|n| n.as_bytes() == name) {
             continue;
-        };
-        let replaced = set.iter().any(|(n, _)| n.as_bytes() == &*client_name)
-            || drop.iter().any(|d| d.as_bytes() == &*client_name);
-        if !replaced {
-            out.push((client_name, scrub(value)));
+        }
+        if drop.iter().any(|d| d.as_bytes() == name) {
+            changes.remove.push(name);
+            continue;
+        }
+        match client_response_name(name) {
+            None => changes.remove.push(name),
+            Some(Cow::Borrowed(_)) => {
+                if let Cow::Owned(scrubbed) = scrub(value) {
+                    changes
+                        .set
+                        .push((Cow::Borrowed(name), Cow::Owned(scrubbed)));
+                }
+            }
+            Some(renamed) => {
+                changes.remove.push(name);
+                if !is_set(&renamed) {
+                    changes.set.push((renamed, scrub(value)));
+                }
+            }
         }
     }
-    for (name, value) in set {
-        let entry = (
-            Cow::Borrowed(name.as_bytes()),
-            Cow::Borrowed(value.as_bytes()),
-        );
-        if name.starts_with(':') {
-            out.insert(0, entry);
-        } else {
-            out.push(entry);
-        }
-    }
-    out
+    changes.set_all(present, set);
+    changes
 }
 
 #[cfg(test)]
@@ -140,15 +178,15 @@ mod tests {
     }
 
     /// Only the allow-listed client headers reach a provider, with what the attempt sets;
-    /// pseudo-headers stay first.
+    /// what already has the right value is left alone.
     #[test]
     fn requests_carry_only_the_allow_list() {
         let present: Vec<(&[u8], &[u8])> = vec![
             (b":method", b"POST"),
-            (b":scheme", b"http"),
             (b":authority", b"gw"),
             (b":path", b"/v1/chat/completions"),
             (b"content-type", b"application/json"),
+            (b"content-length", b"120"),
             (b"cookie", b"session=1"),
             (b"proxy-authorization", b"Basic eA=="),
             (b"x-api-key", b"sk-client"),
@@ -166,24 +204,22 @@ mod tests {
             ("anthropic-version", "2023-06-01".into()),
             ("content-length", "13".into()),
         ];
-        let out = upstream_request_headers(&present, &set);
+        let c = request_changes(&present, &set);
         assert_eq!(
-            names(&out),
+            names(&c.remove.iter().map(|n| (*n, ())).collect::<Vec<_>>()),
             [
-                ":method",
-                ":scheme",
-                ":authority",
-                ":path",
-                "user-agent",
-                "x-request-id",
-                "traceparent",
-                "content-type",
-                "x-api-key",
-                "anthropic-version",
-                "content-length"
+                "cookie",
+                "proxy-authorization",
+                "x-llm-route",
+                "x-forwarded-proto",
+                "anthropic-beta"
             ]
         );
-        assert_eq!(out[8].1, b"sk-provider");
+        assert_eq!(
+            names(&c.set),
+            [":path", "x-api-key", "anthropic-version", "content-length"]
+        );
+        assert_eq!(&*c.set[1].1, b"sk-provider");
     }
 
     /// Cookies, organisation and unknown headers are dropped, the provider's rate limits
@@ -202,6 +238,7 @@ mod tests {
             (b"x-echo", b"sk-provider-key"),
             (b"retry-after", b"sk-provider-key"),
             (b"x-request-idx", b"no"),
+            (b"server", b"provider-frontend"),
         ];
         let set: Vec<(&str, Cow<'_, str>)> = vec![
             (":status", "503".into()),
@@ -214,21 +251,33 @@ mod tests {
                 Cow::Borrowed(v)
             }
         }
-        let out = client_response_headers(&present, &set, &["content-length"], scrub);
+        let c = response_changes(&present, &set, &["content-length"], scrub);
         assert_eq!(
-            names(&out),
+            names(&c.remove.iter().map(|n| (*n, ())).collect::<Vec<_>>()),
             [
-                ":status",
-                "content-type",
+                "content-length",
+                "set-cookie",
+                "openai-organization",
+                "x-ratelimit-remaining-requests",
+                "anthropic-ratelimit-tokens-limit",
+                "x-request-id",
+                "x-echo",
+                "x-request-idx"
+            ]
+        );
+        assert_eq!(
+            names(&c.set),
+            [
                 "x-llm-provider-ratelimit-remaining-requests",
                 "x-llm-provider-ratelimit-tokens-limit",
                 "x-llm-provider-request-id",
                 "retry-after",
+                ":status",
                 "x-llm-provider"
             ]
         );
-        assert_eq!(&*out[0].1, b"503");
-        assert_eq!(&*out[5].1, b"sk-***");
+        assert_eq!(&*c.set[3].1, b"sk-***");
+        assert_eq!(&*c.set[4].1, b"503");
         assert_eq!(
             client_response_name(b"request-id").as_deref(),
             Some(&b"x-llm-provider-request-id"[..])

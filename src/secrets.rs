@@ -119,61 +119,74 @@ impl KeyScrubber {
     }
 }
 
-/// JSON fields whose string values a client joins across stream events: the text, the
-/// reasoning and tool-call arguments of OpenAI chunks.
-const JOINED_FIELDS: &[&[u8]] = &[b"\"content\"", b"\"reasoning_content\"", b"\"arguments\""];
+/// Ends of the JSON field names whose string values a client joins across stream events:
+/// the text (`content`), the reasoning (`reasoning_content`) and tool-call arguments of
+/// OpenAI chunks.
+const JOINED_FIELD_ENDS: [&[u8]; 2] = [b"content\"", b"arguments\""];
 
-/// Where, in `events` (OpenAI SSE chunks, raw JSON), the values of [`JOINED_FIELDS`] lie:
-/// byte ranges inside the quotes, in order.
+/// Where, in `events` (OpenAI SSE chunks, raw JSON), the values of the joined fields lie:
+/// byte ranges inside the quotes, in order. Runs over every streamed byte, so it jumps
+/// from field name to field name and through string values a word at a time.
 fn joined_text_ranges(events: &[u8]) -> Vec<std::ops::Range<usize>> {
+    use crate::bytes::{find, find_string_special};
+    let next_field = |from: usize, end: &[u8]| {
+        events
+            .get(from..)
+            .and_then(|t| find(t, end))
+            .map(|i| from + i + end.len())
+    };
     let mut ranges = Vec::new();
-    let mut at = 0;
-    while let Some(quote) = events
-        .get(at..)
-        .and_then(|t| t.iter().position(|&b| b == b'"'))
-    {
-        let start = at + quote;
-        let tail = events.get(start..).unwrap_or_default();
-        let escaped = start > 0 && events.get(start - 1) == Some(&b'\\');
-        let Some(field) = JOINED_FIELDS
-            .iter()
-            .find(|f| !escaped && tail.starts_with(f))
-        else {
-            at = start + 1;
-            continue;
-        };
-        // `"field"`, optional blanks, `:`, optional blanks, then the opening quote.
-        let mut i = start + field.len();
-        let skip_blanks = |i: &mut usize| {
+    let mut next = JOINED_FIELD_ENDS.map(|end| next_field(0, end));
+    // The nearer of the two field names each time; the other stays found.
+    while let Some(after_name) = next.iter().flatten().copied().min() {
+        // Blanks, `:`, blanks, then the opening quote; anything else is not a field.
+        let mut i = after_name;
+        let blanks = |i: &mut usize| {
             while events.get(*i).is_some_and(u8::is_ascii_whitespace) {
                 *i += 1;
             }
         };
-        skip_blanks(&mut i);
-        if events.get(i) != Some(&b':') {
-            at = start + field.len();
-            continue;
-        }
-        i += 1;
-        skip_blanks(&mut i);
-        if events.get(i) != Some(&b'"') {
-            at = i;
-            continue;
-        }
-        let value_start = i + 1;
-        let mut j = value_start;
-        while let Some(&b) = events.get(j) {
-            match b {
-                b'\\' => j += 2,
-                b'"' => break,
-                _ => j += 1,
+        blanks(&mut i);
+        let mut resume = i;
+        if events.get(i) == Some(&b':') {
+            i += 1;
+            blanks(&mut i);
+            if events.get(i) == Some(&b'"') {
+                let start = i + 1;
+                let mut j = start;
+                while let Some(k) = events.get(j..).and_then(find_string_special) {
+                    j += k;
+                    match events.get(j) {
+                        Some(b'\\') => j += 2,
+                        Some(b'"') => break,
+                        _ => j += 1,
+                    }
+                }
+                let end = j.min(events.len());
+                ranges.push(start..end);
+                resume = end + 1;
             }
         }
-        let value_end = j.min(events.len());
-        ranges.push(value_start..value_end);
-        at = value_end + 1;
+        let resume = resume.max(after_name);
+        for (slot, end) in next.iter_mut().zip(JOINED_FIELD_ENDS) {
+            if slot.is_some_and(|at| at <= resume) {
+                *slot = next_field(resume, end);
+            }
+        }
     }
     ranges
+}
+
+/// True when `text` ends with the first one or more bytes of `needle` (not all of it).
+fn ends_with_key_start(text: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return false;
+    };
+    let window = text.len().saturating_sub(needle.len().saturating_sub(1));
+    let tail = text.get(window..).unwrap_or_default();
+    tail.iter()
+        .enumerate()
+        .any(|(i, &b)| b == first && tail.get(i..).is_some_and(|t| needle.starts_with(t)))
 }
 
 /// Scrubs the attempt's key from a translated stream even when the provider split it
@@ -196,19 +209,32 @@ impl StreamScrubber {
             return;
         }
         let mut events = std::mem::take(&mut self.held);
-        events.extend(out.drain(from..));
-        key.scrub(&mut events, 0);
+        let new_from = events.len();
+        events.extend_from_slice(out.get(from..).unwrap_or_default());
+        out.truncate(from);
+        // What was held was scrubbed when it came.
+        key.scrub(&mut events, new_from);
         let needle = key.key.as_bytes();
         let mut ranges = joined_text_ranges(&events);
-        let joined: Vec<u8> = ranges
+        // The key can only span fields if one ends with the key's start: most pieces
+        // need no joined search at all.
+        let text = |r: &std::ops::Range<usize>| events.get(r.clone()).unwrap_or_default();
+        let spans = ranges
             .iter()
-            .flat_map(|r| events.get(r.clone()).unwrap_or_default().iter().copied())
-            .collect();
+            .rev()
+            .skip(1)
+            .any(|r| ends_with_key_start(text(r), needle));
         let mut found = Vec::new();
-        let mut at = 0;
-        while let Some(i) = joined.get(at..).and_then(|t| key.find(t)) {
-            found.push(at + i);
-            at += i + needle.len();
+        if spans {
+            let mut joined: Vec<u8> = Vec::with_capacity(ranges.iter().map(|r| r.len()).sum());
+            for r in &ranges {
+                joined.extend_from_slice(text(r));
+            }
+            let mut at = 0;
+            while let Some(i) = joined.get(at..).and_then(|t| key.find(t)) {
+                found.push(at + i);
+                at += i + needle.len();
+            }
         }
         if !found.is_empty() {
             // Mask every occurrence: its first piece becomes the mask, the others empty.

@@ -174,7 +174,12 @@ pub fn header_text(map: Map, name: &str) -> Option<String> {
 }
 
 /// Sets (replaces) a header.
-pub fn set_header(map: Map, name: &str, value: &str) -> HostResult<()> {
+pub fn set_header<N, V>(map: Map, name: &N, value: &V) -> HostResult<()>
+where
+    N: AsRef<[u8]> + ?Sized,
+    V: AsRef<[u8]> + ?Sized,
+{
+    let (name, value) = (name.as_ref(), value.as_ref());
     // SAFETY: pointers are valid for the duration of the call.
     let status = unsafe {
         proxy_replace_header_map_value(
@@ -219,7 +224,8 @@ pub fn remove_present<'a>(
 }
 
 /// Removes a header (absent is fine).
-pub fn remove_header(map: Map, name: &str) -> HostResult<()> {
+pub fn remove_header<N: AsRef<[u8]> + ?Sized>(map: Map, name: &N) -> HostResult<()> {
+    let name = name.as_ref();
     // SAFETY: pointers are valid for the duration of the call.
     let status = unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) };
     match status {

@@ -286,7 +286,9 @@ impl UpstreamHttp {
         })?;
         let present = header_map::decode(&raw)
             .ok_or_else(|| GatewayError::internal("the request headers could not be read"))?;
-        host::set_headers(Map::RequestHeaders, &upstream.header_map(&present)).map_err(|e| {
+        let set = upstream.gateway_headers();
+        let changes = header_policy::request_changes(&present, &set);
+        Self::apply(Map::RequestHeaders, &changes).map_err(|e| {
             GatewayError::internal(format!(
                 "could not set the provider's request headers (host status {})",
                 e.0
@@ -343,6 +345,17 @@ impl UpstreamHttp {
             }
             None => metrics::provider_error("", "", "", status),
         }
+    }
+
+    /// Applies an allow-list's changes, one host call each.
+    fn apply(map: Map, changes: &header_policy::HeaderChanges<'_>) -> host::HostResult<()> {
+        for name in &changes.remove {
+            host::remove_header(map, *name)?;
+        }
+        for (name, value) in &changes.set {
+            host::set_header(map, &**name, &**value)?;
+        }
+        Ok(())
     }
 
     fn set_response_header(name: &str, value: &str) {
@@ -425,9 +438,9 @@ impl HttpContext for UpstreamHttp {
             self.mode = ResponseMode::PassThrough;
             return Action::Continue;
         };
-        // One host call reads the whole map and one replaces it: what the client may see
-        // of the provider's headers (`header_policy`) and the gateway's own. Each header
-        // changed on its own would be a host call.
+        // One host call reads the whole map; then only what differs from what the client
+        // may see (`header_policy`) and the gateway's own headers is changed, one host
+        // call each (replacing the whole map costs Envoy more).
         let raw = host::get_headers(Map::ResponseHeaders).unwrap_or_default();
         let headers = header_map::decode(&raw).unwrap_or_default();
         let value = |name: &str| header_map::find(&headers, name);
@@ -540,14 +553,12 @@ impl HttpContext for UpstreamHttp {
         };
         set.push((":status", client_status.to_string().into()));
         let scrubber = self.translator.as_ref().and_then(|t| t.key_scrubber());
-        let client_headers = header_policy::client_response_headers(&headers, &set, drop, |v| {
+        let changes = header_policy::response_changes(&headers, &set, drop, |v| {
             scrubber.map_or(Cow::Borrowed(v), |k| k.scrub_slice(v))
         });
-        if let Err(e) =
-            host::set_headers(Map::ResponseHeaders, &header_map::encode(&client_headers))
-        {
+        if let Err(e) = Self::apply(Map::ResponseHeaders, &changes) {
             log::warn!(
-                "could not replace the response headers (host status {})",
+                "could not change the response headers (host status {})",
                 e.0
             );
         }

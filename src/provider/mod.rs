@@ -121,15 +121,12 @@ pub struct UpstreamRequest {
 }
 
 impl UpstreamRequest {
-    /// The whole request header map of one attempt, serialized for the host, given the
-    /// map as it reached the attempt: the allow-listed client headers
-    /// ([`crate::header_policy`]), then `:path`, the body's type and length and the
-    /// provider's own headers. Envoy shares one request header map across retry attempts,
-    /// and the map is replaced whole, so nothing an earlier attempt set (another
-    /// provider's credentials) reaches this one; replacing it is one host call, where
-    /// removing and setting headers one by one would be one each.
-    pub fn header_map(&self, present: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let length = self.body.len().to_string();
+    /// The request headers the gateway sets on this attempt: `:path`, the body's type and
+    /// length, and the provider's own. With [`crate::header_policy::request_changes`],
+    /// everything else is removed: Envoy shares one request header map across retry
+    /// attempts, so nothing an earlier attempt set (another provider's credentials)
+    /// reaches this one.
+    pub fn gateway_headers(&self) -> Vec<(&str, std::borrow::Cow<'_, str>)> {
         let mut set: Vec<(&str, std::borrow::Cow<'_, str>)> =
             Vec::with_capacity(self.headers.len() + 3);
         set.push((":path", self.path.as_str().into()));
@@ -137,10 +134,8 @@ impl UpstreamRequest {
         for (name, value) in &self.headers {
             set.push((name, value.as_str().into()));
         }
-        set.push(("content-length", length.as_str().into()));
-        crate::header_map::encode(&crate::header_policy::upstream_request_headers(
-            present, &set,
-        ))
+        set.push(("content-length", self.body.len().to_string().into()));
+        set
     }
 }
 
@@ -552,10 +547,10 @@ mod guard_tests {
 mod header_map_tests {
     use super::*;
 
-    /// The attempt's map: the client's allow-listed headers, nothing an earlier attempt
-    /// set, and this provider's headers with the body's length.
+    /// The attempt's changes: the client's headers outside the allow-list and what an
+    /// earlier attempt set are removed, this provider's headers and the body's length set.
     #[test]
-    fn replaces_the_whole_map() {
+    fn an_attempt_clears_what_it_does_not_set() {
         let up = UpstreamRequest {
             path: "/v1/messages".into(),
             headers: vec![
@@ -578,28 +573,22 @@ mod header_map_tests {
             (b"x-llm-route", b"claude"),
             (b"accept", b"application/json"),
         ];
-        let bytes = up.header_map(&present);
-        let map = crate::header_map::decode(&bytes).unwrap();
-        let pairs: Vec<(&str, &str)> = map
-            .iter()
-            .map(|(n, v)| {
-                (
-                    std::str::from_utf8(n).unwrap(),
-                    std::str::from_utf8(v).unwrap(),
-                )
-            })
-            .collect();
+        let set = up.gateway_headers();
+        let c = crate::header_policy::request_changes(&present, &set);
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let removed: Vec<String> = c.remove.iter().map(|n| text(n)).collect();
         assert_eq!(
-            pairs,
-            [
-                (":method", "POST"),
-                (":path", "/v1/messages"),
-                ("accept", "application/json"),
-                ("content-type", "application/json"),
-                ("x-api-key", "sk-ant"),
-                ("anthropic-version", "2023-06-01"),
-                ("content-length", "13"),
-            ]
+            removed,
+            ["authorization", "accept-encoding", "cookie", "x-llm-route"]
         );
+        let set: Vec<(String, String)> = c.set.iter().map(|(n, v)| (text(n), text(v))).collect();
+        let expected = [
+            (":path", "/v1/messages"),
+            ("content-type", "application/json"),
+            ("x-api-key", "sk-ant"),
+            ("anthropic-version", "2023-06-01"),
+            ("content-length", "13"),
+        ];
+        assert_eq!(set, expected.map(|(n, v)| (n.to_string(), v.to_string())));
     }
 }
