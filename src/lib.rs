@@ -38,6 +38,7 @@ pub mod json_scan;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod otel;
 pub mod pricing;
 pub mod provider;
 pub mod request;
