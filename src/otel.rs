@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config::{check_env_name, ConfigError, Endpoint, Secret};
+use crate::openai::chat::ChatRequest;
 
 const AT: &str = "general_settings.opentelemetry";
 
@@ -70,6 +71,26 @@ impl OpenTelemetry {
     pub fn env_names(&self) -> impl Iterator<Item = &str> {
         self.headers.iter().filter_map(|(_, v)| v.env_name())
     }
+}
+
+/// Filter state the downstream instance writes, with tracing on, for
+/// `gen_ai.request.max_tokens`.
+pub const REQUEST_MAX_TOKENS_STATE: &str = "llm_request_max_tokens";
+/// Filter state the downstream instance writes, with tracing on, for
+/// `gen_ai.request.temperature`.
+pub const REQUEST_TEMPERATURE_STATE: &str = "llm_request_temperature";
+
+/// The request's values for span attributes, as (filter state, value): only those the
+/// client set, so a request without them costs no write.
+pub fn request_span_values(request: &ChatRequest) -> Vec<(&'static str, String)> {
+    let mut values = Vec::new();
+    if let Some(n) = request.max_completion_tokens.or(request.max_tokens) {
+        values.push((REQUEST_MAX_TOKENS_STATE, n.to_string()));
+    }
+    if let Some(t) = request.temperature {
+        values.push((REQUEST_TEMPERATURE_STATE, t.to_string()));
+    }
+    values
 }
 
 /// `service.name` when the section sets none.
@@ -338,6 +359,24 @@ mod tests {
             assert_eq!(f, field, "{otel}: {m}");
             assert!(m.contains(fix), "{otel}: {m}");
         }
+    }
+
+    /// Only what the client set is written, `max_completion_tokens` first.
+    #[test]
+    fn request_values() {
+        let parse = |body: &str| crate::request::parse_chat_request(body.as_bytes()).unwrap();
+        let none = parse(r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#);
+        assert!(super::request_span_values(&none).is_empty());
+        let both = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":50,"max_completion_tokens":70,"temperature":0.7}"#,
+        );
+        assert_eq!(
+            super::request_span_values(&both),
+            vec![
+                (super::REQUEST_MAX_TOKENS_STATE, "70".to_string()),
+                (super::REQUEST_TEMPERATURE_STATE, "0.7".to_string()),
+            ]
+        );
     }
 
     /// gRPC with the OTLP access logger and stats sink.

@@ -13,7 +13,9 @@
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, Secret};
-use crate::otel::{OpenTelemetry, OtlpProtocol};
+use crate::otel::{
+    OpenTelemetry, OtlpProtocol, REQUEST_MAX_TOKENS_STATE, REQUEST_TEMPERATURE_STATE,
+};
 use crate::routing::{
     COST_USD_STATE, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY,
 };
@@ -51,6 +53,14 @@ pub fn span_attributes() -> Vec<(&'static str, String)> {
         ("gen_ai.provider.name", endpoint_metadata("provider")),
         ("gen_ai.request.model", route_metadata("model")),
         ("gen_ai.response.model", endpoint_metadata("model")),
+        (
+            "gen_ai.request.max_tokens",
+            filter_state(REQUEST_MAX_TOKENS_STATE),
+        ),
+        (
+            "gen_ai.request.temperature",
+            filter_state(REQUEST_TEMPERATURE_STATE),
+        ),
         (
             "gen_ai.usage.input_tokens",
             filter_state("llm_prompt_tokens"),

@@ -124,7 +124,7 @@ def traced(tmp_path_factory, openai_fake, anthropic_fake):
         openai_fake.reset()
         anthropic_fake.reset()
         seen = {}
-        seen["plain"] = g.chat(ask("gpt-test", max_tokens=50),
+        seen["plain"] = g.chat(ask("gpt-test", max_tokens=50, temperature=0.3),
                                headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
         seen["stream"] = g.stream(ask("claude-test", stream=True, stream_options={"include_usage": True}))
         openai_fake.enqueue(openai_error(429, "Rate limit reached", type="requests"))
@@ -186,6 +186,7 @@ def test_client_trace_is_joined_with_genai_attributes(traced):
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.response.model"] == "gpt-4o-mini"
+    assert a["gen_ai.request.max_tokens"] == "50" and a["gen_ai.request.temperature"] == "0.3"
     assert a["gen_ai.usage.input_tokens"] == "11" and a["gen_ai.usage.output_tokens"] == "7"
     assert a["llm_gateway.cost_usd"] == "0.000006"
     assert a["llm_gateway.deployment"] == "gpt-test"
@@ -205,6 +206,8 @@ def test_streamed_answer_is_traced_with_its_usage(traced):
     assert a["gen_ai.usage.input_tokens"] == "12" and a["gen_ai.usage.output_tokens"] == "6"
     assert a["llm_gateway.cost_usd"] == "0.000126"
     assert len(attempts) == 1
+    # Not set by the client: not written, no attribute.
+    assert "gen_ai.request.temperature" not in a and "gen_ai.request.max_tokens" not in a
     # A fresh trace: no client traceparent.
     assert root["parent_id"] is None
 
