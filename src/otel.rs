@@ -54,8 +54,8 @@ pub struct OpenTelemetry {
     pub endpoint: Endpoint,
     /// Headers sent with every export, by lower-case name; secrets from the environment.
     pub headers: Vec<(String, Secret)>,
-    /// Share of client requests traced, in percent (a client's sampled `traceparent`
-    /// is traced whatever this says).
+    /// Share of client requests traced, in percent (Envoy's random sampling, which
+    /// decides for requests with a client's `traceparent` too).
     pub sampling_percent: f64,
     /// `service.name` of every span.
     pub service_name: String,

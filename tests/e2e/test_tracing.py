@@ -247,17 +247,23 @@ def test_virtual_key_name_and_team_never_the_key(traced):
         assert secret not in text
 
 
-def test_access_log_carries_operation_and_trace_id(traced):
-    g, _, _ = traced
-    lines = []
+def _access_log(g, expected: int) -> list:
+    """The access-log lines of chat requests, once `expected` of them are written."""
+    chat: list = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = [json.loads(l) for l in g.envoy.log_text().splitlines() if l.startswith("{")]
-        if len([l for l in lines if l.get("method") == "POST"]) >= 5:
+        chat = [l for l in lines if l.get("method") == "POST"]
+        if len(chat) >= expected:
             break
         time.sleep(0.3)
-    chat = [l for l in lines if l.get("method") == "POST"]
-    assert len(chat) == 5, chat
+    assert len(chat) == expected, chat
+    return chat
+
+
+def test_access_log_carries_operation_and_trace_id(traced):
+    g, _, _ = traced
+    chat = _access_log(g, 5)
     assert all(l["operation"] == "chat" for l in chat), chat
     assert all(isinstance(l["trace_id"], str) and len(l["trace_id"]) == 32 for l in chat), chat
     assert CLIENT_TRACE in [l["trace_id"] for l in chat]
@@ -278,7 +284,7 @@ class _OtlpStandIn(BaseHTTPRequestHandler):
         else:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
         self.received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                              "size": len(body)})
+                              "size": len(body), "body": body})
         self.send_response(200)
         self.send_header("content-type", "application/x-protobuf")
         self.send_header("content-length", "0")
@@ -288,36 +294,59 @@ class _OtlpStandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_langfuse_style_export_path_and_basic_auth(tmp_path, openai_fake, anthropic_fake, envoys):
-    """The export goes to Langfuse's OTLP path with the basic-auth header Envoy reads from
-    its environment (`os.environ/LANGFUSE_AUTH`); the rendered file does not hold it."""
+@pytest.fixture
+def otlp_stand_in():
+    """A local OTLP/HTTP endpoint; yields (port, the exports it received)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpStandIn)
     _OtlpStandIn.received = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    auth = "Basic " + base64.b64encode(b"pk-lf-test:sk-lf-test-secret").decode()
     try:
-        g = start_gateway(
-            tmp_path, openai_fake, anthropic_fake, env_extra={"LANGFUSE_AUTH": auth},
-            general_extra={"opentelemetry": {
-                "endpoint": f"http://127.0.0.1:{server.server_address[1]}/api/public/otel/v1/traces",
-                "headers": {"Authorization": "os.environ/LANGFUSE_AUTH"},
-            }})
-        envoys.append(g.envoy)
-        assert g.chat(ask("gpt-test")).status == 200
-        deadline = time.monotonic() + SPAN_TIMEOUT
-        while not any(e["size"] for e in _OtlpStandIn.received) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert any(e["size"] for e in _OtlpStandIn.received), _OtlpStandIn.received
-        for export in _OtlpStandIn.received:
-            assert export["path"] == "/api/public/otel/v1/traces"
-            assert export["headers"]["authorization"] == auth
-            assert export["headers"]["content-type"] == "application/x-protobuf"
-        assert "sk-lf-test-secret" not in g.envoy_config_path.read_text()
-        assert "%ENVIRONMENT(LANGFUSE_AUTH)%" in g.envoy_config_path.read_text()
+        yield server.server_address[1], _OtlpStandIn.received
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_langfuse_style_export_path_and_basic_auth(tmp_path, openai_fake, anthropic_fake, envoys, otlp_stand_in):
+    """The export goes to Langfuse's OTLP path with the basic-auth header Envoy reads from
+    its environment (`os.environ/LANGFUSE_AUTH`); the rendered file does not hold it."""
+    port, received = otlp_stand_in
+    auth = "Basic " + base64.b64encode(b"pk-lf-test:sk-lf-test-secret").decode()
+    g = start_gateway(
+        tmp_path, openai_fake, anthropic_fake, env_extra={"LANGFUSE_AUTH": auth},
+        general_extra={"opentelemetry": {
+            "endpoint": f"http://127.0.0.1:{port}/api/public/otel/v1/traces",
+            "headers": {"Authorization": "os.environ/LANGFUSE_AUTH"},
+        }})
+    envoys.append(g.envoy)
+    assert g.chat(ask("gpt-test")).status == 200
+    deadline = time.monotonic() + SPAN_TIMEOUT
+    while not any(e["size"] for e in received) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert any(e["size"] for e in received), received
+    for export in received:
+        assert export["path"] == "/api/public/otel/v1/traces"
+        assert export["headers"]["authorization"] == auth
+        assert export["headers"]["content-type"] == "application/x-protobuf"
+    assert "sk-lf-test-secret" not in g.envoy_config_path.read_text()
+    assert "%ENVIRONMENT(LANGFUSE_AUTH)%" in g.envoy_config_path.read_text()
+
+
+def test_sampling_rate_zero_exports_nothing(tmp_path, openai_fake, anthropic_fake, envoys, otlp_stand_in):
+    """`sampling_rate: 0` exports no span, not even for a client's sampled `traceparent`
+    (Envoy's random sampling decides for every request), while the access log still names
+    the client's trace."""
+    port, received = otlp_stand_in
+    g = start_gateway(tmp_path, openai_fake, anthropic_fake, general_extra={"opentelemetry": {
+        "endpoint": f"http://127.0.0.1:{port}", "sampling_rate": 0}})
+    envoys.append(g.envoy)
+    assert g.chat(ask("gpt-test")).status == 200
+    assert g.chat(ask("gpt-test"), headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}).status == 200
+    # Envoy's tracer exports every 5 s: wait past one flush.
+    time.sleep(6)
+    assert not any(e["size"] for e in received), received
+    assert CLIENT_TRACE in [l["trace_id"] for l in _access_log(g, 2)]
 
 
 def test_readme_example_config_is_valid(tmp_path):
