@@ -460,13 +460,13 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
     }));
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "access_log": access_log(),
+        "access_log": access_log(config),
         "local_reply_config": istio_local_reply_config(config),
     });
     if let Some(otel) = &config.general.opentelemetry {
         // Replaces the mesh's tracer on this listener: the gateway's spans go to the
         // collector its config names, with the GenAI attributes.
-        tracing::add_to_hcm(&mut hcm, otel);
+        tracing::add_to_hcm(config, &mut hcm, otel);
     }
     patches.push(json!({
         "applyTo": "NETWORK_FILTER",

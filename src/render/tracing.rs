@@ -220,17 +220,17 @@ pub fn cluster(config: &GatewayConfig, otel: &OpenTelemetry) -> Value {
 
 /// Adds the tracing (and the OTLP access logger) to a rendered listener's connection
 /// manager.
-pub fn add_to_listener(listener: &mut Value, otel: &OpenTelemetry) {
+pub fn add_to_listener(config: &GatewayConfig, listener: &mut Value, otel: &OpenTelemetry) {
     if let Some(hcm) = listener.pointer_mut("/filter_chains/0/filters/0/typed_config") {
-        add_to_hcm(hcm, otel);
+        add_to_hcm(config, hcm, otel);
     }
 }
 
 /// Adds `tracing` (and the OTLP access logger) to a connection manager's typed config.
-pub fn add_to_hcm(hcm: &mut Value, otel: &OpenTelemetry) {
+pub fn add_to_hcm(config: &GatewayConfig, hcm: &mut Value, otel: &OpenTelemetry) {
     hcm["tracing"] = hcm_tracing(otel);
     if otel.access_log {
-        let logger = access_logger(otel, &super::access_log_fields());
+        let logger = access_logger(otel, &super::access_log_fields(config));
         if let Some(logs) = hcm.get_mut("access_log").and_then(Value::as_array_mut) {
             logs.push(logger);
         }
@@ -343,6 +343,19 @@ mod tests {
         assert!(tags
             .iter()
             .all(|t| !t["tag"].as_str().unwrap().contains("sha")));
+        // The operation comes from the alias routes' metadata; the access log joins its
+        // lines to their traces.
+        let route = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(
+            route["metadata"]["filter_metadata"]["llm_gateway"]["operation"],
+            "chat"
+        );
+        let fields = &hcm(&b)["access_log"][0]["typed_config"]["log_format"]["json_format"];
+        assert_eq!(
+            fields["operation"],
+            "%METADATA(ROUTE:llm_gateway:operation)%"
+        );
+        assert_eq!(fields["trace_id"], "%TRACE_ID%");
     }
 
     /// gRPC: metadata headers, an HTTP/2 cluster, the OTLP access logger and stats sink.
@@ -462,6 +475,9 @@ mod tests {
         );
         assert!(hcm(&b).get("tracing").is_none());
         assert!(b.get("stats_sinks").is_none());
+        // No operation lookup and no trace id per line: no cost without spans.
+        let fields = &hcm(&b)["access_log"][0]["typed_config"]["log_format"]["json_format"];
+        assert!(fields.get("operation").is_none() && fields.get("trace_id").is_none());
         let text = b.to_string();
         assert!(!text.contains(CLUSTER) && !text.contains("opentelemetry"));
     }
