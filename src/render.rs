@@ -20,8 +20,11 @@ use crate::routing::{
     ROUTE_HEADER,
 };
 
+pub mod access_log;
 pub mod ratelimit;
 pub mod tracing;
+
+pub use access_log::{access_log, access_log_fields};
 
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
 #[derive(Debug, Clone)]
@@ -171,7 +174,7 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
         "route": route,
         // The alias (and with tracing the operation), for the access log and spans: the
         // filter need not write them per request.
-        "metadata": {"filter_metadata": {METADATA_NAMESPACE: route_metadata(config, &plan.alias)}},
+        "metadata": {"filter_metadata": {METADATA_NAMESPACE: alias_route_metadata(config, &plan.alias)}},
         // Retries replay the buffered body; it must hold the largest accepted request.
         "request_body_buffer_limit": buffer_limit(config),
     })
@@ -181,7 +184,7 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
 pub const CHAT_OPERATION: &str = "chat";
 
 /// An alias route's gateway metadata: the alias, and with tracing the operation.
-fn route_metadata(config: &GatewayConfig, alias: &str) -> Value {
+fn alias_route_metadata(config: &GatewayConfig, alias: &str) -> Value {
     let mut metadata = json!({"model": alias});
     if config.general.opentelemetry.is_some() {
         metadata[OPERATION_METADATA_KEY] = json!(CHAT_OPERATION);
@@ -372,57 +375,6 @@ fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
         },
         "circuit_breakers": circuit_breakers(),
     })
-}
-
-/// The fields of the JSON access-log line: the filter's facts. Who answered comes from
-/// the last attempt's endpoint metadata and Envoy's own attempt count, so the filter
-/// writes only what Envoy cannot know (each write is a host call). Counts and cost are
-/// decimal strings, `null` when absent: Envoy 1.40 gives the module's filter state to a
-/// JSON log only as text (its `:TYPED` form is a protobuf `BytesValue`, and the CEL
-/// formatter prints text too).
-///
-/// With tracing, every line also names its operation and its trace (`trace_id`), to join
-/// it to its spans. Without, they are left out: the operation's route metadata lookup
-/// alone costs Envoy about 3,900 instructions a request, and there is no trace.
-pub fn access_log_fields(config: &GatewayConfig) -> Value {
-    use tracing::{endpoint_metadata as host, filter_state, route_metadata};
-    let mut fields = json!({
-        "time": "%START_TIME%",
-        "method": "%REQ(:METHOD)%",
-        "status": "%RESPONSE_CODE%",
-        "duration_ms": "%DURATION%",
-        "model": route_metadata("model"),
-        "provider": host("provider"),
-        "upstream_model": host("model"),
-        "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
-        "prompt_tokens": filter_state("llm_prompt_tokens"),
-        "completion_tokens": filter_state("llm_completion_tokens"),
-        "cached_tokens": filter_state("llm_cached_tokens"),
-        "cache_write_tokens": filter_state("llm_cache_write_tokens"),
-        "reasoning_tokens": filter_state("llm_reasoning_tokens"),
-        "cost_micro_usd": filter_state("llm_cost_micro_usd"),
-        "deployment": host(METADATA_DEPLOYMENT_KEY),
-        "key": filter_state("llm_key"),
-        "team": filter_state("llm_team"),
-        "response_flags": "%RESPONSE_FLAGS%",
-        "upstream_host": "%UPSTREAM_HOST%",
-    });
-    if config.general.opentelemetry.is_some() {
-        fields["operation"] = json!(route_metadata(OPERATION_METADATA_KEY));
-        fields["trace_id"] = json!("%TRACE_ID%");
-    }
-    fields
-}
-
-/// The JSON access log on stdout, one line of [`access_log_fields`] per request.
-pub fn access_log(config: &GatewayConfig) -> Value {
-    json!([{
-        "name": "envoy.access_loggers.stdout",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"json_format": access_log_fields(config)},
-        },
-    }])
 }
 
 /// One route per route plan, matching the routing header the downstream instance sets.

@@ -12,34 +12,18 @@
 
 use serde_json::{json, Value};
 
+use super::access_log::{endpoint_metadata, filter_state, route_metadata};
 use crate::config::{GatewayConfig, Secret};
 use crate::otel::{
     OpenTelemetry, OtlpProtocol, REQUEST_MAX_TOKENS_STATE, REQUEST_TEMPERATURE_STATE,
 };
-use crate::routing::{
-    COST_USD_STATE, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY,
-};
+use crate::routing::{COST_USD_STATE, METADATA_DEPLOYMENT_KEY, OPERATION_METADATA_KEY};
 
 /// Name of the collector's cluster.
 pub const CLUSTER: &str = "llm_otel_collector";
 
 /// How long one export may take.
 const EXPORT_TIMEOUT: &str = "5s";
-
-/// `%FILTER_STATE(...)%` of a value the module writes (`wasm.<name>`).
-pub fn filter_state(name: &str) -> String {
-    format!("%FILTER_STATE(wasm.{name}:PLAIN)%")
-}
-
-/// `%UPSTREAM_METADATA(...)%` of the answering endpoint's gateway metadata.
-pub fn endpoint_metadata(key: &str) -> String {
-    format!("%UPSTREAM_METADATA({METADATA_NAMESPACE}:{key})%")
-}
-
-/// `%METADATA(ROUTE:...)%` of the route's gateway metadata (the alias, the operation).
-pub fn route_metadata(key: &str) -> String {
-    format!("%METADATA(ROUTE:{METADATA_NAMESPACE}:{key})%")
-}
 
 /// Span attributes and the Envoy formatter each is read with: GenAI semantic
 /// conventions first, then the gateway's own (`llm_gateway.*`). The key's name and team

@@ -211,8 +211,10 @@ _base_ids = itertools.count()
 
 
 def _unique_base_id() -> int:
-    # Distinct per Envoy in this run and unlikely to collide with other runs on the machine.
-    return 1000 + (os.getpid() % 40000) * 16 + next(_base_ids) % 16
+    # Distinct per Envoy in this run (a run starts a few dozen; the session's gateway runs
+    # throughout, so the count must not wrap onto it) and unlikely to collide with other
+    # runs on the machine.
+    return 1000 + (os.getpid() % 40000) * 256 + next(_base_ids) % 256
 
 
 class Envoy:
