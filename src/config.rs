@@ -29,7 +29,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             field: field.into(),
             message: message.into(),
@@ -176,6 +176,8 @@ struct RawGeneralSettings {
     max_buffered_bytes_per_worker: Option<u64>,
     #[serde(default)]
     rate_limit_service: Option<RawRateLimitService>,
+    #[serde(default)]
+    opentelemetry: Option<crate::otel::RawOpenTelemetry>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.
@@ -262,7 +264,7 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
-    fn parse(value: &str) -> Secret {
+    pub(crate) fn parse(value: &str) -> Secret {
         match value.strip_prefix(ENV_PREFIX) {
             Some(name) => Secret::Env(name.to_string()),
             None => Secret::Literal(value.to_string()),
@@ -429,6 +431,8 @@ pub struct GeneralSettings {
     pub max_buffered_bytes_per_worker: u64,
     /// Envoy's global rate limit service, when limits are shared across replicas.
     pub rate_limit_service: Option<RateLimitService>,
+    /// Where Envoy's OpenTelemetry tracer sends spans; no tracing when absent.
+    pub opentelemetry: Option<crate::otel::OpenTelemetry>,
 }
 
 /// Where Envoy's global rate limit service (the gRPC `RateLimitService`, e.g.
@@ -506,6 +510,18 @@ impl GatewayConfig {
             .chain(self.master_key.env_name())
             .map(str::to_string)
             .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Every environment variable Envoy's process needs: [`Self::env_names`] (read by the
+    /// filter) and those only Envoy itself reads (the OpenTelemetry export's headers).
+    pub fn envoy_env_names(&self) -> Vec<String> {
+        let mut names = self.env_names();
+        if let Some(otel) = &self.general.opentelemetry {
+            names.extend(otel.env_names().map(str::to_string));
+        }
         names.sort();
         names.dedup();
         names
@@ -797,7 +813,7 @@ fn provider_and_model(
     Ok((provider, upstream.to_string()))
 }
 
-fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes().first().is_some_and(u8::is_ascii_digit);
@@ -853,8 +869,14 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         .as_ref()
         .map(validate_rate_limit_service)
         .transpose()?;
+    let opentelemetry = raw
+        .opentelemetry
+        .as_ref()
+        .map(crate::otel::validate)
+        .transpose()?;
     Ok(GeneralSettings {
         rate_limit_service,
+        opentelemetry,
         listen_address: raw
             .listen_address
             .clone()

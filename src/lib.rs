@@ -39,6 +39,7 @@ pub mod json_scan;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod otel;
 pub mod preflight;
 pub mod pricing;
 pub mod provider;

@@ -16,10 +16,15 @@ use crate::chains::{Balancing, RoutePlan, Tier};
 use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{
-    LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, ROUTE_HEADER,
+    LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY,
+    ROUTE_HEADER,
 };
 
+pub mod access_log;
 pub mod ratelimit;
+pub mod tracing;
+
+pub use access_log::{access_log, access_log_fields};
 
 /// Options that depend on where the bootstrap runs rather than on the gateway config.
 #[derive(Debug, Clone)]
@@ -177,11 +182,24 @@ fn route_for(config: &GatewayConfig, plan: &RoutePlan) -> Value {
             "headers": [{"name": ROUTE_HEADER, "string_match": {"exact": plan.key}}],
         },
         "route": route,
-        // The alias, for the access log (the filter need not write it per request).
-        "metadata": {"filter_metadata": {METADATA_NAMESPACE: {"model": plan.alias}}},
+        // The alias (and with tracing the operation), for the access log and spans: the
+        // filter need not write them per request.
+        "metadata": {"filter_metadata": {METADATA_NAMESPACE: alias_route_metadata(config, &plan.alias)}},
         // Retries replay the buffered body; it must hold the largest accepted request.
         "request_body_buffer_limit": buffer_limit(config),
     })
+}
+
+/// The GenAI operation of every alias route (`gen_ai.operation.name`).
+pub const CHAT_OPERATION: &str = "chat";
+
+/// An alias route's gateway metadata: the alias, and with tracing the operation.
+fn alias_route_metadata(config: &GatewayConfig, alias: &str) -> Value {
+    let mut metadata = json!({"model": alias});
+    if config.general.opentelemetry.is_some() {
+        metadata[OPERATION_METADATA_KEY] = json!(CHAT_OPERATION);
+    }
+    metadata
 }
 
 /// Envoy's back-off before a retry (it takes no zero): a fallback starts at once.
@@ -256,7 +274,7 @@ pub fn local_reply_config() -> Value {
     ]})
 }
 
-fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {
+pub(crate) fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {
     let mut validation = json!({"trusted_ca": {"filename": config.general.ca_bundle}});
     if !ep.host_is_ip() {
         validation["match_typed_subject_alt_names"] =
@@ -387,41 +405,6 @@ fn chain_cluster(config: &GatewayConfig, plan: &RoutePlan) -> Value {
     })
 }
 
-/// The JSON access log on stdout: one line per request with the filter's facts. Who
-/// answered comes from the last attempt's endpoint metadata and Envoy's own attempt
-/// count, so the filter writes only what Envoy cannot know (each write is a host call).
-pub fn access_log() -> Value {
-    let fs = |k: &str| format!("%FILTER_STATE(wasm.{k}:PLAIN)%");
-    let host = |k: &str| format!("%UPSTREAM_METADATA({METADATA_NAMESPACE}:{k})%");
-    json!([{
-        "name": "envoy.access_loggers.stdout",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"json_format": {
-                "time": "%START_TIME%",
-                "method": "%REQ(:METHOD)%",
-                "status": "%RESPONSE_CODE%",
-                "duration_ms": "%DURATION%",
-                "model": format!("%METADATA(ROUTE:{METADATA_NAMESPACE}:model)%"),
-                "provider": host("provider"),
-                "upstream_model": host("model"),
-                "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
-                "prompt_tokens": fs("llm_prompt_tokens"),
-                "completion_tokens": fs("llm_completion_tokens"),
-                "cached_tokens": fs("llm_cached_tokens"),
-                "cache_write_tokens": fs("llm_cache_write_tokens"),
-                "reasoning_tokens": fs("llm_reasoning_tokens"),
-                "cost_micro_usd": fs("llm_cost_micro_usd"),
-                "deployment": host(METADATA_DEPLOYMENT_KEY),
-                "key": fs("llm_key"),
-                "team": fs("llm_team"),
-                "response_flags": "%RESPONSE_FLAGS%",
-                "upstream_host": "%UPSTREAM_HOST%",
-            }},
-        },
-    }])
-}
-
 /// One route per route plan, matching the routing header the downstream instance sets.
 pub fn alias_routes(config: &GatewayConfig) -> Vec<Value> {
     config.routes.iter().map(|r| route_for(config, r)).collect()
@@ -469,6 +452,9 @@ fn listener(config: &GatewayConfig, gateway_json: &Value, options: &RenderOption
     if let Some(rls) = &config.general.rate_limit_service {
         ratelimit::add_to_listener(&mut listener, rls);
     }
+    if let Some(otel) = &config.general.opentelemetry {
+        tracing::add_to_listener(config, &mut listener, otel);
+    }
     listener
 }
 
@@ -496,7 +482,7 @@ fn listener_without_rate_limit(
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": "llm_gateway",
                     "codec_type": "AUTO",
-                    "access_log": access_log(),
+                    "access_log": access_log(config),
                     "local_reply_config": local_reply_config(),
                     "route_config": {
                         "name": "llm_gateway",
@@ -529,7 +515,38 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
     if let Some(rls) = &config.general.rate_limit_service {
         clusters.push(ratelimit::cluster(rls));
     }
+    if let Some(otel) = &config.general.opentelemetry {
+        clusters.push(tracing::cluster(config, otel));
+    }
     clusters
+}
+
+/// A cluster for one service the gateway's Envoy talks to itself (the rate limit
+/// service, the OpenTelemetry collector): one endpoint, HTTP/2 when it speaks gRPC.
+pub fn service_cluster(name: &str, host: &str, port: u16, grpc: bool) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut cluster = json!({
+        "name": name,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": host,
+                "port_value": port,
+            }}}}]}],
+        },
+    });
+    if grpc {
+        cluster["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        });
+    }
+    cluster
 }
 
 /// Envoy `stats_tags` that turn the filter's `.label=value;` stat name segments into
@@ -543,14 +560,28 @@ pub fn stats_tags() -> Vec<Value> {
 
 /// The parts of the bootstrap that do not depend on static or dynamic resources.
 fn bootstrap_base(config: &GatewayConfig) -> Value {
-    json!({
+    let mut base = json!({
         // Histograms reach /stats/prometheus on each flush.
         "stats_flush_interval": "5s",
         // Turn the filter's `.label=value;` stat name segments into Prometheus labels.
         "stats_config": {"stats_tags": stats_tags()},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": config.general.admin_port}}},
         "memory_allocator_manager": memory_release(),
-    })
+    });
+    if let Some(sink) = stats_sinks(config) {
+        base["stats_sinks"] = sink;
+    }
+    base
+}
+
+/// The bootstrap's `stats_sinks`: the OTLP stats sink when asked for.
+pub fn stats_sinks(config: &GatewayConfig) -> Option<Value> {
+    let otel = config
+        .general
+        .opentelemetry
+        .as_ref()
+        .filter(|o| o.metrics)?;
+    Some(json!([tracing::stats_sink(otel)]))
 }
 
 /// Hands memory the allocator holds free back to the system, up to 16 MiB a second.

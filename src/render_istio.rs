@@ -34,7 +34,8 @@ use serde_json::{json, Value};
 use crate::config::{FilterRole, GatewayConfig};
 use crate::render::{
     access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config, memory_release,
-    ratelimit, router_typed_config, stats_tags, wasm_typed_config, UNROUTED_BODY,
+    ratelimit, router_typed_config, stats_sinks, stats_tags, tracing, wasm_typed_config,
+    UNROUTED_BODY,
 };
 
 /// Name of the Gateway, VirtualService and EnvoyFilter.
@@ -457,17 +458,20 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
             "typed_config": router_typed_config(config_discovery(FilterRole::Upstream)),
         }},
     }));
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "access_log": access_log(config),
+        "local_reply_config": istio_local_reply_config(config),
+    });
+    if let Some(otel) = &config.general.opentelemetry {
+        // Replaces the mesh's tracer on this listener: the gateway's spans go to the
+        // collector its config names, with the GenAI attributes.
+        tracing::add_to_hcm(config, &mut hcm, otel);
+    }
     patches.push(json!({
         "applyTo": "NETWORK_FILTER",
         "match": listener_match(config, Some(json!({"name": HCM}))),
-        "patch": {"operation": "MERGE", "value": {
-            "name": HCM,
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "access_log": access_log(),
-                "local_reply_config": istio_local_reply_config(config),
-            },
-        }},
+        "patch": {"operation": "MERGE", "value": {"name": HCM, "typed_config": hcm}},
     }));
     patches.push(json!({
         "applyTo": "LISTENER",
@@ -519,15 +523,19 @@ fn istio_local_reply_config(config: &GatewayConfig) -> Value {
 
 /// The bootstrap override: Envoy merges it into Istio's bootstrap (`--config-yaml`), so
 /// these tag rules are appended to Istio's own.
-pub fn bootstrap_override() -> Value {
-    json!({
+pub fn bootstrap_override(config: &GatewayConfig) -> Value {
+    let mut doc = json!({
         "stats_config": {"stats_tags": stats_tags()},
         "memory_allocator_manager": memory_release(),
-    })
+    });
+    if let Some(sinks) = stats_sinks(config) {
+        doc["stats_sinks"] = sinks;
+    }
+    doc
 }
 
-fn stats_configmap(options: &IstioOptions) -> Result<Value, String> {
-    let text = serde_json::to_string_pretty(&bootstrap_override())
+fn stats_configmap(config: &GatewayConfig, options: &IstioOptions) -> Result<Value, String> {
+    let text = serde_json::to_string_pretty(&bootstrap_override(config))
         .map_err(|e| format!("cannot write the bootstrap override: {e}"))?;
     Ok(json!({
         "apiVersion": "v1",
@@ -540,7 +548,7 @@ fn stats_configmap(options: &IstioOptions) -> Result<Value, String> {
 
 fn helm_values(config: &GatewayConfig, options: &IstioOptions) -> Value {
     let env: Vec<Value> = config
-        .env_names()
+        .envoy_env_names()
         .iter()
         .map(|name| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": KEYS_SECRET, "key": name}}}))
         .collect();
@@ -603,7 +611,7 @@ pub fn render_istio(
         ManifestFile {
             name: "stats-bootstrap.yaml",
             about: "Bootstrap override with the stats tag rules (Prometheus labels); mounted by the gateway pods",
-            documents: vec![stats_configmap(options)?],
+            documents: vec![stats_configmap(config, options)?],
         },
         ManifestFile {
             name: "gateway-values.yaml",

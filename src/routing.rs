@@ -45,6 +45,11 @@ pub const TOTAL_TOKENS_STATE: &str = "llm_total_tokens";
 /// Filter state the upstream instance writes when an answer ends: its cost in micro-USD
 /// (0 when unpriced).
 pub const COST_STATE: &str = "llm_cost_micro_usd";
+/// Filter state the upstream instance writes when an answer ends, only when tracing is
+/// configured: its cost in USD as a decimal (a span attribute; Envoy cannot divide).
+pub const COST_USD_STATE: &str = "llm_cost_usd";
+/// Key, in [`METADATA_NAMESPACE`] route metadata, of the GenAI operation (`chat`).
+pub const OPERATION_METADATA_KEY: &str = "operation";
 /// Filter state the upstream instance writes, without a hand-off, when the usage it
 /// published is the answer's final one.
 pub const ANSWER_COMPLETE_STATE: &str = "llm_answer_complete";

@@ -228,7 +228,7 @@ fn filter_chain_patches() {
     assert_eq!(hcm[0]["patch"]["operation"], "MERGE");
     assert_eq!(
         hcm[0]["patch"]["value"]["typed_config"]["access_log"],
-        render::access_log()
+        render::access_log(&GatewayConfig::from_value(sample()).unwrap())
     );
     assert_eq!(
         hcm[0]["patch"]["value"]["typed_config"]["local_reply_config"],

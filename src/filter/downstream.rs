@@ -277,6 +277,12 @@ impl DownstreamHttp {
         if self.runtime.config.general.rate_limit_service.is_some() {
             self.publish_limit_identity();
         }
+        // Span attributes: written only when there are spans to carry them.
+        if self.runtime.config.general.opentelemetry.is_some() {
+            for (name, value) in crate::otel::request_span_values(&request) {
+                let _ = host::set_property(&[name], value.as_bytes());
+            }
+        }
         if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
             log::error!("cannot set the routing header (host status {})", e.0);
             return self.reply_error(&GatewayError::internal("could not route the request"));

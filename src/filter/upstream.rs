@@ -148,6 +148,11 @@ impl UpstreamHttp {
         }
         if let Some(c) = cost {
             let _ = host::set_property(&[routing::COST_STATE], c.to_string().as_bytes());
+            // A span attribute in USD: written only when there are spans to carry it.
+            if self.runtime.config.general.opentelemetry.is_some() {
+                let usd = crate::pricing::format_usd(c);
+                let _ = host::set_property(&[routing::COST_USD_STATE], usd.as_bytes());
+            }
         }
         match &self.report {
             Some(report) => {

@@ -41,26 +41,7 @@ fn seconds(secs: f64) -> String {
 
 /// The service's cluster: plaintext gRPC (HTTP/2).
 pub fn cluster(rls: &RateLimitService) -> Value {
-    let is_ip = rls.host.parse::<std::net::IpAddr>().is_ok();
-    json!({
-        "name": CLUSTER,
-        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
-        "connect_timeout": "1s",
-        "dns_lookup_family": "V4_PREFERRED",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            },
-        },
-        "load_assignment": {
-            "cluster_name": CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                "address": rls.host,
-                "port_value": rls.port,
-            }}}}]}],
-        },
-    })
+    super::service_cluster(CLUSTER, &rls.host, rls.port, true)
 }
 
 /// One rate limit: `generic_key=<what>` and the key's or team's name from filter state,

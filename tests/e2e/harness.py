@@ -111,7 +111,8 @@ def free_port() -> int:
 
 def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], listen_port: int,
                    admin_port: int, master_key: str = MASTER_KEY, extra_models: Iterable = (),
-                   router_settings: Optional[dict] = None) -> dict:
+                   router_settings: Optional[dict] = None, general_extra: Optional[dict] = None,
+                   config_extra: Optional[dict] = None) -> dict:
     """The gateway config used by most tests: `gpt-test` (OpenAI-compatible) and
     `claude-test` (Anthropic), both keyed from the environment."""
     models = []
@@ -132,7 +133,9 @@ def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], list
         "listen_address": "127.0.0.1",
         "listen_port": listen_port,
         "admin_port": admin_port,
+        **(general_extra or {}),
     }
+    cfg.update(config_extra or {})
     return cfg
 
 
@@ -143,6 +146,33 @@ def provider_env(extra: Optional[dict] = None) -> dict:
     if extra:
         env.update(extra)
     return env
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stops a process we started, by its PID: SIGTERM, then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def wait_http_ok(url: str, what: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Waits until `url` answers 200 while `proc` (the service behind it) runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not become ready within {timeout}s")
 
 
 def write_yaml(path: Path, doc: Any) -> Path:
@@ -193,8 +223,9 @@ def stop_process(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
 
 
 def _unique_base_id() -> int:
-    # Distinct per Envoy in this run (a run starts a few dozen; the session's gateway keeps
-    # its id to the end) and unlikely to collide with other runs on the machine.
+    # Distinct per Envoy in this run (a run starts a few dozen; the session's gateway runs
+    # throughout, so the count must not wrap onto it) and unlikely to collide with other
+    # runs on the machine.
     return 1000 + (os.getpid() % 40000) * 256 + next(_base_ids) % 256
 
 
@@ -538,9 +569,9 @@ def _port_taken(error: Exception) -> bool:
 def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
                   master_key: str = MASTER_KEY, env_extra: Optional[dict] = None,
                   extra_models: Iterable = (), router_settings: Optional[dict] = None,
-                  extra_config: Optional[dict] = None, tries: int = 4) -> Gateway:
-    """Writes a gateway config with free ports (plus the top-level sections of
-    `extra_config`, e.g. `virtual_keys`), renders it, starts Envoy and waits for it.
+                  general_extra: Optional[dict] = None, config_extra: Optional[dict] = None,
+                  tries: int = 4) -> Gateway:
+    """Writes a gateway config with free ports, renders it, starts Envoy and waits for it.
     Starts again on new ports (a bounded number of times) when a port was taken meanwhile."""
     require_artefacts()
     env = provider_env(env_extra)
@@ -550,8 +581,8 @@ def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicF
         port, admin_port = free_port(), free_port()
         cfg = gateway_config(openai_fake.url, anthropic_fake.url, port, admin_port,
                              master_key=master_key, extra_models=extra_models,
-                             router_settings=router_settings)
-        cfg.update(extra_config or {})
+                             router_settings=router_settings, general_extra=general_extra,
+                             config_extra=config_extra)
         config_path = write_yaml(work / "gateway.yaml", cfg)
         rendered = render(config_path, work / "envoy.rendered.yaml", env=env)
         bootstrap = exclusive_listeners(rendered, work / "envoy.yaml")

@@ -70,7 +70,7 @@ def hd_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake):
     # A virtual key with a request limit, so that the gateway sets its own x-ratelimit-*.
     keys = [{"name": "headers", "key_sha256": hashlib.sha256(VIRTUAL.encode()).hexdigest(), "rpm_limit": 1000}]
     g = start_gateway(tmp_path_factory.mktemp("headers"), openai_fake, anthropic_fake, extra_models=models,
-                      env_extra={GEMINI_KEY_ENV: GEMINI_KEY}, extra_config={"virtual_keys": keys})
+                      env_extra={GEMINI_KEY_ENV: GEMINI_KEY}, config_extra={"virtual_keys": keys})
     try:
         yield g
     finally:

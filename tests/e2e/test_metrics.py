@@ -50,16 +50,7 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url("/-/ready"), timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("prometheus did not become ready")
+        harness.wait_http_ok(self.url("/-/ready"), "prometheus", self.proc, timeout)
 
     def query(self, q: str) -> list:
         with urllib.request.urlopen(self.url("/api/v1/query?" + urllib.parse.urlencode({"query": q})), timeout=5) as r:
