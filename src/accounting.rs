@@ -1812,26 +1812,13 @@ mod tests {
             (s.in_flight, s.reserved_micro_usd, s.requests_this_minute),
             (1, 500, 1)
         );
-        settle(
-            &store,
-            a,
-            Settlement::Used {
+        for admission in [a, b] {
+            let used = Settlement::Used {
                 usage: usage(100, 100),
                 cost_micro_usd: 300,
-            },
-            NOW,
-        )
-        .unwrap();
-        settle(
-            &store,
-            b,
-            Settlement::Used {
-                usage: usage(100, 100),
-                cost_micro_usd: 300,
-            },
-            NOW,
-        )
-        .unwrap();
+            };
+            settle(&store, admission, used, NOW).unwrap();
+        }
         let team = t.team("research").unwrap();
         let s = spend(&store, Account::Team(team), NOW);
         assert_eq!(
