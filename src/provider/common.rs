@@ -85,6 +85,42 @@ pub fn split_thought_signature(id: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The thinking token budget for `reasoning_effort`, shared by the providers that take a
+/// budget (Gemini, Cohere); `None` for `none` (thinking off). An unknown effort is a 400.
+pub fn reasoning_budget(effort: &str) -> Result<Option<u64>, GatewayError> {
+    Ok(Some(match effort {
+        "none" => return Ok(None),
+        "minimal" => 512,
+        "low" => 1024,
+        "medium" => 8192,
+        "high" => 24576,
+        other => {
+            return Err(GatewayError::invalid_param(
+                "reasoning_effort",
+                format!(
+                    "`reasoning_effort` `{other}` is not supported; use minimal, low, medium, high or none"
+                ),
+            ))
+        }
+    }))
+}
+
+/// Longest part of a non-JSON error body quoted back to the client.
+const SNIPPET_CHARS: usize = 200;
+
+/// The message for an error body that is not the provider's JSON (an HTML page from a
+/// proxy, plain text): its first words, whitespace collapsed.
+pub fn unparsed_error_message(upstream_status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let snippet: String = words.join(" ").chars().take(SNIPPET_CHARS).collect();
+    if snippet.is_empty() {
+        format!("the provider answered {upstream_status} with an empty body")
+    } else {
+        format!("the provider answered {upstream_status}: {snippet}")
+    }
+}
+
 /// True when `logit_bias` would change the answer (an empty map or null does not).
 pub fn logit_bias_set(bias: Option<&Value>) -> bool {
     match bias {

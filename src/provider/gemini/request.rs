@@ -44,7 +44,7 @@ use crate::openai::{
 };
 use crate::provider::common::{
     check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
-    split_thought_signature, ParamPolicy,
+    reasoning_budget, split_thought_signature, ParamPolicy,
 };
 use crate::provider::Target;
 
@@ -65,32 +65,20 @@ pub struct TranslatedRequest {
 const USER: &str = "user";
 const MODEL: &str = "model";
 
-/// The thinking budget for `reasoning_effort`.
+/// The thinking budget for `reasoning_effort`; `none` sets it to 0.
 fn thinking_config(effort: Option<&str>) -> Result<Option<ThinkingConfig>, GatewayError> {
-    let budget = match effort {
-        None => return Ok(None),
-        Some("none") => {
-            return Ok(Some(ThinkingConfig {
-                include_thoughts: None,
-                thinking_budget: Some(0),
-            }))
-        }
-        Some("minimal") => 512,
-        Some("low") => 1024,
-        Some("medium") => 8192,
-        Some("high") => 24576,
-        Some(other) => {
-            return Err(GatewayError::invalid_param(
-                "reasoning_effort",
-                format!(
-                    "`reasoning_effort` `{other}` is not supported; use minimal, low, medium, high or none"
-                ),
-            ))
-        }
+    let Some(effort) = effort else {
+        return Ok(None);
     };
-    Ok(Some(ThinkingConfig {
-        include_thoughts: Some(true),
-        thinking_budget: Some(budget),
+    Ok(Some(match reasoning_budget(effort)? {
+        None => ThinkingConfig {
+            include_thoughts: None,
+            thinking_budget: Some(0),
+        },
+        Some(budget) => ThinkingConfig {
+            include_thoughts: Some(true),
+            thinking_budget: Some(budget),
+        },
     }))
 }
 
