@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use common::{cohere_target, run_all};
 use llm_gateway::provider::cohere::request::translate_request;
 use llm_gateway::provider::{
-    translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target,
+    translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target, Translator,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +25,16 @@ static DROPPING: LazyLock<ProviderOptions> = LazyLock::new(|| ProviderOptions {
 fn golden_cases() {
     let n = run_all("cohere", ProviderKind::Cohere, &cohere_target());
     assert!(n >= 25, "only {n} cases found");
+}
+
+/// A Cohere translator set up by a one-message request, streamed or not.
+fn translator(stream: bool) -> Box<dyn Translator> {
+    let mut t = translator_for(ProviderKind::Cohere);
+    let body =
+        json!({"model": "c", "messages": [{"role": "user", "content": "Hi"}], "stream": stream});
+    t.request(&serde_json::to_vec(&body).unwrap(), &cohere_target())
+        .unwrap();
+    t
 }
 
 /// With `drop_params`, a named tool choice, `parallel_tool_calls: false` and logprobs are
@@ -79,12 +89,7 @@ fn translator_request_and_state() {
 #[test]
 fn error_statuses() {
     for (upstream, client) in [(429, 429), (500, 500), (503, 503), (498, 401), (400, 400)] {
-        let mut t = translator_for(ProviderKind::Cohere);
-        t.request(
-            br#"{"model":"c","messages":[{"role":"user","content":"Hi"}]}"#,
-            &cohere_target(),
-        )
-        .unwrap();
+        let mut t = translator(false);
         let r = t.response(upstream, br#"{"message":"nope"}"#);
         assert_eq!(r.status, client, "{upstream}");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
@@ -96,12 +101,7 @@ fn error_statuses() {
 /// before any header goes out; a good start proceeds; a partial first event waits.
 #[test]
 fn stream_preamble_turns_opening_errors_into_statuses() {
-    let mut t = translator_for(ProviderKind::Cohere);
-    t.request(
-        br#"{"model":"c","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
-        &cohere_target(),
-    )
-    .unwrap();
+    let mut t = translator(true);
     let error = b"event: error\ndata: {\"message\":\"overloaded\"}\n\n";
     match t.stream_preamble(error, false) {
         StreamPreamble::Fail(a) => assert_eq!(a.status, 503),
@@ -142,12 +142,7 @@ fn accepts_harmless_defaults() {
 /// stream.
 #[test]
 fn key_never_echoed() {
-    let mut t = translator_for(ProviderKind::Cohere);
-    t.request(
-        br#"{"model":"c","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
-        &cohere_target(),
-    )
-    .unwrap();
+    let mut t = translator(true);
     let r = t.response(401, br#"{"message":"invalid api token co-test-key"}"#);
     assert!(!String::from_utf8_lossy(&r.body).contains("co-test-key"));
     let mut out = Vec::new();

@@ -28,23 +28,12 @@ use super::schema::{
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, Content, ContentPart, Message as ChatMessage, Role, ToolChoice};
 use crate::provider::common::{
-    check_logprobs_and_bias, parse_chat_request, parse_response_format, reasoning_budget,
-    ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_response_format,
+    part_text, part_type_error, reasoning_budget, stop_sequences, ParamPolicy,
 };
 use crate::provider::Target;
 
-/// The translated request and what the response side must remember.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslatedRequest {
-    /// Cohere JSON body.
-    pub body: Vec<u8>,
-    /// The client asked for a stream.
-    pub stream: bool,
-    /// The client asked for a usage chunk (`stream_options.include_usage`).
-    pub client_wants_usage: bool,
-    /// Parameters left out under the deployment's `drop_params`.
-    pub dropped: Vec<String>,
-}
+pub use crate::provider::common::TranslatedRequest;
 
 /// Translates an OpenAI chat request body for Cohere.
 pub fn translate_request(
@@ -83,16 +72,6 @@ pub fn translate_chat(
         ));
     }
     let (tools, tool_choice) = map_tools(chat, &mut policy)?;
-    let stop_sequences = chat
-        .stop
-        .clone()
-        .map(|s| {
-            s.into_vec()
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty());
     let request = CohereRequest {
         model: target.upstream_model,
         messages,
@@ -102,7 +81,7 @@ pub fn translate_chat(
         max_tokens: chat.output_limit(),
         temperature: chat.temperature,
         p: chat.top_p,
-        stop_sequences,
+        stop_sequences: stop_sequences(chat),
         seed: chat.seed,
         frequency_penalty: chat.frequency_penalty.filter(|v| *v != 0.0),
         presence_penalty: chat.presence_penalty.filter(|v| *v != 0.0),
@@ -149,7 +128,7 @@ fn map_messages(messages: &[ChatMessage]) -> Result<Vec<Message>, GatewayError> 
             Role::User => out.push(Message::User {
                 content: user_content(i, m.content.as_ref())?,
             }),
-            Role::Assistant => out.push(assistant(i, m)?),
+            Role::Assistant => out.extend(assistant(i, m)?),
             Role::Tool => out.push(tool_result(i, m)?),
             Role::Function => {
                 return Err(GatewayError::invalid_param(
@@ -239,8 +218,9 @@ fn image_part(i: usize, j: usize, p: &ContentPart) -> Result<UserPart, GatewayEr
     })
 }
 
-/// Text, or with calls the text as `tool_plan` and the calls with their arguments checked.
-fn assistant(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
+/// Text, or with calls the text as `tool_plan` and the calls with their arguments checked;
+/// nothing for an empty turn.
+fn assistant(i: usize, m: &ChatMessage) -> Result<Option<Message>, GatewayError> {
     let mut text = text_only(i, m.content.as_ref(), "assistant messages")?;
     if text.is_empty() {
         text = m.refusal.clone().unwrap_or_default();
@@ -248,11 +228,12 @@ fn assistant(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
     let text = (!text.is_empty()).then_some(text);
     let calls = m.tool_calls.as_deref().unwrap_or_default();
     if calls.is_empty() {
-        return Ok(Message::Assistant {
-            content: Some(text.unwrap_or_default()),
+        // An empty turn says nothing; Cohere refuses an assistant message without content.
+        return Ok(text.map(|content| Message::Assistant {
+            content: Some(content),
             tool_plan: None,
             tool_calls: None,
-        });
+        }));
     }
     let mut tool_calls = Vec::with_capacity(calls.len());
     for (j, call) in calls.iter().enumerate() {
@@ -278,11 +259,11 @@ fn assistant(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
             },
         });
     }
-    Ok(Message::Assistant {
+    Ok(Some(Message::Assistant {
         content: None,
         tool_plan: text,
         tool_calls: Some(tool_calls),
-    })
+    }))
 }
 
 fn tool_result(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
@@ -296,25 +277,6 @@ fn tool_result(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
         tool_call_id: id.to_string(),
         content: text_only(i, m.content.as_ref(), "tool messages")?,
     })
-}
-
-fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
-    p.text
-        .as_ref()
-        .map(|t| t.text().into_owned())
-        .ok_or_else(|| {
-            GatewayError::invalid_param(
-                format!("messages[{i}].content[{j}].text"),
-                format!("messages[{i}].content[{j}] has type `text` but no `text`"),
-            )
-        })
-}
-
-fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
-    GatewayError::invalid_param(
-        format!("messages[{i}].content[{j}].type"),
-        format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
-    )
 }
 
 /// `response_format` → Cohere's `json_object` format.
@@ -354,15 +316,7 @@ fn map_tools<'a>(
 ) -> Result<(Option<Vec<Tool<'a>>>, Option<&'static str>), GatewayError> {
     let mut tools = Vec::new();
     for (i, t) in chat.tools.iter().flatten().enumerate() {
-        if t.kind != "function" {
-            return Err(GatewayError::invalid_param(
-                format!("tools[{i}].type"),
-                format!(
-                    "tools[{i}].type `{}` is not supported; use `function`",
-                    t.kind
-                ),
-            ));
-        }
+        check_function_tool(i, t)?;
         tools.push(Tool {
             kind: "function",
             function: FunctionDef {

@@ -79,10 +79,7 @@ pub fn usage_from_cohere(u: &CohereUsage) -> Usage {
 
 /// `chatcmpl-<id>`, or a fixed id when Cohere sent none.
 pub fn completion_id(id: Option<&str>) -> String {
-    match id.filter(|id| !id.is_empty()) {
-        Some(id) => format!("chatcmpl-{id}"),
-        None => "chatcmpl-cohere".to_string(),
-    }
+    crate::provider::common::completion_id(id, "chatcmpl-cohere")
 }
 
 /// A call's id, or `call_<n>` when Cohere sent none.

@@ -23,8 +23,9 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::openai::{
     write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ToolCallDeltaRef, DONE_EVENT,
 };
+use crate::provider::common::{oversized_event_error, stream_error};
 use crate::provider::{StreamPreamble, TranslatedResponse};
-use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
+use crate::sse::{scan_first_event, SseDecoder, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 
 /// Per-attempt stream translation state.
@@ -57,7 +58,11 @@ struct State {
 /// What one event's data is.
 enum Event {
     Stream(StreamEvent),
-    Error(GatewayError),
+    /// Cohere's own error body.
+    ProviderError(GatewayError),
+    /// Data that is neither an event nor an error.
+    Malformed(GatewayError),
+    /// No data, or the `[DONE]` some proxies add.
     Nothing,
 }
 
@@ -70,8 +75,8 @@ fn parse_event(data: &str) -> Event {
     match serde_json::from_str::<StreamEvent>(data) {
         Ok(e) => Event::Stream(e),
         Err(parse) => match serde_json::from_str::<ErrorResponse>(data) {
-            Ok(e) => Event::Error(provider_stream_error(&e.message)),
-            Err(_) => Event::Error(stream_error(&format!(
+            Ok(e) => Event::ProviderError(provider_stream_error(&e.message)),
+            Err(_) => Event::Malformed(stream_error(&format!(
                 "the provider sent a malformed stream event: {parse}"
             ))),
         },
@@ -88,22 +93,13 @@ fn provider_stream_error(message: &str) -> GatewayError {
     GatewayError::new(ErrorKind::Overloaded, message).with_status(503)
 }
 
-/// A gateway-made stream failure (the status is not seen: the 200 is already sent).
-fn stream_error(message: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::Api, message)
-        .with_status(502)
-        .with_code("stream_error")
-}
-
-/// Judges the start of a streamed 200: `Fail` when its first event is an error, or a
+/// Judges the start of a streamed 200: `Fail` when its first event is Cohere's error, or a
 /// `message-end` that failed with nothing produced, with a status Envoy can retry on;
-/// `Proceed` on anything else.
+/// `Proceed` on anything else (a malformed event included: `push` reports it).
 pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
     let verdict = scan_first_event(buffered, |event| match parse_event(event.data) {
         Event::Nothing => None,
-        Event::Error(e) if e.code.is_none() => {
-            Some(StreamPreamble::Fail(TranslatedResponse::error(&e)))
-        }
+        Event::ProviderError(e) => Some(StreamPreamble::Fail(TranslatedResponse::error(&e))),
         Event::Stream(StreamEvent::MessageStart { .. }) => None,
         Event::Stream(StreamEvent::MessageEnd { delta }) => {
             let reason = delta.finish_reason.as_deref().unwrap_or("COMPLETE");
@@ -153,7 +149,7 @@ impl CohereStream {
         self.decoder.feed(chunk, |event| {
             match parse_event(event.data) {
                 Event::Nothing => {}
-                Event::Error(e) => state.fail(out, &e),
+                Event::ProviderError(e) | Event::Malformed(e) => state.fail(out, &e),
                 Event::Stream(e) => state.on_event(e, out),
             }
             if state.done {
@@ -165,9 +161,8 @@ impl CohereStream {
         if state.done {
             return;
         }
-        if let Some(SseError::EventTooLarge { limit }) = self.decoder.error() {
-            let message = format!("the provider sent a stream event larger than {limit} bytes");
-            state.fail(out, &stream_error(&message));
+        if let Some(e) = oversized_event_error(&self.decoder) {
+            state.fail(out, &e);
             return;
         }
         if end_of_stream {
