@@ -183,6 +183,22 @@ pub fn stream_error(message: &str) -> GatewayError {
         .with_code("stream_error")
 }
 
+/// Why a stream with an end event (Anthropic, Cohere) that has not reached it must stop:
+/// the decoder gave up on an oversized event, or the body ended. At `end_of_stream` the
+/// decoder is finished.
+pub fn unfinished_stream_error(
+    decoder: &mut SseDecoder,
+    end_of_stream: bool,
+) -> Option<GatewayError> {
+    if let Some(e) = oversized_event_error(decoder) {
+        return Some(e);
+    }
+    end_of_stream.then(|| {
+        decoder.finish();
+        stream_error("the provider's stream ended before completion")
+    })
+}
+
 /// The stream error for a decoder that gave up on an event larger than its limit.
 pub fn oversized_event_error(decoder: &SseDecoder) -> Option<GatewayError> {
     match decoder.error() {

@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::openai::{
     write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ToolCallDeltaRef, DONE_EVENT,
 };
-use crate::provider::common::{oversized_event_error, stream_error};
+use crate::provider::common::{stream_error, unfinished_stream_error};
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
@@ -161,16 +161,8 @@ impl CohereStream {
         if state.done {
             return;
         }
-        if let Some(e) = oversized_event_error(&self.decoder) {
+        if let Some(e) = unfinished_stream_error(&mut self.decoder, end_of_stream) {
             state.fail(out, &e);
-            return;
-        }
-        if end_of_stream {
-            self.decoder.finish();
-            state.fail(
-                out,
-                &stream_error("the provider's stream ended before completion"),
-            );
         }
     }
 
