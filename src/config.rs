@@ -1210,6 +1210,23 @@ mod tests {
         assert!(!studio.options.drop_params);
     }
 
+    /// Cohere deployments (`cohere/<model>`) get Cohere's endpoint.
+    #[test]
+    fn cohere_prefix_and_endpoint() {
+        let c = cfg(json!({
+            "model_list": [
+                {"model_name": "command", "litellm_params": {"model": "cohere/command-a-03-2025", "api_key": "os.environ/COHERE_API_KEY"}}
+            ],
+            "general_settings": {"master_key": "sk-x"}
+        }))
+        .unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(d.provider, ProviderKind::Cohere);
+        assert_eq!(d.upstream_model, "command-a-03-2025");
+        assert_eq!(d.endpoint.host, "api.cohere.com");
+        assert_eq!(d.endpoint.base_path, "");
+    }
+
     /// `rate_limit_service`: defaults, and errors that name the field.
     #[test]
     fn rate_limit_service() {

@@ -341,6 +341,11 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   video price (audio costs more); no cache-write price (implicit caching; explicit caches
 ///   also bill storage per hour, which is not per token). Promotional rates (Gemini 3.7 and
 ///   3.8 Flash) are left out rather than expire silently.
+/// - **Cohere**, <https://cohere.com/pricing> and
+///   <https://docs.cohere.com/docs/how-does-cohere-pricing-work>, taken 2026-12-07. Priced
+///   on `usage.billed_units`, the counts the Cohere translator reports; no cache prices.
+///   Cohere's dated names (`-03-2025`) carry no version suffix [`lookup`] strips, so each
+///   snapshot is listed.
 static TABLE: &[(&str, Rates)] = &[
     ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
     ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
@@ -364,6 +369,10 @@ static TABLE: &[(&str, Rates)] = &[
     ("claude-sonnet-4-6", anthropic(3.00, 0.30, 3.75, 15.00)),
     ("claude-sonnet-5", anthropic(2.00, 0.20, 2.50, 10.00)),
     ("claude-sonnet-5-5", anthropic(2.00, 0.10, 2.50, 10.00)),
+    ("command-a-03-2025", p(2.50, 2.50, 10.00)),
+    ("command-r-08-2024", p(0.15, 0.15, 0.60)),
+    ("command-r-plus-08-2024", p(2.50, 2.50, 10.00)),
+    ("command-r7b-12-2024", p(0.0375, 0.0375, 0.15)),
     ("gemini-2.5-flash", p(0.30, 0.03, 2.50)),
     ("gemini-2.5-flash-lite", p(0.10, 0.01, 0.40)),
     ("gemini-2.5-pro", p(1.25, 0.125, 10.00)),

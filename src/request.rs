@@ -211,15 +211,7 @@ fn check_parameters(request: &ChatRequest) -> Result<(), GatewayError> {
     }
     if let Some(tools) = &request.tools {
         for (i, t) in tools.iter().enumerate() {
-            if t.kind != "function" {
-                return Err(GatewayError::invalid_param(
-                    format!("tools[{i}].type"),
-                    format!(
-                        "tools[{i}].type `{}` is not supported; use `function`",
-                        t.kind
-                    ),
-                ));
-            }
+            crate::provider::common::check_function_tool(i, t)?;
             if t.function.name.is_empty() {
                 return Err(GatewayError::invalid_param(
                     format!("tools[{i}].function.name"),

@@ -13,6 +13,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("openai-compatible", "openai"),
     ("anthropic", "anthropic"),
     ("gemini", "gemini"),
+    ("cohere", "cohere"),
 ];
 
 /// Rows the matrix must have (a row matches when its feature cell contains the text).

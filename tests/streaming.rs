@@ -68,6 +68,7 @@ impl Case {
             ProviderKind::Anthropic => ("claude-sonnet-4-5", "", "sk-ant-test"),
             ProviderKind::OpenAi => ("gpt-4o-2024-08-06", "/v1", "sk-test"),
             ProviderKind::Gemini => ("gemini-2.5-flash", "", "AIza-test-key"),
+            ProviderKind::Cohere => ("command-a-03-2025", "", "co-test-key"),
         };
         let target = Target {
             upstream_model: model,
@@ -391,7 +392,7 @@ macro_rules! fixture_tests {
         #[test]
         fn every_fixture_is_tested() {
             let listed = [$(format!("{}/{}", ProviderKind::$provider.name(), $case)),*];
-            for provider in [ProviderKind::Anthropic, ProviderKind::OpenAi, ProviderKind::Gemini] {
+            for provider in ProviderKind::ALL.iter().copied() {
                 for case in load(provider) {
                     assert!(listed.contains(&case.name), "{} has no test", case.name);
                 }
@@ -435,15 +436,21 @@ fixture_tests! {
     gemini_malformed_function_call: Gemini / "stream_malformed_function_call";
     gemini_truncated: Gemini / "stream_truncated";
     gemini_malformed_event: Gemini / "stream_malformed_event";
+    cohere_text: Cohere / "stream_text";
+    cohere_text_usage: Cohere / "stream_text_usage";
+    cohere_tool_calls: Cohere / "stream_tool_calls";
+    cohere_thinking: Cohere / "stream_thinking";
+    cohere_max_tokens: Cohere / "stream_max_tokens";
+    cohere_first_error: Cohere / "stream_first_error";
+    cohere_mid_error: Cohere / "stream_mid_error";
+    cohere_generation_error: Cohere / "stream_generation_error";
+    cohere_truncated: Cohere / "stream_truncated";
+    cohere_malformed: Cohere / "stream_malformed";
 }
 
 #[test]
 fn preamble_consumes_nothing() {
-    for provider in [
-        ProviderKind::Anthropic,
-        ProviderKind::OpenAi,
-        ProviderKind::Gemini,
-    ] {
+    for provider in ProviderKind::ALL.iter().copied() {
         for case in load(provider) {
             check_preamble_consumes_nothing(&case);
         }

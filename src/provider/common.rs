@@ -6,7 +6,21 @@ use serde_json::Value;
 use super::ProviderOptions;
 use crate::error::GatewayError;
 use crate::json_path;
-use crate::openai::{ChatRequest, ResponseFormat};
+use crate::openai::{ChatRequest, ContentPart, ResponseFormat, Tool};
+use crate::sse::{SseDecoder, SseError};
+
+/// A translated request and what the response side must remember (Gemini, Cohere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslatedRequest {
+    /// The provider's JSON body.
+    pub body: Vec<u8>,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// The client asked for a usage chunk (`stream_options.include_usage`).
+    pub client_wants_usage: bool,
+    /// Parameters left out under the deployment's `drop_params`.
+    pub dropped: Vec<String>,
+}
 
 /// The request's `response_format`, `None` when absent or null; a malformed one is a 400
 /// naming the field inside it.
@@ -82,6 +96,132 @@ pub fn split_thought_signature(id: &str) -> (&str, Option<&str>) {
         Some((base, signature)) if !signature.is_empty() => (base, Some(signature)),
         Some((base, _)) => (base, None),
         None => (id, None),
+    }
+}
+
+/// The thinking token budget for `reasoning_effort`, shared by the providers that take a
+/// budget (Gemini, Cohere); `None` for `none` (thinking off). An unknown effort is a 400.
+pub fn reasoning_budget(effort: &str) -> Result<Option<u64>, GatewayError> {
+    Ok(Some(match effort {
+        "none" => return Ok(None),
+        "minimal" => 512,
+        "low" => 1024,
+        "medium" => 8192,
+        "high" => 24576,
+        other => {
+            return Err(GatewayError::invalid_param(
+                "reasoning_effort",
+                format!(
+                    "`reasoning_effort` `{other}` is not supported; use minimal, low, medium, high or none"
+                ),
+            ))
+        }
+    }))
+}
+
+/// The stop sequences without empty strings (providers reject them); an all-empty list is
+/// no list.
+pub fn stop_sequences(chat: &ChatRequest) -> Option<Vec<String>> {
+    chat.stop
+        .clone()
+        .map(|s| {
+            s.into_vec()
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// Refuses a tool that is not a function, naming `tools[i].type`.
+pub fn check_function_tool(i: usize, tool: &Tool) -> Result<(), GatewayError> {
+    if tool.kind == "function" {
+        return Ok(());
+    }
+    Err(GatewayError::invalid_param(
+        format!("tools[{i}].type"),
+        format!(
+            "tools[{i}].type `{}` is not supported; use `function`",
+            tool.kind
+        ),
+    ))
+}
+
+/// The text of a `text` part `j` of message `i`, or a 400 naming it.
+pub fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
+    p.text
+        .as_ref()
+        .map(|t| t.text().into_owned())
+        .ok_or_else(|| {
+            GatewayError::invalid_param(
+                format!("messages[{i}].content[{j}].text"),
+                format!("messages[{i}].content[{j}] has type `text` but no `text`"),
+            )
+        })
+}
+
+/// A 400 naming the type of part `j` of message `i`, and why it cannot be sent.
+pub fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
+    GatewayError::invalid_param(
+        format!("messages[{i}].content[{j}].type"),
+        format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
+    )
+}
+
+/// `chatcmpl-<id>` from the provider's answer id, or `fallback` when it sent none.
+pub fn completion_id(id: Option<&str>, fallback: &str) -> String {
+    match id.filter(|id| !id.is_empty()) {
+        Some(id) => format!("chatcmpl-{id}"),
+        None => fallback.to_string(),
+    }
+}
+
+/// A gateway-made stream failure (the status is not seen once the 200 is sent).
+pub fn stream_error(message: &str) -> GatewayError {
+    GatewayError::new(crate::error::ErrorKind::Api, message)
+        .with_status(502)
+        .with_code("stream_error")
+}
+
+/// Why a stream with an end event (Anthropic, Cohere) that has not reached it must stop:
+/// the decoder gave up on an oversized event, or the body ended. At `end_of_stream` the
+/// decoder is finished.
+pub fn unfinished_stream_error(
+    decoder: &mut SseDecoder,
+    end_of_stream: bool,
+) -> Option<GatewayError> {
+    if let Some(e) = oversized_event_error(decoder) {
+        return Some(e);
+    }
+    end_of_stream.then(|| {
+        decoder.finish();
+        stream_error("the provider's stream ended before completion")
+    })
+}
+
+/// The stream error for a decoder that gave up on an event larger than its limit.
+pub fn oversized_event_error(decoder: &SseDecoder) -> Option<GatewayError> {
+    match decoder.error() {
+        Some(SseError::EventTooLarge { limit }) => Some(stream_error(&format!(
+            "the provider sent a stream event larger than {limit} bytes"
+        ))),
+        _ => None,
+    }
+}
+
+/// Longest part of a non-JSON error body quoted back to the client.
+const SNIPPET_CHARS: usize = 200;
+
+/// The message for an error body that is not the provider's JSON (an HTML page from a
+/// proxy, plain text): its first words, whitespace collapsed.
+pub fn unparsed_error_message(upstream_status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let snippet: String = words.join(" ").chars().take(SNIPPET_CHARS).collect();
+    if snippet.is_empty() {
+        format!("the provider answered {upstream_status} with an empty body")
+    } else {
+        format!("the provider answered {upstream_status}: {snippet}")
     }
 }
 

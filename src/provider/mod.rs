@@ -6,6 +6,7 @@
 //! bytes and returns bytes, headers and usage, which the shell applies.
 
 pub mod anthropic;
+pub mod cohere;
 pub mod common;
 pub mod gemini;
 pub mod openai_compatible;
@@ -26,6 +27,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Google Gemini API (AI Studio, `generativelanguage.googleapis.com`).
     Gemini,
+    /// Cohere v2 Chat API (`api.cohere.com`).
+    Cohere,
 }
 
 impl ProviderKind {
@@ -34,6 +37,7 @@ impl ProviderKind {
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
+        ProviderKind::Cohere,
     ];
 
     /// The name used in configs, metrics and headers.
@@ -42,6 +46,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Cohere => "cohere",
         }
     }
 
@@ -53,6 +58,7 @@ impl ProviderKind {
             }
             "anthropic" => Some(ProviderKind::Anthropic),
             "gemini" | "google_ai_studio" => Some(ProviderKind::Gemini),
+            "cohere" | "cohere_chat" => Some(ProviderKind::Cohere),
             _ => None,
         }
     }
@@ -63,6 +69,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "https://api.openai.com/v1",
             ProviderKind::Anthropic => "https://api.anthropic.com",
             ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
+            ProviderKind::Cohere => "https://api.cohere.com",
         }
     }
 }
@@ -311,6 +318,7 @@ fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
         ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
         ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
         ProviderKind::Gemini => Box::new(gemini::GeminiTranslator::default()),
+        ProviderKind::Cohere => Box::new(cohere::CohereTranslator::default()),
     }
 }
 

@@ -74,12 +74,24 @@ pub fn gemini_target() -> Target<'static> {
     }
 }
 
+/// The Cohere deployment every Cohere case is translated for.
+pub fn cohere_target() -> Target<'static> {
+    Target {
+        upstream_model: "command-a-03-2025",
+        base_path: "",
+        api_key: Some("co-test-key"),
+        now_unix_secs: NOW,
+        options: &OPTIONS,
+    }
+}
+
 /// The fixed target of each provider (a new provider must name its own here).
 pub fn target_for(kind: ProviderKind) -> Target<'static> {
     match kind {
         ProviderKind::OpenAi => openai_target(),
         ProviderKind::Anthropic => anthropic_target(),
         ProviderKind::Gemini => gemini_target(),
+        ProviderKind::Cohere => cohere_target(),
     }
 }
 

@@ -6,7 +6,8 @@ wire format over HTTP/1.1 with keep-alive:
 * :class:`OpenAIFake`    -- ``POST /v1/chat/completions`` (OpenAI and compatible servers)
 * :class:`AnthropicFake` -- ``POST /v1/messages`` (Anthropic Messages API)
 * :class:`GeminiFake`    -- ``POST /v1beta/models/{model}:generateContent`` and
-  ``:streamGenerateContent?alt=sse`` (not wired into the gateway yet)
+  ``:streamGenerateContent?alt=sse``
+* :class:`CohereFake`    -- ``POST /v2/chat`` (Cohere v2 Chat API, JSON and SSE)
 
 Every request is recorded (:class:`Recorded`: method, path, lower-cased headers, raw body,
 parsed JSON, how the body was framed). Answers come from a script: tests enqueue
@@ -46,6 +47,10 @@ __all__ = [
     "OpenAIFake",
     "AnthropicFake",
     "GeminiFake",
+    "CohereFake",
+    "cohere_message",
+    "cohere_stream",
+    "cohere_error",
     "openai_completion",
     "openai_chunk",
     "openai_stream",
@@ -771,6 +776,111 @@ class GeminiFake(FakeProvider):
                 events.append(Event(chunk))
             return Reply.sse(events)
         return Reply(json=gemini_response(answer, model=model))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cohere v2 Chat (https://docs.cohere.com/reference/chat, .../chat-stream)
+
+
+def cohere_usage(input_tokens: int = 9, output_tokens: int = 5) -> dict:
+    """`usage` as Cohere reports it: billed units (what is charged) and processed tokens,
+    which add the prompt template."""
+    return {"billed_units": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "tokens": {"input_tokens": input_tokens + 200, "output_tokens": output_tokens},
+            "cached_tokens": 0}
+
+
+def cohere_message(text: Optional[str] = "Hello!", tool_calls: Optional[list] = None,
+                   tool_plan: Optional[str] = None, finish_reason: str = "COMPLETE",
+                   id: str = "c0c0c0c0-0000-4000-8000-000000000001", usage: Optional[dict] = None) -> dict:
+    message: dict = {"role": "assistant"}
+    if text is not None:
+        message["content"] = [{"type": "text", "text": text}]
+    if tool_plan is not None:
+        message["tool_plan"] = tool_plan
+    if tool_calls:
+        message["tool_calls"] = [{"id": c.get("id", f"{c['name']}_{i}"), "type": "function",
+                                  "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+                                 for i, c in enumerate(tool_calls)]
+    return {"id": id, "finish_reason": finish_reason, "message": message, "usage": usage or cohere_usage()}
+
+
+def cohere_event(kind: str, **fields: Any) -> Event:
+    return Event({"type": kind, **fields}, event=kind)
+
+
+def cohere_stream(text: str = "Hello there!", tool_calls: Optional[list] = None,
+                  finish_reason: str = "COMPLETE", id: str = "c0c0c0c0-0000-4000-8000-000000000002",
+                  usage: Optional[dict] = None) -> list:
+    """A v2 chat stream: message-start, one content block in pieces (or tool calls with
+    their arguments in two pieces), message-end with usage."""
+    events = [cohere_event("message-start", id=id, delta={"message": {
+        "role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}})]
+    if text:
+        events.append(cohere_event("content-start", index=0,
+                                   delta={"message": {"content": {"type": "text", "text": ""}}}))
+        for piece in _pieces(text):
+            events.append(cohere_event("content-delta", index=0,
+                                       delta={"message": {"content": {"text": piece}}}))
+        events.append(cohere_event("content-end", index=0))
+    for i, c in enumerate(tool_calls or []):
+        args = json.dumps(c.get("arguments", {}))
+        events.append(cohere_event("tool-call-start", index=i, delta={"message": {"tool_calls": {
+            "id": c.get("id", f"{c['name']}_{i}"), "type": "function",
+            "function": {"name": c["name"], "arguments": ""}}}}))
+        half = len(args) // 2
+        for piece in (args[:half], args[half:]):
+            events.append(cohere_event("tool-call-delta", index=i,
+                                       delta={"message": {"tool_calls": {"function": {"arguments": piece}}}}))
+        events.append(cohere_event("tool-call-end", index=i))
+    events.append(cohere_event("message-end", delta={"finish_reason": finish_reason,
+                                                     "usage": usage or cohere_usage()}))
+    return events
+
+
+def cohere_error(status: int, message: str) -> Reply:
+    return Reply(status=status, json={"id": "e0e0e0e0-0000-4000-8000-000000000000", "message": message})
+
+
+class CohereFake(FakeProvider):
+    """Cohere v2 Chat API: ``POST /v2/chat`` with ``Authorization: Bearer``."""
+
+    kind = "cohere"
+
+    def routes(self, rec: Recorded) -> Optional[str]:
+        if rec.method == "POST" and rec.path == "/v2/chat":
+            return "chat"
+        return None
+
+    def not_found(self, rec: Recorded) -> Reply:
+        return cohere_error(404, f"no route {rec.method} {rec.path}")
+
+    def auth_problem(self, rec: Recorded) -> Optional[Reply]:
+        if self.api_key is None:
+            return None
+        if rec.headers.get("authorization") != f"Bearer {self.api_key}":
+            return cohere_error(401, "invalid api token")
+        return None
+
+    def default_reply(self, rec: Recorded) -> Reply:
+        body = rec.json
+        if not isinstance(body, dict):
+            return cohere_error(400, "invalid request: body must be a JSON object")
+        for f in ("model", "messages"):
+            if f not in body:
+                return cohere_error(400, f"invalid request: {f} is required")
+        msgs = body["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            return cohere_error(400, "invalid request: messages must not be empty")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+                return cohere_error(400, f"invalid request: messages[{i}].role must be system, user, assistant or tool")
+        text = f"echo: {last_user_text(msgs)}"
+        n = self._next_id()
+        mid = f"c0c0c0c0-0000-4000-8000-{n:012d}"
+        if body.get("stream") is True:
+            return Reply.sse(cohere_stream(text, id=mid))
+        return Reply(json=cohere_message(text, id=mid))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ use crate::openai::{
     ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
-    split_thought_signature, ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_data_url,
+    parse_response_format, split_thought_signature, stop_sequences, ParamPolicy,
 };
 use crate::provider::Target;
 use serde_json::{Map, Value};
@@ -124,16 +124,7 @@ pub fn translate_chat(
         }
     }
     // Anthropic rejects empty stop sequences; an all-empty list is no list.
-    let stop_sequences = chat
-        .stop
-        .clone()
-        .map(|s| {
-            s.into_vec()
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty());
+    let stop_sequences = stop_sequences(chat);
     let thinking = budget.map(|budget_tokens| ThinkingConfig::Enabled { budget_tokens });
     let (temperature, top_p) = if thinking.is_some() {
         (None, None)
@@ -692,15 +683,7 @@ fn map_tools(
 ) -> Result<(Option<Vec<ToolParam>>, Option<ToolChoiceParam>), GatewayError> {
     let mut tools = Vec::new();
     for (i, t) in chat.tools.iter().flatten().enumerate() {
-        if t.kind != "function" {
-            return Err(GatewayError::invalid_param(
-                format!("tools[{i}].type"),
-                format!(
-                    "tools[{i}].type `{}` is not supported; use `function`",
-                    t.kind
-                ),
-            ));
-        }
+        check_function_tool(i, t)?;
         tools.push(ToolParam {
             name: t.function.name.clone(),
             description: t.function.description.clone(),

@@ -19,6 +19,7 @@ use crate::openai::{
     write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ThinkingBlockRef, ToolCallDeltaRef,
     DONE_EVENT,
 };
+use crate::provider::common::{stream_error, unfinished_stream_error};
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, SseEventRef, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
@@ -115,17 +116,8 @@ impl AnthropicStream {
         if state.done {
             return;
         }
-        if let Some(crate::sse::SseError::EventTooLarge { limit }) = self.decoder.error() {
-            let message = format!("the provider sent a stream event larger than {limit} bytes");
-            state.fail(out, &stream_error(&message));
-            return;
-        }
-        if end_of_stream {
-            self.decoder.finish();
-            state.fail(
-                out,
-                &stream_error("the provider's stream ended before completion"),
-            );
+        if let Some(e) = unfinished_stream_error(&mut self.decoder, end_of_stream) {
+            state.fail(out, &e);
         }
     }
 
@@ -177,13 +169,6 @@ pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
         None if end_of_stream || buffered.len() >= PREAMBLE_SCAN_LIMIT => StreamPreamble::Proceed,
         None => StreamPreamble::NeedMore,
     }
-}
-
-/// A gateway-made stream failure (the status is not seen: the 200 is already sent).
-fn stream_error(message: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::Api, message)
-        .with_status(502)
-        .with_code("stream_error")
 }
 
 /// The provider's own error, keeping its type as `code`.

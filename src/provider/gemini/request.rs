@@ -43,54 +43,32 @@ use crate::openai::{
     ChatRequest, Content as ChatContent, ContentPart, Message, Role, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_logprobs_and_bias, parse_chat_request, parse_data_url, parse_response_format,
-    split_thought_signature, ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_data_url,
+    parse_response_format, part_text, part_type_error, reasoning_budget, split_thought_signature,
+    stop_sequences, ParamPolicy,
 };
 use crate::provider::Target;
 
-/// The translated request and what the response side must remember.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslatedRequest {
-    /// Gemini JSON body.
-    pub body: Vec<u8>,
-    /// The client asked for a stream.
-    pub stream: bool,
-    /// The client asked for a usage chunk (`stream_options.include_usage`).
-    pub client_wants_usage: bool,
-    /// Parameters left out under the deployment's `drop_params`.
-    pub dropped: Vec<String>,
-}
+pub use crate::provider::common::TranslatedRequest;
 
 /// Gemini's roles.
 const USER: &str = "user";
 const MODEL: &str = "model";
 
-/// The thinking budget for `reasoning_effort`.
+/// The thinking budget for `reasoning_effort`; `none` sets it to 0.
 fn thinking_config(effort: Option<&str>) -> Result<Option<ThinkingConfig>, GatewayError> {
-    let budget = match effort {
-        None => return Ok(None),
-        Some("none") => {
-            return Ok(Some(ThinkingConfig {
-                include_thoughts: None,
-                thinking_budget: Some(0),
-            }))
-        }
-        Some("minimal") => 512,
-        Some("low") => 1024,
-        Some("medium") => 8192,
-        Some("high") => 24576,
-        Some(other) => {
-            return Err(GatewayError::invalid_param(
-                "reasoning_effort",
-                format!(
-                    "`reasoning_effort` `{other}` is not supported; use minimal, low, medium, high or none"
-                ),
-            ))
-        }
+    let Some(effort) = effort else {
+        return Ok(None);
     };
-    Ok(Some(ThinkingConfig {
-        include_thoughts: Some(true),
-        thinking_budget: Some(budget),
+    Ok(Some(match reasoning_budget(effort)? {
+        None => ThinkingConfig {
+            include_thoughts: None,
+            thinking_budget: Some(0),
+        },
+        Some(budget) => ThinkingConfig {
+            include_thoughts: Some(true),
+            thinking_budget: Some(budget),
+        },
     }))
 }
 
@@ -122,18 +100,8 @@ pub fn translate_chat(
     }
     let (tools, tool_config) = map_tools(chat, &mut policy)?;
     let (response_mime_type, response_json_schema) = response_format(chat)?;
-    let stop_sequences = chat
-        .stop
-        .clone()
-        .map(|s| {
-            s.into_vec()
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty());
     let generation_config = GenerationConfig {
-        stop_sequences,
+        stop_sequences: stop_sequences(chat),
         response_mime_type,
         response_json_schema,
         candidate_count: chat.n.filter(|n| *n > 1),
@@ -419,25 +387,6 @@ fn tool_result_parts(
     Ok(parts)
 }
 
-fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<String, GatewayError> {
-    p.text
-        .as_ref()
-        .map(|t| t.text().into_owned())
-        .ok_or_else(|| {
-            GatewayError::invalid_param(
-                format!("messages[{i}].content[{j}].text"),
-                format!("messages[{i}].content[{j}] has type `text` but no `text`"),
-            )
-        })
-}
-
-fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
-    GatewayError::invalid_param(
-        format!("messages[{i}].content[{j}].type"),
-        format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
-    )
-}
-
 fn inline(mime_type: String, data: String) -> Part {
     Part {
         inline_data: Some(Blob { mime_type, data }),
@@ -585,15 +534,7 @@ fn map_tools(
 ) -> Result<(Option<Vec<Tool>>, Option<ToolConfig>), GatewayError> {
     let mut declarations = Vec::new();
     for (i, t) in chat.tools.iter().flatten().enumerate() {
-        if t.kind != "function" {
-            return Err(GatewayError::invalid_param(
-                format!("tools[{i}].type"),
-                format!(
-                    "tools[{i}].type `{}` is not supported; use `function`",
-                    t.kind
-                ),
-            ));
-        }
+        check_function_tool(i, t)?;
         // Gemini's schema dialect differs: this translation looks inside the schema.
         let parameters = match &t.function.parameters {
             Some(raw) => Some(raw.to_value().map_err(|e| {

@@ -136,10 +136,7 @@ pub fn usage_from_gemini(u: &UsageMetadata) -> Usage {
 
 /// `chatcmpl-<responseId>`, or a fixed id when Gemini sent none.
 pub fn completion_id(response_id: Option<&str>) -> String {
-    match response_id.filter(|id| !id.is_empty()) {
-        Some(id) => format!("chatcmpl-{id}"),
-        None => "chatcmpl-gemini".to_string(),
-    }
+    crate::provider::common::completion_id(response_id, "chatcmpl-gemini")
 }
 
 /// The OpenAI id of the `n`-th call (0-based, counted over the whole response), with the

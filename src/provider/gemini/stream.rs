@@ -19,7 +19,7 @@ use super::response::{
     tool_call_id, usage_from_gemini, Finish,
 };
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, UsageMetadata};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 use crate::json_path;
 use std::ops::ControlFlow;
 
@@ -27,8 +27,9 @@ use crate::openai::{
     write_chunk, write_error_event, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta,
     CHUNK_OBJECT, DONE_EVENT,
 };
+use crate::provider::common::{oversized_event_error, stream_error};
 use crate::provider::{StreamPreamble, TranslatedResponse};
-use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
+use crate::sse::{scan_first_event, SseDecoder, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 use serde_json::Value;
 
@@ -164,13 +165,6 @@ fn may_have_top_level_key(json: &[u8], key: &[u8]) -> bool {
     false
 }
 
-/// A gateway-made stream failure (the status is not seen once the 200 is sent).
-fn stream_error(message: &str) -> GatewayError {
-    GatewayError::new(ErrorKind::Api, message)
-        .with_status(502)
-        .with_code("stream_error")
-}
-
 /// The error a candidate's finish stands for, when it failed without producing anything.
 fn candidate_failure(candidate: &Candidate, produced: bool) -> Option<GatewayError> {
     let reason = candidate.finish_reason.as_deref()?;
@@ -283,9 +277,8 @@ impl GeminiStream {
         if state.done {
             return;
         }
-        if let Some(SseError::EventTooLarge { limit }) = self.decoder.error() {
-            let message = format!("the provider sent a stream event larger than {limit} bytes");
-            state.fail(out, &stream_error(&message));
+        if let Some(e) = oversized_event_error(&self.decoder) {
+            state.fail(out, &e);
             return;
         }
         if end_of_stream {

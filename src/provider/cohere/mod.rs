@@ -1,0 +1,118 @@
+//! Cohere v2 Chat API: `POST /v2/chat`, streamed with `"stream": true`.
+//!
+//! Reference: <https://docs.cohere.com/reference/chat> and
+//! <https://docs.cohere.com/reference/chat-stream>. Wire types live in `schema`, the
+//! OpenAI → Cohere request mapping in `request`, the answer mapping (tool plans,
+//! citations, billed usage, failed generations) in `response`, and the incremental stream
+//! translation in `stream`. The key travels as `Authorization: Bearer`.
+
+pub mod request;
+pub mod response;
+pub mod schema;
+pub mod stream;
+
+use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+use crate::usage::Usage;
+
+/// Translator for Cohere deployments.
+#[derive(Debug, Default)]
+pub struct CohereTranslator {
+    stream: Option<stream::CohereStream>,
+    now_unix_secs: u64,
+    model: String,
+}
+
+/// The chat endpoint under the deployment's base path; a base that already ends with
+/// `/v2` is used as is.
+pub fn endpoint_path(base_path: &str) -> String {
+    let base = base_path.trim_end_matches('/');
+    if base.ends_with("/v2") {
+        join_path(base, "/chat")
+    } else {
+        join_path(base, "/v2/chat")
+    }
+}
+
+impl Translator for CohereTranslator {
+    fn request_parsed(
+        &mut self,
+        _body: &[u8],
+        chat: &ChatRequest,
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        let translated = request::translate_chat(chat, target)?;
+        self.now_unix_secs = target.now_unix_secs;
+        self.model = target.upstream_model.to_string();
+        self.stream = translated.stream.then(|| {
+            stream::CohereStream::new(
+                translated.client_wants_usage,
+                target.now_unix_secs,
+                target.upstream_model,
+            )
+        });
+        let headers = target
+            .api_key
+            .map(|key| vec![("authorization", format!("Bearer {key}"))])
+            .unwrap_or_default();
+        Ok(UpstreamRequest {
+            path: endpoint_path(target.base_path),
+            headers,
+            body: translated.body,
+            dropped: translated.dropped,
+        })
+    }
+
+    fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
+        let status = self.response_status(upstream_status);
+        response::translate_response(
+            upstream_status,
+            status,
+            body,
+            self.now_unix_secs,
+            &self.model,
+        )
+    }
+
+    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+        if let Some(s) = self.stream.as_mut() {
+            s.push(chunk, end_of_stream, out);
+        }
+    }
+
+    fn stream_usage(&self) -> Option<Usage> {
+        self.stream.as_ref().and_then(|s| s.usage())
+    }
+
+    fn stream_buffered_bytes(&self) -> usize {
+        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
+    }
+
+    /// A stream that opens with an error, or with a generation that failed before
+    /// producing anything, answers that error with its own status.
+    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        match self.stream {
+            Some(_) => stream::preamble(buffered, end_of_stream),
+            None => StreamPreamble::Proceed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/v2/chat` added once, whatever the base.
+    #[test]
+    fn paths() {
+        assert_eq!(endpoint_path(""), "/v2/chat");
+        assert_eq!(endpoint_path("/"), "/v2/chat");
+        assert_eq!(endpoint_path("/v2"), "/v2/chat");
+        assert_eq!(endpoint_path("/proxy/v2/"), "/proxy/v2/chat");
+    }
+}
