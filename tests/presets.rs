@@ -171,3 +171,30 @@ fn a_prefix_and_a_key_make_a_deployment() {
         }
     }
 }
+
+/// DeepSeek reports cache hits as `prompt_cache_hit_tokens`: they are accounted as cache
+/// reads, in an answer and in a stream's usage chunk.
+#[test]
+fn deepseek_cache_hits_are_cache_reads() {
+    let case = fixtures_dir().join("deepseek/cache_hit_usage/upstream_response.json");
+    let answer = std::fs::read(case).unwrap();
+    let target = target_for(ProviderKind::DeepSeek);
+    let mut t = translator_for(ProviderKind::DeepSeek);
+    t.request(br#"{"model":"m","messages":[]}"#, &target)
+        .unwrap();
+    let usage = t.response(200, &answer).usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.cache_read_tokens), (1600, 1536));
+
+    let mut t = translator_for(ProviderKind::DeepSeek);
+    t.request(br#"{"model":"m","messages":[],"stream":true}"#, &target)
+        .unwrap();
+    let mut out = Vec::new();
+    t.stream(
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n\
+          data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1600,\"completion_tokens\":3,\"total_tokens\":1603,\"prompt_cache_hit_tokens\":1536,\"prompt_cache_miss_tokens\":64}}\n\n\
+          data: [DONE]\n\n",
+        true,
+        &mut out,
+    );
+    assert_eq!(t.stream_usage().unwrap().cache_read_tokens, 1536);
+}

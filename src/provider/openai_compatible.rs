@@ -436,9 +436,8 @@ impl Translator for OpenAiTranslator {
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         let provider = self.provider;
-        // A body that may hold a parameter the provider rejects takes the general way,
-        // which removes it (or refuses it by name).
-        let fast = !openai_family::may_hold_rejected(provider, body);
+        // A body the provider's quirks may change takes the general way, which applies them.
+        let fast = !openai_family::may_need_request_quirks(provider, body);
         let mut dropped = Vec::new();
         let forwarded = match std::str::from_utf8(body)
             .ok()
@@ -447,7 +446,7 @@ impl Translator for OpenAiTranslator {
         {
             Some(f) => f,
             None => forward_reparsed(body, target.upstream_model, |request| {
-                dropped = openai_family::remove_rejected(provider, target, request)?;
+                dropped = openai_family::apply_request_quirks(provider, target, request)?;
                 Ok(())
             })?,
         };
@@ -638,6 +637,9 @@ struct LenientUsage {
     prompt_tokens_details: Option<LenientPromptDetails>,
     #[serde(default)]
     completion_tokens_details: Option<LenientCompletionDetails>,
+    /// DeepSeek's cache hits, where others send `prompt_tokens_details.cached_tokens`.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -660,7 +662,10 @@ impl LenientUsage {
         Usage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
-            cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_read_tokens: prompt
+                .and_then(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0),
             cache_write_tokens: prompt.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
             cache_write_1h_tokens: 0,
             reasoning_tokens: self

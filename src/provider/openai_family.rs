@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::common::{logit_bias_set, ParamPolicy};
-use super::registry::{ProviderSpec, WireApi};
+use super::registry::{ProviderSpec, ToolCallIds, WireApi};
 use super::{join_path, Target};
 use crate::error::GatewayError;
 
@@ -40,13 +40,21 @@ pub fn credential_header(
     spec.credential.header(key)
 }
 
-/// True when the body may hold one of the provider's rejected parameters as a key: the
-/// common case (none) keeps the translator's fast path.
-pub fn may_hold_rejected(spec: &ProviderSpec, body: &[u8]) -> bool {
-    spec.quirks.rejected_params.iter().any(|param| {
-        let quoted = format!("\"{param}\"");
-        body.windows(quoted.len()).any(|w| w == quoted.as_bytes())
-    })
+/// True when `body` holds `"key"`.
+fn mentions(body: &[u8], key: &str) -> bool {
+    let quoted = format!("\"{key}\"");
+    body.windows(quoted.len()).any(|w| w == quoted.as_bytes())
+}
+
+/// True when the request may need one of the provider's request quirks (a rejected
+/// parameter, tool-call ids to map): the common case (none) keeps the translator's fast
+/// path.
+pub fn may_need_request_quirks(spec: &ProviderSpec, body: &[u8]) -> bool {
+    spec.quirks
+        .rejected_params
+        .iter()
+        .any(|p| mentions(body, p))
+        || (spec.quirks.tool_call_ids != ToolCallIds::Any && mentions(body, "tool_calls"))
 }
 
 /// True when `value` of `param` would change the answer; defaults (`n: 1`,
@@ -65,10 +73,11 @@ fn changes_answer(param: &str, value: &Value) -> bool {
     }
 }
 
-/// Removes the provider's rejected parameters from the request: one that would change the
-/// answer is refused by name (400, `unsupported_parameter`) unless the deployment drops
-/// parameters, and then reported as dropped; one set to a default is removed quietly.
-pub fn remove_rejected(
+/// Applies the provider's request quirks: its rejected parameters are removed (one that
+/// would change the answer is refused by name, 400 `unsupported_parameter`, unless the
+/// deployment drops parameters, and then reported as dropped; one set to a default is
+/// removed quietly), and tool-call ids are mapped to the form it accepts.
+pub fn apply_request_quirks(
     spec: &ProviderSpec,
     target: &Target<'_>,
     request: &mut Map<String, Value>,
@@ -81,7 +90,47 @@ pub fn remove_rejected(
             }
         }
     }
+    if spec.quirks.tool_call_ids == ToolCallIds::Alphanumeric9 {
+        if let Some(Value::Array(messages)) = request.get_mut("messages") {
+            messages.iter_mut().for_each(map_tool_call_ids);
+        }
+    }
     Ok(policy.into_dropped())
+}
+
+/// Maps the tool-call ids of one message (an assistant's calls, a tool result's id).
+fn map_tool_call_ids(message: &mut Value) {
+    if let Some(Value::String(id)) = message.get_mut("tool_call_id") {
+        *id = alphanumeric9(id);
+    }
+    if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+        for call in calls {
+            if let Some(Value::String(id)) = call.get_mut("id") {
+                *id = alphanumeric9(id);
+            }
+        }
+    }
+}
+
+/// `id` itself when it is nine of `a-z A-Z 0-9`, else nine such characters derived from it
+/// (FNV-1a, base 62): the same id always maps to the same one, so calls and their results
+/// still pair up.
+fn alphanumeric9(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    const DIGITS: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (0..9)
+        .map(|_| {
+            let digit = DIGITS.get((hash % 62) as usize).copied().unwrap_or(b'0');
+            hash /= 62;
+            char::from(digit)
+        })
+        .collect()
 }
 
 /// Renames the provider's reasoning field to `reasoning_content` in each choice's
@@ -185,6 +234,19 @@ mod tests {
         ] {
             assert!(changes_answer(p, &v), "{p}");
         }
+    }
+
+    /// Ids other than nine alphanumerics map to nine, stably; valid ones stay.
+    #[test]
+    fn tool_call_ids_for_mistral() {
+        assert_eq!(alphanumeric9("D681PevKs"), "D681PevKs");
+        let a = alphanumeric9("call_DdmO9pD3xa9XTPNJ32zg2hcA");
+        assert_eq!(a, alphanumeric9("call_DdmO9pD3xa9XTPNJ32zg2hcA"));
+        assert!(
+            a.len() == 9 && a.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{a}"
+        );
+        assert_ne!(a, alphanumeric9("call_other"));
     }
 
     /// `reasoning` becomes `reasoning_content`; an existing `reasoning_content` wins.

@@ -75,12 +75,25 @@ pub struct Quirks {
     /// The answer field that carries reasoning text when it is not `reasoning_content`
     /// (`reasoning`): renamed to `reasoning_content` in answers and stream deltas.
     pub reasoning_field: Option<&'static str>,
+    /// The tool-call ids it accepts in a conversation.
+    pub tool_call_ids: ToolCallIds,
+}
+
+/// Tool-call ids a provider accepts in the messages it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolCallIds {
+    /// Any string.
+    Any,
+    /// Exactly nine of `a-z A-Z 0-9` (Mistral): other ids (from another provider, earlier
+    /// in the conversation) are mapped to such ids, the same id always to the same one.
+    Alphanumeric9,
 }
 
 /// No quirks: OpenAI itself.
 pub const NO_QUIRKS: Quirks = Quirks {
     rejected_params: &[],
     reasoning_field: None,
+    tool_call_ids: ToolCallIds::Any,
 };
 
 /// A provider-owned `litellm_params` option.
@@ -249,6 +262,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["logit_bias", "logprobs", "top_logprobs"],
             reasoning_field: None,
+            tool_call_ids: ToolCallIds::Alphanumeric9,
         },
         example_model: "mistral-large-latest",
         reference: "https://docs.mistral.ai/api/#tag/chat/operation/chat_completion_v1_chat_completions_post",
@@ -264,6 +278,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["logit_bias", "logprobs", "top_logprobs", "n"],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "llama-3.3-70b-versatile",
         reference: "https://console.groq.com/docs/openai",
@@ -279,6 +294,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["logit_bias", "n"],
             reasoning_field: None,
+            ..NO_QUIRKS
         },
         example_model: "deepseek-chat",
         reference: "https://api-docs.deepseek.com/api/create-chat-completion",
@@ -305,6 +321,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &[],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "openai/gpt-4o",
         reference: "https://openrouter.ai/docs/api-reference/chat-completion",
@@ -320,6 +337,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &[],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "meta-llama/Llama-3.3-70B-Instruct-Turbo",
         reference: "https://docs.together.ai/reference/chat-completions-1",
@@ -354,6 +372,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
                 "parallel_tool_calls",
             ],
             reasoning_field: None,
+            ..NO_QUIRKS
         },
         example_model: "sonar",
         reference: "https://docs.perplexity.ai/api-reference/chat-completions-post",
@@ -369,6 +388,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["frequency_penalty", "presence_penalty", "logit_bias"],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "llama-3.3-70b",
         reference: "https://inference-docs.cerebras.ai/resources/openai",
@@ -395,6 +415,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["logit_bias", "n"],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "llama3.2",
         reference: "https://github.com/ollama/ollama/blob/main/docs/openai.md",
@@ -410,6 +431,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &[],
             reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
         },
         example_model: "meta-llama/Llama-3.1-8B-Instruct",
         reference: "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
