@@ -48,10 +48,7 @@ fn paths_and_credentials() {
 }
 
 fn deployment(params: Value) -> Result<GatewayConfig, llm_gateway::config::ConfigError> {
-    GatewayConfig::from_value(json!({
-        "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
-        "model_list": [{"model_name": "m", "litellm_params": params}],
-    }))
+    common::one_deployment(&params)
 }
 
 /// `api_version` picks the path; `azure_ad_token` makes the key a bearer token.
@@ -139,4 +136,32 @@ fn config_errors_name_the_field() {
         );
         assert!(e.message.contains(hint), "{params}: {}", e.message);
     }
+}
+
+/// An Azure deployment's cluster reaches its resource over TLS with the resource's name
+/// as SNI, like every provider host.
+#[test]
+fn cluster_uses_tls_with_the_resource_as_sni() {
+    let params = json!({"model": "azure/gpt4o", "api_base": "https://contoso.openai.azure.com", "api_key": "os.environ/AZURE_API_KEY"});
+    let config = deployment(params.clone()).unwrap();
+    let doc = json!({
+        "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
+        "model_list": [{"model_name": "m", "litellm_params": params}],
+    });
+    let options = llm_gateway::render::RenderOptions {
+        wasm_path: "/x.wasm".into(),
+    };
+    let bootstrap = llm_gateway::render::render_bootstrap(&config, &doc, &options);
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap();
+    let azure = clusters
+        .iter()
+        .find(|c| c.to_string().contains("contoso.openai.azure.com"))
+        .expect("a cluster for the Azure resource");
+    assert_eq!(
+        azure["transport_socket"]["typed_config"]["sni"],
+        "contoso.openai.azure.com"
+    );
+    assert!(azure.to_string().contains("\"port_value\":443"), "{azure}");
 }

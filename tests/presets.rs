@@ -143,12 +143,7 @@ fn a_prefix_and_a_key_make_a_deployment() {
         if let Some(env) = spec.key_env {
             params["api_key"] = format!("os.environ/{env}").into();
         }
-        let config = |params: &Value| {
-            llm_gateway::config::GatewayConfig::from_value(serde_json::json!({
-                "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
-                "model_list": [{"model_name": "m", "litellm_params": params}],
-            }))
-        };
+        let config = common::one_deployment;
         match spec.default_api_base {
             Some(base) => {
                 let c = config(&params).unwrap_or_else(|e| panic!("{}: {e}", spec.name));

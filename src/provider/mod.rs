@@ -12,15 +12,13 @@ pub mod openai_compatible;
 pub mod openai_family;
 pub mod registry;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// The providers the gateway speaks to; what each one is lives in [`registry::PROVIDERS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Its name in configs and metrics is [`ProviderKind::name`], never a derived one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     /// OpenAI, and any OpenAI-compatible server named by its base.
     OpenAi,

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from fakes import AZURE_SAFE, AzureFake, Event, Reply, azure_content_filter_error, azure_prompt_filter_chunk, openai_chunk, openai_completion
-from harness import start_gateway
+from harness import running_gateway
 
 KEY_ENV, KEY = "FAKE_AZURE_KEY", "azure-fake-key-0123456789abcdef0123"
 TOKEN_ENV, TOKEN = "FAKE_AZURE_AD_TOKEN", "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-entra-token"
@@ -34,13 +34,10 @@ def az_session(tmp_path_factory, openai_fake, anthropic_fake, azure_fake):
         azure("azure-v1", api_version="v1", azure_ad_token=f"os.environ/{TOKEN_ENV}"),
         azure("azure-primary", api_key=f"os.environ/{KEY_ENV}"),
     ]
-    g = start_gateway(tmp_path_factory.mktemp("azure"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra={KEY_ENV: KEY, TOKEN_ENV: TOKEN},
-                      router_settings={"fallbacks": [{"azure-primary": ["gpt-test"]}]})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("azure"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra={KEY_ENV: KEY, TOKEN_ENV: TOKEN},
+                         router_settings={"fallbacks": [{"azure-primary": ["gpt-test"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture

@@ -10,21 +10,21 @@ import openai
 import pytest
 
 from fakes import Event, OpenAIFake, Reply, openai_chunk, openai_completion
-from harness import start_gateway
+from harness import running_gateway
 
 GROQ_ENV, GROQ_KEY = "FAKE_GROQ_KEY", "gsk_fakeGroqProviderKey0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def ollama_fake():
-    with OpenAIFake(name="ollama") as f:
-        yield f
+    with OpenAIFake(name="ollama") as keyless:
+        yield keyless
 
 
 @pytest.fixture(scope="module")
 def groq_fake():
-    with OpenAIFake(name="groq", api_key=GROQ_KEY) as f:
-        yield f
+    with OpenAIFake(name="groq", api_key=GROQ_KEY) as keyed:
+        yield keyed
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,9 @@ def presets_session(tmp_path_factory, openai_fake, anthropic_fake, ollama_fake, 
             "model": "groq/llama-3.3-70b-versatile", "api_base": f"{groq_fake.url}/openai/v1",
             "api_key": f"os.environ/{GROQ_ENV}"}},
     ]
-    g = start_gateway(tmp_path_factory.mktemp("presets"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra={GROQ_ENV: GROQ_KEY})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("presets"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra={GROQ_ENV: GROQ_KEY}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
