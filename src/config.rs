@@ -16,6 +16,8 @@ use serde_json::Value;
 use crate::pricing::{Price, PriceOverride};
 use crate::provider::{ProviderKind, ProviderOptions};
 
+mod provider_params;
+
 /// Prefix that makes a config value read from the environment, as in LiteLLM.
 pub const ENV_PREFIX: &str = "os.environ/";
 
@@ -121,6 +123,12 @@ struct RawParams {
     api_key: Option<String>,
     #[serde(default)]
     anthropic_version: Option<String>,
+    /// Azure: the `api-version` (or `v1` for the v1 path).
+    #[serde(default)]
+    api_version: Option<String>,
+    /// Azure: an Entra ID bearer token from the environment, instead of `api_key`.
+    #[serde(default)]
+    azure_ad_token: Option<String>,
     /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
     #[serde(default)]
     drop_params: Option<bool>,
@@ -629,37 +637,12 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
         let params = &entry.litellm_params;
         let (provider, upstream_model) = provider_and_model(params, &at)?;
-        let api_base = params
-            .api_base
-            .clone()
-            .unwrap_or_else(|| provider.default_api_base().to_string());
+        let spec = provider.spec();
+        let api_base = provider_params::api_base(params, spec, &at)?;
         let endpoint = Endpoint::parse(&api_base)
             .map_err(|m| ConfigError::new(at("litellm_params.api_base"), m))?;
-        let api_key = match params.api_key.as_deref() {
-            None => None,
-            Some(k) => match Secret::parse(k) {
-                Secret::Env(name) => {
-                    check_env_name(&name, &at("litellm_params.api_key"))?;
-                    Some(Secret::Env(name))
-                }
-                Secret::Literal(_) => {
-                    return Err(ConfigError::new(
-                        at("litellm_params.api_key"),
-                        "provider keys must not be written in the config: use `os.environ/NAME` and set NAME in Envoy's environment",
-                    ))
-                }
-            },
-        };
-        let mut options = ProviderOptions::default();
-        if let Some(v) = &params.anthropic_version {
-            if v.trim().is_empty() {
-                return Err(ConfigError::new(
-                    at("litellm_params.anthropic_version"),
-                    "is empty; omit it to use 2023-06-01",
-                ));
-            }
-            options.anthropic_version = v.clone();
-        }
+        let (api_key, mut options) =
+            provider_params::key_and_options(params, spec, &upstream_model, &at)?;
         options.drop_params = params.drop_params.unwrap_or(false);
         if let Some(m) = entry.model_info.max_output_tokens {
             if m == 0 {
@@ -681,8 +664,15 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             None => general.request_timeout_secs,
         };
 
+        // The built-in table lists the models of the providers that publish them under
+        // these names; elsewhere (Azure deployment names, hosted open models) only the
+        // deployment's own prices apply.
         let price = crate::pricing::resolve(
-            &upstream_model,
+            if spec.listed_prices {
+                &upstream_model
+            } else {
+                ""
+            },
             &PriceOverride {
                 input_cost_per_token: params.input_cost_per_token,
                 output_cost_per_token: params.output_cost_per_token,

@@ -45,6 +45,7 @@ impl Usage {
                     reasoning_tokens: self.reasoning_tokens,
                 },
             ),
+            prompt_cache_hit_tokens: None,
         }
     }
 
@@ -54,7 +55,10 @@ impl Usage {
         Usage {
             prompt_tokens: body.prompt_tokens,
             completion_tokens: body.completion_tokens,
-            cache_read_tokens: details.map(|d| d.cached_tokens).unwrap_or(0),
+            cache_read_tokens: details
+                .map(|d| d.cached_tokens)
+                .or(body.prompt_cache_hit_tokens)
+                .unwrap_or(0),
             cache_write_tokens: details.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
             cache_write_1h_tokens: 0,
             reasoning_tokens: body

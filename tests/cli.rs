@@ -146,3 +146,15 @@ fn yaml_syntax_errors_say_where() {
     assert!(err.contains("line 2 column 1"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The providers example (Azure both ways, presets, a keyless local server) checks.
+#[test]
+fn providers_example_checks() {
+    let out = cli(&["check", "--config", "docs/examples/providers.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::LazyLock;
 
-use common::{cohere_target, run_all};
+use common::{run_all, target_for};
 use llm_gateway::provider::cohere::request::translate_request;
 use llm_gateway::provider::{
     translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target, Translator,
@@ -23,7 +23,11 @@ static DROPPING: LazyLock<ProviderOptions> = LazyLock::new(|| ProviderOptions {
 /// Every case directory translates to its expected files.
 #[test]
 fn golden_cases() {
-    let n = run_all("cohere", ProviderKind::Cohere, &cohere_target());
+    let n = run_all(
+        "cohere",
+        ProviderKind::Cohere,
+        &target_for(ProviderKind::Cohere),
+    );
     assert!(n >= 25, "only {n} cases found");
 }
 
@@ -32,8 +36,11 @@ fn translator(stream: bool) -> Box<dyn Translator> {
     let mut t = translator_for(ProviderKind::Cohere);
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "Hi"}], "stream": stream});
-    t.request(&serde_json::to_vec(&body).unwrap(), &cohere_target())
-        .unwrap();
+    t.request(
+        &serde_json::to_vec(&body).unwrap(),
+        &target_for(ProviderKind::Cohere),
+    )
+    .unwrap();
     t
 }
 
@@ -43,7 +50,7 @@ fn translator(stream: bool) -> Box<dyn Translator> {
 fn drop_params_drops_and_reports() {
     let target = Target {
         options: &DROPPING,
-        ..cohere_target()
+        ..target_for(ProviderKind::Cohere)
     };
     let body = json!({
         "model": "c", "messages": [{"role": "user", "content": "Hi"}],
@@ -70,13 +77,13 @@ fn translator_request_and_state() {
     let up = t
         .request(
             br#"{"model":"c","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
-            &cohere_target(),
+            &target_for(ProviderKind::Cohere),
         )
         .unwrap();
     assert_eq!(up.path, "/v2/chat");
     assert_eq!(
         up.headers,
-        vec![("authorization", "Bearer co-test-key".to_string())]
+        vec![("authorization", "Bearer sk-test".to_string())]
     );
     assert!(t.is_stream());
     let body: Value = serde_json::from_slice(&up.body).unwrap();
@@ -129,7 +136,11 @@ fn accepts_harmless_defaults() {
         "presence_penalty": 0, "frequency_penalty": 0, "parallel_tool_calls": true,
         "user": "u", "metadata": {"k": "v"}
     });
-    let t = translate_request(&serde_json::to_vec(&body).unwrap(), &cohere_target()).unwrap();
+    let t = translate_request(
+        &serde_json::to_vec(&body).unwrap(),
+        &target_for(ProviderKind::Cohere),
+    )
+    .unwrap();
     let sent: Value = serde_json::from_slice(&t.body).unwrap();
     assert_eq!(
         sent,
@@ -142,14 +153,23 @@ fn accepts_harmless_defaults() {
 /// stream.
 #[test]
 fn key_never_echoed() {
-    let mut t = translator(true);
+    let key = "co-test-key";
+    let target = Target {
+        api_key: Some(key),
+        ..target_for(ProviderKind::Cohere)
+    };
+    let mut t = translator_for(ProviderKind::Cohere);
+    let body =
+        json!({"model": "c", "messages": [{"role": "user", "content": "Hi"}], "stream": true});
+    t.request(&serde_json::to_vec(&body).unwrap(), &target)
+        .unwrap();
     let r = t.response(401, br#"{"message":"invalid api token co-test-key"}"#);
-    assert!(!String::from_utf8_lossy(&r.body).contains("co-test-key"));
+    assert!(!String::from_utf8_lossy(&r.body).contains(key));
     let mut out = Vec::new();
     t.stream(
         b"event: error\ndata: {\"message\":\"bad key co-test-key\"}\n\n",
         true,
         &mut out,
     );
-    assert!(!String::from_utf8_lossy(&out).contains("co-test-key"));
+    assert!(!String::from_utf8_lossy(&out).contains(key));
 }

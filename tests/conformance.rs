@@ -8,13 +8,21 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The provider columns, in order, and the fixture directory each may cite.
-const COLUMNS: &[(&str, &str)] = &[
-    ("openai-compatible", "openai"),
-    ("anthropic", "anthropic"),
-    ("gemini", "gemini"),
-    ("cohere", "cohere"),
-];
+use llm_gateway::provider::registry::{WireApi, PROVIDERS};
+
+/// The provider columns, in order, and the fixture directory each may cite: one column
+/// for the OpenAI-compatible family (OpenAI and the presets share its translator), then
+/// one per other provider of the registry, in its order.
+fn columns() -> Vec<(&'static str, &'static str)> {
+    std::iter::once(("openai-compatible", "openai"))
+        .chain(
+            PROVIDERS
+                .iter()
+                .filter(|p| p.wire != WireApi::OpenAiChat)
+                .map(|p| (p.name, p.name)),
+        )
+        .collect()
+}
 
 /// Rows the matrix must have (a row matches when its feature cell contains the text).
 const REQUIRED_ROWS: &[&str] = &[
@@ -134,10 +142,14 @@ fn check_citation(citation: &str, fixture_provider: &str) -> Option<String> {
 
 /// The data rows of the matrix (feature cell first), after checking the header.
 fn matrix(doc: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut lines = doc.lines().filter(|l| l.trim_start().starts_with('|'));
+    // The first table of the page; the presets table follows it.
+    let mut lines = doc
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with('|'))
+        .take_while(|l| l.trim_start().starts_with('|'));
     let header = lines.next().ok_or("docs/conformance.md has no table")?;
     let expected: Vec<String> = std::iter::once("feature")
-        .chain(COLUMNS.iter().map(|(c, _)| *c))
+        .chain(columns().iter().map(|(c, _)| *c))
         .map(str::to_string)
         .collect();
     if cells(header) != expected {
@@ -159,18 +171,20 @@ fn conformance_matrix_cites_existing_tests() {
     let path = root().join("docs").join("conformance.md");
     let doc = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let rows = matrix(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let columns = columns();
     let mut failures = Vec::new();
     for row in &rows {
         let feature = row.first().cloned().unwrap_or_default();
-        if row.len() != COLUMNS.len() + 1 {
+        if row.len() != columns.len() + 1 {
             failures.push(format!(
-                "row `{feature}` has {} cells, expected {}",
+                "row `{feature}` has {} cells, expected {} (a column per provider: {:?})",
                 row.len(),
-                COLUMNS.len() + 1
+                columns.len() + 1,
+                columns.iter().map(|c| c.0).collect::<Vec<_>>()
             ));
             continue;
         }
-        for ((column, fixture_provider), cell) in COLUMNS.iter().zip(&row[1..]) {
+        for ((column, fixture_provider), cell) in columns.iter().zip(&row[1..]) {
             let cited = citations(cell);
             if cited.is_empty() {
                 failures.push(format!("row `{feature}`, column {column}: cites no test"));
@@ -193,6 +207,60 @@ fn conformance_matrix_cites_existing_tests() {
     assert!(
         failures.is_empty(),
         "docs/conformance.md is out of date:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The presets table lists every OpenAI-compatible preset of the registry with its
+/// prefix, default base and key variable.
+#[test]
+fn presets_table_matches_the_registry() {
+    let doc = fs::read_to_string(root().join("docs/conformance.md")).unwrap();
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(cells)
+        .filter(|r| r.len() == 5)
+        .collect();
+    let mut failures = Vec::new();
+    for spec in PROVIDERS
+        .iter()
+        .filter(|p| p.wire == WireApi::OpenAiChat && p.name != "openai")
+    {
+        let Some(row) = rows.iter().find(|r| r[0] == spec.display_name) else {
+            failures.push(format!("no presets row for {}", spec.display_name));
+            continue;
+        };
+        let base = spec
+            .default_api_base
+            .map_or("none: `api_base` required".to_string(), |b| {
+                format!("`{b}`")
+            });
+        if row[2] != base {
+            failures.push(format!("{}: base {} != {base}", spec.display_name, row[2]));
+        }
+        if !row[1].contains(&format!("`{}/`", spec.prefixes[0])) {
+            failures.push(format!("{}: prefix missing", spec.display_name));
+        }
+        if let Some(env) = spec.key_env {
+            if !row[3].contains(&format!("`{env}`")) {
+                failures.push(format!("{}: key variable {env} missing", spec.display_name));
+            }
+        }
+        for q in spec
+            .quirks
+            .rejected_params
+            .iter()
+            .chain(&spec.quirks.reasoning_field)
+        {
+            if !row[4].contains(&format!("`{q}`")) {
+                failures.push(format!("{}: quirk `{q}` missing", spec.display_name));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "docs/conformance.md presets table:\n{}",
         failures.join("\n")
     );
 }

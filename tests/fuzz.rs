@@ -56,6 +56,7 @@ use llm_gateway::config::{GatewayConfig, PluginConfig, Secret};
 use llm_gateway::keys::{self, BudgetDuration};
 use llm_gateway::openai::{annotate_usage_chunk, AnswerMeta, UsageBody};
 use llm_gateway::pricing::{self, PriceOverride};
+use llm_gateway::provider::registry::WireApi;
 use llm_gateway::provider::{
     translator_for, ProviderKind, ProviderOptions, StreamPreamble, Target, TranslatedResponse,
 };
@@ -1013,7 +1014,7 @@ fn with_target<R>(kind: ProviderKind, f: impl FnOnce(&Target<'_>) -> R) -> R {
     let options = ProviderOptions::default();
     let target = Target {
         upstream_model: "fuzz-model-1",
-        base_path: if kind == ProviderKind::OpenAi {
+        base_path: if kind.spec().wire == WireApi::OpenAiChat {
             "/v1"
         } else {
             ""
@@ -1562,7 +1563,11 @@ fn run_stream(input: &StreamInput, cuts: &[usize], separate_eos: bool) -> Result
     with_target(input.kind, |target| t.request(&input.request, target))
         .map_err(|e| format!("request refused: {e}"))?;
     let has_key = contains(&input.upstream, KEY_MARKER);
-    let translating = input.kind != ProviderKind::OpenAi;
+    // The OpenAI-compatible family passes the provider's chunks through.
+    let translating = !matches!(
+        input.kind.spec().wire,
+        WireApi::OpenAiChat | WireApi::AzureOpenAi
+    );
     let key = planted_key(input.kind);
     let parts = pieces(&input.upstream, cuts);
     let mut out = Vec::new();

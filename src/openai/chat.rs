@@ -438,6 +438,10 @@ pub struct UsageBody {
     /// Reasoning detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// DeepSeek's count of input tokens read from its cache, in place of
+    /// `prompt_tokens_details.cached_tokens`; read, never written.
+    #[serde(default, skip_serializing)]
+    pub prompt_cache_hit_tokens: Option<u64>,
 }
 
 /// `usage.prompt_tokens_details`.

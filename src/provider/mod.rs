@@ -10,18 +10,18 @@ pub mod cohere;
 pub mod common;
 pub mod gemini;
 pub mod openai_compatible;
-
-use serde::{Deserialize, Serialize};
+pub mod openai_family;
+pub mod registry;
 
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
-/// The upstream APIs the gateway speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The providers the gateway speaks to; what each one is lives in [`registry::PROVIDERS`].
+/// Its name in configs and metrics is [`ProviderKind::name`], never a derived one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
-    /// OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq, ...).
+    /// OpenAI, and any OpenAI-compatible server named by its base.
     OpenAi,
     /// Anthropic Messages API.
     Anthropic,
@@ -29,48 +29,84 @@ pub enum ProviderKind {
     Gemini,
     /// Cohere v2 Chat API (`api.cohere.com`).
     Cohere,
+    /// Azure OpenAI.
+    Azure,
+    /// Mistral AI.
+    Mistral,
+    /// Groq.
+    Groq,
+    /// DeepSeek.
+    DeepSeek,
+    /// xAI (Grok).
+    Xai,
+    /// OpenRouter.
+    OpenRouter,
+    /// Together AI.
+    Together,
+    /// Fireworks AI.
+    Fireworks,
+    /// Perplexity.
+    Perplexity,
+    /// Cerebras.
+    Cerebras,
+    /// DeepInfra.
+    DeepInfra,
+    /// Ollama (local, keyless).
+    Ollama,
+    /// vLLM's OpenAI-compatible server.
+    Vllm,
+    /// LM Studio (local, keyless).
+    LmStudio,
 }
 
 impl ProviderKind {
-    /// Every provider, for listings and error messages.
+    /// Every provider, for listings, error messages and the test matrices.
     pub const ALL: &'static [ProviderKind] = &[
         ProviderKind::OpenAi,
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
         ProviderKind::Cohere,
+        ProviderKind::Azure,
+        ProviderKind::Mistral,
+        ProviderKind::Groq,
+        ProviderKind::DeepSeek,
+        ProviderKind::Xai,
+        ProviderKind::OpenRouter,
+        ProviderKind::Together,
+        ProviderKind::Fireworks,
+        ProviderKind::Perplexity,
+        ProviderKind::Cerebras,
+        ProviderKind::DeepInfra,
+        ProviderKind::Ollama,
+        ProviderKind::Vllm,
+        ProviderKind::LmStudio,
     ];
+
+    /// Its entry in the registry.
+    pub fn spec(self) -> &'static registry::ProviderSpec {
+        // The table is in the order of `ALL` (checked by a test); the search is the fallback.
+        match registry::PROVIDERS.get(self as usize) {
+            Some(spec) if spec.kind == self => spec,
+            _ => registry::PROVIDERS
+                .iter()
+                .find(|s| s.kind == self)
+                .unwrap_or(&registry::OPENAI),
+        }
+    }
 
     /// The name used in configs, metrics and headers.
     pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Cohere => "cohere",
-        }
+        self.spec().name
     }
 
     /// Parses a provider name as written in configs (`openai/gpt-4o` prefixes included).
     pub fn from_name(name: &str) -> Option<ProviderKind> {
-        match name {
-            "openai" | "openai_compatible" | "hosted_vllm" | "ollama_chat" => {
-                Some(ProviderKind::OpenAi)
-            }
-            "anthropic" => Some(ProviderKind::Anthropic),
-            "gemini" | "google_ai_studio" => Some(ProviderKind::Gemini),
-            "cohere" | "cohere_chat" => Some(ProviderKind::Cohere),
-            _ => None,
-        }
+        registry::by_prefix(name).map(|s| s.kind)
     }
 
-    /// The API base used when a deployment names none.
-    pub fn default_api_base(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "https://api.openai.com/v1",
-            ProviderKind::Anthropic => "https://api.anthropic.com",
-            ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
-            ProviderKind::Cohere => "https://api.cohere.com",
-        }
+    /// The API base used when a deployment names none; `None` when `api_base` is required.
+    pub fn default_api_base(self) -> Option<&'static str> {
+        self.spec().default_api_base
     }
 }
 
@@ -85,7 +121,17 @@ pub struct ProviderOptions {
     /// (reported in [`UpstreamRequest::dropped`]) instead of refusing them with a 400.
     /// Off by default, because a silently dropped parameter changes the answer.
     pub drop_params: bool,
+    /// Azure: the `api-version` of the deployment path; `None` selects the v1 path
+    /// (`/openai/v1/chat/completions`), which takes none.
+    pub azure_api_version: Option<String>,
+    /// The key is an OAuth bearer token (Azure's Entra ID), whatever the provider's own
+    /// key header.
+    pub bearer_token: bool,
 }
+
+/// The Azure OpenAI `api-version` used when a deployment names none: the latest GA
+/// version of the classic data-plane inference API.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 
 impl Default for ProviderOptions {
     fn default() -> Self {
@@ -93,6 +139,8 @@ impl Default for ProviderOptions {
             anthropic_version: "2023-06-01".to_string(),
             default_max_tokens: 4096,
             drop_params: false,
+            azure_api_version: Some(AZURE_DEFAULT_API_VERSION.to_string()),
+            bearer_token: false,
         }
     }
 }
@@ -314,11 +362,14 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
 
 /// The provider's own translator, unguarded.
 fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
-    match kind {
-        ProviderKind::OpenAi => Box::new(openai_compatible::OpenAiTranslator::default()),
-        ProviderKind::Anthropic => Box::new(anthropic::AnthropicTranslator::default()),
-        ProviderKind::Gemini => Box::new(gemini::GeminiTranslator::default()),
-        ProviderKind::Cohere => Box::new(cohere::CohereTranslator::default()),
+    let spec = kind.spec();
+    match spec.wire {
+        registry::WireApi::OpenAiChat | registry::WireApi::AzureOpenAi => {
+            Box::new(openai_compatible::OpenAiTranslator::for_provider(spec))
+        }
+        registry::WireApi::AnthropicMessages => Box::new(anthropic::AnthropicTranslator::default()),
+        registry::WireApi::GeminiGenerate => Box::new(gemini::GeminiTranslator::default()),
+        registry::WireApi::CohereChat => Box::new(cohere::CohereTranslator::default()),
     }
 }
 

@@ -11,7 +11,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::openai_family;
+use super::registry::{ProviderSpec, WireApi, OPENAI};
+use super::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
 use crate::json_scan::Scan;
 use crate::openai::ChatRequest;
@@ -21,11 +23,34 @@ use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
 
 /// Translator for OpenAI-compatible upstreams.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OpenAiTranslator {
+    /// The provider's registry entry: paths, credential header, quirks.
+    provider: &'static ProviderSpec,
     stream: bool,
     decoder: SseDecoder,
     state: StreamState,
+}
+
+impl Default for OpenAiTranslator {
+    fn default() -> Self {
+        OpenAiTranslator::for_provider(&OPENAI)
+    }
+}
+
+impl OpenAiTranslator {
+    /// The translator for one attempt to `provider`, an OpenAI-compatible one.
+    pub fn for_provider(provider: &'static ProviderSpec) -> Self {
+        OpenAiTranslator {
+            provider,
+            stream: false,
+            decoder: SseDecoder::default(),
+            state: StreamState {
+                provider: Some(provider),
+                ..StreamState::default()
+            },
+        }
+    }
 }
 
 /// What the gateway reads of a 2xx answer it passes through: whether it is a chat
@@ -167,10 +192,15 @@ struct Forwarded {
 }
 
 /// The general way: the body parsed into values, edited, and written again.
-fn forward_reparsed(body: &[u8], upstream_model: &str) -> Result<Forwarded, GatewayError> {
+fn forward_reparsed(
+    body: &[u8],
+    upstream_model: &str,
+    edit: impl FnOnce(&mut Map<String, Value>) -> Result<(), GatewayError>,
+) -> Result<Forwarded, GatewayError> {
     let mut value: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
     })?;
+    edit(&mut value)?;
     value.insert("model".into(), Value::String(upstream_model.to_string()));
     if let Some(Value::Array(messages)) = value.get_mut("messages") {
         for m in messages.iter_mut() {
@@ -405,25 +435,30 @@ impl Translator for OpenAiTranslator {
         body: &[u8],
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let provider = self.provider;
+        // A body the provider's quirks may change takes the general way, which applies them.
+        let fast = !openai_family::may_need_request_quirks(provider, body);
+        let mut dropped = Vec::new();
         let forwarded = match std::str::from_utf8(body)
             .ok()
+            .filter(|_| fast)
             .and_then(|text| forward_verbatim(text, target.upstream_model))
         {
             Some(f) => f,
-            None => forward_reparsed(body, target.upstream_model)?,
+            None => forward_reparsed(body, target.upstream_model, |request| {
+                dropped = openai_family::apply_request_quirks(provider, target, request)?;
+                Ok(())
+            })?,
         };
         self.stream = forwarded.stream;
         self.state.client_wants_usage = forwarded.client_wants_usage;
-        let body = forwarded.body;
-        let mut headers = Vec::new();
-        if let Some(key) = target.api_key {
-            headers.push(("authorization", format!("Bearer {key}")));
-        }
         Ok(UpstreamRequest {
-            path: join_path(target.base_path, "/chat/completions"),
-            headers,
-            body,
-            dropped: Vec::new(),
+            path: openai_family::chat_path(provider, target),
+            headers: openai_family::credential_header(provider, target)
+                .into_iter()
+                .collect(),
+            body: forwarded.body,
+            dropped,
         })
     }
 
@@ -453,7 +488,8 @@ impl Translator for OpenAiTranslator {
                     if shape.choices_is_array && !shape.has_error {
                         return TranslatedResponse {
                             status,
-                            body: body.to_vec(),
+                            body: openai_family::answer_with_reasoning_renamed(self.provider, body)
+                                .unwrap_or_else(|| body.to_vec()),
                             usage: shape
                                 .usage
                                 .and_then(|u| UsageBody::deserialize(&u).ok())
@@ -470,7 +506,8 @@ impl Translator for OpenAiTranslator {
                         .map(|u| Usage::from_body(&u));
                     return TranslatedResponse {
                         status,
-                        body: body.to_vec(),
+                        body: openai_family::answer_with_reasoning_renamed(self.provider, body)
+                            .unwrap_or_else(|| body.to_vec()),
                         usage,
                     };
                 }
@@ -488,7 +525,15 @@ impl Translator for OpenAiTranslator {
                 .with_code("bad_upstream_response");
             return TranslatedResponse::error(&e);
         }
-        TranslatedResponse::error(&openai_error(status, body))
+        let error = openai_error(status, body);
+        if self.provider.wire == WireApi::AzureOpenAi {
+            return TranslatedResponse {
+                status: error.status,
+                body: openai_family::keep_inner_error(&error, body),
+                usage: None,
+            };
+        }
+        TranslatedResponse::error(&error)
     }
 
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
@@ -558,6 +603,8 @@ impl Translator for OpenAiTranslator {
 /// Stream state apart from the decoder, so that the decoder's callback can borrow it.
 #[derive(Debug, Default)]
 struct StreamState {
+    /// The provider's registry entry, for its stream quirks.
+    provider: Option<&'static ProviderSpec>,
     client_wants_usage: bool,
     /// The last usage the provider reported (cumulative: replaced, never added).
     usage: Option<Usage>,
@@ -590,6 +637,9 @@ struct LenientUsage {
     prompt_tokens_details: Option<LenientPromptDetails>,
     #[serde(default)]
     completion_tokens_details: Option<LenientCompletionDetails>,
+    /// DeepSeek's cache hits, where others send `prompt_tokens_details.cached_tokens`.
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -612,7 +662,10 @@ impl LenientUsage {
         Usage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
-            cache_read_tokens: prompt.and_then(|d| d.cached_tokens).unwrap_or(0),
+            cache_read_tokens: prompt
+                .and_then(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0),
             cache_write_tokens: prompt.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
             cache_write_1h_tokens: 0,
             reasoning_tokens: self
@@ -783,6 +836,17 @@ impl StreamState {
         }
         let choices = probe.choices.as_ref().map(|c| c.count).unwrap_or(0);
         self.finished |= probe.choices.as_ref().is_some_and(|c| c.finished);
+        let provider = self.provider;
+        if choices == 0
+            && probe.usage.is_none()
+            && provider.is_some_and(|p| p.wire == WireApi::AzureOpenAi)
+        {
+            // Azure's prompt-filter results arrive in a chunk with no choices, which code
+            // written for OpenAI indexes into (`chunk.choices[0]`): it is dropped.
+            return;
+        }
+        let renamed =
+            provider.and_then(|p| openai_family::chunk_with_reasoning_renamed(p, payload));
         if let Some(u) = probe.usage {
             self.usage = Some(u.to_usage());
             if !self.client_wants_usage {
@@ -790,14 +854,22 @@ impl StreamState {
                     return; // the usage-only chunk the client did not ask for
                 }
                 // Usage riding on a content chunk (some servers report it on every chunk).
-                if let Ok(Value::Object(mut chunk)) = serde_json::from_str::<Value>(payload) {
+                let chunk = match renamed {
+                    Some(v) => Ok(v),
+                    None => serde_json::from_str::<Value>(payload),
+                };
+                if let Ok(Value::Object(mut chunk)) = chunk {
                     chunk.remove("usage");
                     write_value(out, &Value::Object(chunk));
                     return;
                 }
+                return write_payload(out, payload);
             }
         }
-        write_payload(out, payload);
+        match renamed {
+            Some(v) => write_value(out, &v),
+            None => write_payload(out, payload),
+        }
     }
 
     /// A payload the chunk probe could not read: a JSON object with unusual field types is
@@ -986,7 +1058,7 @@ mod tests {
             .ok()
             .and_then(|t| forward_verbatim(t, "up-\"model\u{e9}"));
         let fast = fast?;
-        let slow = forward_reparsed(body, "up-\"model\u{e9}").unwrap_or_else(|e| {
+        let slow = forward_reparsed(body, "up-\"model\u{e9}", |_| Ok(())).unwrap_or_else(|e| {
             panic!(
                 "only the fast way took {:?}: {e:?}",
                 String::from_utf8_lossy(body)

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use llm_gateway::openai::UsageBody;
+use llm_gateway::provider::registry::{Credential, WireApi};
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use llm_gateway::usage::Usage;
 use serde_json::Value;
@@ -43,56 +44,58 @@ pub static OPTIONS: LazyLock<ProviderOptions> = LazyLock::new(ProviderOptions::d
 
 /// The Anthropic deployment every Anthropic case is translated for.
 pub fn anthropic_target() -> Target<'static> {
-    Target {
-        upstream_model: "claude-sonnet-4-5",
-        base_path: "",
-        api_key: Some("sk-ant-test"),
-        now_unix_secs: NOW,
-        options: &OPTIONS,
-    }
+    target_for(ProviderKind::Anthropic)
 }
 
 /// The OpenAI deployment every OpenAI-compatible case is translated for.
 pub fn openai_target() -> Target<'static> {
-    Target {
-        upstream_model: "gpt-4o-2024-08-06",
-        base_path: "/v1",
-        api_key: Some("sk-test"),
-        now_unix_secs: NOW,
-        options: &OPTIONS,
-    }
+    target_for(ProviderKind::OpenAi)
 }
 
 /// The Gemini deployment every Gemini case is translated for.
 pub fn gemini_target() -> Target<'static> {
-    Target {
-        upstream_model: "gemini-2.5-flash",
-        base_path: "",
-        api_key: Some("AIza-test-key"),
-        now_unix_secs: NOW,
-        options: &OPTIONS,
-    }
+    target_for(ProviderKind::Gemini)
 }
 
-/// The Cohere deployment every Cohere case is translated for.
-pub fn cohere_target() -> Target<'static> {
-    Target {
-        upstream_model: "command-a-03-2025",
-        base_path: "",
-        api_key: Some("co-test-key"),
-        now_unix_secs: NOW,
-        options: &OPTIONS,
-    }
-}
-
-/// The fixed target of each provider (a new provider must name its own here).
+/// The fixed target of each provider, from its registry entry: its example model, the
+/// path of its default API base (a typical one where `api_base` is required) and a test
+/// key shaped for its credential style (none for keyless servers).
 pub fn target_for(kind: ProviderKind) -> Target<'static> {
-    match kind {
-        ProviderKind::OpenAi => openai_target(),
-        ProviderKind::Anthropic => anthropic_target(),
-        ProviderKind::Gemini => gemini_target(),
-        ProviderKind::Cohere => cohere_target(),
+    let spec = kind.spec();
+    let base = spec.default_api_base.unwrap_or(match spec.wire {
+        WireApi::AzureOpenAi => "https://example-resource.openai.azure.com",
+        _ => "http://vllm.internal:8000/v1",
+    });
+    let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let base_path = after_scheme
+        .find('/')
+        .map_or("", |i| &after_scheme[i..])
+        .trim_end_matches('/');
+    let api_key = match spec.credential {
+        Credential::Bearer => Some("sk-test"),
+        Credential::XApiKey => Some("sk-ant-test"),
+        Credential::GoogApiKey => Some("AIza-test-key"),
+        Credential::ApiKeyHeader => Some("azure-test-key"),
+        Credential::Query(_) => Some("test-key"),
+        Credential::None => None,
+    };
+    Target {
+        upstream_model: spec.example_model,
+        base_path,
+        api_key,
+        now_unix_secs: NOW,
+        options: &OPTIONS,
     }
+}
+
+/// A gateway config with one deployment, alias `m`, of these `litellm_params`.
+pub fn one_deployment(
+    params: &Value,
+) -> Result<llm_gateway::config::GatewayConfig, llm_gateway::config::ConfigError> {
+    llm_gateway::config::GatewayConfig::from_value(serde_json::json!({
+        "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
+        "model_list": [{"model_name": "m", "litellm_params": params}],
+    }))
 }
 
 /// Client body used to set up the translator when a case has only the response pair.

@@ -580,6 +580,80 @@ class OpenAIFake(FakeProvider):
 
 
 # ---------------------------------------------------------------------------------------------
+# Azure OpenAI (https://learn.microsoft.com/azure/ai-foundry/openai/reference)
+
+AZURE_SAFE = {"hate": {"filtered": False, "severity": "safe"},
+              "self_harm": {"filtered": False, "severity": "safe"},
+              "sexual": {"filtered": False, "severity": "safe"},
+              "violence": {"filtered": False, "severity": "safe"}}
+
+
+def azure_prompt_filter_chunk() -> dict:
+    """The first chunk of an Azure stream: prompt-filter results and no choices."""
+    return {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+            "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": AZURE_SAFE}]}
+
+
+def azure_content_filter_error(category: str = "hate") -> Reply:
+    """Azure's 400 for a prompt its content filter blocked, with the verdict in `innererror`."""
+    result = {k: dict(v) for k, v in AZURE_SAFE.items()}
+    result[category] = {"filtered": True, "severity": "high"}
+    return Reply(status=400, json={"error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+        "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": result}}})
+
+
+class AzureFake(OpenAIFake):
+    """Azure OpenAI: the deployment path (`/openai/deployments/<d>/chat/completions?api-version=`)
+    and the v1 path (`/openai/v1/chat/completions`); the key in `api-key` or an Entra ID token
+    as a bearer token; answers carry content-filter results and streams open with the
+    prompt-filter chunk that has no choices."""
+
+    kind = "azure"
+
+    def __init__(self, *a: Any, token: Optional[str] = None, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.token = token
+
+    def routes(self, rec: Recorded) -> Optional[str]:
+        if rec.method != "POST":
+            return None
+        if rec.path == "/openai/v1/chat/completions" and "api-version" not in rec.query:
+            return "chat"
+        parts = rec.path.split("/")
+        if (len(parts) == 6 and parts[1:3] == ["openai", "deployments"] and parts[4:] == ["chat", "completions"]
+                and rec.query.get("api-version")):
+            return "chat"
+        return None
+
+    def auth_problem(self, rec: Recorded) -> Optional[Reply]:
+        if rec.headers.get("api-key") == self.api_key and self.api_key is not None:
+            return None
+        if self.token is not None and rec.headers.get("authorization") == f"Bearer {self.token}":
+            return None
+        if self.api_key is None and self.token is None:
+            return None
+        return Reply(status=401, json={"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}})
+
+    def default_reply(self, rec: Recorded) -> Reply:
+        reply = super().default_reply(rec)
+        if reply.status != 200:
+            return reply
+        if reply.events is not None:
+            for e in reply.events:
+                if isinstance(e.data, dict):
+                    for c in e.data.get("choices", []):
+                        c["content_filter_results"] = AZURE_SAFE
+            reply.events.insert(0, Event(azure_prompt_filter_chunk()))
+        elif isinstance(reply.json, dict):
+            reply.json["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": AZURE_SAFE}]
+            for c in reply.json["choices"]:
+                c["content_filter_results"] = AZURE_SAFE
+        return reply
+
+
+# ---------------------------------------------------------------------------------------------
 # Anthropic Messages
 
 

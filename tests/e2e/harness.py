@@ -18,9 +18,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import yaml
 
@@ -601,3 +602,15 @@ def start_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicF
                        anthropic=anthropic_fake, workdir=work, config_path=config_path,
                        envoy_config_path=rendered, master_key=master_key)
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def running_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: AnthropicFake,
+                    **kw: Any) -> Iterator[Gateway]:
+    """A gateway for a test module (see :func:`start_gateway` for the arguments), stopped
+    when the module is done."""
+    g = start_gateway(tmp, openai_fake, anthropic_fake, **kw)
+    try:
+        yield g
+    finally:
+        g.envoy.stop()

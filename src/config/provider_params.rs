@@ -1,0 +1,147 @@
+//! The `litellm_params` fields that belong to one provider: the API base (required where
+//! the provider has no default), the key and its style, and the options a provider owns
+//! (its registry entry lists them). Each error names the field and the fix.
+
+use super::{check_env_name, ConfigError, RawParams, Secret};
+use crate::provider::registry::{OwnedOption, ProviderSpec, WireApi, ALL_OWNED_OPTIONS};
+use crate::provider::{ProviderOptions, AZURE_DEFAULT_API_VERSION};
+
+/// The deployment's API base: its own, or the provider's default.
+pub(super) fn api_base(
+    params: &RawParams,
+    spec: &ProviderSpec,
+    at: &dyn Fn(&str) -> String,
+) -> Result<String, ConfigError> {
+    if let Some(base) = &params.api_base {
+        return Ok(base.clone());
+    }
+    match spec.default_api_base {
+        Some(base) => Ok(base.to_string()),
+        None => Err(ConfigError::new(
+            at("litellm_params.api_base"),
+            format!(
+                "is required for {} deployments (it has no default): set it to {}",
+                spec.display_name,
+                match spec.wire {
+                    WireApi::AzureOpenAi =>
+                        "your resource's endpoint, e.g. `https://<resource>.openai.azure.com`",
+                    _ => "the server's OpenAI-compatible base, e.g. `http://<host>:8000/v1`",
+                }
+            ),
+        )),
+    }
+}
+
+/// The value set for an owned option, if any.
+fn owned_value(params: &RawParams, option: OwnedOption) -> Option<&String> {
+    match option {
+        OwnedOption::AnthropicVersion => params.anthropic_version.as_ref(),
+        OwnedOption::ApiVersion => params.api_version.as_ref(),
+        OwnedOption::AzureAdToken => params.azure_ad_token.as_ref(),
+    }
+}
+
+/// A key from the environment (`os.environ/NAME`); a key written in the file is refused.
+fn env_secret(value: &str, field: &str) -> Result<Secret, ConfigError> {
+    match Secret::parse(value) {
+        Secret::Env(name) => {
+            check_env_name(&name, field)?;
+            Ok(Secret::Env(name))
+        }
+        Secret::Literal(_) => Err(ConfigError::new(
+            field,
+            "provider keys must not be written in the config: use `os.environ/NAME` and set NAME in Envoy's environment",
+        )),
+    }
+}
+
+/// The deployment's key and provider options, validated against what the provider owns.
+pub(super) fn key_and_options(
+    params: &RawParams,
+    spec: &ProviderSpec,
+    upstream_model: &str,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(Option<Secret>, ProviderOptions), ConfigError> {
+    for option in ALL_OWNED_OPTIONS {
+        if owned_value(params, *option).is_some() && !spec.options.contains(option) {
+            let owners: Vec<&str> = crate::provider::registry::PROVIDERS
+                .iter()
+                .filter(|p| p.options.contains(option))
+                .map(|p| p.name)
+                .collect();
+            return Err(ConfigError::new(
+                at(&format!("litellm_params.{}", option.field())),
+                format!(
+                    "applies to {} deployments only, not {}; remove it",
+                    owners.join(", "),
+                    spec.name
+                ),
+            ));
+        }
+    }
+    let mut options = ProviderOptions::default();
+    let mut api_key = match params.api_key.as_deref() {
+        None => None,
+        Some(k) => Some(env_secret(k, &at("litellm_params.api_key"))?),
+    };
+    if let Some(v) = &params.anthropic_version {
+        if v.trim().is_empty() {
+            return Err(ConfigError::new(
+                at("litellm_params.anthropic_version"),
+                "is empty; omit it to use 2023-06-01",
+            ));
+        }
+        options.anthropic_version = v.clone();
+    }
+    if spec.wire == WireApi::AzureOpenAi {
+        if !valid_deployment_name(upstream_model) {
+            return Err(ConfigError::new(
+                at("litellm_params.model"),
+                format!("`azure/{upstream_model}`: the Azure deployment name must be 1-64 characters from A-Z a-z 0-9 . _ -; write `azure/<deployment>`"),
+            ));
+        }
+        options.azure_api_version = match params.api_version.as_deref() {
+            None => Some(AZURE_DEFAULT_API_VERSION.to_string()),
+            Some("v1") => None,
+            Some(v) if valid_api_version(v) => Some(v.to_string()),
+            Some(v) => {
+                return Err(ConfigError::new(
+                    at("litellm_params.api_version"),
+                    format!("`{v}` is not an Azure api-version: write a date version such as `{AZURE_DEFAULT_API_VERSION}` (or `2025-04-01-preview`), `v1` for the v1 path, or omit it for {AZURE_DEFAULT_API_VERSION}"),
+                ))
+            }
+        };
+        if let Some(token) = &params.azure_ad_token {
+            if api_key.is_some() {
+                return Err(ConfigError::new(
+                    at("litellm_params.azure_ad_token"),
+                    "is set together with `api_key`: use one, the `api-key` header or an Entra ID bearer token",
+                ));
+            }
+            api_key = Some(env_secret(token, &at("litellm_params.azure_ad_token"))?);
+            options.bearer_token = true;
+        }
+    }
+    Ok((api_key, options))
+}
+
+/// Azure deployment names go into the path unescaped.
+fn valid_deployment_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `YYYY-MM-DD` with an optional `-preview`.
+fn valid_api_version(v: &str) -> bool {
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+}

@@ -1,0 +1,521 @@
+//! The one table of providers: everything the gateway knows about a provider apart from
+//! its translator's code. Config parsing (prefixes, default bases, owned options), the
+//! credential header, docs and the test matrices read it, so that adding a provider is one
+//! entry here (plus a translator folder when it speaks a new wire API).
+
+use super::ProviderKind;
+
+/// How a provider takes its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `authorization: Bearer <key>`.
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKeyHeader,
+    /// `x-goog-api-key: <key>` (Gemini; never in the URL, so never in access logs).
+    GoogApiKey,
+    /// `?<name>=<key>` in the query; for providers that accept nothing else.
+    Query(&'static str),
+    /// Keyless: a key, when configured, is still sent as a bearer token.
+    None,
+    // Signed (SigV4) and OAuth styles arrive with the cloud providers; they need a signer
+    // that sees the final request, so they will be variants here handled by the shell.
+}
+
+impl Credential {
+    /// The header that carries `key` in this style, when it travels in a header.
+    pub fn header(self, key: &str) -> Option<(&'static str, String)> {
+        match self {
+            Credential::Bearer | Credential::None => {
+                Some(("authorization", format!("Bearer {key}")))
+            }
+            Credential::XApiKey => Some(("x-api-key", key.to_string())),
+            Credential::ApiKeyHeader => Some(("api-key", key.to_string())),
+            Credential::GoogApiKey => Some(("x-goog-api-key", key.to_string())),
+            Credential::Query(_) => None,
+        }
+    }
+
+    /// How the docs name the style.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Credential::Bearer => "`authorization: Bearer`",
+            Credential::XApiKey => "`x-api-key`",
+            Credential::ApiKeyHeader => "`api-key` (or an Entra ID bearer token)",
+            Credential::GoogApiKey => "`x-goog-api-key`",
+            Credential::Query(_) => "query parameter",
+            Credential::None => "none (keyless)",
+        }
+    }
+}
+
+/// The wire API a provider speaks, which picks its translator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireApi {
+    /// OpenAI Chat Completions, the body forwarded (`openai_compatible.rs`).
+    OpenAiChat,
+    /// Azure OpenAI: Chat Completions on Azure's paths and credentials.
+    AzureOpenAi,
+    /// Anthropic Messages (`anthropic/`).
+    AnthropicMessages,
+    /// Gemini `generateContent` (`gemini/`).
+    GeminiGenerate,
+    /// Cohere v2 Chat (`cohere/`).
+    CohereChat,
+}
+
+/// What an OpenAI-compatible provider does differently from OpenAI, each documented in the
+/// README of its fixture folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quirks {
+    /// Request parameters the provider rejects (or ignores): a 400 naming the field unless
+    /// the deployment sets `drop_params`, and then left out. Values that change nothing
+    /// (`n: 1`, `logprobs: false`, `logit_bias: {}`, ...) always pass.
+    pub rejected_params: &'static [&'static str],
+    /// The answer field that carries reasoning text when it is not `reasoning_content`
+    /// (`reasoning`): renamed to `reasoning_content` in answers and stream deltas.
+    pub reasoning_field: Option<&'static str>,
+    /// The tool-call ids it accepts in a conversation.
+    pub tool_call_ids: ToolCallIds,
+}
+
+/// Tool-call ids a provider accepts in the messages it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolCallIds {
+    /// Any string.
+    Any,
+    /// Exactly nine of `a-z A-Z 0-9` (Mistral): other ids (from another provider, earlier
+    /// in the conversation) are mapped to such ids, the same id always to the same one.
+    Alphanumeric9,
+}
+
+/// No quirks: OpenAI itself.
+pub const NO_QUIRKS: Quirks = Quirks {
+    rejected_params: &[],
+    reasoning_field: None,
+    tool_call_ids: ToolCallIds::Any,
+};
+
+/// A provider-owned `litellm_params` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedOption {
+    /// `anthropic_version`: the `anthropic-version` header.
+    AnthropicVersion,
+    /// `api_version`: Azure's `api-version` query, or `v1` for the v1 path.
+    ApiVersion,
+    /// `azure_ad_token`: an Entra ID bearer token from the environment instead of `api_key`.
+    AzureAdToken,
+}
+
+impl OwnedOption {
+    /// The `litellm_params` field.
+    pub fn field(self) -> &'static str {
+        match self {
+            OwnedOption::AnthropicVersion => "anthropic_version",
+            OwnedOption::ApiVersion => "api_version",
+            OwnedOption::AzureAdToken => "azure_ad_token",
+        }
+    }
+}
+
+/// Every option some provider owns, to tell "not this provider's" from "unknown".
+pub const ALL_OWNED_OPTIONS: &[OwnedOption] = &[
+    OwnedOption::AnthropicVersion,
+    OwnedOption::ApiVersion,
+    OwnedOption::AzureAdToken,
+];
+
+/// One provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderSpec {
+    /// Which provider.
+    pub kind: ProviderKind,
+    /// Name in configs, metrics, headers and fixture folders.
+    pub name: &'static str,
+    /// Name for people (docs, messages).
+    pub display_name: &'static str,
+    /// `litellm_params.model` prefixes (LiteLLM's), the name first.
+    pub prefixes: &'static [&'static str],
+    /// API base when a deployment names none; `None`: `api_base` is required.
+    pub default_api_base: Option<&'static str>,
+    /// How the key travels.
+    pub credential: Credential,
+    /// Whether a deployment needs a key (keyless local servers do not).
+    pub key_required: bool,
+    /// The wire API, hence the translator.
+    pub wire: WireApi,
+    /// The key variable the docs suggest (`api_key: os.environ/<this>`).
+    pub key_env: Option<&'static str>,
+    /// The `litellm_params` options it owns and validates.
+    pub options: &'static [OwnedOption],
+    /// Differences from OpenAI's Chat Completions (OpenAI-compatible family only).
+    pub quirks: Quirks,
+    /// The built-in price table lists its models by the names deployments use.
+    pub listed_prices: bool,
+    /// A model of the provider, for docs and the test matrices.
+    pub example_model: &'static str,
+    /// The API reference its translation follows.
+    pub reference: &'static str,
+}
+
+/// What every OpenAI-compatible preset shares; each entry sets the rest.
+const PRESET: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::OpenAi,
+    name: "",
+    display_name: "",
+    prefixes: &[],
+    default_api_base: None,
+    credential: Credential::Bearer,
+    key_required: true,
+    wire: WireApi::OpenAiChat,
+    key_env: None,
+    options: &[],
+    quirks: NO_QUIRKS,
+    listed_prices: false,
+    example_model: "",
+    reference: "",
+};
+
+/// A local server: keyless unless a key is configured.
+const KEYLESS_PRESET: ProviderSpec = ProviderSpec {
+    credential: Credential::None,
+    key_required: false,
+    ..PRESET
+};
+
+/// OpenAI itself, also what [`ProviderKind::spec`] falls back to.
+pub const OPENAI: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::OpenAi,
+    name: "openai",
+    display_name: "OpenAI",
+    prefixes: &["openai", "openai_compatible", "custom_openai"],
+    default_api_base: Some("https://api.openai.com/v1"),
+    credential: Credential::Bearer,
+    key_required: false,
+    wire: WireApi::OpenAiChat,
+    key_env: Some("OPENAI_API_KEY"),
+    options: &[],
+    quirks: NO_QUIRKS,
+    listed_prices: true,
+    example_model: "gpt-4o-2024-08-06",
+    reference: "https://platform.openai.com/docs/api-reference/chat",
+};
+
+/// Every provider, in the order of [`ProviderKind::ALL`] (checked by a test).
+pub static PROVIDERS: &[ProviderSpec] = &[
+    OPENAI,
+    ProviderSpec {
+        kind: ProviderKind::Anthropic,
+        name: "anthropic",
+        display_name: "Anthropic",
+        prefixes: &["anthropic"],
+        default_api_base: Some("https://api.anthropic.com"),
+        credential: Credential::XApiKey,
+        key_required: true,
+        wire: WireApi::AnthropicMessages,
+        key_env: Some("ANTHROPIC_API_KEY"),
+        options: &[OwnedOption::AnthropicVersion],
+        quirks: NO_QUIRKS,
+        listed_prices: true,
+        example_model: "claude-sonnet-4-5",
+        reference: "https://docs.anthropic.com/en/api/messages",
+    },
+    ProviderSpec {
+        kind: ProviderKind::Gemini,
+        name: "gemini",
+        display_name: "Gemini",
+        prefixes: &["gemini", "google_ai_studio"],
+        default_api_base: Some("https://generativelanguage.googleapis.com"),
+        credential: Credential::GoogApiKey,
+        key_required: true,
+        wire: WireApi::GeminiGenerate,
+        key_env: Some("GEMINI_API_KEY"),
+        options: &[],
+        quirks: NO_QUIRKS,
+        listed_prices: true,
+        example_model: "gemini-2.5-flash",
+        reference: "https://ai.google.dev/api/generate-content",
+    },
+    ProviderSpec {
+        kind: ProviderKind::Cohere,
+        name: "cohere",
+        display_name: "Cohere",
+        prefixes: &["cohere", "cohere_chat"],
+        default_api_base: Some("https://api.cohere.com"),
+        credential: Credential::Bearer,
+        key_required: true,
+        wire: WireApi::CohereChat,
+        key_env: Some("COHERE_API_KEY"),
+        options: &[],
+        quirks: NO_QUIRKS,
+        listed_prices: true,
+        example_model: "command-a-03-2025",
+        reference: "https://docs.cohere.com/reference/chat",
+    },
+    ProviderSpec {
+        kind: ProviderKind::Azure,
+        name: "azure",
+        display_name: "Azure OpenAI",
+        prefixes: &["azure"],
+        default_api_base: None,
+        credential: Credential::ApiKeyHeader,
+        key_required: true,
+        wire: WireApi::AzureOpenAi,
+        key_env: Some("AZURE_API_KEY"),
+        options: &[OwnedOption::ApiVersion, OwnedOption::AzureAdToken],
+        quirks: NO_QUIRKS,
+        listed_prices: false,
+        example_model: "my-gpt-4o",
+        reference: "https://learn.microsoft.com/azure/ai-foundry/openai/reference",
+    },
+    ProviderSpec {
+        kind: ProviderKind::Mistral,
+        name: "mistral",
+        display_name: "Mistral",
+        prefixes: &["mistral"],
+        default_api_base: Some("https://api.mistral.ai/v1"),
+        key_env: Some("MISTRAL_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &["logit_bias", "logprobs", "top_logprobs"],
+            reasoning_field: None,
+            tool_call_ids: ToolCallIds::Alphanumeric9,
+        },
+        example_model: "mistral-large-latest",
+        reference: "https://docs.mistral.ai/api/#tag/chat/operation/chat_completion_v1_chat_completions_post",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Groq,
+        name: "groq",
+        display_name: "Groq",
+        prefixes: &["groq"],
+        default_api_base: Some("https://api.groq.com/openai/v1"),
+        key_env: Some("GROQ_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &["logit_bias", "logprobs", "top_logprobs", "n"],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "llama-3.3-70b-versatile",
+        reference: "https://console.groq.com/docs/openai",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::DeepSeek,
+        name: "deepseek",
+        display_name: "DeepSeek",
+        prefixes: &["deepseek"],
+        default_api_base: Some("https://api.deepseek.com"),
+        key_env: Some("DEEPSEEK_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &["logit_bias", "n"],
+            reasoning_field: None,
+            ..NO_QUIRKS
+        },
+        example_model: "deepseek-chat",
+        reference: "https://api-docs.deepseek.com/api/create-chat-completion",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Xai,
+        name: "xai",
+        display_name: "xAI",
+        prefixes: &["xai"],
+        default_api_base: Some("https://api.x.ai/v1"),
+        key_env: Some("XAI_API_KEY"),
+        example_model: "grok-3-mini",
+        reference: "https://docs.x.ai/docs/api-reference#chat-completions",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::OpenRouter,
+        name: "openrouter",
+        display_name: "OpenRouter",
+        prefixes: &["openrouter"],
+        default_api_base: Some("https://openrouter.ai/api/v1"),
+        key_env: Some("OPENROUTER_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &[],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "openai/gpt-4o",
+        reference: "https://openrouter.ai/docs/api-reference/chat-completion",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Together,
+        name: "together_ai",
+        display_name: "Together AI",
+        prefixes: &["together_ai"],
+        default_api_base: Some("https://api.together.xyz/v1"),
+        key_env: Some("TOGETHERAI_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &[],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        reference: "https://docs.together.ai/reference/chat-completions-1",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Fireworks,
+        name: "fireworks_ai",
+        display_name: "Fireworks AI",
+        prefixes: &["fireworks_ai"],
+        default_api_base: Some("https://api.fireworks.ai/inference/v1"),
+        key_env: Some("FIREWORKS_AI_API_KEY"),
+        example_model: "accounts/fireworks/models/llama-v3p1-8b-instruct",
+        reference: "https://docs.fireworks.ai/api-reference/post-chatcompletions",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Perplexity,
+        name: "perplexity",
+        display_name: "Perplexity",
+        prefixes: &["perplexity"],
+        default_api_base: Some("https://api.perplexity.ai"),
+        key_env: Some("PERPLEXITYAI_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &[
+                "logit_bias",
+                "logprobs",
+                "top_logprobs",
+                "n",
+                "tools",
+                "tool_choice",
+                "parallel_tool_calls",
+            ],
+            reasoning_field: None,
+            ..NO_QUIRKS
+        },
+        example_model: "sonar",
+        reference: "https://docs.perplexity.ai/api-reference/chat-completions-post",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Cerebras,
+        name: "cerebras",
+        display_name: "Cerebras",
+        prefixes: &["cerebras"],
+        default_api_base: Some("https://api.cerebras.ai/v1"),
+        key_env: Some("CEREBRAS_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &["frequency_penalty", "presence_penalty", "logit_bias"],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "llama-3.3-70b",
+        reference: "https://inference-docs.cerebras.ai/resources/openai",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::DeepInfra,
+        name: "deepinfra",
+        display_name: "DeepInfra",
+        prefixes: &["deepinfra"],
+        default_api_base: Some("https://api.deepinfra.com/v1/openai"),
+        key_env: Some("DEEPINFRA_API_KEY"),
+        example_model: "meta-llama/Llama-3.3-70B-Instruct",
+        reference: "https://deepinfra.com/docs/openai_api",
+        ..PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Ollama,
+        name: "ollama",
+        display_name: "Ollama",
+        prefixes: &["ollama_chat", "ollama"],
+        default_api_base: Some("http://localhost:11434/v1"),
+        key_env: Some("OLLAMA_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &["logit_bias", "n"],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "llama3.2",
+        reference: "https://github.com/ollama/ollama/blob/main/docs/openai.md",
+        ..KEYLESS_PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::Vllm,
+        name: "hosted_vllm",
+        display_name: "vLLM",
+        prefixes: &["hosted_vllm"],
+        default_api_base: None,
+        key_env: Some("HOSTED_VLLM_API_KEY"),
+        quirks: Quirks {
+            rejected_params: &[],
+            reasoning_field: Some("reasoning"),
+            ..NO_QUIRKS
+        },
+        example_model: "meta-llama/Llama-3.1-8B-Instruct",
+        reference: "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
+        ..KEYLESS_PRESET
+    },
+    ProviderSpec {
+        kind: ProviderKind::LmStudio,
+        name: "lm_studio",
+        display_name: "LM Studio",
+        prefixes: &["lm_studio"],
+        default_api_base: Some("http://localhost:1234/v1"),
+        key_env: Some("LM_STUDIO_API_KEY"),
+        example_model: "qwen2.5-7b-instruct",
+        reference: "https://lmstudio.ai/docs/app/api/endpoints/openai",
+        ..KEYLESS_PRESET
+    },
+];
+
+/// The provider a config prefix or `provider` value names.
+pub fn by_prefix(prefix: &str) -> Option<&'static ProviderSpec> {
+    PROVIDERS.iter().find(|p| p.prefixes.contains(&prefix))
+}
+
+/// The provider with this config name.
+pub fn by_name(name: &str) -> Option<&'static ProviderSpec> {
+    PROVIDERS.iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table and the enum agree: one entry per kind, in order, names and prefixes
+    /// unique, every entry's name among its prefixes.
+    #[test]
+    fn one_entry_per_kind() {
+        assert_eq!(PROVIDERS.len(), ProviderKind::ALL.len());
+        let mut prefixes = std::collections::HashSet::new();
+        for (spec, kind) in PROVIDERS.iter().zip(ProviderKind::ALL) {
+            assert_eq!(spec.kind, *kind, "{}", spec.name);
+            assert_eq!(kind.spec().name, spec.name);
+            assert!(spec.prefixes.contains(&spec.name));
+            for p in spec.prefixes {
+                assert!(prefixes.insert(*p), "prefix `{p}` is used twice");
+            }
+            assert!(spec.reference.starts_with("https://"), "{}", spec.name);
+            if spec.key_required {
+                assert_ne!(spec.credential, Credential::None, "{}", spec.name);
+            }
+            if spec.wire != WireApi::OpenAiChat {
+                assert_eq!(spec.quirks, NO_QUIRKS, "{}", spec.name);
+            }
+        }
+    }
+
+    /// Every credential style that travels in a header names one.
+    #[test]
+    fn credential_headers() {
+        assert_eq!(
+            Credential::Bearer.header("k"),
+            Some(("authorization", "Bearer k".to_string()))
+        );
+        assert_eq!(
+            Credential::ApiKeyHeader.header("k"),
+            Some(("api-key", "k".to_string()))
+        );
+        assert_eq!(Credential::Query("key").header("k"), None);
+    }
+}
