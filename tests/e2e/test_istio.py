@@ -117,6 +117,12 @@ def test_committed_files_are_the_whole_set():
     assert (ISTIO_DIR / "README.md").is_file()
 
 
+def test_the_module_fits_a_configmap():
+    # Istio's file:// mode ships the module in a ConfigMap, which holds at most 1 MiB.
+    size = harness.wasm_path().stat().st_size
+    assert size < 1024 * 1024, f"the module is {size} bytes, over the 1 MiB a ConfigMap holds"
+
+
 SOURCES = {
     "file": ("file:///var/lib/llm-gateway/llm_gateway.wasm", False),
     "https": ("https://downloads.example.com/llm-gateway/0.1.0/llm_gateway.wasm", True),
