@@ -94,20 +94,13 @@ pub enum Balancing {
     /// `simple-shuffle`: by `weight` (Envoy's weighted `ROUND_ROBIN`).
     #[default]
     Weighted,
-    /// `least-busy`: the deployment with the fewest requests in flight, still by `weight`
-    /// (Envoy's `LEAST_REQUEST`); a slow deployment gets fewer requests.
+    /// `least-busy`: the deployment with the fewest requests in flight (Envoy's least-request
+    /// policy, comparing every deployment; by `weight / (in flight + 1)` when weights
+    /// differ); a slow deployment gets fewer requests.
     LeastBusy,
 }
 
 impl Balancing {
-    /// The Envoy cluster `lb_policy`.
-    pub fn envoy_policy(self) -> &'static str {
-        match self {
-            Balancing::Weighted => "ROUND_ROBIN",
-            Balancing::LeastBusy => "LEAST_REQUEST",
-        }
-    }
-
     fn parse(strategy: Option<&str>) -> Result<Balancing, ConfigError> {
         let refuse = |message: String| ConfigError {
             field: "router_settings.routing_strategy".into(),

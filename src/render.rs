@@ -45,6 +45,20 @@ pub fn plugin_configuration(role: FilterRole, gateway_json: &Value) -> Value {
     json!({"role": role, "config": gateway_json})
 }
 
+/// Envoy's least-request policy comparing every deployment of the tier, not two drawn at
+/// random (its default): with two deployments, two draws pick the slow one a quarter of
+/// the time even when it is busier. With unequal weights Envoy weighs each deployment by
+/// `weight / (requests in flight + 1)` instead.
+fn least_request_policy() -> Value {
+    json!({"policies": [{"typed_extension_config": {
+        "name": "envoy.load_balancing_policies.least_request",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+            "selection_method": "FULL_SCAN",
+        },
+    }}]})
+}
+
 /// An Envoy (protobuf JSON) duration: `5s`, `1.500s`.
 pub fn duration(secs: f64) -> String {
     if secs.fract() == 0.0 {
@@ -356,8 +370,8 @@ fn tier_cluster(config: &GatewayConfig, tier: &Tier) -> Value {
         },
     });
     // Envoy's default, ROUND_ROBIN, is `simple-shuffle`; only another policy is written.
-    if config.router.balancing != Balancing::Weighted {
-        cluster["lb_policy"] = json!(config.router.balancing.envoy_policy());
+    if config.router.balancing == Balancing::LeastBusy {
+        cluster["load_balancing_policy"] = least_request_policy();
     }
     if one_socket {
         if let Some(ep) = tls_hosts.first() {
@@ -757,13 +771,14 @@ mod tests {
         assert!(local.get("transport_socket").is_none());
     }
 
-    /// `least-busy` makes every tier cluster Envoy's LEAST_REQUEST; the default writes no
-    /// policy (Envoy's weighted ROUND_ROBIN).
+    /// `least-busy` makes every tier cluster Envoy's least-request policy with a full scan;
+    /// the default writes no policy (Envoy's weighted ROUND_ROBIN).
     #[test]
     fn routing_strategy_sets_the_lb_policy() {
         let plain = render(sample());
         for c in plain["static_resources"]["clusters"].as_array().unwrap() {
             assert!(c.get("lb_policy").is_none(), "{c}");
+            assert!(c.get("load_balancing_policy").is_none(), "{c}");
         }
         let mut v = sample();
         v["router_settings"] = json!({"routing_strategy": "least-busy"});
@@ -775,7 +790,15 @@ mod tests {
             .collect();
         assert_eq!(tiers.len(), 2);
         for c in tiers {
-            assert_eq!(c["lb_policy"], "LEAST_REQUEST", "{c}");
+            let policy = &c["load_balancing_policy"]["policies"][0]["typed_extension_config"];
+            assert_eq!(
+                policy["name"],
+                "envoy.load_balancing_policies.least_request"
+            );
+            assert_eq!(
+                policy["typed_config"]["selection_method"], "FULL_SCAN",
+                "{c}"
+            );
         }
     }
 

@@ -126,8 +126,6 @@ impl UpstreamHttp {
     /// hand-off to tell the downstream instance.
     fn publish_usage(&self, usage: &Usage) -> Option<u64> {
         let cost = self.cost_of(usage);
-        // A usage published is what the answer is charged; only a complete answer's is final.
-        let complete = self.stream_finished || self.mode == ResponseMode::Buffered;
         let values: [(&str, u64, bool); 5] = [
             ("llm_prompt_tokens", usage.prompt_tokens, true),
             ("llm_completion_tokens", usage.completion_tokens, true),
@@ -159,14 +157,10 @@ impl UpstreamHttp {
                 let mut r = report.borrow_mut();
                 r.usage = Some(*usage);
                 r.cost_micro_usd = cost;
-                r.complete = complete;
             }
             None => {
                 let priced: &[u8] = if cost.is_some() { b"1" } else { b"0" };
                 let _ = host::set_property(&["llm_priced"], priced);
-                if complete {
-                    let _ = host::set_property(&[routing::ANSWER_COMPLETE_STATE], b"1");
-                }
             }
         }
         cost
@@ -191,6 +185,17 @@ impl UpstreamHttp {
             log::error!("could not replace a stream chunk (host status {})", e.0);
         }
         Action::Continue
+    }
+
+    /// Says that the usage published last is the answer's final one (the whole body came,
+    /// or the stream ended): an answer without it is charged an estimate instead.
+    fn mark_usage_final(&self) {
+        match &self.report {
+            Some(report) => report.borrow_mut().complete = true,
+            None => {
+                let _ = host::set_property(&[routing::ANSWER_COMPLETE_STATE], b"1");
+            }
+        }
     }
 
     /// Whether `usage` is within what the request can cause. The first time it is not,
@@ -647,9 +652,12 @@ impl HttpContext for UpstreamHttp {
                     // Nothing follows `[DONE]` in what a translator writes.
                     self.stream_finished = end_of_stream || out.ends_with(DONE_EVENT);
                     if let Some(u) = usage {
-                        if self.published_usage != Some(u) || self.stream_finished {
+                        if self.published_usage != Some(u) {
                             self.published_usage = Some(u);
                             let _ = self.publish_usage(&u);
+                        }
+                        if self.stream_finished {
+                            self.mark_usage_final();
                         }
                     }
                 }
@@ -699,6 +707,7 @@ impl HttpContext for UpstreamHttp {
                         &u.cache_read_tokens.to_string(),
                     );
                     let cost = self.publish_usage(u);
+                    self.mark_usage_final();
                     Self::set_response_header(
                         routing::COST_HEADER,
                         &pricing::format_usd(cost.unwrap_or(0)),

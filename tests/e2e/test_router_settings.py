@@ -1,6 +1,6 @@
 """`router_settings` knobs LiteLLM users expect, done by Envoy: `routing_strategy:
-least-busy` (Envoy's LEAST_REQUEST) sends fewer requests to a deployment that answers
-slowly; `num_retries` retries a deployment before the chain moves on; a provider's
+least-busy` (Envoy's least-request policy, every deployment compared) sends fewer requests
+to a deployment that answers slowly; `num_retries` retries a deployment before the chain moves on; a provider's
 `Retry-After` is honoured by Envoy's rate-limited retry back-off. Strategies Envoy cannot
 run are refused at `check`, naming the Envoy policies that exist."""
 
@@ -38,7 +38,7 @@ def gateway(tmp_path_factory, openai_fake, anthropic_fake):
                         "fallbacks": [{"flaky": ["flaky-backup"]}]})
     out = render(write_yaml(tmp / "gateway.yaml", cfg), tmp / "envoy.yaml")
     text = out.read_text()
-    assert "lb_policy: LEAST_REQUEST" in text and "rate_limited_retry_back_off" in text
+    assert "selection_method: FULL_SCAN" in text and "rate_limited_retry_back_off" in text
     envoy = Envoy(out, tmp, admin, env=provider_env()).start()
     try:
         envoy.wait_ready()
@@ -71,9 +71,9 @@ def test_least_busy_sends_fewer_requests_to_a_slow_deployment(g):
     n_fast, n_slow = len(g["fast"].requests), len(g["slow"].requests)
     assert n_fast + n_slow == total
     # Round robin would give each half (30); the slow one holds requests in flight, so it
-    # is picked only when it has no more of them than the fast one. Each worker keeps its
-    # own picks, so on a busy machine it gets somewhat more than the quarter it gets idle.
-    assert n_slow <= total // 3, (n_fast, n_slow)
+    # is picked only when it has no more of them than the fast one (every deployment is
+    # compared, not two drawn at random).
+    assert n_slow <= total // 4, (n_fast, n_slow)
 
 
 def test_num_retries_retries_the_deployment_before_falling_back(g):
