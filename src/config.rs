@@ -518,7 +518,7 @@ impl GatewayConfig {
             .chain(self.master_key.env_name())
             .map(str::to_string)
             .collect();
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         names
     }
@@ -530,7 +530,7 @@ impl GatewayConfig {
         if let Some(otel) = &self.general.opentelemetry {
             names.extend(otel.env_names().map(str::to_string));
         }
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         names
     }

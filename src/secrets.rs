@@ -259,7 +259,7 @@ impl StreamScrubber {
                     }
                 }
             }
-            edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+            edits.sort_unstable_by_key(|(r, _)| std::cmp::Reverse(r.start));
             for (r, with) in edits {
                 if r.end <= events.len() {
                     events.splice(r, with.iter().copied());

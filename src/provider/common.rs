@@ -60,6 +60,20 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     })
 }
 
+/// Moves the items `first` picks before the others, keeping the order within each group
+/// (a stable partition: cheaper in code than a stable sort, and free when already so).
+pub fn move_to_front<T>(items: &mut Vec<T>, first: impl Fn(&T) -> bool) {
+    let Some(split) = items.iter().position(|x| !first(x)) else {
+        return;
+    };
+    if !items[split..].iter().any(&first) {
+        return;
+    }
+    let (mut front, back): (Vec<T>, Vec<T>) = std::mem::take(items).into_iter().partition(&first);
+    front.extend(back);
+    *items = front;
+}
+
 /// Splits `data:<mime>;base64,<data>` into media type (lowercased) and data; `param` names
 /// the field in the error.
 pub fn parse_data_url(url: &str, param: &str) -> Result<(String, String), GatewayError> {
@@ -362,5 +376,18 @@ mod tests {
         assert!(parse_data_url("data:image/png,AAA", "p").is_err());
         assert!(parse_data_url("data:;base64,AAA", "p").is_err());
         assert!(parse_data_url("https://x", "p").is_err());
+    }
+
+    #[test]
+    fn move_to_front_keeps_the_order_within_each_group() {
+        let mut v = vec![1, 2, 3, 4, 5, 6];
+        move_to_front(&mut v, |x| x % 2 == 0);
+        assert_eq!(v, [2, 4, 6, 1, 3, 5]);
+        let mut done = vec![2, 4, 1];
+        move_to_front(&mut done, |x| x % 2 == 0);
+        assert_eq!(done, [2, 4, 1]);
+        let mut none: Vec<i32> = vec![];
+        move_to_front(&mut none, |x| x % 2 == 0);
+        assert!(none.is_empty());
     }
 }

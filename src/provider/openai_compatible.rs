@@ -321,7 +321,7 @@ fn forward_verbatim(text: &str, upstream_model: &str) -> Option<Forwarded> {
         }
     }
     // Stable: two insertions at the end of the object keep the order they were made in.
-    edits.sort_by_key(|(start, _, _)| *start);
+    edits.sort_unstable_by_key(|(start, _, _)| *start);
     let mut out = Vec::with_capacity(bytes.len() + 64);
     let mut at = 0;
     for (start, end, replacement) in edits {

@@ -33,8 +33,8 @@ use crate::openai::{
     ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_data_url,
-    parse_response_format, split_thought_signature, stop_sequences, ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, move_to_front, parse_chat_request,
+    parse_data_url, parse_response_format, split_thought_signature, stop_sequences, ParamPolicy,
 };
 use crate::provider::Target;
 use serde_json::{Map, Value};
@@ -283,10 +283,10 @@ impl Turns {
     fn finish(mut self) -> Vec<MessageParam> {
         for m in &mut self.messages {
             if m.role == MessageRole::User {
-                // Anthropic wants tool results before any other block of a user turn;
-                // the sort is stable, so the order within each group is kept.
-                m.content
-                    .sort_by_key(|b| !matches!(b, ContentBlockParam::ToolResult { .. }));
+                // Anthropic wants tool results before any other block of a user turn.
+                move_to_front(&mut m.content, |b| {
+                    matches!(b, ContentBlockParam::ToolResult { .. })
+                });
             }
         }
         self.messages

@@ -285,74 +285,134 @@ pub struct ErrorResponse {
 }
 
 /// One stream event, by its `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type")]
+#[derive(Debug, Clone)]
 pub enum StreamEvent {
     /// First event: the answer's id.
-    #[serde(rename = "message-start")]
     MessageStart {
         /// Answer id.
-        #[serde(default)]
         id: Option<String>,
     },
     /// A content block opens (its first text may be in it).
-    #[serde(rename = "content-start")]
     ContentStart {
         /// What the block holds.
-        #[serde(default)]
         delta: ContentDelta,
     },
     /// More text or thinking of the open block.
-    #[serde(rename = "content-delta")]
     ContentDelta {
         /// The piece.
-        #[serde(default)]
         delta: ContentDelta,
     },
     /// A piece of the tool plan.
-    #[serde(rename = "tool-plan-delta")]
     ToolPlanDelta {
         /// The piece.
-        #[serde(default)]
         delta: ToolPlanDelta,
     },
     /// A call opens: id and name.
-    #[serde(rename = "tool-call-start")]
     ToolCallStart {
         /// Cohere's call index.
-        #[serde(default)]
         index: u32,
         /// The call.
-        #[serde(default)]
         delta: ToolCallDelta,
     },
     /// A piece of a call's arguments.
-    #[serde(rename = "tool-call-delta")]
     ToolCallDelta {
         /// Cohere's call index.
-        #[serde(default)]
         index: u32,
         /// The piece.
-        #[serde(default)]
         delta: ToolCallDelta,
     },
     /// A call is complete.
-    #[serde(rename = "tool-call-end")]
     ToolCallEnd {
         /// Cohere's call index.
-        #[serde(default)]
         index: u32,
     },
     /// Last event: finish reason and usage.
-    #[serde(rename = "message-end")]
     MessageEnd {
         /// Why and how much.
-        #[serde(default)]
         delta: MessageEndDelta,
     },
     /// `content-end`, citations, debug and newer events: nothing to translate.
-    #[serde(other)]
     Other,
+}
+
+/// Every event's fields in one flat shape. Read this way rather than by serde's
+/// internally tagged enum, which buffers each event into an intermediate tree first and
+/// costs the module about 60 KB of code.
+#[derive(Deserialize)]
+struct RawStreamEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    delta: Option<RawDelta>,
+}
+
+/// `delta` of any event: the union of what the events put there.
+#[derive(Default, Deserialize)]
+struct RawDelta {
+    #[serde(default)]
+    message: Option<RawDeltaMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    usage: Option<CohereUsage>,
+}
+
+/// `delta.message` of any event.
+#[derive(Default, Deserialize)]
+struct RawDeltaMessage {
+    #[serde(default)]
+    content: Option<ContentBlock>,
+    #[serde(default)]
+    tool_plan: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<ToolCall>,
+}
+
+impl StreamEvent {
+    /// Reads one event's JSON data.
+    pub fn parse(data: &str) -> Result<StreamEvent, serde_json::Error> {
+        let raw: RawStreamEvent = serde_json::from_str(data)?;
+        let index = raw.index.unwrap_or(0);
+        let delta = raw.delta.unwrap_or_default();
+        let RawDeltaMessage {
+            content,
+            tool_plan,
+            tool_calls,
+        } = delta.message.unwrap_or_default();
+        let content = ContentDelta {
+            message: Some(ContentDeltaMessage { content }),
+        };
+        let call = ToolCallDelta {
+            message: Some(ToolCallDeltaMessage { tool_calls }),
+        };
+        Ok(match raw.kind.as_str() {
+            "message-start" => StreamEvent::MessageStart { id: raw.id },
+            "content-start" => StreamEvent::ContentStart { delta: content },
+            "content-delta" => StreamEvent::ContentDelta { delta: content },
+            "tool-plan-delta" => StreamEvent::ToolPlanDelta {
+                delta: ToolPlanDelta {
+                    message: Some(ToolPlanMessage { tool_plan }),
+                },
+            },
+            "tool-call-start" => StreamEvent::ToolCallStart { index, delta: call },
+            "tool-call-delta" => StreamEvent::ToolCallDelta { index, delta: call },
+            "tool-call-end" => StreamEvent::ToolCallEnd { index },
+            "message-end" => StreamEvent::MessageEnd {
+                delta: MessageEndDelta {
+                    finish_reason: delta.finish_reason,
+                    error: delta.error,
+                    usage: delta.usage,
+                },
+            },
+            _ => StreamEvent::Other,
+        })
+    }
 }
 
 /// `delta` of content events.

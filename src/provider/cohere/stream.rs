@@ -72,7 +72,7 @@ fn parse_event(data: &str) -> Event {
     if data.is_empty() || data == "[DONE]" {
         return Event::Nothing;
     }
-    match serde_json::from_str::<StreamEvent>(data) {
+    match StreamEvent::parse(data) {
         Ok(e) => Event::Stream(e),
         Err(parse) => match serde_json::from_str::<ErrorResponse>(data) {
             Ok(e) => Event::ProviderError(provider_stream_error(&e.message)),

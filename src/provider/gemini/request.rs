@@ -43,9 +43,9 @@ use crate::openai::{
     ChatRequest, Content as ChatContent, ContentPart, Message, Role, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_data_url,
-    parse_response_format, part_text, part_type_error, reasoning_budget, split_thought_signature,
-    stop_sequences, ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, move_to_front, parse_chat_request,
+    parse_data_url, parse_response_format, part_text, part_type_error, reasoning_budget,
+    split_thought_signature, stop_sequences, ParamPolicy,
 };
 use crate::provider::Target;
 
@@ -154,9 +154,8 @@ impl Turns {
     fn finish(mut self) -> Vec<Content> {
         for c in &mut self.contents {
             if c.role.as_deref() == Some(USER) {
-                // Results first, as they answer the model turn just before; the sort is
-                // stable, so the order within each group is kept.
-                c.parts.sort_by_key(|p| p.function_response.is_none());
+                // Results first, as they answer the model turn just before.
+                move_to_front(&mut c.parts, |p| p.function_response.is_some());
             }
         }
         self.contents

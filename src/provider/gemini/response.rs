@@ -219,7 +219,7 @@ fn chat_completion(
     for (position, candidate) in response.candidates.iter().enumerate() {
         choices.push(choice(position, candidate, response_id, &mut calls_so_far)?);
     }
-    choices.sort_by_key(|c| c.index);
+    choices.sort_unstable_by_key(|c| c.index);
     Ok(ChatResponse {
         id: completion_id(response_id),
         object: "chat.completion".to_string(),
