@@ -167,6 +167,79 @@ pub fn response_changes<'a>(
     changes
 }
 
+/// The `retry-after` Envoy's rate-limited retry back-off can read (whole seconds), when
+/// the provider's own differs: an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`) becomes the
+/// seconds from `now_unix_secs` to it, and a missing `retry-after` is taken from
+/// `retry-after-ms` (OpenAI's), rounded up. `None`: nothing to change, or nothing to read.
+pub fn retry_after_seconds(
+    retry_after: Option<&[u8]>,
+    retry_after_ms: Option<&[u8]>,
+    now_unix_secs: u64,
+) -> Option<u64> {
+    let text = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    match retry_after.and_then(text) {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => None,
+        Some(v) => http_date_unix_secs(&v).map(|at| at.saturating_sub(now_unix_secs)),
+        None => {
+            // Whole milliseconds, or with a fraction (read as one more): no float parser,
+            // which would cost the module some 20 KB.
+            let ms = retry_after_ms.and_then(text)?;
+            let (whole, fraction) = ms.split_once('.').unwrap_or((&ms, ""));
+            if !fraction.bytes().all(|b| b.is_ascii_digit()) || whole.starts_with('+') {
+                return None;
+            }
+            let ms = whole.parse::<u64>().ok()? + u64::from(fraction.bytes().any(|b| b != b'0'));
+            Some(ms.div_ceil(1000))
+        }
+    }
+}
+
+/// Seconds since the Unix epoch of an IMF-fixdate (RFC 9110 5.6.7), the form every current
+/// server sends: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date_unix_secs(date: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = date.split_ascii_whitespace();
+    let (_weekday, day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if zone != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    let day: u64 = day.parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
+    let year: u64 = year.parse().ok()?;
+    let mut hms = time.split(':').map(|n| n.parse::<u64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 || hms.next().is_some()
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm, years from March).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3_600 + m * 60 + s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +356,44 @@ mod tests {
             Some(&b"x-llm-provider-request-id"[..])
         );
         assert_eq!(client_response_name(b"request-ids"), None);
+    }
+
+    #[test]
+    fn retry_after_in_the_forms_providers_send_becomes_seconds() {
+        let now = 1_445_412_480; // Wed, 21 Oct 2015 07:28:00 GMT
+        let date = Some(&b"Wed, 21 Oct 2015 07:28:30 GMT"[..]);
+        assert_eq!(retry_after_seconds(date, None, now), Some(30));
+        assert_eq!(retry_after_seconds(date, None, now + 100), Some(0));
+        assert_eq!(
+            http_date_unix_secs("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            http_date_unix_secs("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(0)
+        );
+        assert_eq!(
+            http_date_unix_secs("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
+        // Seconds are already what Envoy reads.
+        assert_eq!(retry_after_seconds(Some(b"2"), Some(b"1500"), now), None);
+        assert_eq!(retry_after_seconds(None, Some(b"1500"), now), Some(2));
+        assert_eq!(retry_after_seconds(None, Some(b"20.5"), now), Some(1));
+        for bad in [
+            "soon",
+            "Wed, 21 Oct 2015 07:28:30 PST",
+            "Wed, 32 Oct 2015 07:28:30 GMT",
+            "-1",
+            "",
+        ] {
+            assert_eq!(
+                retry_after_seconds(Some(bad.as_bytes()), None, now),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(retry_after_seconds(None, Some(b"-5"), now), None);
+        assert_eq!(retry_after_seconds(None, None, now), None);
     }
 }

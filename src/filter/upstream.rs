@@ -481,6 +481,17 @@ impl HttpContext for UpstreamHttp {
             Some(_) => self.attempts,
             None => host::property_u64(&["upstream", "request_attempt_count"]).unwrap_or(1),
         };
+        if status == 429 || status == 503 {
+            // Envoy's rate-limited back-off reads whole seconds only.
+            let now = host::now_nanos() / 1_000_000_000;
+            if let Some(secs) = header_policy::retry_after_seconds(
+                value("retry-after"),
+                value("retry-after-ms"),
+                now,
+            ) {
+                set.push(("retry-after", secs.to_string().into()));
+            }
+        }
         if let Some(d) = self.deployment() {
             if status >= 400 {
                 stats::record_all(&[metrics::provider_error(

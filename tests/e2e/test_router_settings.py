@@ -7,6 +7,7 @@ run are refused at `check`, naming the Envoy policies that exist."""
 from __future__ import annotations
 
 import concurrent.futures
+import email.utils
 import time
 
 import pytest
@@ -102,6 +103,23 @@ def test_retry_after_is_honoured(g):
     assert 0.9 <= waited < 5, waited
     assert r.header("x-llm-deployment") == "flaky" and not g["backup"].requests
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("form", ["http-date", "retry-after-ms"])
+def test_retry_after_as_a_date_or_in_milliseconds_is_honoured(g, form):
+    # Envoy's back-off reads seconds only; the gateway turns the other forms into them.
+    headers = ({"retry-after": email.utils.formatdate(time.time() + 2, usegmt=True)}
+               if form == "http-date" else {"retry-after-ms": "1500"})
+    g["flaky"].reset()
+    g["flaky"].enqueue(Reply(status=429, headers=headers,
+                             json={"error": {"message": "slow down", "type": "rate_limit_error"}}))
+    r = chat(g, "flaky")
+    assert r.status == 200, r.body
+    first, second = g["flaky"].requests
+    waited = second.received_at - first.received_at
+    # A date has one-second resolution: 2 s ahead is 1 to 2 s away.
+    assert 0.9 <= waited < 5, waited
+    assert r.header("x-llm-deployment") == "flaky" and not g["backup"].requests
 
 
 @pytest.mark.parametrize("strategy", ["latency-based-routing", "usage-based-routing-v2", "cost-based-routing"])
