@@ -63,10 +63,8 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
 /// Moves the items `first` picks before the others, keeping the order within each group
 /// (a stable partition: cheaper in code than a stable sort, and free when already so).
 pub fn move_to_front<T>(items: &mut Vec<T>, first: impl Fn(&T) -> bool) {
-    let Some(split) = items.iter().position(|x| !first(x)) else {
-        return;
-    };
-    if !items[split..].iter().any(&first) {
+    let mut rest = items.iter().skip_while(|x| first(x));
+    if !rest.any(&first) {
         return;
     }
     let (mut front, back): (Vec<T>, Vec<T>) = std::mem::take(items).into_iter().partition(&first);
