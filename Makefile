@@ -11,8 +11,10 @@ CLI         := target/release/llm-gateway
 GATEWAY_CFG ?= envoy/gateway.yaml
 BOOTSTRAP   := envoy/envoy.yaml
 ISTIO_DIR   := envoy/istio
-# Where the Istio gateway pods find the module; the committed envoy/istio/ files use this.
-ISTIO_WASM_URL ?= file:///var/lib/llm-gateway/llm_gateway.wasm
+# Where the Istio gateway pods find the module. Unset (the default, and what the committed
+# envoy/istio/ files use), it is the image `make oci` builds, pinned by its digest:
+# oci://$(OCI_REPO)@sha256:...; set it to an https:// or file:// URL to load it from there.
+ISTIO_WASM_URL ?=
 DEMO_PORT   ?= 18080
 
 # The key clients present to the gateway; a demo value unless you set your own.
@@ -24,6 +26,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # `make oci`: the OCI image layout of the module, and the registry repository that
 # `make render-istio OCI_REPO=...` points the Istio resources at (by digest).
 OCI_DIR ?= target/oci
+OCI_REPO ?= registry.example.com/llm-gateway
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 .PHONY: help setup toolchain binaryen python phoenix test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
@@ -103,13 +106,13 @@ binaryen:
 render: build
 	$(CLI) render --config $(GATEWAY_CFG) --wasm $(WASM) --out $(BOOTSTRAP)
 
-## The Istio resources (envoy/istio/): add ISTIO_WASM_URL=https://...|oci://... and
-## ISTIO_WASM_SHA256=<hex> to load the module from a URL instead of a mounted file.
-## With OCI_REPO=registry/repo, the resources load the image `make oci` builds, pinned by
-## its digest: oci://registry/repo@sha256:... (push it there first; see envoy/istio/README.md).
+## The Istio resources (envoy/istio/). They load the image `make oci` builds, pinned by its
+## digest, from OCI_REPO (push it there first; see envoy/istio/README.md):
+## oci://registry/repo@sha256:.... ISTIO_WASM_URL=https://...|file:///... (with
+## ISTIO_WASM_SHA256=<hex> for https) loads the module from there instead.
 render-istio: build
 	$(CLI) render-istio --config $(GATEWAY_CFG) \
-	  --wasm-url $(if $(OCI_REPO),oci://$(OCI_REPO)@$$($(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)),$(ISTIO_WASM_URL)) \
+	  --wasm-url $(or $(ISTIO_WASM_URL),oci://$(OCI_REPO)@$$($(CLI) oci --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG))) \
 	  $(if $(ISTIO_WASM_SHA256),--wasm-sha256 $(ISTIO_WASM_SHA256)) --out-dir $(ISTIO_DIR)
 
 ## The module as an OCI image (Istio's Wasm image format, compat variant) in $(OCI_DIR),

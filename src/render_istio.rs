@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::config::{FilterRole, GatewayConfig};
+use crate::config::{FilterRole, GatewayConfig, Secret};
+use crate::preflight::DEMO_MASTER_KEY;
 use crate::render::{
     access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config, memory_release,
     ratelimit, router_typed_config, stats_sinks, stats_tags, tracing, wasm_typed_config,
@@ -579,6 +580,10 @@ fn helm_values(config: &GatewayConfig, options: &IstioOptions) -> Value {
     values
 }
 
+/// The address the plugin config names in Istio: the gateway pods' listener takes traffic
+/// from every address its Service reaches.
+pub const ISTIO_LISTEN_ADDRESS: &str = "0.0.0.0";
+
 /// Renders every file for `kubectl apply` (and the Helm values for the gateway chart).
 /// `gateway_json` is the gateway config document as given (it becomes the plugin
 /// configuration); `config` is its validated form.
@@ -587,6 +592,25 @@ pub fn render_istio(
     gateway_json: &Value,
     options: &IstioOptions,
 ) -> Result<Vec<ManifestFile>, String> {
+    if matches!(&config.master_key, Secret::Literal(k) if k == DEMO_MASTER_KEY) {
+        return Err(format!(
+            "general_settings.master_key: the public demo key `{DEMO_MASTER_KEY}` on an Istio gateway, which other \
+             machines reach: name a variable the gateway pods get from a Secret instead \
+             (`master_key: os.environ/LLM_GATEWAY_MASTER_KEY`, see envoy/istio/README.md)"
+        ));
+    }
+    // The gateway's listener is the Istio gateway's Service, reachable by other machines
+    // whatever `listen_address` says: said so in the plugin config, the module refuses the
+    // public demo key if the pods' Secret holds it.
+    let mut exposed = gateway_json.clone();
+    if let Some(general) = exposed.as_object_mut().and_then(|doc| {
+        doc.entry("general_settings")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+    }) {
+        general.insert("listen_address".into(), json!(ISTIO_LISTEN_ADDRESS));
+    }
+    let gateway_json = &exposed;
     let mut providers = Vec::new();
     for (host, ports) in provider_hosts(config) {
         providers.push(service_entry(&host, &ports, options));

@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 /// The module URL the committed files use (`make render-istio`).
 const COMMITTED_WASM_URL: &str = "file:///var/lib/llm-gateway/llm_gateway.wasm";
 
+/// Where the committed files load the module from: the OCI image `make oci` builds, by
+/// digest (which changes with every build of a new module, so it is read, not rendered).
+const COMMITTED_OCI_REPO: &str = "oci://registry.example.com/llm-gateway@sha256:";
+
 fn yaml_docs(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_norway::Deserializer::from_str(&text)
@@ -76,7 +80,20 @@ fn file_source() -> WasmSource {
 #[test]
 fn committed_istio_files_are_up_to_date() {
     let gateway = yaml_docs("envoy/gateway.yaml").remove(0);
-    let files = render(&gateway, file_source());
+    let filter = yaml_docs("envoy/istio/envoyfilter.yaml").remove(0);
+    let url = filter["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        ["vm_config"]["code"]["remote"]["http_uri"]["uri"]
+        .as_str()
+        .expect("the committed EnvoyFilter loads the module from a remote URL")
+        .to_string();
+    let digest = url.strip_prefix(COMMITTED_OCI_REPO).unwrap_or_else(|| {
+        panic!("the committed files load {url}, not {COMMITTED_OCI_REPO}<digest>: run `make render-istio`")
+    });
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{url}"
+    );
+    let files = render(&gateway, WasmSource::parse(&url, None).expect("oci URL"));
     for f in &files {
         let path = format!("envoy/istio/{}", f.name);
         assert!(
@@ -115,9 +132,13 @@ fn filter_instances_are_extension_configs() {
         assert_eq!(p["patch"]["operation"], "ADD");
         let value = &p["patch"]["value"];
         assert_eq!(value["name"], ecds_name(role));
+        // The plugin config says the listener is exposed (the module then refuses the
+        // public demo key); the rest is the gateway config as given.
+        let mut exposed = gateway.clone();
+        exposed["general_settings"]["listen_address"] = json!("0.0.0.0");
         let expected = render::wasm_typed_config(
             &config,
-            &gateway,
+            &exposed,
             role,
             json!({"local": {"filename": "/var/lib/llm-gateway/llm_gateway.wasm"}}),
         );
@@ -540,4 +561,18 @@ fn global_rate_limit_patches() {
     assert!(clusters
         .iter()
         .any(|c| c["name"] == render::ratelimit::CLUSTER));
+}
+
+/// A literal demo master key is refused: an Istio gateway is reachable by other machines.
+#[test]
+fn the_public_demo_key_is_refused() {
+    let mut gateway = sample();
+    gateway["general_settings"]["master_key"] = json!("sk-gateway-demo");
+    let config = GatewayConfig::from_value(gateway.clone()).unwrap();
+    let e = render_istio(&config, &gateway, &options(file_source())).unwrap_err();
+    assert!(
+        e.starts_with("general_settings.master_key: the public demo key `sk-gateway-demo`"),
+        "{e}"
+    );
+    assert!(e.contains("os.environ/LLM_GATEWAY_MASTER_KEY"), "{e}");
 }

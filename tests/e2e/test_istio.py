@@ -531,6 +531,32 @@ def test_istio_shaped_gateway_serves_and_falls_back(istio_gateway, openai_fake, 
         anthropic_fake.reset()
 
 
+def test_the_module_refuses_the_demo_key_on_an_istio_gateway(tmp_path, openai_fake, anthropic_fake):
+    """The rendered plugin config says the listener is exposed: with the public demo key in
+    the pods' Secret, the module refuses its config and no request reaches a provider."""
+    port, admin_port = harness.free_port(), harness.free_port()
+    cfg = base_config(listen_port=port, openai_url=openai_fake.url, anthropic_url=anthropic_fake.url, hosted=False)
+    cfg["general_settings"]["master_key"] = "os.environ/LLM_GATEWAY_MASTER_KEY"
+    files = render_istio(tmp_path, cfg, f"file://{harness.wasm_path()}")
+    config = assemble(tmp_path, files, port, admin_port, via_ecds=True)
+    env = provider_env({"LLM_GATEWAY_MASTER_KEY": "sk-gateway-demo"})
+    envoy = OverriddenEnvoy(config, tmp_path, admin_port, env=env, override=stats_override(files)).start()
+    openai_fake.reset()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "public demo key" not in envoy.log_tail(400):
+            time.sleep(0.2)
+        assert "public demo key `sk-gateway-demo`" in envoy.log_tail(400), envoy.log_tail()
+        try:
+            r = chat(port, "gpt-test", key="sk-gateway-demo")
+            assert r.status != 200, r.body
+        except OSError:
+            pass  # no listener is also a refusal
+        assert not openai_fake.requests
+    finally:
+        envoy.stop()
+
+
 def test_istio_shaped_gateway_enforces_global_rate_limits(tmp_path, openai_fake, anthropic_fake, request):
     """With `rate_limit_service`, the EnvoyFilter carries Envoy's global rate limit filter:
     a virtual key over its requests per minute gets the OpenAI-shaped 429, as from the

@@ -93,6 +93,15 @@ def test_istio_resources_load_the_image_by_digest(tmp_path):
     assert "volumes" not in files["gateway-values.yaml"][0], "an image needs nothing mounted"
 
 
+def test_the_committed_istio_files_pin_this_checkouts_module(tmp_path):
+    """The committed envoy/istio/ files load the image of the module this checkout builds,
+    by digest (the build is reproducible): `make render-istio` after every new module."""
+    digest, _, _ = build_image(tmp_path / "image")
+    text = (harness.REPO_ROOT / "envoy" / "istio" / "envoyfilter.yaml").read_text()
+    url = f"oci://registry.example.com/llm-gateway@{digest}"
+    assert text.count(url) == 2, f"envoy/istio/ does not load {url}: run `make render-istio`"
+
+
 class Registry:
     """Debian's docker-registry on 127.0.0.1, with its storage and config in a temp dir,
     stopped by its PID."""
