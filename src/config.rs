@@ -157,6 +157,10 @@ struct RawParams {
 struct RawModelInfo {
     #[serde(default)]
     id: Option<String>,
+    /// The model a deployment runs under another name (an Azure deployment, a hosted open
+    /// model), as LiteLLM names it: priced from the built-in table by this name.
+    #[serde(default)]
+    base_model: Option<String>,
     #[serde(default)]
     max_output_tokens: Option<u64>,
     #[serde(default)]
@@ -665,13 +669,30 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         };
 
         // The built-in table lists the models of the providers that publish them under
-        // these names; elsewhere (Azure deployment names, hosted open models) only the
-        // deployment's own prices apply.
+        // these names; elsewhere (Azure deployment names, hosted open models) the
+        // deployment's `base_model` names the row, or only its own prices apply.
+        let base_model = match entry.model_info.base_model.as_deref().map(str::trim) {
+            Some(name) => {
+                // `azure/gpt-4o` as LiteLLM writes it: the table knows `gpt-4o`.
+                let name = name.rsplit_once('/').map_or(name, |(_, model)| model);
+                if crate::pricing::lookup(name).is_none() {
+                    return Err(ConfigError::new(
+                        at("model_info.base_model"),
+                        format!(
+                            "`{name}` has no built-in price: name a model the table lists (e.g. `gpt-4o`), \
+                             or set `litellm_params.input_cost_per_token` and `output_cost_per_token`"
+                        ),
+                    ));
+                }
+                Some(name)
+            }
+            None => None,
+        };
         let price = crate::pricing::resolve(
-            if spec.listed_prices {
-                &upstream_model
-            } else {
-                ""
+            match base_model {
+                Some(name) => name,
+                None if spec.listed_prices => &upstream_model,
+                None => "",
             },
             &PriceOverride {
                 input_cost_per_token: params.input_cost_per_token,
@@ -1110,6 +1131,42 @@ mod tests {
             Some(3_750_000)
         );
         assert_eq!(c.deployments[2].price, None);
+    }
+
+    /// An Azure deployment (or a hosted open model) names the model it runs in
+    /// `model_info.base_model`, as LiteLLM does, and is priced as that model; a name the
+    /// table does not know is refused, naming the field.
+    #[test]
+    fn base_model_prices_a_deployment_under_another_name() {
+        let azure = |base: Value| {
+            let mut v = minimal();
+            v["model_list"] = json!([{
+                "model_name": "chat",
+                "litellm_params": {"model": "azure/prod-4o", "api_base": "https://acme.openai.azure.com",
+                                   "api_version": "2024-10-21", "api_key": "os.environ/AZURE_API_KEY"},
+                "model_info": {"base_model": base}
+            }]);
+            cfg(v)
+        };
+        let c = azure(json!("azure/gpt-4o")).unwrap();
+        assert_eq!(c.deployments[0].price, crate::pricing::lookup("gpt-4o"));
+        assert_eq!(
+            azure(json!("gpt-4o-mini")).unwrap().deployments[0].price,
+            crate::pricing::lookup("gpt-4o-mini")
+        );
+        let mut v = minimal();
+        v["model_list"][0]["model_info"] = json!({"base_model": "gpt-4o-mini"});
+        assert_eq!(
+            cfg(v).unwrap().deployments[0].price,
+            crate::pricing::lookup("gpt-4o-mini")
+        );
+        let e = azure(json!("gpt-9-turbo")).unwrap_err();
+        assert!(e.to_string().contains("model_info.base_model"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`gpt-9-turbo` has no built-in price"),
+            "{e}"
+        );
     }
 
     /// LiteLLM's price fields override the table or price an unknown model.
