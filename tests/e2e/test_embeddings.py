@@ -193,7 +193,7 @@ def test_fallback_to_another_provider(emb, cohere_fake):
 def test_bad_input_is_a_400_naming_the_field(emb, gemini_fake, cohere_fake, body, param):
     r = emb.request("POST", "/v1/embeddings", body)
     assert r.status == 400, r.body
-    error = r.json()["error"]
+    error = r.json["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error", error
     assert not emb.provider_requests() and not gemini_fake.requests and not cohere_fake.requests
 
@@ -228,27 +228,33 @@ def _admin_stats(g) -> dict:
 
 
 def test_stats_and_access_log_count_embeddings_with_their_cost(emb):
-    before = len(emb.envoy.log_text().splitlines())
     client = emb.client()
     client.embeddings.create(model="embed-openai", input="count me " * 50, encoding_format="float")
     emb.openai.enqueue(openai_error(503, "overloaded", type="server_error"))
     client.embeddings.create(model="embed-fb", input="count me too", encoding_format="float")
+
+    def find(lines, model, tokens):
+        return [l for l in lines if l.get("model") == model and l.get("prompt_tokens") == tokens]
+
     lines: list = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        lines = [json.loads(l) for l in emb.envoy.log_text().splitlines()[before:] if l.startswith("{")]
-        if len([l for l in lines if l.get("operation") == "embeddings"]) >= 2:
+        lines = [json.loads(l) for l in emb.envoy.log_text().splitlines() if l.startswith("{")]
+        if find(lines, "embed-openai", "100") and find(lines, "embed-fb", "3"):
             break
         time.sleep(0.3)
-    mine = [l for l in lines if l.get("operation") == "embeddings"]
-    assert len(mine) == 2, lines
-    first = next(l for l in mine if l["model"] == "embed-openai")
-    # 100 words reported by the fake, at text-embedding-3-small's $0.02 per million: rounded to 0.
-    assert first["prompt_tokens"] == "100" and first["completion_tokens"] == "0", first
-    assert first["cost_micro_usd"] == "0" and first["provider"] == "openai", first
-    fb = next(l for l in mine if l["model"] == "embed-fb")
-    assert fb["provider"] == "cohere" and fb["attempts"] == 2 and fb["prompt_tokens"] == "3", fb
-    assert fb["cost_micro_usd"] == "0", fb
+    # 100 words reported by the fake, at text-embedding-3-small's $0.02 per million.
+    first = find(lines, "embed-openai", "100")
+    assert len(first) == 1, lines
+    assert first[0]["operation"] == "embeddings" and first[0]["completion_tokens"] == "0", first
+    assert first[0]["cost_micro_usd"] == "2" and first[0]["provider"] == "openai", first
+    fb = find(lines, "embed-fb", "3")
+    assert len(fb) == 1 and fb[0]["operation"] == "embeddings", lines
+    assert fb[0]["provider"] == "cohere" and fb[0]["attempts"] == 2, fb
+    # 3 tokens at embed-v4.0's $0.12 per million: priced, rounded to 0.
+    assert fb[0]["cost_micro_usd"] == "0", fb
+    # Chat lines carry no operation.
+    assert all(l.get("operation") in (None, "embeddings") for l in lines)
     # Stats carry the operation label; the pricey key's spend is counted in micro-USD.
     deadline = time.monotonic() + 10
     stats: dict = {}
