@@ -165,6 +165,9 @@ struct RawModelInfo {
     max_output_tokens: Option<u64>,
     #[serde(default)]
     max_input_tokens: Option<u64>,
+    /// LiteLLM's `mode`: `chat` or `embedding`.
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -411,6 +414,18 @@ pub struct Deployment {
     /// Its token price: the built-in price of `upstream_model` with the `litellm_params`
     /// price fields applied. `None`: unpriced, counted apart and never guessed.
     pub price: Option<Price>,
+    /// What it answers (`model_info.mode`, else known from the price table); `None`: not
+    /// known, both endpoints are tried.
+    pub mode: Option<ModelMode>,
+}
+
+/// What a model answers: chat completions or embeddings (LiteLLM's `model_info.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelMode {
+    /// `chat`: `/v1/chat/completions`.
+    Chat,
+    /// `embedding`: `/v1/embeddings`.
+    Embedding,
 }
 
 /// A client-facing model name and the deployments behind it, in order.
@@ -420,6 +435,9 @@ pub struct Alias {
     pub name: String,
     /// Indices into [`GatewayConfig::deployments`], primary first.
     pub deployments: Vec<usize>,
+    /// The mode all its deployments share, when known: a chat request to an embedding
+    /// model is refused at once.
+    pub mode: Option<ModelMode>,
 }
 
 /// Listener and process settings used by the renderer.
@@ -706,6 +724,42 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         )
         .map_err(|e| ConfigError::new(at(&format!("litellm_params.{}", e.field)), e.message))?;
 
+        let mode = match entry.model_info.mode.as_deref() {
+            Some("chat") => Some(ModelMode::Chat),
+            Some("embedding")
+                if spec.wire == crate::provider::registry::WireApi::AnthropicMessages =>
+            {
+                return Err(ConfigError::new(
+                    at("model_info.mode"),
+                    format!(
+                        "{} has no embeddings API: use `chat`, or an embedding provider",
+                        spec.display_name
+                    ),
+                ))
+            }
+            Some("embedding") => Some(ModelMode::Embedding),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    at("model_info.mode"),
+                    format!(
+                        "`{other}` is not a mode the gateway serves: use `chat` or `embedding`"
+                    ),
+                ))
+            }
+            None if spec.wire == crate::provider::registry::WireApi::AnthropicMessages => {
+                Some(ModelMode::Chat)
+            }
+            None if spec.listed_prices => {
+                crate::pricing::is_embedding_model(&upstream_model).map(|e| {
+                    if e {
+                        ModelMode::Embedding
+                    } else {
+                        ModelMode::Chat
+                    }
+                })
+            }
+            None => None,
+        };
         let index = deployments.len();
         deployments.push(Deployment {
             id,
@@ -737,12 +791,19 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 m => m,
             },
             price,
+            mode,
         });
         match aliases.iter_mut().find(|a| a.name == alias) {
-            Some(a) => a.deployments.push(index),
+            Some(a) => {
+                a.deployments.push(index);
+                if a.mode != mode {
+                    a.mode = None;
+                }
+            }
             None => aliases.push(Alias {
                 name: alias.to_string(),
                 deployments: vec![index],
+                mode,
             }),
         }
     }

@@ -30,6 +30,7 @@ pub mod byte_budget;
 pub mod bytes;
 pub mod chains;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod hashing;
 pub mod header_map;

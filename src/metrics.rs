@@ -55,11 +55,19 @@ pub const STAT_TAGS: &[(&str, &str)] = &[
     ("status_class", r"(\.status_class=([^;]*);)"),
     ("status", r"(\.status=([^;]*);)"),
     ("token_type", r"(\.token_type=([^;]*);)"),
+    ("operation", r"(\.operation=([^;]*);)"),
 ];
+
+/// The `operation` label of a chat completion.
+pub const CHAT_OPERATION: &str = "chat";
+/// The `operation` label of an embeddings request.
+pub const EMBEDDINGS_OPERATION: &str = "embeddings";
 
 /// How one request ended: everything the stats need, gathered by the downstream instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// The endpoint's operation ([`CHAT_OPERATION`], [`EMBEDDINGS_OPERATION`]).
+    pub operation: &'static str,
     /// The alias the client asked for (empty when the request never named a known one).
     pub model: String,
     /// The provider that answered last (empty when none was reached).
@@ -164,17 +172,19 @@ pub fn records(o: &Outcome) -> Vec<Record> {
         name,
         value,
     };
-    let who: [(&str, &str); 5] = [
+    let who: [(&str, &str); 6] = [
         ("model", &o.model),
         ("provider", &o.provider),
         ("upstream_model", &o.upstream_model),
         ("key", &o.key),
         ("team", &o.team),
+        ("operation", o.operation),
     ];
-    let route: [(&str, &str); 3] = [
+    let route: [(&str, &str); 4] = [
         ("model", &o.model),
         ("provider", &o.provider),
         ("upstream_model", &o.upstream_model),
+        ("operation", o.operation),
     ];
 
     let (who, route) = (labels(&who), labels(&route));
@@ -311,6 +321,7 @@ mod tests {
 
     fn outcome() -> Outcome {
         Outcome {
+            operation: CHAT_OPERATION,
             model: "gpt-4o".into(),
             provider: "openai".into(),
             upstream_model: "gpt-4o-2024-08-06".into(),
@@ -343,7 +354,7 @@ mod tests {
         assert_eq!(req.len(), 1);
         assert_eq!(
             req[0].name,
-            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.status_class=2xx;"
+            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.operation=chat;.status_class=2xx;"
         );
         assert_eq!(find(&r, "llm_fallbacks_total")[0].value, 1);
         assert_eq!(find(&r, "llm_cost_micro_usd_total")[0].value, 350);

@@ -92,6 +92,12 @@ pub fn cost_usd(usage: &Usage, price: &Price) -> f64 {
     cost_pico_usd(usage, price) as f64 / 1e12
 }
 
+/// Whether the table lists `model` as an embedding model (`Some(false)`: a chat model;
+/// `None`: not listed).
+pub fn is_embedding_model(model: &str) -> Option<bool> {
+    find(model).map(|r| r.embedding)
+}
+
 /// The built-in price of an upstream model, or `None` when it is unpriced.
 ///
 /// Exact name first (ASCII case-insensitive, a leading `models/` ignored); then the longest
@@ -210,6 +216,7 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
             cache_write: None,
             cache_write_1h: None,
             reasoning: None,
+            embedding: false,
         },
         (None, None, None) if o.is_empty() => return Ok(None),
         (None, i, _) => {
@@ -235,6 +242,7 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
             // price still stands (it follows the input price, not the write price).
             cache_write_1h: cache_write_1h.or(base.cache_write_1h),
             reasoning: reasoning.or(base.reasoning),
+            embedding: base.embedding,
         }
         .price(),
     ))
@@ -268,6 +276,8 @@ struct Rates {
     cache_write: Option<u64>,
     cache_write_1h: Option<u64>,
     reasoning: Option<u64>,
+    /// An embedding model (input tokens only, `/v1/embeddings`).
+    embedding: bool,
 }
 
 impl Rates {
@@ -299,6 +309,15 @@ const fn p(input: f64, cached: f64, output: f64) -> Rates {
         cache_write: None,
         cache_write_1h: None,
         reasoning: None,
+        embedding: false,
+    }
+}
+
+/// An embedding model: input only (USD per million tokens).
+const fn embed(input: f64) -> Rates {
+    Rates {
+        embedding: true,
+        ..p(input, input, 0.0)
     }
 }
 
@@ -346,6 +365,12 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   on `usage.billed_units`, the counts the Cohere translator reports; no cache prices.
 ///   Cohere's dated names (`-03-2025`) carry no version suffix [`lookup`] strips, so each
 ///   snapshot is listed.
+/// - **Embedding models**, taken 2026-12-07, input tokens only: OpenAI
+///   `text-embedding-3-small` $0.02, `-3-large` $0.13, `ada-002` $0.10
+///   (<https://developers.openai.com/api/docs/pricing>, "Embeddings"); Gemini
+///   `gemini-embedding-001` $0.15 and `text-embedding-004` free of charge
+///   (<https://ai.google.dev/gemini-api/docs/pricing>); Cohere `embed-v4.0` $0.12 (text)
+///   and the v3.0 models $0.10 (<https://cohere.com/pricing>).
 static TABLE: &[(&str, Rates)] = &[
     ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
     ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
@@ -373,6 +398,11 @@ static TABLE: &[(&str, Rates)] = &[
     ("command-r-08-2024", p(0.15, 0.15, 0.60)),
     ("command-r-plus-08-2024", p(2.50, 2.50, 10.00)),
     ("command-r7b-12-2024", p(0.0375, 0.0375, 0.15)),
+    ("embed-english-light-v3.0", embed(0.10)),
+    ("embed-english-v3.0", embed(0.10)),
+    ("embed-multilingual-light-v3.0", embed(0.10)),
+    ("embed-multilingual-v3.0", embed(0.10)),
+    ("embed-v4.0", embed(0.12)),
     ("gemini-2.5-flash", p(0.30, 0.03, 2.50)),
     ("gemini-2.5-flash-lite", p(0.10, 0.01, 0.40)),
     ("gemini-2.5-pro", p(1.25, 0.125, 10.00)),
@@ -381,6 +411,7 @@ static TABLE: &[(&str, Rates)] = &[
     ("gemini-3.1-flash-lite-preview", p(0.25, 0.025, 1.50)),
     ("gemini-3.1-pro-preview", p(2.00, 0.20, 12.00)),
     ("gemini-3.5-flash", p(1.50, 0.15, 9.00)),
+    ("gemini-embedding-001", embed(0.15)),
     ("gpt-4.1", p(2.00, 0.50, 8.00)),
     ("gpt-4.1-mini", p(0.40, 0.10, 1.60)),
     ("gpt-4.1-nano", p(0.10, 0.025, 0.40)),
@@ -404,6 +435,10 @@ static TABLE: &[(&str, Rates)] = &[
     ("o3", p(2.00, 0.50, 8.00)),
     ("o3-mini", p(1.10, 0.55, 4.40)),
     ("o4-mini", p(1.10, 0.275, 4.40)),
+    ("text-embedding-004", embed(0.0)),
+    ("text-embedding-3-large", embed(0.13)),
+    ("text-embedding-3-small", embed(0.02)),
+    ("text-embedding-ada-002", embed(0.10)),
 ];
 
 #[cfg(test)]
@@ -422,6 +457,27 @@ mod tests {
         lookup(model).unwrap_or_else(|| panic!("{model} is not priced"))
     }
 
+    /// Embedding models are known as such, priced on input tokens only; chat models are
+    /// known as chat models; others are not known.
+    #[test]
+    fn embedding_models() {
+        for (model, per_mtok) in [
+            ("text-embedding-3-small", 0.02),
+            ("text-embedding-3-large", 0.13),
+            ("text-embedding-ada-002", 0.10),
+            ("gemini-embedding-001", 0.15),
+            ("models/text-embedding-004", 0.0),
+            ("embed-v4.0", 0.12),
+            ("embed-english-v3.0", 0.10),
+        ] {
+            assert_eq!(is_embedding_model(model), Some(true), "{model}");
+            let cost = cost_micro_usd(&usage(1_000_000, 0), &lookup(model).unwrap());
+            assert_eq!(cost, (per_mtok * 1e6_f64).round() as u64, "{model}");
+        }
+        assert_eq!(is_embedding_model("gpt-4o-2024-08-06"), Some(false));
+        assert_eq!(is_embedding_model("my-embedder"), None);
+    }
+
     /// The table is sorted and unique (binary search relies on it), lower-case, and sane.
     #[test]
     fn table_is_sorted_and_sane() {
@@ -431,7 +487,12 @@ mod tests {
         for (name, rates) in TABLE {
             assert_eq!(*name, name.to_ascii_lowercase());
             let p = rates.price();
-            assert!(p.input > 0 && p.output > 0, "{name}");
+            if rates.embedding {
+                // Input only; Google's text-embedding-004 is free of charge.
+                assert_eq!(p.output, 0, "{name}");
+            } else {
+                assert!(p.input > 0 && p.output > 0, "{name}");
+            }
             assert!(
                 p.cache_read <= p.input,
                 "{name}: cache reads cost more than input"

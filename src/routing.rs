@@ -30,6 +30,9 @@ pub const PROMPT_TOKENS_HEADER: &str = "x-llm-prompt-tokens";
 pub const COMPLETION_TOKENS_HEADER: &str = "x-llm-completion-tokens";
 /// Response header: input tokens served from the prompt cache (non-streamed answers).
 pub const CACHED_TOKENS_HEADER: &str = "x-llm-cached-tokens";
+/// Response header: `true` when the token counts are the gateway's estimate because the
+/// provider reports none (Gemini embeddings).
+pub const USAGE_ESTIMATED_HEADER: &str = "x-llm-usage-estimated";
 
 /// Filter state (`wasm.` prefixed for Envoy) naming the virtual key of the request, set
 /// by the downstream instance when the global rate limit is on, never for the master key.

@@ -122,7 +122,11 @@ fn check_citation(citation: &str, fixture_provider: &str) -> Option<String> {
         };
         return (!found).then(|| format!("`{citation}`: no test `{name}` in {file}"));
     }
-    let Some(rest) = citation.strip_prefix("tests/fixtures/") else {
+    // An endpoint's cases live under its own folder (`tests/fixtures/embeddings/<provider>/`).
+    let Some(rest) = citation
+        .strip_prefix("tests/fixtures/embeddings/")
+        .or_else(|| citation.strip_prefix("tests/fixtures/"))
+    else {
         return Some(format!(
             "`{citation}`: cite a case directory under tests/fixtures/ or a test as <file>::<fn>"
         ));
@@ -165,6 +169,39 @@ fn matrix(doc: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(lines.map(cells).collect())
 }
 
+/// The rows of the tables after the first whose header is the matrix's provider columns
+/// (the endpoint dimension: one row per endpoint, one table of features per endpoint).
+fn endpoint_tables(doc: &str) -> Result<Vec<Vec<String>>, String> {
+    let columns: Vec<String> = columns().iter().map(|(c, _)| c.to_string()).collect();
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut rows = Vec::new();
+    let mut tables = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].trim_start().starts_with('|') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lines.len() && lines[i].trim_start().starts_with('|') {
+            i += 1;
+        }
+        tables += 1;
+        let header = cells(lines[start]);
+        if tables == 1 || header.get(1..) != Some(&columns[..]) {
+            continue;
+        }
+        rows.extend(lines[start + 2..i].iter().map(|l| cells(l)));
+    }
+    if !rows
+        .iter()
+        .any(|r| r.first().is_some_and(|f| f.contains("/v1/embeddings")))
+    {
+        return Err("docs/conformance.md has no endpoint row for `POST /v1/embeddings`".into());
+    }
+    Ok(rows)
+}
+
 /// Every cell cites something that exists, and every required feature has a row.
 #[test]
 fn conformance_matrix_cites_existing_tests() {
@@ -173,7 +210,9 @@ fn conformance_matrix_cites_existing_tests() {
     let rows = matrix(&doc).unwrap_or_else(|e| panic!("{e}"));
     let columns = columns();
     let mut failures = Vec::new();
-    for row in &rows {
+    // The endpoint tables further down have the same provider columns.
+    let endpoint_rows = endpoint_tables(&doc).unwrap_or_else(|e| panic!("{e}"));
+    for row in rows.iter().chain(&endpoint_rows) {
         let feature = row.first().cloned().unwrap_or_default();
         if row.len() != columns.len() + 1 {
             failures.push(format!(

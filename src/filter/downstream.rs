@@ -7,7 +7,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::handoff::{self, Handed, Report};
+use super::handoff::{self, Handed, HandedRequest, Report};
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
@@ -31,7 +31,11 @@ enum Endpoint {
     None,
     /// `POST /v1/chat/completions`, waiting for its body.
     Chat,
+    /// `POST /v1/embeddings`, waiting for its body (see [`embeddings`]).
+    Embeddings,
 }
+
+mod embeddings;
 
 /// Per-request state of the downstream instance.
 pub struct DownstreamHttp {
@@ -45,8 +49,10 @@ pub struct DownstreamHttp {
     status: u16,
     alias: Option<String>,
     stream: bool,
-    /// Only chat requests are counted in the model stats.
+    /// Only model requests (chat, embeddings) are counted in the model stats.
     counted: bool,
+    /// Their `operation` label.
+    operation: &'static str,
     /// The authenticated key (`None` for the master key).
     key: Option<usize>,
     /// Bytes of request body buffered so far: a body that ends with trailers is complete
@@ -89,6 +95,7 @@ impl DownstreamHttp {
             alias: None,
             stream: false,
             counted: false,
+            operation: metrics::CHAT_OPERATION,
             key: None,
             body_size: 0,
             admission: None,
@@ -227,6 +234,14 @@ impl DownstreamHttp {
         }
     }
 
+    /// The whole body is in: routes it by its endpoint.
+    fn route_endpoint(&mut self, body_size: usize) -> Action {
+        match self.endpoint {
+            Endpoint::Embeddings => self.route_embeddings(body_size),
+            _ => self.route_body(body_size),
+        }
+    }
+
     /// The whole body is in: validates it, admits the request and routes it.
     fn route_body(&mut self, body_size: usize) -> Action {
         let body = match host::get_buffer(Buffer::RequestBody, 0, body_size) {
@@ -242,7 +257,9 @@ impl DownstreamHttp {
             Err(e) => return self.reply_error(&e),
         };
         self.stream = request.is_stream();
-        let alias = match routing::resolve_alias(&self.runtime.config, &request.model) {
+        let runtime = Rc::clone(&self.runtime);
+        let config = &runtime.config;
+        let alias = match routing::resolve_alias(config, &request.model) {
             Ok(a) => a,
             Err(e) => return self.reply_error(&e),
         };
@@ -250,20 +267,44 @@ impl DownstreamHttp {
         if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
             return self.reply_error(&e);
         }
+        if alias.mode == Some(crate::config::ModelMode::Embedding) {
+            return self.reply_error(&embeddings::chat_to_embedding_model(&alias.name));
+        }
         let estimate = estimate_prompt_tokens(&request);
-        let route = match routing::choose_route(&self.runtime.config, alias, estimate) {
+        let route = match routing::choose_route(config, alias, estimate) {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
+        if let Err(action) = self.admit_and_route(&route.key, &|| {
+            RequestFacts::for_route(config, route, &request)
+        }) {
+            return action;
+        }
+        // Span attributes: written only when there are spans to carry them.
+        if config.general.opentelemetry.is_some() {
+            for (name, value) in crate::otel::request_span_values(&request) {
+                let _ = host::set_property(&[name], value.as_bytes());
+            }
+        }
+        self.hand_off(HandedRequest::Chat(Rc::new(request)), &body)
+    }
+
+    /// Admits the request against its key's limits (`facts` only computed for a virtual
+    /// key), publishes its identity for the global rate limit and routes it to
+    /// `route_key`; `Err` with the refusal already answered.
+    fn admit_and_route(
+        &mut self,
+        route_key: &str,
+        facts: &dyn Fn() -> RequestFacts,
+    ) -> Result<(), Action> {
         let key = self.virtual_key();
         if !key.is_master {
             let config = &self.runtime.config;
-            let facts = RequestFacts::for_route(config, route, &request);
             match accounting::admit(
                 &SharedData,
                 key,
                 config.keys.team_of(key),
-                &facts,
+                &facts(),
                 // The body follows the headers at once: their time saves a host call.
                 self.started_nanos / 1_000_000_000,
             ) {
@@ -271,28 +312,27 @@ impl DownstreamHttp {
                     self.rate_headers = accounting::rate_limit_headers(&a);
                     self.admission = Some(a);
                 }
-                Err(refusal) => return self.reply_refusal(refusal),
+                Err(refusal) => return Err(self.reply_refusal(refusal)),
             }
         }
         if self.runtime.config.general.rate_limit_service.is_some() {
             self.publish_limit_identity();
         }
-        // Span attributes: written only when there are spans to carry them.
-        if self.runtime.config.general.opentelemetry.is_some() {
-            for (name, value) in crate::otel::request_span_values(&request) {
-                let _ = host::set_property(&[name], value.as_bytes());
-            }
-        }
-        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, &route.key) {
+        if let Err(e) = host::set_header(Map::RequestHeaders, ROUTE_HEADER, route_key) {
             log::error!("cannot set the routing header (host status {})", e.0);
-            return self.reply_error(&GatewayError::internal("could not route the request"));
+            return Err(self.reply_error(&GatewayError::internal("could not route the request")));
         }
+        Ok(())
+    }
+
+    /// Hands the parsed request to the attempts and lets the request go on to its route.
+    fn hand_off(&mut self, request: HandedRequest, body: &[u8]) -> Action {
         let handed = Handed {
-            chat: Rc::new(request),
+            request,
             report: Rc::default(),
         };
         let report = Rc::clone(&handed.report);
-        self.handoff = handoff::register(handed, &body);
+        self.handoff = handoff::register(handed, body);
         if self.handoff.is_some() {
             self.report = Some(report);
         }
@@ -347,11 +387,12 @@ impl HttpContext for DownstreamHttp {
         let path = full_path.split('?').next().unwrap_or("");
         let is_models = matches!(path, "/v1/models" | "/models");
         let is_chat = matches!(path, "/v1/chat/completions" | "/chat/completions");
+        let is_embeddings = !is_chat && matches!(path, "/v1/embeddings" | "/embeddings");
 
-        if !is_models && !is_chat {
+        if !is_models && !is_chat && !is_embeddings {
             let e = GatewayError::new(
                 ErrorKind::NotFound,
-                format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions and GET /v1/models."),
+                format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models."),
             )
             .with_code("unknown_url");
             return self.reply_error(&e);
@@ -360,7 +401,7 @@ impl HttpContext for DownstreamHttp {
         if let Err(e) = self.authenticate(text("authorization").as_deref(), now / 1_000_000_000) {
             return self.reply_error(&e);
         }
-        if is_chat {
+        if is_chat || is_embeddings {
             self.counted = true;
             self.started_nanos = now;
         }
@@ -383,9 +424,10 @@ impl HttpContext for DownstreamHttp {
             return self.reply_error(&e);
         }
         if end_of_stream {
-            return self.reply_error(&GatewayError::invalid_request(
-                "request body is empty: send a JSON object with `model` and `messages`",
-            ));
+            let fields = if is_chat { "messages" } else { "input" };
+            return self.reply_error(&GatewayError::invalid_request(format!(
+                "request body is empty: send a JSON object with `model` and `{fields}`"
+            )));
         }
         let declared = text("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(len) = declared {
@@ -407,13 +449,18 @@ impl HttpContext for DownstreamHttp {
             }
         }
         self.strip_client_headers(headers.as_deref());
-        self.endpoint = Endpoint::Chat;
+        self.endpoint = if is_chat {
+            Endpoint::Chat
+        } else {
+            self.operation = metrics::EMBEDDINGS_OPERATION;
+            Endpoint::Embeddings
+        };
         // Hold the headers: the route depends on the `model` in the body.
         Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.endpoint != Endpoint::Chat {
+        if self.endpoint == Endpoint::None {
             return Action::Continue;
         }
         if body_size as u64 > self.runtime.config.general.max_request_body_bytes {
@@ -426,16 +473,16 @@ impl HttpContext for DownstreamHttp {
             self.body_size = body_size;
             return Action::Pause;
         }
-        self.route_body(body_size)
+        self.route_endpoint(body_size)
     }
 
     /// An HTTP/2 (or chunked HTTP/1.1) request whose body is followed by trailers never
     /// sees its body end: it ends here.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.endpoint != Endpoint::Chat {
+        if self.endpoint == Endpoint::None {
             return Action::Continue;
         }
-        self.route_body(self.body_size)
+        self.route_endpoint(self.body_size)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -541,6 +588,7 @@ impl DownstreamHttp {
             (last.provider.to_string(), last.upstream_model.clone())
         };
         Outcome {
+            operation: self.operation,
             model: self.alias.clone().unwrap_or_default(),
             upstream_model,
             provider,

@@ -50,10 +50,23 @@ pub struct Report {
 #[derive(Clone)]
 pub struct Handed {
     /// The parsed request.
-    pub chat: Rc<ChatRequest>,
+    pub request: HandedRequest,
     /// Where the attempt reports back.
     pub report: Rc<RefCell<Report>>,
 }
+
+/// The parsed request, by endpoint.
+#[derive(Clone)]
+pub enum HandedRequest {
+    /// `/v1/chat/completions`.
+    Chat(Rc<ChatRequest>),
+    /// `/v1/embeddings` (each attempt reads its few fields from the body again).
+    Embeddings,
+}
+
+/// Filter-state name of the operation of a request that is not a chat completion
+/// (`embeddings`), for attempts without a hand-off and for the access log.
+pub const OPERATION_STATE: &str = "llm_operation";
 
 /// Filter-state name of the hand-off (`<vm token>:<id>`).
 pub const HANDOFF_STATE: &str = "llm_request_handoff";

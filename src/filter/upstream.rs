@@ -9,7 +9,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use super::handoff::{self, Report};
+use super::handoff::{self, HandedRequest, Report};
 use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
@@ -269,15 +269,29 @@ impl UpstreamHttp {
             now_unix_secs: host::now_nanos() / 1_000_000_000,
             options: &deployment.options,
         };
-        let mut translator = translator_for(deployment.provider);
         let handed = handoff::lookup(&body);
-        let usage_bound = match &handed {
-            Some(h) => UsageBound::for_request(&h.chat, body_size as u64),
-            None => UsageBound::for_body(body_size as u64),
+        let embeddings = match &handed {
+            Some(h) => matches!(h.request, HandedRequest::Embeddings),
+            None => {
+                host::property_text(&[handoff::OPERATION_STATE]).as_deref()
+                    == Some(metrics::EMBEDDINGS_OPERATION)
+            }
         };
-        let upstream = match &handed {
-            Some(h) => translator.request_parsed(&body, &h.chat, &target)?,
-            None => translator.request(&body, &target)?,
+        let (mut translator, usage_bound) = if embeddings {
+            (
+                crate::embeddings::translate::translator_for(deployment.provider),
+                crate::embeddings::EmbeddingsRequest::usage_bound(body_size as u64),
+            )
+        } else {
+            let bound = match handed.as_ref().map(|h| &h.request) {
+                Some(HandedRequest::Chat(chat)) => UsageBound::for_request(chat, body_size as u64),
+                _ => UsageBound::for_body(body_size as u64),
+            };
+            (translator_for(deployment.provider), bound)
+        };
+        let upstream = match handed.as_ref().map(|h| &h.request) {
+            Some(HandedRequest::Chat(chat)) => translator.request_parsed(&body, chat, &target)?,
+            _ => translator.request(&body, &target)?,
         };
         if !upstream.dropped.is_empty() {
             log::warn!(
@@ -686,6 +700,7 @@ impl HttpContext for UpstreamHttp {
                 };
                 let body = host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut translated = translator.response(self.upstream_status, &body);
+                let estimated = translator.usage_estimated();
                 if let Some(u) = translated.usage {
                     if !self.plausible(&u) {
                         // The answer cannot be trusted: an upstream error, and a retriable
@@ -717,6 +732,9 @@ impl HttpContext for UpstreamHttp {
                         routing::CACHED_TOKENS_HEADER,
                         &u.cache_read_tokens.to_string(),
                     );
+                    if estimated {
+                        Self::set_response_header(routing::USAGE_ESTIMATED_HEADER, "true");
+                    }
                     let cost = self.publish_usage(u);
                     self.mark_usage_final();
                     Self::set_response_header(

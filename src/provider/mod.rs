@@ -353,6 +353,11 @@ pub trait Translator {
     fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
         None
     }
+
+    /// The usage of the answer is the gateway's estimate: the provider reports none.
+    fn usage_estimated(&self) -> bool {
+        false
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`, wrapped in [`Guarded`].
@@ -505,6 +510,10 @@ impl Translator for Guarded {
 
     fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
         self.key.as_ref()
+    }
+
+    fn usage_estimated(&self) -> bool {
+        self.inner.usage_estimated()
     }
 }
 

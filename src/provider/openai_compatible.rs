@@ -234,6 +234,23 @@ fn forward_reparsed(
     })
 }
 
+/// The client's body with `model` set to `upstream_model` and nothing else changed (an
+/// embeddings request), the fast way when it can be taken.
+pub(crate) fn with_model(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+    if let Some(f) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| forward_verbatim(text, upstream_model))
+    {
+        return Ok(f.body);
+    }
+    let mut value: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
+    })?;
+    value.insert("model".into(), Value::String(upstream_model.to_string()));
+    serde_json::to_vec(&value)
+        .map_err(|e| GatewayError::internal(format!("could not encode request: {e}")))
+}
+
 /// The fast way, for nearly every body: the client's bytes copied with the few edits
 /// [`forward_reparsed`] makes (the model, gateway-only message fields, the stream's usage
 /// request) spliced in, instead of building a value of every field and escaping every
@@ -978,7 +995,7 @@ pub fn write_stream_error(out: &mut Vec<u8>, message: &str) {
 }
 
 /// Reads an OpenAI-shaped error body, or wraps whatever the provider sent.
-fn openai_error(status: u16, body: &[u8]) -> GatewayError {
+pub(crate) fn openai_error(status: u16, body: &[u8]) -> GatewayError {
     let kind = ErrorKind::from_status(status);
     match serde_json::from_slice::<ErrorOnly>(body) {
         Ok(e) => {

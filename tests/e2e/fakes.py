@@ -3,11 +3,17 @@
 Each fake is an in-process ``ThreadingHTTPServer`` on 127.0.0.1 that speaks one provider's
 wire format over HTTP/1.1 with keep-alive:
 
-* :class:`OpenAIFake`    -- ``POST /v1/chat/completions`` (OpenAI and compatible servers)
+* :class:`OpenAIFake`    -- ``POST /v1/chat/completions`` and ``POST /v1/embeddings`` (OpenAI
+  and compatible servers)
 * :class:`AnthropicFake` -- ``POST /v1/messages`` (Anthropic Messages API)
-* :class:`GeminiFake`    -- ``POST /v1beta/models/{model}:generateContent`` and
-  ``:streamGenerateContent?alt=sse``
-* :class:`CohereFake`    -- ``POST /v2/chat`` (Cohere v2 Chat API, JSON and SSE)
+* :class:`GeminiFake`    -- ``POST /v1beta/models/{model}:generateContent``,
+  ``:streamGenerateContent?alt=sse`` and ``:batchEmbedContents``
+* :class:`CohereFake`    -- ``POST /v2/chat`` (Cohere v2 Chat API, JSON and SSE) and ``POST /v2/embed``
+
+Embeddings follow https://platform.openai.com/docs/api-reference/embeddings/create,
+https://ai.google.dev/api/embeddings#method:-models.batchembedcontents and
+https://docs.cohere.com/reference/embed: each text gets a deterministic vector
+(:func:`fake_vector`), ``base64`` is its little-endian float32 bytes.
 
 Every request is recorded (:class:`Recorded`: method, path, lower-cased headers, raw body,
 parsed JSON, how the body was framed). Answers come from a script: tests enqueue
@@ -26,9 +32,11 @@ OpenAI-compatible demo provider (``--kind anthropic`` for an Anthropic-shaped on
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import re
+import struct
 import signal
 import sys
 import threading
@@ -60,6 +68,8 @@ __all__ = [
     "anthropic_error",
     "anthropic_event",
     "last_user_text",
+    "fake_vector",
+    "vector_base64",
 ]
 
 
@@ -473,6 +483,17 @@ def last_user_text(messages: Any) -> str:
     return ""
 
 
+def fake_vector(text: str, dims: int = 8) -> list:
+    """A deterministic vector for ``text``: what the embeddings fakes answer."""
+    seed = sum(text.encode("utf-8")) % 97
+    return [round(((seed + 7 * i) % 23 - 11) / 16.0, 4) for i in range(dims)]
+
+
+def vector_base64(vector: list) -> str:
+    """``vector`` as OpenAI's ``base64`` encoding: little-endian float32 bytes."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
 def _pieces(text: str) -> list:
     """Splits text into word-sized stream deltas that concatenate back to it."""
     parts = re.findall(r"\S+\s*|\s+", text)
@@ -549,6 +570,8 @@ class OpenAIFake(FakeProvider):
     def routes(self, rec: Recorded) -> Optional[str]:
         if rec.method == "POST" and rec.path.endswith("/chat/completions"):
             return "chat"
+        if rec.method == "POST" and rec.path.endswith("/embeddings"):
+            return "embeddings"
         if rec.method == "GET" and rec.path.endswith("/models"):
             return "models"
         return None
@@ -564,6 +587,8 @@ class OpenAIFake(FakeProvider):
         if self.routes(rec) == "models":
             return Reply(json={"object": "list", "data": [
                 {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "fake"}]})
+        if self.routes(rec) == "embeddings":
+            return self.embeddings_reply(rec)
         body = rec.json
         if not isinstance(body, dict):
             return openai_error(400, "We could not parse the JSON body of your request.")
@@ -577,6 +602,28 @@ class OpenAIFake(FakeProvider):
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return Reply.sse(openai_stream(text, model=model, include_usage=wants_usage, id=cid))
         return Reply(json=openai_completion(text, model=model, id=cid))
+
+    @staticmethod
+    def embeddings_reply(rec: Recorded) -> Reply:
+        """OpenAI's embeddings answer: one vector per input (strings or token arrays)."""
+        body = rec.json
+        if not isinstance(body, dict) or not body.get("model") or "input" not in body:
+            return openai_error(400, "you must provide a model parameter and input")
+        items = body["input"]
+        if isinstance(items, str) or (isinstance(items, list) and items and isinstance(items[0], int)):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            return openai_error(400, "'$.input' is invalid.", param="input")
+        dims = int(body.get("dimensions") or 8)
+        b64 = body.get("encoding_format") == "base64"
+        data, tokens = [], 0
+        for i, item in enumerate(items):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += len(text.split()) if isinstance(item, str) else len(item)
+            v = fake_vector(text, dims)
+            data.append({"object": "embedding", "index": i, "embedding": vector_base64(v) if b64 else v})
+        return Reply(json={"object": "list", "data": data, "model": str(body["model"]),
+                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -790,7 +837,8 @@ class AnthropicFake(FakeProvider):
 # ---------------------------------------------------------------------------------------------
 # Gemini (for the provider that lands later)
 
-_GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):(?P<op>generateContent|streamGenerateContent)$")
+_GEMINI_PATH = re.compile(
+    r"^/v1beta/models/(?P<model>[^/:]+):(?P<op>generateContent|streamGenerateContent|batchEmbedContents)$")
 
 
 def gemini_response(text: str = "Hello!", finish_reason: str = "STOP", prompt_tokens: int = 9,
@@ -816,6 +864,8 @@ class GeminiFake(FakeProvider):
             return None
         if m.group("op") == "streamGenerateContent":
             return "stream" if rec.query.get("alt") == "sse" else "stream_json"
+        if m.group("op") == "batchEmbedContents":
+            return "embed"
         return "generate"
 
     def auth_problem(self, rec: Recorded) -> Optional[Reply]:
@@ -830,6 +880,8 @@ class GeminiFake(FakeProvider):
         m = _GEMINI_PATH.match(rec.path)
         model = m.group("model") if m else "gemini"
         body = rec.json if isinstance(rec.json, dict) else {}
+        if self.routes(rec) == "embed":
+            return self.embed_reply(model, body)
         text = ""
         for c in reversed(body.get("contents") or []):
             if isinstance(c, dict) and c.get("role", "user") == "user":
@@ -850,6 +902,25 @@ class GeminiFake(FakeProvider):
                 events.append(Event(chunk))
             return Reply.sse(events)
         return Reply(json=gemini_response(answer, model=model))
+
+    @staticmethod
+    def embed_reply(model: str, body: dict) -> Reply:
+        """``batchEmbedContents``: ``{"embeddings": [{"values": [...]}]}``, no usage; at most
+        100 requests, each naming this model."""
+        reqs = body.get("requests")
+        bad = lambda m: Reply(status=400, json={"error": {"code": 400, "message": m, "status": "INVALID_ARGUMENT"}})
+        if not isinstance(reqs, list) or not reqs:
+            return bad("* BatchEmbedContentsRequest.requests: requests must not be empty")
+        if len(reqs) > 100:
+            return bad("* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch")
+        out = []
+        for i, r in enumerate(reqs):
+            if not isinstance(r, dict) or r.get("model") != f"models/{model}":
+                return bad(f"* BatchEmbedContentsRequest.requests[{i}].model: must be models/{model}")
+            parts = ((r.get("content") or {}).get("parts")) or []
+            text = " ".join(p.get("text", "") for p in parts if isinstance(p, dict))
+            out.append({"values": fake_vector(text, int(r.get("outputDimensionality") or 8))})
+        return Reply(json={"embeddings": out})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -924,6 +995,8 @@ class CohereFake(FakeProvider):
     def routes(self, rec: Recorded) -> Optional[str]:
         if rec.method == "POST" and rec.path == "/v2/chat":
             return "chat"
+        if rec.method == "POST" and rec.path == "/v2/embed":
+            return "embed"
         return None
 
     def not_found(self, rec: Recorded) -> Reply:
@@ -940,6 +1013,8 @@ class CohereFake(FakeProvider):
         body = rec.json
         if not isinstance(body, dict):
             return cohere_error(400, "invalid request: body must be a JSON object")
+        if self.routes(rec) == "embed":
+            return self.embed_reply(body)
         for f in ("model", "messages"):
             if f not in body:
                 return cohere_error(400, f"invalid request: {f} is required")
@@ -955,6 +1030,34 @@ class CohereFake(FakeProvider):
         if body.get("stream") is True:
             return Reply.sse(cohere_stream(text, id=mid))
         return Reply(json=cohere_message(text, id=mid))
+
+    @staticmethod
+    def embed_reply(body: dict) -> Reply:
+        """``/v2/embed``: ``embeddings`` by type, ``meta.billed_units.input_tokens``; at most
+        96 texts; ``input_type`` required for v3+ models."""
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts:
+            return cohere_error(400, "invalid request: texts must not be empty")
+        if len(texts) > 96:
+            return cohere_error(400, f"invalid request: texts can only have up to 96 elements, but got {len(texts)}")
+        if body.get("input_type") not in ("search_document", "search_query", "classification", "clustering"):
+            return cohere_error(400, "invalid request: valid input_type must be provided with the provided model")
+        types = body.get("embedding_types") or ["float"]
+        dims = int(body.get("output_dimension") or 8)
+        vectors = [fake_vector(t, dims) for t in texts]
+        embeddings = {}
+        for t in types:
+            if t == "float":
+                embeddings["float"] = vectors
+            elif t == "base64":
+                embeddings["base64"] = [vector_base64(v) for v in vectors]
+            else:
+                return cohere_error(400, f"invalid request: embedding type {t} is not supported by the fake")
+        tokens = sum(len(t.split()) for t in texts)
+        return Reply(json={"id": "e1e1e1e1-0000-4000-8000-000000000001", "embeddings": embeddings,
+                           "texts": texts, "meta": {"api_version": {"version": "2"},
+                                                    "billed_units": {"input_tokens": tokens}},
+                           "response_type": "embeddings_by_type"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_upstream_model_name_is_not_an_alias(gw):
     ("GET", "/v1"),
     ("GET", "/v1/nope"),
     ("POST", "/v1/completions"),
-    ("POST", "/v1/embeddings"),
+    ("POST", "/v1/images/generations"),
     ("POST", "/v2/chat/completions"),
 ])
 def test_other_paths_are_openai_shaped_404(gw, method, path):

@@ -28,17 +28,22 @@ pub struct GeminiTranslator {
 /// The endpoint for `model` under the deployment's base path. A base path that already
 /// ends with an API version (`.../v1beta`) is used as is.
 pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
+    let method = if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    };
+    method_path(base_path, model, method)
+}
+
+/// The path of `model`'s `method` (`generateContent`, `batchEmbedContents`, ...).
+pub fn method_path(base_path: &str, model: &str, method: &str) -> String {
     let base = base_path.trim_end_matches('/');
     let versioned = base.ends_with("/v1beta") || base.ends_with("/v1");
     // Tuned models live under their own collection.
     let (collection, name) = match model.strip_prefix("tunedModels/") {
         Some(name) => ("tunedModels", name),
         None => ("models", model.strip_prefix("models/").unwrap_or(model)),
-    };
-    let method = if stream {
-        "streamGenerateContent?alt=sse"
-    } else {
-        "generateContent"
     };
     let endpoint = format!(
         "{}/{collection}/{}:{method}",

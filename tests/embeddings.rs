@@ -1,0 +1,311 @@
+//! `/v1/embeddings` translation: golden cases under `tests/fixtures/embeddings/<provider>/`
+//! (layout in its README) for every wire API, and the refusals of what a provider cannot
+//! take.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use llm_gateway::config::{GatewayConfig, ModelMode};
+use llm_gateway::embeddings::{parse_request, translate::translator_for};
+use llm_gateway::provider::{ProviderKind, ProviderOptions, Target};
+use serde_json::{json, Value};
+
+const NOW: u64 = 1_700_000_000;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embeddings")
+}
+
+/// The deployment each fixture folder stands for.
+fn deployment(
+    provider: &str,
+) -> (
+    ProviderKind,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+) {
+    match provider {
+        "openai" => (
+            ProviderKind::OpenAi,
+            "text-embedding-3-small",
+            "/v1",
+            Some("sk-test"),
+        ),
+        "azure" => (
+            ProviderKind::Azure,
+            "embed-large-deployment",
+            "",
+            Some("azure-test-key"),
+        ),
+        "gemini" => (
+            ProviderKind::Gemini,
+            "gemini-embedding-001",
+            "",
+            Some("AIza-test-key"),
+        ),
+        "cohere" => (ProviderKind::Cohere, "embed-v4.0", "", Some("co-test-key")),
+        other => panic!("no deployment for fixture folder {other}"),
+    }
+}
+
+fn read(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+/// Compares `actual` with the expected file (JSON compared as values), or writes it when
+/// blessing; returns a failure line.
+fn check(case: &Path, file: &str, actual: &str, json: bool, bless: bool) -> Option<String> {
+    let path = case.join(file);
+    let pretty = if json {
+        let v: Value = serde_json::from_str(actual).unwrap_or(Value::String(actual.into()));
+        serde_json::to_string_pretty(&v).unwrap() + "\n"
+    } else {
+        format!("{actual}\n")
+    };
+    match read(&path) {
+        Some(expected) => {
+            let same = if json {
+                serde_json::from_str::<Value>(&expected).ok()
+                    == serde_json::from_str::<Value>(actual).ok()
+            } else {
+                expected.trim_end() == actual
+            };
+            if same {
+                None
+            } else if bless {
+                fs::write(&path, pretty).unwrap();
+                None
+            } else {
+                Some(format!(
+                    "{}: expected\n{expected}\ngot\n{pretty}",
+                    path.display()
+                ))
+            }
+        }
+        None if bless => {
+            fs::write(&path, pretty).unwrap();
+            None
+        }
+        None => Some(format!(
+            "{} is missing (GOLDEN_BLESS=1 writes it)",
+            path.display()
+        )),
+    }
+}
+
+/// Every case of every provider translates both ways to its expected files.
+#[test]
+fn golden_cases() {
+    let bless = std::env::var_os("GOLDEN_BLESS").is_some();
+    let options = ProviderOptions::default();
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for provider in ["openai", "azure", "gemini", "cohere"] {
+        let (kind, model, base_path, api_key) = deployment(provider);
+        let mut cases: Vec<PathBuf> = fs::read_dir(dir().join(provider))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        cases.sort();
+        for case in cases {
+            n += 1;
+            let target = Target {
+                upstream_model: model,
+                base_path,
+                api_key,
+                now_unix_secs: NOW,
+                options: &options,
+            };
+            let request = read(&case.join("request.json")).unwrap();
+            let mut t = translator_for(kind);
+            let up = t.request(request.as_bytes(), &target).unwrap();
+            assert!(!t.is_stream());
+            failures.extend(check(&case, "upstream_path", &up.path, false, bless));
+            let sent = String::from_utf8(up.body).unwrap();
+            failures.extend(check(&case, "upstream_request.json", &sent, true, bless));
+            let status: u16 =
+                read(&case.join("upstream_status")).map_or(200, |s| s.trim().parse().unwrap());
+            let answer = read(&case.join("upstream_response.json")).unwrap();
+            let out = t.response(status, answer.as_bytes());
+            let body = String::from_utf8(out.body).unwrap();
+            assert!(!body.contains(api_key.unwrap_or("none")));
+            failures.extend(check(&case, "openai_response.json", &body, true, bless));
+            failures.extend(check(
+                &case,
+                "expected_status",
+                &out.status.to_string(),
+                false,
+                bless,
+            ));
+            let usage = out
+                .usage
+                .map_or("none".to_string(), |u| u.prompt_tokens.to_string());
+            failures.extend(check(&case, "usage", &usage, false, bless));
+            if out.status == 200 {
+                // The shape the openai SDK reads.
+                let v: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(v["object"], "list", "{}", case.display());
+                assert_eq!(v["data"][0]["object"], "embedding");
+                assert_eq!(v["data"][0]["index"], 0);
+                assert_eq!(v["usage"]["prompt_tokens"], v["usage"]["total_tokens"]);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(n >= 12, "only {n} cases");
+}
+
+/// The OpenAI family's body is the client's, byte for byte, but for the model.
+#[test]
+fn openai_family_forwards_the_body() {
+    let options = ProviderOptions::default();
+    let body = br#"{"input": [[1, 2], [3]],  "model": "embed", "encoding_format": "base64", "dimensions": 3, "x_extra": {"kept": true}}"#;
+    for kind in [
+        ProviderKind::OpenAi,
+        ProviderKind::Mistral,
+        ProviderKind::Together,
+    ] {
+        let mut t = translator_for(kind);
+        let target = Target {
+            upstream_model: "m-1",
+            base_path: "/v1",
+            api_key: Some("k"),
+            now_unix_secs: NOW,
+            options: &options,
+        };
+        let up = t.request(body, &target).unwrap();
+        let expected = String::from_utf8_lossy(body).replace("\"embed\"", "\"m-1\"");
+        assert_eq!(String::from_utf8(up.body).unwrap(), expected);
+        assert_eq!(up.path, "/v1/embeddings");
+        // A base64 answer is passed on as sent.
+        let answer = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":"AACAPw=="}],"model":"m-1","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+        let out = t.response(200, answer);
+        assert_eq!(out.body, answer.to_vec());
+        assert_eq!(out.usage.unwrap().prompt_tokens, 3);
+        assert!(!t.usage_estimated());
+    }
+    let mut t = translator_for(ProviderKind::Gemini);
+    let target = Target {
+        upstream_model: "gemini-embedding-001",
+        base_path: "",
+        api_key: None,
+        now_unix_secs: NOW,
+        options: &options,
+    };
+    t.request(br#"{"model":"e","input":"abcdefgh"}"#, &target)
+        .unwrap();
+    assert!(t.usage_estimated());
+}
+
+/// What a provider cannot take is a 400 naming the field, before any call.
+#[test]
+fn provider_limits() {
+    let options = ProviderOptions::default();
+    let target = Target {
+        upstream_model: "m",
+        base_path: "",
+        api_key: None,
+        now_unix_secs: NOW,
+        options: &options,
+    };
+    let texts =
+        |n: usize| serde_json::to_vec(&json!({"model": "e", "input": vec!["t"; n]})).unwrap();
+    for (kind, limit) in [(ProviderKind::Gemini, 100), (ProviderKind::Cohere, 96)] {
+        translator_for(kind)
+            .request(&texts(limit), &target)
+            .unwrap();
+        let e = translator_for(kind)
+            .request(&texts(limit + 1), &target)
+            .unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("input")), "{e}");
+        let e = translator_for(kind)
+            .request(br#"{"model":"e","input":[[1,2]]}"#, &target)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("input"));
+    }
+    let e = translator_for(ProviderKind::Anthropic)
+        .request(br#"{"model":"e","input":"x"}"#, &target)
+        .unwrap_err();
+    assert_eq!((e.status, e.param.as_deref()), (400, Some("model")));
+}
+
+fn config() -> GatewayConfig {
+    GatewayConfig::from_json(
+        json!({
+            "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
+            "model_list": [
+                {"model_name": "embed", "litellm_params": {"model": "openai/text-embedding-3-small", "api_key": "os.environ/OPENAI_API_KEY"}},
+                {"model_name": "embed-cohere", "litellm_params": {"model": "cohere/embed-v4.0", "api_key": "os.environ/COHERE_API_KEY"}},
+                {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},
+                {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY"}},
+                {"model_name": "local", "litellm_params": {"model": "openai/my-embedder", "api_base": "http://127.0.0.1:8000/v1"}, "model_info": {"mode": "embedding"}},
+                {"model_name": "unknown", "litellm_params": {"model": "openai/llama3", "api_base": "http://127.0.0.1:8000/v1"}}
+            ]
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A deployment's mode comes from `model_info.mode`, else the price table; Anthropic is
+/// always chat; an alias knows its mode when its deployments agree.
+#[test]
+fn modes_from_config_and_table() {
+    let c = config();
+    let mode = |alias: &str| c.alias(alias).unwrap().mode;
+    assert_eq!(mode("embed"), Some(ModelMode::Embedding));
+    assert_eq!(mode("embed-cohere"), Some(ModelMode::Embedding));
+    assert_eq!(mode("gpt"), Some(ModelMode::Chat));
+    assert_eq!(mode("claude"), Some(ModelMode::Chat));
+    assert_eq!(mode("local"), Some(ModelMode::Embedding));
+    assert_eq!(mode("unknown"), None);
+    // Priced on input tokens only.
+    let price = c.deployment("embed").unwrap().price.unwrap();
+    assert_eq!((price.input, price.output), (20_000, 0));
+
+    let bad = |info: Value, model: &str| {
+        GatewayConfig::from_json(
+            json!({"general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"}, "model_list": [{"model_name": "m", "litellm_params": {"model": model, "api_key": "os.environ/K"}, "model_info": info}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err()
+    };
+    let e = bad(json!({"mode": "rerank"}), "openai/x");
+    assert_eq!(e.field, "model_list[0].model_info.mode");
+    let e = bad(json!({"mode": "embedding"}), "anthropic/claude-sonnet-4-5");
+    assert!(e.message.contains("no embeddings API"), "{}", e.message);
+}
+
+/// Every deployment of a route is checked before the request goes out.
+#[test]
+fn deployment_checks() {
+    let c = config();
+    let request = parse_request(br#"{"model":"x","input":"hi"}"#).unwrap();
+    assert!(request
+        .check_deployment(c.deployment("embed").unwrap())
+        .is_ok());
+    let e = request
+        .check_deployment(c.deployment("gpt").unwrap())
+        .unwrap_err();
+    assert_eq!((e.status, e.param.as_deref()), (400, Some("model")));
+    let e = request
+        .check_deployment(c.deployment("claude").unwrap())
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("(Anthropic `claude-sonnet-4-5`) is a chat model"),
+        "{}",
+        e.message
+    );
+    let many = serde_json::to_vec(&json!({"model": "x", "input": vec!["t"; 97]})).unwrap();
+    let e = parse_request(&many)
+        .unwrap()
+        .check_deployment(c.deployment("embed-cohere").unwrap())
+        .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("input"));
+    assert!(e.message.contains("at most 96"), "{}", e.message);
+}
