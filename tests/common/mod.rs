@@ -64,6 +64,7 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
     let spec = kind.spec();
     let base = spec.default_api_base.unwrap_or(match spec.wire {
         WireApi::AzureOpenAi => "https://example-resource.openai.azure.com",
+        WireApi::BedrockConverse => "https://bedrock-runtime.us-east-1.amazonaws.com",
         _ => "http://vllm.internal:8000/v1",
     });
     let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
@@ -77,7 +78,7 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
         Credential::GoogApiKey => Some("AIza-test-key"),
         Credential::ApiKeyHeader => Some("azure-test-key"),
         Credential::Query(_) => Some("test-key"),
-        Credential::None => None,
+        Credential::None | Credential::AwsSigV4 => None,
     };
     Target {
         upstream_model: spec.example_model,
