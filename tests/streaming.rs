@@ -161,43 +161,12 @@ fn load(provider: ProviderKind) -> Vec<Case> {
 }
 
 /// The provider's wire stream: `upstream.sse`, or for binary event streams (Bedrock)
-/// `upstream.frames.json`, the frames written out readably and encoded here: a list of
-/// `{"event": <type>, "payload": <JSON>}`, `{"exception": <type>, "payload": <JSON>}`, or
-/// `{"corrupt": <the same>}` for a frame whose message checksum is wrong.
+/// `upstream.frames.json` ([`common::encode_frames`]).
 fn upstream_bytes(dir: &Path) -> Vec<u8> {
-    use llm_gateway::provider::bedrock::eventstream::{encode, encode_event};
     if let Ok(sse) = std::fs::read(dir.join("upstream.sse")) {
         return sse;
     }
-    let frames: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(dir.join("upstream.frames.json")).unwrap()).unwrap();
-    let mut out = Vec::new();
-    for f in &frames {
-        let (f, corrupt) = match f.get("corrupt") {
-            Some(inner) => (inner, true),
-            None => (f, false),
-        };
-        let payload = f["payload"].to_string();
-        let mut bytes = if let Some(event) = f["event"].as_str() {
-            encode_event(event, &payload)
-        } else {
-            let kind = f["exception"].as_str().unwrap();
-            encode(
-                &[
-                    (":exception-type", kind),
-                    (":content-type", "application/json"),
-                    (":message-type", "exception"),
-                ],
-                payload.as_bytes(),
-            )
-        };
-        if corrupt {
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0xFF;
-        }
-        out.extend_from_slice(&bytes);
-    }
-    out
+    common::encode_frames(&std::fs::read(dir.join("upstream.frames.json")).unwrap())
 }
 
 fn case(provider: ProviderKind, name: &str) -> Case {

@@ -452,3 +452,40 @@ pub fn run_all(provider: &str, kind: ProviderKind, target: &Target<'_>) -> usize
     );
     cases.len()
 }
+
+/// A Bedrock stream fixture (`upstream.frames.json`) in AWS's binary event-stream framing:
+/// the frames are written out readably as a list of `{"event": <type>, "payload": <JSON>}`,
+/// `{"exception": <type>, "payload": <JSON>}`, or `{"corrupt": <the same>}` for a frame
+/// whose message checksum is wrong.
+pub fn encode_frames(json: &[u8]) -> Vec<u8> {
+    use llm_gateway::provider::bedrock::eventstream::{encode, encode_event};
+    let frames: Vec<Value> = serde_json::from_slice(json).expect("frames are JSON");
+    let mut out = Vec::new();
+    for f in &frames {
+        let (f, corrupt) = match f.get("corrupt") {
+            Some(inner) => (inner, true),
+            None => (f, false),
+        };
+        let payload = f["payload"].to_string();
+        let mut bytes = if let Some(event) = f["event"].as_str() {
+            encode_event(event, &payload)
+        } else {
+            let kind = f["exception"].as_str().expect("an event or an exception");
+            encode(
+                &[
+                    (":exception-type", kind),
+                    (":content-type", "application/json"),
+                    (":message-type", "exception"),
+                ],
+                payload.as_bytes(),
+            )
+        };
+        if corrupt {
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xFF;
+            }
+        }
+        out.extend_from_slice(&bytes);
+    }
+    out
+}

@@ -34,7 +34,7 @@ from typing import Any, Optional
 from urllib.parse import unquote
 
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
 from fakes import Event, FakeProvider, Recorded, Reply, last_user_text
@@ -141,6 +141,21 @@ def _parse_authorization(value: str) -> Optional[dict]:
     return parts
 
 
+class _Verifier(SigV4Auth):
+    """botocore's SigV4 signer over exactly the headers the request says it signed (botocore
+    itself would leave out `user-agent`, which a signer may sign)."""
+
+    def __init__(self, credentials: Credentials, service: str, region: str, signed: list) -> None:
+        super().__init__(credentials, service, region)
+        self._signed = signed
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        headers = HTTPHeaders()
+        for name in self._signed:
+            headers[name] = request.headers.get(name, "")
+        return headers
+
+
 def verify_sigv4(rec: Recorded, access_key: str, secret_key: str, region: str,
                  service: str = "bedrock") -> Optional[str]:
     """Why ``rec`` is not correctly signed, or None when it is (botocore recomputes it)."""
@@ -169,7 +184,7 @@ def verify_sigv4(rec: Recorded, access_key: str, secret_key: str, region: str,
     request = AWSRequest(method=rec.method, url=f"http://{rec.headers.get('host', '')}{rec.raw_path}",
                          data=rec.body, headers=headers)
     request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(access_key, secret_key), service, region)
+    signer = _Verifier(Credentials(access_key, secret_key), service, region, signed)
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if expected != auth["Signature"]:
@@ -209,6 +224,9 @@ class BedrockFake(FakeProvider):
         return bedrock_error(404, "UnknownOperationException", f"no route {rec.method} {rec.path}")
 
     def auth_problem(self, rec: Recorded) -> Optional[Reply]:
+        return None  # checked first, for every request (see _next_reply)
+
+    def _check_signature(self, rec: Recorded) -> Optional[Reply]:
         authz = rec.headers.get("authorization", "")
         if self.api_key is not None and authz.startswith("Bearer "):
             if authz == f"Bearer {self.api_key}":
@@ -228,7 +246,7 @@ class BedrockFake(FakeProvider):
     def _next_reply(self, rec: Recorded) -> Reply:
         # Scripted answers too: AWS checks the signature before anything else.
         if self.routes(rec) is not None:
-            problem = self.auth_problem(rec)
+            problem = self._check_signature(rec)
             if problem is not None:
                 return problem
         return super()._next_reply(rec)
@@ -249,7 +267,15 @@ class BedrockFake(FakeProvider):
 
 
 def _last_user_text(messages: list) -> str:
+    """The text of the last user turn, tool results included."""
     for m in reversed(messages):
         if m.get("role") == "user":
-            return "".join(b.get("text", "") for b in m.get("content", []) if isinstance(b, dict))
+            parts = []
+            for b in m.get("content", []):
+                if not isinstance(b, dict):
+                    continue
+                parts.append(b.get("text", ""))
+                for c in (b.get("toolResult") or {}).get("content", []):
+                    parts.append(c.get("text", ""))
+            return "".join(parts)
     return last_user_text([])

@@ -43,7 +43,9 @@ def bedrock_fake():
 def br_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake):
     models = [_bedrock("bedrock-test", bedrock_fake.url),
               _bedrock("bedrock-fb", bedrock_fake.url),
-              _bedrock("bedrock-wrong-region", bedrock_fake.url, aws_region_name="eu-west-1"),
+              # Another host, so that only the eu-west-1 signer signs for it.
+              _bedrock("bedrock-wrong-region", f"http://localhost:{bedrock_fake.port}",
+                       aws_region_name="eu-west-1"),
               _bedrock("bedrock-key", bedrock_fake.url, api_key=f"os.environ/{API_KEY_ENV}"),
               {"model_name": "gpt-fb", "litellm_params": {
                   "model": "openai/gpt-4o-mini", "api_base": f"{openai_fake.url}/v1",
@@ -223,9 +225,9 @@ def test_exception_inside_a_stream_is_an_error_event(br, bedrock_fake):
     result = br.stream({"model": "bedrock-test", "stream": True,
                         "messages": [{"role": "user", "content": "hi"}]})
     assert result.status == 200
-    errors = [e for e in result.data() if isinstance(e, dict) and "error" in e]
+    errors = [c for c in result.chunks if "error" in c]
     assert errors and "the model broke" in errors[0]["error"]["message"]
-    assert result.done_count() == 1
+    assert result.done_count == 1
 
 
 def test_bedrock_falls_back_to_openai(br, bedrock_fake, openai_fake):

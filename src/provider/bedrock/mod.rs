@@ -24,6 +24,16 @@ use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
+/// Appends `s` as a JSON string.
+pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
+    push_json(out, s);
+}
+
+/// Appends `v` as JSON (the values written here always encode).
+pub(crate) fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
 /// The media type of ConverseStream answers.
 pub const EVENT_STREAM_MEDIA_TYPE: &str = "application/vnd.amazon.eventstream";
 

@@ -19,8 +19,7 @@
 //! - `reasoning_effort` → `additionalModelRequestFields.thinking` (Claude's extended
 //!   thinking, passed through to the model).
 
-use serde_json::{json, Map, Value};
-
+use super::{push_json, push_str};
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, Content};
 use crate::provider::anthropic::request::build_request;
@@ -40,6 +39,39 @@ pub struct ConverseRequest {
     pub json_response_tool: Option<String>,
 }
 
+/// Writes a JSON object member by member, commas included.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Members { out, first: true }
+    }
+
+    /// Starts member `name`; the caller writes its value.
+    fn key(&mut self, name: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    fn value<T: serde::Serialize + ?Sized>(&mut self, name: &str, v: &T) {
+        push_json(self.key(name), v);
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
 /// Translates an already parsed OpenAI chat request for Converse.
 pub fn translate_chat(
     chat: &ChatRequest,
@@ -48,96 +80,125 @@ pub fn translate_chat(
     check_images(chat)?;
     let built = build_request(chat, target, "Bedrock")?;
     let r = built.request;
-    let mut body = Map::new();
+    let mut out = Vec::with_capacity(1024);
+    let mut body = Members::open(&mut out);
     let mut has_tool_blocks = false;
-    let messages: Vec<Value> = r
-        .messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                MessageRole::User => "user",
-                MessageRole::Assistant => "assistant",
-            };
-            let mut content = Vec::with_capacity(m.content.len());
-            for block in &m.content {
-                has_tool_blocks |= matches!(
-                    block,
-                    ContentBlockParam::ToolUse { .. } | ContentBlockParam::ToolResult { .. }
-                );
-                push_block(&mut content, block);
+    let messages = body.key("messages");
+    messages.push(b'[');
+    for (i, m) in r.messages.iter().enumerate() {
+        if i > 0 {
+            messages.push(b',');
+        }
+        messages.extend_from_slice(match m.role {
+            MessageRole::User => b"{\"role\":\"user\",\"content\":[",
+            MessageRole::Assistant => b"{\"role\":\"assistant\",\"content\":[",
+        });
+        for (j, block) in m.content.iter().enumerate() {
+            has_tool_blocks |= matches!(
+                block,
+                ContentBlockParam::ToolUse { .. } | ContentBlockParam::ToolResult { .. }
+            );
+            if j > 0 {
+                messages.push(b',');
             }
-            json!({"role": role, "content": content})
-        })
-        .collect();
-    body.insert("messages".into(), Value::Array(messages));
+            push_block(messages, block);
+        }
+        messages.extend_from_slice(b"]}");
+    }
+    messages.push(b']');
     if let Some(system) = &r.system {
-        let mut blocks = Vec::new();
+        let out = body.key("system");
+        out.push(b'[');
         match system {
-            SystemPrompt::Text(t) => blocks.push(json!({"text": t.text()})),
+            SystemPrompt::Text(t) => text_block(out, t),
             SystemPrompt::Blocks(list) => {
-                for b in list {
-                    blocks.push(json!({"text": b.text.text()}));
+                for (i, b) in list.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    text_block(out, &b.text);
                     if b.cache_control.is_some() {
-                        blocks.push(cache_point());
+                        out.extend_from_slice(CACHE_POINT);
                     }
                 }
             }
         }
-        body.insert("system".into(), Value::Array(blocks));
+        out.push(b']');
     }
-    let mut inference = Map::new();
-    if chat.output_limit().is_some() || r.thinking.is_some() {
-        inference.insert("maxTokens".into(), r.max_tokens.into());
-    }
-    if let Some(t) = r.temperature {
-        inference.insert("temperature".into(), t.into());
-    }
-    if let Some(p) = r.top_p {
-        inference.insert("topP".into(), p.into());
-    }
-    if let Some(stop) = r.stop_sequences {
-        inference.insert("stopSequences".into(), stop.into());
-    }
-    if !inference.is_empty() {
-        body.insert("inferenceConfig".into(), Value::Object(inference));
+    let max_tokens =
+        (chat.output_limit().is_some() || r.thinking.is_some()).then_some(r.max_tokens);
+    if max_tokens.is_some()
+        || r.temperature.is_some()
+        || r.top_p.is_some()
+        || r.stop_sequences.is_some()
+    {
+        let mut inference = Members::open(body.key("inferenceConfig"));
+        if let Some(n) = max_tokens {
+            inference.value("maxTokens", &n);
+        }
+        if let Some(t) = r.temperature {
+            inference.value("temperature", &t);
+        }
+        if let Some(p) = r.top_p {
+            inference.value("topP", &p);
+        }
+        if let Some(stop) = &r.stop_sequences {
+            inference.value("stopSequences", stop);
+        }
+        inference.close();
     }
     if let Some(tools) = &r.tools {
-        let choice = match &r.tool_choice {
-            None | Some(ToolChoiceParam::Auto { .. }) => Some(json!({"auto": {}})),
-            Some(ToolChoiceParam::Any { .. }) => Some(json!({"any": {}})),
-            Some(ToolChoiceParam::Tool { name, .. }) => Some(json!({"tool": {"name": name}})),
+        let choice: Option<&[u8]> = match &r.tool_choice {
+            None | Some(ToolChoiceParam::Auto { .. }) => Some(b"{\"auto\":{}}"),
+            Some(ToolChoiceParam::Any { .. }) => Some(b"{\"any\":{}}"),
+            Some(ToolChoiceParam::Tool { .. }) => Some(b""),
             Some(ToolChoiceParam::None) => None,
         };
         if choice.is_some() || has_tool_blocks {
-            let specs: Vec<Value> = tools
-                .iter()
-                .map(|t| {
-                    let mut spec = json!({"name": t.name, "inputSchema": {"json": t.input_schema}});
-                    if let Some(d) = &t.description {
-                        spec["description"] = d.as_str().into();
-                    }
-                    json!({"toolSpec": spec})
-                })
-                .collect();
-            let mut config = json!({ "tools": specs });
-            if let Some(choice) = choice {
-                config["toolChoice"] = choice;
+            let mut config = Members::open(body.key("toolConfig"));
+            let list = config.key("tools");
+            list.push(b'[');
+            for (i, t) in tools.iter().enumerate() {
+                if i > 0 {
+                    list.push(b',');
+                }
+                list.extend_from_slice(b"{\"toolSpec\":");
+                let mut spec = Members::open(list);
+                spec.value("name", &t.name);
+                if let Some(d) = &t.description {
+                    spec.value("description", d);
+                }
+                let schema = spec.key("inputSchema");
+                schema.extend_from_slice(b"{\"json\":");
+                push_json(schema, &t.input_schema);
+                schema.push(b'}');
+                spec.close();
+                list.push(b'}');
             }
-            body.insert("toolConfig".into(), config);
+            list.push(b']');
+            if let Some(choice) = choice {
+                let out = config.key("toolChoice");
+                if let Some(ToolChoiceParam::Tool { name, .. }) = &r.tool_choice {
+                    out.extend_from_slice(b"{\"tool\":{\"name\":");
+                    push_str(out, name);
+                    out.extend_from_slice(b"}}");
+                } else {
+                    out.extend_from_slice(choice);
+                }
+            }
+            config.close();
         }
     }
     if let Some(ThinkingConfig::Enabled { budget_tokens }) = r.thinking {
-        body.insert(
-            "additionalModelRequestFields".into(),
-            json!({"thinking": {"type": "enabled", "budget_tokens": budget_tokens}}),
+        body.key("additionalModelRequestFields").extend_from_slice(
+            format!("{{\"thinking\":{{\"type\":\"enabled\",\"budget_tokens\":{budget_tokens}}}}}")
+                .as_bytes(),
         );
     }
-    let encoded = serde_json::to_vec(&Value::Object(body)).map_err(|e| {
-        GatewayError::internal(format!("could not encode the Converse request: {e}"))
-    })?;
+    body.close();
     Ok(ConverseRequest {
         translated: TranslatedRequest {
-            body: encoded,
+            body: out,
             stream: chat.is_stream(),
             client_wants_usage: chat.is_stream() && chat.wants_stream_usage(),
             dropped: built.dropped,
@@ -146,86 +207,113 @@ pub fn translate_chat(
     })
 }
 
-fn cache_point() -> Value {
-    json!({"cachePoint": {"type": "default"}})
-}
+/// Follows a block that carries a prompt-caching mark.
+const CACHE_POINT: &[u8] = b",{\"cachePoint\":{\"type\":\"default\"}}";
 
-/// Converse image formats by media type.
-fn image_format(media_type: &str) -> &str {
-    media_type.strip_prefix("image/").unwrap_or(media_type)
+fn text_block(out: &mut Vec<u8>, text: &crate::openai::JsonText) {
+    out.extend_from_slice(b"{\"text\":");
+    push_json(out, text);
+    out.push(b'}');
 }
 
 /// Appends the Converse form of one Messages content block (two with a cache point).
-fn push_block(out: &mut Vec<Value>, block: &ContentBlockParam) {
-    let (value, cached) = match block {
+fn push_block(out: &mut Vec<u8>, block: &ContentBlockParam) {
+    let cached = match block {
         ContentBlockParam::Text {
             text,
             cache_control,
-        } => (json!({"text": text.text()}), cache_control.is_some()),
+        } => {
+            text_block(out, text);
+            cache_control.is_some()
+        }
         ContentBlockParam::Image {
             source,
             cache_control,
-        } => (media(source, false), cache_control.is_some()),
+        } => {
+            media(out, source, false);
+            cache_control.is_some()
+        }
         ContentBlockParam::Document {
             source,
             cache_control,
-        } => (media(source, true), cache_control.is_some()),
-        ContentBlockParam::ToolUse { id, name, input } => (
-            json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}),
-            false,
-        ),
+        } => {
+            media(out, source, true);
+            cache_control.is_some()
+        }
+        ContentBlockParam::ToolUse { id, name, input } => {
+            out.extend_from_slice(b"{\"toolUse\":");
+            let mut m = Members::open(out);
+            m.value("toolUseId", id);
+            m.value("name", name);
+            m.value("input", input);
+            m.close();
+            out.push(b'}');
+            false
+        }
         ContentBlockParam::ToolResult {
             tool_use_id,
             content,
         } => {
-            let mut parts = Vec::new();
+            out.extend_from_slice(b"{\"toolResult\":{\"toolUseId\":");
+            push_str(out, tool_use_id);
+            out.extend_from_slice(b",\"content\":[");
             match content {
-                None => {}
-                Some(ToolResultContent::Text(t)) => parts.push(json!({"text": t.text()})),
-                Some(ToolResultContent::Blocks(blocks)) => {
-                    for b in blocks {
-                        push_block(&mut parts, b);
+                Some(ToolResultContent::Text(t)) => text_block(out, t),
+                Some(ToolResultContent::Blocks(blocks)) if !blocks.is_empty() => {
+                    for (i, b) in blocks.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        push_block(out, b);
                     }
                 }
-            }
-            if parts.is_empty() {
                 // Converse needs at least one content block in a result.
-                parts.push(json!({"text": ""}));
+                _ => out.extend_from_slice(b"{\"text\":\"\"}"),
             }
-            (
-                json!({"toolResult": {"toolUseId": tool_use_id, "content": parts}}),
-                false,
-            )
+            out.extend_from_slice(b"]}}");
+            false
         }
         ContentBlockParam::Thinking {
             thinking,
             signature,
-        } => (
-            json!({"reasoningContent": {"reasoningText": {"text": thinking, "signature": signature}}}),
-            false,
-        ),
-        ContentBlockParam::RedactedThinking { data } => (
-            json!({"reasoningContent": {"redactedContent": data}}),
-            false,
-        ),
+        } => {
+            out.extend_from_slice(b"{\"reasoningContent\":{\"reasoningText\":");
+            let mut m = Members::open(out);
+            m.value("text", thinking);
+            m.value("signature", signature);
+            m.close();
+            out.extend_from_slice(b"}}");
+            false
+        }
+        ContentBlockParam::RedactedThinking { data } => {
+            out.extend_from_slice(b"{\"reasoningContent\":{\"redactedContent\":");
+            push_str(out, data);
+            out.extend_from_slice(b"}}");
+            false
+        }
     };
-    out.push(value);
     if cached {
-        out.push(cache_point());
+        out.extend_from_slice(CACHE_POINT);
     }
 }
 
 /// An image or PDF block from inline bytes. URLs never reach here ([`check_images`]).
-fn media(source: &MediaSource, document: bool) -> Value {
+fn media(out: &mut Vec<u8>, source: &MediaSource, document: bool) {
     let (media_type, data) = match source {
         MediaSource::Base64 { media_type, data } => (media_type.as_str(), data.as_str()),
         MediaSource::Url { url } => ("", url.as_str()),
     };
     if document {
-        json!({"document": {"format": "pdf", "name": "document", "source": {"bytes": data}}})
+        out.extend_from_slice(
+            b"{\"document\":{\"format\":\"pdf\",\"name\":\"document\",\"source\":{\"bytes\":",
+        );
     } else {
-        json!({"image": {"format": image_format(media_type), "source": {"bytes": data}}})
+        out.extend_from_slice(b"{\"image\":{\"format\":");
+        push_str(out, media_type.strip_prefix("image/").unwrap_or(media_type));
+        out.extend_from_slice(b",\"source\":{\"bytes\":");
     }
+    push_str(out, data);
+    out.extend_from_slice(b"}}}");
 }
 
 /// Converse takes image bytes, not URLs: an image given by URL is a 400 naming it.

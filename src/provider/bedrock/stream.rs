@@ -20,10 +20,11 @@
 
 use std::ops::ControlFlow;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::eventstream::{EventStreamDecoder, Message};
 use super::response::{exception_status, stop_reason, usage};
+use super::{push_json, push_str};
 use crate::error::ErrorKind;
 use crate::provider::anthropic::stream::AnthropicStream;
 use crate::provider::{StreamPreamble, TranslatedResponse};
@@ -117,63 +118,55 @@ impl ConverseStream {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         match m.event_type {
-            "messageStart" => event(
-                sse,
-                "message_start",
-                &json!({"type": "message_start", "message": {
-                    "id": format!("bedrock-{:x}", self.created),
-                    "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": null,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                }}),
-            ),
+            "messageStart" => {
+                open(sse, "message_start");
+                sse.extend_from_slice(b"\"message\":{\"id\":");
+                push_str(sse, &format!("bedrock-{:x}", self.created));
+                sse.extend_from_slice(b",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+                push_str(sse, &self.model);
+                sse.extend_from_slice(b",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":0,\"output_tokens\":0}}");
+                close(sse);
+            }
             "contentBlockStart" => {
                 let tool = p.pointer("/start/toolUse");
-                let s = |k: &str| tool.and_then(|t| t.get(k)).and_then(Value::as_str);
-                self.start(
-                    sse,
-                    index,
-                    json!({"type": "tool_use", "id": s("toolUseId"), "name": s("name"), "input": {}}),
-                );
+                let s = |k: &str| {
+                    tool.and_then(|t| t.get(k))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                };
+                let mut block = b"{\"type\":\"tool_use\",\"id\":".to_vec();
+                push_str(&mut block, s("toolUseId"));
+                block.extend_from_slice(b",\"name\":");
+                push_str(&mut block, s("name"));
+                block.extend_from_slice(b",\"input\":{}}");
+                self.start(sse, index, &block);
             }
             "contentBlockDelta" => {
                 let Some(delta) = p.get("delta") else { return };
                 if let Some(text) = delta.get("text") {
-                    self.start(sse, index, json!({"type": "text", "text": ""}));
-                    self.delta(sse, index, json!({"type": "text_delta", "text": text}));
+                    self.start(sse, index, b"{\"type\":\"text\",\"text\":\"\"}");
+                    block_delta(sse, index, "text_delta", "text", text);
                 } else if let Some(r) = delta.get("reasoningContent") {
                     self.start(
                         sse,
                         index,
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
+                        b"{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
                     );
                     if let Some(text) = r.get("text") {
-                        self.delta(
-                            sse,
-                            index,
-                            json!({"type": "thinking_delta", "thinking": text}),
-                        );
+                        block_delta(sse, index, "thinking_delta", "thinking", text);
                     }
                     if let Some(sig) = r.get("signature") {
-                        self.delta(
-                            sse,
-                            index,
-                            json!({"type": "signature_delta", "signature": sig}),
-                        );
+                        block_delta(sse, index, "signature_delta", "signature", sig);
                     }
                 } else if let Some(input) = delta.pointer("/toolUse/input") {
-                    self.delta(
-                        sse,
-                        index,
-                        json!({"type": "input_json_delta", "partial_json": input}),
-                    );
+                    block_delta(sse, index, "input_json_delta", "partial_json", input);
                 }
             }
-            "contentBlockStop" => event(
-                sse,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            ),
+            "contentBlockStop" => {
+                open(sse, "content_block_stop");
+                sse.extend_from_slice(format!("\"index\":{index}").as_bytes());
+                close(sse);
+            }
             "messageStop" => {
                 let reason = p
                     .get("stopReason")
@@ -192,54 +185,76 @@ impl ConverseStream {
         }
     }
 
-    /// `content_block_start` once per index.
-    fn start(&mut self, sse: &mut Vec<u8>, index: u64, block: Value) {
+    /// `content_block_start` once per index; `block` is its JSON.
+    fn start(&mut self, sse: &mut Vec<u8>, index: u64, block: &[u8]) {
         if self.started.contains(&index) {
             return;
         }
         self.started.push(index);
-        event(
-            sse,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
-        );
+        open(sse, "content_block_start");
+        sse.extend_from_slice(format!("\"index\":{index},\"content_block\":").as_bytes());
+        sse.extend_from_slice(block);
+        close(sse);
     }
+}
 
-    fn delta(&mut self, sse: &mut Vec<u8>, index: u64, delta: Value) {
-        event(
-            sse,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
-    }
+/// Starts a Messages event of type `name`: `event: <name>` and the data's first member.
+fn open(sse: &mut Vec<u8>, name: &str) {
+    sse.extend_from_slice(b"event: ");
+    sse.extend_from_slice(name.as_bytes());
+    sse.extend_from_slice(b"\ndata: {\"type\":\"");
+    sse.extend_from_slice(name.as_bytes());
+    sse.extend_from_slice(b"\",");
+}
+
+fn close(sse: &mut Vec<u8>) {
+    sse.extend_from_slice(b"}\n\n");
+}
+
+/// `content_block_delta` carrying `{"type": kind, field: value}`.
+fn block_delta(sse: &mut Vec<u8>, index: u64, kind: &str, field: &str, value: &Value) {
+    open(sse, "content_block_delta");
+    sse.extend_from_slice(
+        format!("\"index\":{index},\"delta\":{{\"type\":\"{kind}\",\"{field}\":").as_bytes(),
+    );
+    push_json(sse, value);
+    sse.push(b'}');
+    close(sse);
 }
 
 /// `message_delta` with the stop reason and usage, then `message_stop`.
 fn finish(sse: &mut Vec<u8>, reason: &str, u: Option<&Value>) {
-    let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": reason}});
+    open(sse, "message_delta");
+    sse.extend_from_slice(b"\"delta\":{\"stop_reason\":");
+    push_str(sse, reason);
+    sse.push(b'}');
     if let Some(u) = u {
         let u = usage(u);
-        delta["usage"] = json!({
-            "input_tokens": u.input_tokens,
-            "output_tokens": u.output_tokens,
-            "cache_read_input_tokens": u.cache_read_input_tokens,
-            "cache_creation_input_tokens": u.cache_creation_input_tokens,
-        });
+        let mut counts = Vec::with_capacity(4);
+        for (name, n) in [
+            ("input_tokens", u.input_tokens),
+            ("output_tokens", u.output_tokens),
+            ("cache_read_input_tokens", u.cache_read_input_tokens),
+            ("cache_creation_input_tokens", u.cache_creation_input_tokens),
+        ] {
+            if let Some(n) = n {
+                counts.push(format!("\"{name}\":{n}"));
+            }
+        }
+        sse.extend_from_slice(format!(",\"usage\":{{{}}}", counts.join(",")).as_bytes());
     }
-    event(sse, "message_delta", &delta);
-    event(sse, "message_stop", &json!({"type": "message_stop"}));
-}
-
-fn event(sse: &mut Vec<u8>, name: &str, data: &Value) {
-    crate::sse::write_event(sse, Some(name), &data.to_string());
+    close(sse);
+    open(sse, "message_stop");
+    sse.pop();
+    close(sse);
 }
 
 fn error_event(sse: &mut Vec<u8>, kind: &str, message: &str) {
-    event(
-        sse,
-        "error",
-        &json!({"type": "error", "error": {"type": kind, "message": message}}),
-    );
+    open(sse, "error");
+    sse.extend_from_slice(format!("\"error\":{{\"type\":\"{kind}\",\"message\":").as_bytes());
+    push_str(sse, message);
+    sse.push(b'}');
+    close(sse);
 }
 
 /// The Messages error type and message of an `exception` (or `error`) frame.
@@ -291,13 +306,11 @@ pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
                 s => s,
             });
             let (_, message) = exception(&m);
-            let e = super::response::provider_error(
-                status,
-                status,
-                name,
-                message_body(&message).as_bytes(),
-            )
-            .with_status(status);
+            let mut body = b"{\"message\":".to_vec();
+            push_str(&mut body, &message);
+            body.push(b'}');
+            let e =
+                super::response::provider_error(status, status, name, &body).with_status(status);
             StreamPreamble::Fail(TranslatedResponse::error(&e))
         });
         ControlFlow::Break(())
@@ -308,8 +321,4 @@ pub fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
         None if buffered.len() >= crate::sse::PREAMBLE_SCAN_LIMIT => StreamPreamble::Proceed,
         None => StreamPreamble::NeedMore,
     }
-}
-
-fn message_body(message: &str) -> String {
-    json!({ "message": message }).to_string()
 }
