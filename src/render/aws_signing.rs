@@ -96,3 +96,44 @@ fn signer(region: &str, hosts: &[&str]) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(models: Value) -> GatewayConfig {
+        GatewayConfig::from_value(json!({
+            "model_list": models,
+            "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
+        }))
+        .unwrap()
+    }
+
+    /// One signer per region of the SigV4 deployments, none for keyed or other ones; each
+    /// signs the translated body for its region's hosts only.
+    #[test]
+    fn one_signer_per_region() {
+        let c = config(json!([
+            {"model_name": "a", "litellm_params": {"model": "bedrock/amazon.nova-pro-v1:0"}},
+            {"model_name": "b", "litellm_params": {"model": "bedrock/eu.amazon.nova-pro-v1:0", "aws_region_name": "eu-west-1"}},
+            {"model_name": "c", "litellm_params": {"model": "bedrock/amazon.nova-lite-v1:0", "aws_region_name": "eu-west-1"}},
+            {"model_name": "k", "litellm_params": {"model": "bedrock/amazon.nova-pro-v1:0", "aws_region_name": "ap-south-1", "api_key": "os.environ/AWS_BEARER_TOKEN_BEDROCK"}},
+            {"model_name": "o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},
+        ]));
+        let s = signers(&c);
+        assert_eq!(s.len(), 2);
+        let signing = &s[1]["typed_config"]["extension_config"]["typed_config"];
+        assert_eq!(signing["region"], "eu-west-1");
+        assert_eq!(signing["use_unsigned_payload"], false);
+        let text = s[1].to_string();
+        assert!(
+            text.contains(r"bedrock\\-runtime\\.eu\\-west\\-1\\.amazonaws\\.com"),
+            "{text}"
+        );
+        assert!(signers(&config(json!([
+            {"model_name": "o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},
+        ])))
+        .is_empty());
+    }
+}

@@ -55,11 +55,17 @@ pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
     let model = model.strip_prefix("converse/").unwrap_or(model);
     let mut path = String::with_capacity(model.len() + 32);
     path.push_str("/model/");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in model.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             path.push(b as char);
         } else {
-            path.push_str(&format!("%{b:02X}"));
+            path.push('%');
+            for nibble in [b >> 4, b & 15] {
+                path.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
         }
     }
     path.push_str(if stream {

@@ -230,7 +230,8 @@ fn finish(sse: &mut Vec<u8>, reason: &str, u: Option<&Value>) {
     sse.push(b'}');
     if let Some(u) = u {
         let u = usage(u);
-        let mut counts = Vec::with_capacity(4);
+        sse.extend_from_slice(b",\"usage\":{");
+        let mut first = true;
         for (name, n) in [
             ("input_tokens", u.input_tokens),
             ("output_tokens", u.output_tokens),
@@ -238,10 +239,16 @@ fn finish(sse: &mut Vec<u8>, reason: &str, u: Option<&Value>) {
             ("cache_creation_input_tokens", u.cache_creation_input_tokens),
         ] {
             if let Some(n) = n {
-                counts.push(format!("\"{name}\":{n}"));
+                if !first {
+                    sse.push(b',');
+                }
+                first = false;
+                push_str(sse, name);
+                sse.push(b':');
+                push_json(sse, &n);
             }
         }
-        sse.extend_from_slice(format!(",\"usage\":{{{}}}", counts.join(",")).as_bytes());
+        sse.push(b'}');
     }
     close(sse);
     open(sse, "message_stop");
