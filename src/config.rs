@@ -129,6 +129,9 @@ struct RawParams {
     /// Azure: an Entra ID bearer token from the environment, instead of `api_key`.
     #[serde(default)]
     azure_ad_token: Option<String>,
+    /// Bedrock: the AWS region (`us-east-1` when unset).
+    #[serde(default)]
+    aws_region_name: Option<String>,
     /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
     #[serde(default)]
     drop_params: Option<bool>,
@@ -666,6 +669,11 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         let (api_key, mut options) =
             provider_params::key_and_options(params, spec, &upstream_model, &at)?;
         options.drop_params = params.drop_params.unwrap_or(false);
+        if spec.wire == crate::provider::registry::WireApi::BedrockConverse {
+            // Signed by Envoy after the module: the Host the router would write later is
+            // set by the module (see `provider::bedrock`).
+            options.host = Some(endpoint.host.clone());
+        }
         if let Some(m) = entry.model_info.max_output_tokens {
             if m == 0 {
                 return Err(ConfigError::new(

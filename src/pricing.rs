@@ -110,6 +110,35 @@ pub fn lookup(model: &str) -> Option<Price> {
 }
 
 fn find(model: &str) -> Option<Rates> {
+    find_listed(model).or_else(|| find_listed(bedrock_name(model)?))
+}
+
+/// A Bedrock model id as the table lists it: the inference profile's geography
+/// (`us.`, `eu.`, `global.`, ...) and the `-v1:0` version removed, Claude under Anthropic's
+/// own name (`us.anthropic.claude-sonnet-4-5-20250929-v1:0` → `claude-sonnet-4-5-20250929`),
+/// the other families with their vendor (`amazon.nova-pro`).
+fn bedrock_name(model: &str) -> Option<&str> {
+    let mut name = model.trim();
+    for geo in [
+        "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.",
+    ] {
+        if let Some(rest) = name.strip_prefix(geo) {
+            name = rest;
+            break;
+        }
+    }
+    if let Some((head, version)) = name.rsplit_once("-v") {
+        let (major, minor) = version.split_once(':').unwrap_or((version, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(major) && digits(minor) {
+            name = head;
+        }
+    }
+    let name = name.strip_prefix("anthropic.").unwrap_or(name);
+    (name != model && !name.is_empty()).then_some(name)
+}
+
+fn find_listed(model: &str) -> Option<Rates> {
     let name = model.trim();
     let name = name.strip_prefix("models/").unwrap_or(name).as_bytes();
     let lower = |b: &u8| b.to_ascii_lowercase();
@@ -371,7 +400,19 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   `gemini-embedding-001` $0.15 and `text-embedding-004` free of charge
 ///   (<https://ai.google.dev/gemini-api/docs/pricing>); Cohere `embed-v4.0` $0.12 (text)
 ///   and the v3.0 models $0.10 (<https://cohere.com/pricing>).
+///
+/// - **AWS Bedrock**, <https://aws.amazon.com/bedrock/pricing/>, on-demand, taken
+///   2026-12-07, found by the model id without its inference profile's geography and its
+///   version ([`bedrock_name`]). Claude is priced as Anthropic lists it, which is Bedrock's
+///   price for global inference profiles; regional profiles and in-region ids of Claude
+///   Sonnet 4.5 and later cost 10 % more, which a deployment sets with
+///   `input_cost_per_token` / `output_cost_per_token`. Nova lists cache reads (no write
+///   price); Llama and Mistral have none.
 static TABLE: &[(&str, Rates)] = &[
+    ("amazon.nova-lite", p(0.06, 0.015, 0.24)),
+    ("amazon.nova-micro", p(0.035, 0.00875, 0.14)),
+    ("amazon.nova-premier", p(2.50, 2.50, 12.50)),
+    ("amazon.nova-pro", p(0.80, 0.20, 3.20)),
     ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
     ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
     ("claude-3-haiku", anthropic(0.25, 0.03, 0.30, 1.25)),
@@ -431,6 +472,14 @@ static TABLE: &[(&str, Rates)] = &[
     ("gpt-6-luna", pw(0.10, 0.01, 0.125, 0.50)),
     ("gpt-6-sol", pw(2.00, 0.20, 2.50, 10.00)),
     ("gpt-6.2-sol", pw(2.00, 0.10, 2.50, 10.00)),
+    ("meta.llama3-1-70b-instruct", p(0.72, 0.72, 0.72)),
+    ("meta.llama3-1-8b-instruct", p(0.22, 0.22, 0.22)),
+    ("meta.llama3-3-70b-instruct", p(0.72, 0.72, 0.72)),
+    ("meta.llama4-maverick-17b-instruct", p(0.24, 0.24, 0.97)),
+    ("meta.llama4-scout-17b-instruct", p(0.17, 0.17, 0.66)),
+    ("mistral.mistral-large-2407", p(2.00, 2.00, 6.00)),
+    ("mistral.mistral-small-2402", p(1.00, 1.00, 3.00)),
+    ("mistral.pixtral-large-2502", p(2.00, 2.00, 6.00)),
     ("o1", p(15.00, 7.50, 60.00)),
     ("o3", p(2.00, 0.50, 8.00)),
     ("o3-mini", p(1.10, 0.55, 4.40)),
@@ -714,6 +763,28 @@ mod tests {
         assert_eq!(price("o4-mini-2025-04-16").cache_read, 275_000);
         assert_eq!(price("gemini-2.5-flash-lite").output, 400_000);
         assert_eq!(price("gpt-6.2-sol").cache_write, 2_500_000);
+    }
+
+    /// Bedrock ids and inference profiles find their model's price.
+    #[test]
+    fn bedrock_ids_and_inference_profiles() {
+        let claude = price("claude-sonnet-4-5");
+        for id in [
+            "anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ] {
+            assert_eq!(lookup(id), Some(claude), "{id}");
+        }
+        assert_eq!(
+            lookup("eu.amazon.nova-pro-v1:0"),
+            Some(price("amazon.nova-pro"))
+        );
+        assert_eq!(
+            lookup("meta.llama3-3-70b-instruct-v1:0"),
+            Some(price("meta.llama3-3-70b-instruct"))
+        );
+        assert_eq!(lookup("us.amazon.nova-unknown-v1:0"), None);
     }
 
     /// Unknown models are unpriced, never priced like a neighbour.

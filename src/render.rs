@@ -21,6 +21,7 @@ use crate::routing::{
 };
 
 pub mod access_log;
+pub mod aws_signing;
 pub mod ratelimit;
 pub mod tracing;
 
@@ -444,20 +445,21 @@ pub fn unrouted_route(config: &GatewayConfig) -> Value {
 /// [`local_reply_config`] puts in the OpenAI error shape.
 pub const UNROUTED_BODY: &str = "no route for this request";
 
-/// The router's typed config, with `upstream` (the upstream instance) run per attempt
-/// before the upstream codec.
-pub fn router_typed_config(upstream: Value) -> Value {
+/// The router's typed config, with `upstream` (the upstream instance) run per attempt,
+/// then the AWS signers of the Bedrock deployments ([`aws_signing`]), before the upstream
+/// codec.
+pub fn router_typed_config(config: &GatewayConfig, upstream: Value) -> Value {
+    let mut filters = vec![upstream];
+    filters.extend(aws_signing::signers(config));
+    filters.push(json!({
+        "name": "envoy.filters.http.upstream_codec",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+    }));
     json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
         // Providers need not see Envoy's x-envoy-* request headers.
         "suppress_envoy_headers": true,
-        "upstream_http_filters": [
-            upstream,
-            {
-                "name": "envoy.filters.http.upstream_codec",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
-            },
-        ],
+        "upstream_http_filters": filters,
     })
 }
 
@@ -506,7 +508,7 @@ fn listener_without_rate_limit(
                         wasm_filter(config, gateway_json, FilterRole::Downstream, options),
                         {
                             "name": "envoy.filters.http.router",
-                            "typed_config": router_typed_config(wasm_filter(config, gateway_json, FilterRole::Upstream, options)),
+                            "typed_config": router_typed_config(config, wasm_filter(config, gateway_json, FilterRole::Upstream, options)),
                         },
                     ],
                 },

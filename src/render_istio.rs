@@ -456,7 +456,7 @@ fn envoy_filter(config: &GatewayConfig, gateway_json: &Value, options: &IstioOpt
         "match": router_match(),
         "patch": {"operation": "MERGE", "value": {
             "name": ROUTER,
-            "typed_config": router_typed_config(config_discovery(FilterRole::Upstream)),
+            "typed_config": router_typed_config(config, config_discovery(FilterRole::Upstream)),
         }},
     }));
     let mut hcm = json!({

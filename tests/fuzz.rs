@@ -43,6 +43,8 @@
 //! every run. Regression files are `<target>/<name>` with the provider, status and usage
 //! flag in the name where the target needs them (see [`replay`]).
 
+mod common;
+
 use std::fs;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -328,7 +330,14 @@ static CORPUS: LazyLock<Corpus> = LazyLock::new(|| {
                         c.values.push(v);
                     }
                 }
-                if name.ends_with(".sse") && name.starts_with("upstream") {
+                let bytes = if name == "upstream.frames.json" {
+                    common::encode_frames(&bytes)
+                } else {
+                    bytes
+                };
+                if (name.ends_with(".sse") || name == "upstream.frames.json")
+                    && name.starts_with("upstream")
+                {
                     c.streams.push(StreamSeed {
                         kind,
                         request: request.clone().unwrap_or_else(|| STREAM_REQUEST.to_vec()),
@@ -827,6 +836,66 @@ fn mutate_json_doc(rng: &mut Rng, seed: &[u8], key: &str, donors: &[&[u8]]) -> V
             }
         }
         _ => mutate_bytes(rng, &mut out, donors),
+    }
+    out
+}
+
+/// Frame-wise mutation of an AWS event stream (Bedrock): frames dropped, repeated or
+/// swapped, payloads mutated as JSON, and re-encoded with valid checksums so that the
+/// translation behind the decoder is reached; sometimes raw byte damage on top (bad CRCs,
+/// impossible lengths).
+fn mutate_frames(rng: &mut Rng, seed: &[u8], donors: &[&[u8]]) -> Vec<u8> {
+    use llm_gateway::provider::bedrock::eventstream::{encode, EventStreamDecoder};
+    let mut frames: Vec<(String, String, String, Vec<u8>)> = Vec::new();
+    let mut d = EventStreamDecoder::default();
+    d.feed(seed, |m| {
+        frames.push((
+            m.message_type.to_string(),
+            m.event_type.to_string(),
+            m.exception_type.to_string(),
+            m.payload.to_vec(),
+        ));
+        std::ops::ControlFlow::Continue(())
+    });
+    for _ in 0..1 + rng.below(3) {
+        let n = frames.len();
+        match rng.below(6) {
+            0 if n > 0 => {
+                frames.remove(rng.below(n));
+            }
+            1 if n > 0 => {
+                let i = rng.below(n);
+                let f = frames[i].clone();
+                frames.insert(rng.below(n + 1), f);
+            }
+            2 if n > 1 => {
+                let i = rng.below(n - 1);
+                frames.swap(i, i + 1);
+            }
+            3 if n > 0 => {
+                let i = rng.below(n);
+                frames[i].0 = rng.pick(&["event", "exception", "error", ""]).to_string();
+            }
+            _ if n > 0 => {
+                let i = rng.below(n);
+                frames[i].3 = mutate_json_doc(rng, &frames[i].3, "", donors);
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (message_type, event_type, exception_type, payload) in &frames {
+        out.extend(encode(
+            &[
+                (":message-type", message_type),
+                (":event-type", event_type),
+                (":exception-type", exception_type),
+            ],
+            payload,
+        ));
+    }
+    if rng.chance(1, 6) {
+        mutate_bytes(rng, &mut out, donors);
     }
     out
 }
@@ -1545,6 +1614,8 @@ fn gen_stream(rng: &mut Rng) -> StreamInput {
     }
     let upstream = if rng.chance(1, 15) {
         seed.upstream.clone()
+    } else if seed.kind == ProviderKind::Bedrock {
+        mutate_frames(rng, &seed.upstream, &donors)
     } else {
         mutate_sse(rng, &seed.upstream, kind, &donors)
     };

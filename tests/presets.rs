@@ -144,7 +144,10 @@ fn a_prefix_and_a_key_make_a_deployment() {
             params["api_key"] = format!("os.environ/{env}").into();
         }
         let config = common::one_deployment;
-        match spec.default_api_base {
+        // Bedrock's base comes from the region (`aws_region_name`, us-east-1 by default).
+        let bedrock = (spec.wire == WireApi::BedrockConverse)
+            .then_some("https://bedrock-runtime.us-east-1.amazonaws.com");
+        match spec.default_api_base.or(bedrock) {
             Some(base) => {
                 let c = config(&params).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
                 let d = &c.deployments[0];

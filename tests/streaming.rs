@@ -78,6 +78,9 @@ impl Case {
                         self.name,
                         upstream.path
                     );
+                } else if self.provider.spec().wire == WireApi::BedrockConverse {
+                    // So does Bedrock.
+                    assert!(upstream.path.ends_with("/converse-stream"), "{}", self.name);
                 } else {
                     assert_eq!(body["stream"], true, "{}", self.name);
                 }
@@ -150,10 +153,20 @@ fn load(provider: ProviderKind) -> Vec<Case> {
                 dir.file_name().unwrap().to_string_lossy()
             ),
             request: std::fs::read(dir.join("openai_request.json")).unwrap(),
-            upstream: std::fs::read(dir.join("upstream.sse")).unwrap(),
-            expected: std::fs::read(dir.join("openai.sse")).unwrap(),
+            upstream: upstream_bytes(&dir),
+            // Missing only before `GOLDEN_BLESS=1` wrote it (see `check_case`).
+            expected: std::fs::read(dir.join("openai.sse")).unwrap_or_default(),
         })
         .collect()
+}
+
+/// The provider's wire stream: `upstream.sse`, or for binary event streams (Bedrock)
+/// `upstream.frames.json` ([`common::encode_frames`]).
+fn upstream_bytes(dir: &Path) -> Vec<u8> {
+    if let Ok(sse) = std::fs::read(dir.join("upstream.sse")) {
+        return sse;
+    }
+    common::encode_frames(&std::fs::read(dir.join("upstream.frames.json")).unwrap())
 }
 
 fn case(provider: ProviderKind, name: &str) -> Case {
@@ -282,6 +295,14 @@ fn check_bytewise(case: &Case, input: &[u8], whole: &[u8]) {
 
 fn check_case(case: &Case) {
     let whole = case.run(&[&case.upstream]);
+    if std::env::var_os("GOLDEN_BLESS").is_some() && case.expected.is_empty() {
+        // A new fixture's expected stream, written once for review.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(&case.name);
+        std::fs::write(dir.join("openai.sse"), &whole).unwrap();
+        return;
+    }
     let got = events(&case.name, &whole);
     let expected = events(&case.name, &case.expected);
     assert_eq!(
@@ -297,7 +318,13 @@ fn check_case(case: &Case) {
     check_three_piece_splits(case, &case.upstream, &whole);
     check_bytewise(case, &case.upstream, &whole);
 
-    for end in [&b"\r\n"[..], &b"\r"[..]] {
+    // Line ends are SSE's; a binary event stream has none.
+    let line_ends: &[&[u8]] = if case.provider.spec().wire == WireApi::BedrockConverse {
+        &[]
+    } else {
+        &[b"\r\n", b"\r"]
+    };
+    for &end in line_ends {
         let variant = crlf(&case.upstream, end);
         assert_eq!(
             case.run(&[&variant]),
@@ -438,6 +465,14 @@ fixture_tests! {
     cohere_generation_error: Cohere / "stream_generation_error";
     cohere_truncated: Cohere / "stream_truncated";
     cohere_malformed: Cohere / "stream_malformed";
+    bedrock_text_usage: Bedrock / "stream_text_usage";
+    bedrock_tool_call: Bedrock / "stream_tool_call";
+    bedrock_thinking: Bedrock / "stream_thinking";
+    bedrock_max_tokens: Bedrock / "stream_max_tokens";
+    bedrock_first_error: Bedrock / "stream_first_error";
+    bedrock_mid_error: Bedrock / "stream_mid_error";
+    bedrock_truncated: Bedrock / "stream_truncated";
+    bedrock_corrupt_frame: Bedrock / "stream_corrupt_frame";
     azure_content_filter: Azure / "stream_content_filter";
     azure_tool_calls: Azure / "stream_tool_calls";
     azure_error: Azure / "stream_error";

@@ -15,6 +15,10 @@ pub(super) fn api_base(
     if let Some(base) = &params.api_base {
         return Ok(base.clone());
     }
+    if spec.wire == WireApi::BedrockConverse {
+        let region = aws_region(params, at)?;
+        return Ok(format!("https://bedrock-runtime.{region}.amazonaws.com"));
+    }
     match spec.default_api_base {
         Some(base) => Ok(base.to_string()),
         None => Err(ConfigError::new(
@@ -32,12 +36,38 @@ pub(super) fn api_base(
     }
 }
 
+/// The region used when a Bedrock deployment names none (LiteLLM's default too).
+pub const DEFAULT_AWS_REGION: &str = "us-east-1";
+
+/// A Bedrock deployment's `aws_region_name`, checked (it becomes part of a host name).
+fn aws_region(params: &RawParams, at: &dyn Fn(&str) -> String) -> Result<String, ConfigError> {
+    let region = params
+        .aws_region_name
+        .as_deref()
+        .unwrap_or(DEFAULT_AWS_REGION);
+    let valid = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid {
+        return Err(ConfigError::new(
+            at("litellm_params.aws_region_name"),
+            format!(
+                "`{region}` is not an AWS region: write one such as `us-east-1` or `eu-central-1`"
+            ),
+        ));
+    }
+    Ok(region.to_string())
+}
+
 /// The value set for an owned option, if any.
 fn owned_value(params: &RawParams, option: OwnedOption) -> Option<&String> {
     match option {
         OwnedOption::AnthropicVersion => params.anthropic_version.as_ref(),
         OwnedOption::ApiVersion => params.api_version.as_ref(),
         OwnedOption::AzureAdToken => params.azure_ad_token.as_ref(),
+        OwnedOption::AwsRegionName => params.aws_region_name.as_ref(),
     }
 }
 
@@ -92,6 +122,9 @@ pub(super) fn key_and_options(
             ));
         }
         options.anthropic_version = v.clone();
+    }
+    if spec.wire == WireApi::BedrockConverse {
+        options.aws_region = Some(aws_region(params, at)?);
     }
     if spec.wire == WireApi::AzureOpenAi {
         if !valid_deployment_name(upstream_model) {

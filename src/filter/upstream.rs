@@ -458,7 +458,7 @@ impl HttpContext for UpstreamHttp {
         if self.mode == ResponseMode::PassThrough {
             return Action::Continue;
         }
-        let Some(translator) = self.translator.as_ref() else {
+        let Some(translator) = self.translator.as_mut() else {
             self.mode = ResponseMode::PassThrough;
             return Action::Continue;
         };
@@ -473,10 +473,12 @@ impl HttpContext for UpstreamHttp {
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(502);
         self.upstream_status = status;
+        translator.response_headers(&headers);
         let mut client_status = translator.response_status(status);
         let is_stream = translator.is_stream();
-        let stream_start = (is_stream && (200..300).contains(&status))
-            .then(|| stream_content_type_preamble(value("content-type")));
+        let stream_start = (is_stream && (200..300).contains(&status)).then(|| {
+            stream_content_type_preamble(value("content-type"), translator.stream_media_type())
+        });
         let mut set: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(8);
         if let Some(d) = self.deployment() {
             let (provider, model, id) = (d.provider.name(), d.upstream_model.clone(), d.id.clone());

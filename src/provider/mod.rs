@@ -6,6 +6,7 @@
 //! bytes and returns bytes, headers and usage, which the shell applies.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod cohere;
 pub mod common;
 pub mod gemini;
@@ -29,6 +30,8 @@ pub enum ProviderKind {
     Gemini,
     /// Cohere v2 Chat API (`api.cohere.com`).
     Cohere,
+    /// AWS Bedrock's Converse API (`bedrock-runtime.<region>.amazonaws.com`).
+    Bedrock,
     /// Azure OpenAI.
     Azure,
     /// Mistral AI.
@@ -66,6 +69,7 @@ impl ProviderKind {
         ProviderKind::Anthropic,
         ProviderKind::Gemini,
         ProviderKind::Cohere,
+        ProviderKind::Bedrock,
         ProviderKind::Azure,
         ProviderKind::Mistral,
         ProviderKind::Groq,
@@ -127,6 +131,12 @@ pub struct ProviderOptions {
     /// The key is an OAuth bearer token (Azure's Entra ID), whatever the provider's own
     /// key header.
     pub bearer_token: bool,
+    /// The Host the provider must receive, set by the module when something after it in
+    /// the upstream chain signs it (Bedrock's SigV4): the router's host rewrite comes
+    /// too late for the signature.
+    pub host: Option<String>,
+    /// Bedrock: the AWS region (`aws_region_name`), which the signer signs for.
+    pub aws_region: Option<String>,
 }
 
 /// The Azure OpenAI `api-version` used when a deployment names none: the latest GA
@@ -141,6 +151,8 @@ impl Default for ProviderOptions {
             drop_params: false,
             azure_api_version: Some(AZURE_DEFAULT_API_VERSION.to_string()),
             bearer_token: false,
+            host: None,
+            aws_region: None,
         }
     }
 }
@@ -261,14 +273,14 @@ pub enum StreamPreamble {
 /// through the same path as a stream that opens with an error event
 /// ([`StreamPreamble::Fail`]), so that Envoy falls back as it does for the same answer to
 /// a non-streamed request. An answer without a content type is judged by its events.
-pub fn stream_content_type_preamble(content_type: Option<&[u8]>) -> StreamPreamble {
+pub fn stream_content_type_preamble(content_type: Option<&[u8]>, expected: &str) -> StreamPreamble {
     let Some(value) = content_type else {
         return StreamPreamble::Proceed;
     };
     let media_type = value.split(|&b| b == b';').next().unwrap_or_default();
     if media_type
         .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
+        .eq_ignore_ascii_case(expected.as_bytes())
     {
         return StreamPreamble::Proceed;
     }
@@ -311,6 +323,17 @@ pub trait Translator {
 
     /// True when the translated request asked for a streamed answer.
     fn is_stream(&self) -> bool;
+
+    /// Shows the translator the answer's headers before anything else is asked of it
+    /// (Bedrock reads its error type from one).
+    fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
+        let _ = headers;
+    }
+
+    /// The media type a streamed answer must have ([`stream_content_type_preamble`]).
+    fn stream_media_type(&self) -> &'static str {
+        "text/event-stream"
+    }
 
     /// The status the client and Envoy's retry policy see for an upstream status; overloaded
     /// answers become 503 so that Envoy falls back to the next deployment.
@@ -375,6 +398,7 @@ fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
         registry::WireApi::AnthropicMessages => Box::new(anthropic::AnthropicTranslator::default()),
         registry::WireApi::GeminiGenerate => Box::new(gemini::GeminiTranslator::default()),
         registry::WireApi::CohereChat => Box::new(cohere::CohereTranslator::default()),
+        registry::WireApi::BedrockConverse => Box::new(bedrock::BedrockTranslator::default()),
     }
 }
 
@@ -472,6 +496,14 @@ impl Translator for Guarded {
 
     fn is_stream(&self) -> bool {
         self.inner.is_stream()
+    }
+
+    fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
+        self.inner.response_headers(headers);
+    }
+
+    fn stream_media_type(&self) -> &'static str {
+        self.inner.stream_media_type()
     }
 
     fn response_status(&self, upstream_status: u16) -> u16 {
@@ -575,13 +607,13 @@ mod guard_tests {
             Some(b"Text/Event-Stream; charset=utf-8"),
         ] {
             assert_eq!(
-                stream_content_type_preamble(ok),
+                stream_content_type_preamble(ok, "text/event-stream"),
                 StreamPreamble::Proceed,
                 "{ok:?}"
             );
         }
         for bad in [&b"text/html; charset=utf-8"[..], b"application/json", b""] {
-            match stream_content_type_preamble(Some(bad)) {
+            match stream_content_type_preamble(Some(bad), "text/event-stream") {
                 StreamPreamble::Fail(a) => {
                     assert_eq!(a.status, 502);
                     let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();

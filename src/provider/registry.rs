@@ -20,15 +20,17 @@ pub enum Credential {
     Query(&'static str),
     /// Keyless: a key, when configured, is still sent as a bearer token.
     None,
-    // Signed (SigV4) and OAuth styles arrive with the cloud providers; they need a signer
-    // that sees the final request, so they will be variants here handled by the shell.
+    /// AWS SigV4, signed by Envoy's `aws_request_signing` filter after the module (the
+    /// module never holds AWS secrets); a key, when configured, is a Bedrock API key sent
+    /// as a bearer token instead.
+    AwsSigV4,
 }
 
 impl Credential {
     /// The header that carries `key` in this style, when it travels in a header.
     pub fn header(self, key: &str) -> Option<(&'static str, String)> {
         match self {
-            Credential::Bearer | Credential::None => {
+            Credential::Bearer | Credential::None | Credential::AwsSigV4 => {
                 Some(("authorization", format!("Bearer {key}")))
             }
             Credential::XApiKey => Some(("x-api-key", key.to_string())),
@@ -47,6 +49,9 @@ impl Credential {
             Credential::GoogApiKey => "`x-goog-api-key`",
             Credential::Query(_) => "query parameter",
             Credential::None => "none (keyless)",
+            Credential::AwsSigV4 => {
+                "AWS SigV4, signed by Envoy (or a Bedrock API key as `authorization: Bearer`)"
+            }
         }
     }
 }
@@ -64,6 +69,8 @@ pub enum WireApi {
     GeminiGenerate,
     /// Cohere v2 Chat (`cohere/`).
     CohereChat,
+    /// AWS Bedrock Converse and ConverseStream (`bedrock/`).
+    BedrockConverse,
 }
 
 /// What an OpenAI-compatible provider does differently from OpenAI, each documented in the
@@ -107,6 +114,8 @@ pub enum OwnedOption {
     ApiVersion,
     /// `azure_ad_token`: an Entra ID bearer token from the environment instead of `api_key`.
     AzureAdToken,
+    /// `aws_region_name`: the AWS region of a Bedrock deployment.
+    AwsRegionName,
 }
 
 impl OwnedOption {
@@ -116,6 +125,7 @@ impl OwnedOption {
             OwnedOption::AnthropicVersion => "anthropic_version",
             OwnedOption::ApiVersion => "api_version",
             OwnedOption::AzureAdToken => "azure_ad_token",
+            OwnedOption::AwsRegionName => "aws_region_name",
         }
     }
 }
@@ -125,6 +135,7 @@ pub const ALL_OWNED_OPTIONS: &[OwnedOption] = &[
     OwnedOption::AnthropicVersion,
     OwnedOption::ApiVersion,
     OwnedOption::AzureAdToken,
+    OwnedOption::AwsRegionName,
 ];
 
 /// One provider.
@@ -253,6 +264,23 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         listed_prices: true,
         example_model: "command-a-03-2025",
         reference: "https://docs.cohere.com/reference/chat",
+    },
+    ProviderSpec {
+        kind: ProviderKind::Bedrock,
+        name: "bedrock",
+        display_name: "AWS Bedrock",
+        prefixes: &["bedrock"],
+        // `https://bedrock-runtime.<aws_region_name>.amazonaws.com` (see `bedrock_api_base`).
+        default_api_base: None,
+        credential: Credential::AwsSigV4,
+        key_required: false,
+        wire: WireApi::BedrockConverse,
+        key_env: Some("AWS_BEARER_TOKEN_BEDROCK"),
+        options: &[OwnedOption::AwsRegionName],
+        quirks: NO_QUIRKS,
+        listed_prices: true,
+        example_model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        reference: "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html",
     },
     ProviderSpec {
         kind: ProviderKind::Azure,

@@ -64,6 +64,7 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
     let spec = kind.spec();
     let base = spec.default_api_base.unwrap_or(match spec.wire {
         WireApi::AzureOpenAi => "https://example-resource.openai.azure.com",
+        WireApi::BedrockConverse => "https://bedrock-runtime.us-east-1.amazonaws.com",
         _ => "http://vllm.internal:8000/v1",
     });
     let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
@@ -77,7 +78,7 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
         Credential::GoogApiKey => Some("AIza-test-key"),
         Credential::ApiKeyHeader => Some("azure-test-key"),
         Credential::Query(_) => Some("test-key"),
-        Credential::None => None,
+        Credential::None | Credential::AwsSigV4 => None,
     };
     Target {
         upstream_model: spec.example_model,
@@ -450,4 +451,41 @@ pub fn run_all(provider: &str, kind: ProviderKind, target: &Target<'_>) -> usize
         failures.join("\n\n")
     );
     cases.len()
+}
+
+/// A Bedrock stream fixture (`upstream.frames.json`) in AWS's binary event-stream framing:
+/// the frames are written out readably as a list of `{"event": <type>, "payload": <JSON>}`,
+/// `{"exception": <type>, "payload": <JSON>}`, or `{"corrupt": <the same>}` for a frame
+/// whose message checksum is wrong.
+pub fn encode_frames(json: &[u8]) -> Vec<u8> {
+    use llm_gateway::provider::bedrock::eventstream::{encode, encode_event};
+    let frames: Vec<Value> = serde_json::from_slice(json).expect("frames are JSON");
+    let mut out = Vec::new();
+    for f in &frames {
+        let (f, corrupt) = match f.get("corrupt") {
+            Some(inner) => (inner, true),
+            None => (f, false),
+        };
+        let payload = f["payload"].to_string();
+        let mut bytes = if let Some(event) = f["event"].as_str() {
+            encode_event(event, &payload)
+        } else {
+            let kind = f["exception"].as_str().expect("an event or an exception");
+            encode(
+                &[
+                    (":exception-type", kind),
+                    (":content-type", "application/json"),
+                    (":message-type", "exception"),
+                ],
+                payload.as_bytes(),
+            )
+        };
+        if corrupt {
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0xFF;
+            }
+        }
+        out.extend_from_slice(&bytes);
+    }
+    out
 }

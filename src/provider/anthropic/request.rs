@@ -90,7 +90,40 @@ pub fn translate_chat(
     chat: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    let mut policy = ParamPolicy::new("Anthropic", target.options);
+    let built = build_request(chat, target, "Anthropic")?;
+    let mut body = Vec::with_capacity(size_hint(chat));
+    serde_json::to_writer(&mut body, &built.request).map_err(|e| {
+        GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
+    })?;
+    Ok(TranslatedRequest {
+        body,
+        stream: chat.is_stream(),
+        client_wants_usage: chat.is_stream() && chat.wants_stream_usage(),
+        json_response_tool: built.json_response_tool,
+        dropped: built.dropped,
+    })
+}
+
+/// The Messages request for `chat`, before it is encoded: also the model of the
+/// translations that speak Claude's conversation shape in another envelope (Bedrock's
+/// Converse). `provider` names the provider in refusals.
+#[derive(Debug)]
+pub struct BuiltRequest {
+    /// The request.
+    pub request: MessagesRequest,
+    /// See [`TranslatedRequest::json_response_tool`].
+    pub json_response_tool: Option<String>,
+    /// Parameters left out under the deployment's `drop_params`.
+    pub dropped: Vec<String>,
+}
+
+/// Builds the Messages request for `chat` (see [`BuiltRequest`]).
+pub fn build_request(
+    chat: &ChatRequest,
+    target: &Target<'_>,
+    provider: &'static str,
+) -> Result<BuiltRequest, GatewayError> {
+    let mut policy = ParamPolicy::new(provider, target.options);
     refuse_unsupported(chat, &mut policy)?;
 
     let mut system = SystemBuilder::default();
@@ -145,14 +178,8 @@ pub fn translate_chat(
         tool_choice,
         thinking,
     };
-    let mut body = Vec::with_capacity(size_hint(chat));
-    serde_json::to_writer(&mut body, &request).map_err(|e| {
-        GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
-    })?;
-    Ok(TranslatedRequest {
-        body,
-        stream: chat.is_stream(),
-        client_wants_usage: chat.is_stream() && chat.wants_stream_usage(),
+    Ok(BuiltRequest {
+        request,
         json_response_tool,
         dropped: policy.into_dropped(),
     })

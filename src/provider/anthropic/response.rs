@@ -76,9 +76,27 @@ pub fn translate_response_with(
         Ok(m) => return bad_upstream(&format!("its type is `{}`", m.kind)),
         Err(e) => return bad_upstream(&e.to_string()),
     };
+    translate_message(
+        message,
+        status,
+        now_unix_secs,
+        json_response_tool,
+        body.len(),
+    )
+}
+
+/// A Messages answer already read (here, or from another envelope such as Bedrock's
+/// Converse) as an OpenAI chat completion; `answer_len` sizes the buffer.
+pub fn translate_message(
+    message: MessagesResponse,
+    status: u16,
+    now_unix_secs: u64,
+    json_response_tool: Option<&str>,
+    answer_len: usize,
+) -> TranslatedResponse {
     let usage = message.usage.as_ref().map(usage_from_anthropic);
     let response = chat_completion(message, now_unix_secs, json_response_tool, usage);
-    TranslatedResponse::completion(status, &response, usage, body.len())
+    TranslatedResponse::completion(status, &response, usage, answer_len)
 }
 
 fn chat_completion(
