@@ -7,6 +7,13 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+/// `serde_json::from_str`, through the byte parser: every type the module reads is then
+/// instantiated for one reader only (the str and slice readers each copy a type's whole
+/// parser into the module).
+pub fn from_str<'a, T: serde::Deserialize<'a>>(text: &'a str) -> serde_json::Result<T> {
+    serde_json::from_slice(text.as_bytes())
+}
+
 /// A value that does not fit its type.
 #[derive(Debug)]
 pub struct FieldError {

@@ -595,7 +595,7 @@ impl Translator for OpenAiTranslator {
         }
         let verdict = scan_first_event(buffered, |event| {
             let payload = event.data.trim();
-            let error = serde_json::from_str::<ErrorProbe>(payload)
+            let error = crate::json_path::from_str::<ErrorProbe>(payload)
                 .ok()
                 .and_then(|p| p.error);
             Some(match error {
@@ -829,7 +829,7 @@ impl StreamState {
                 usage: None,
                 choices: Some(choices),
             }),
-            None => serde_json::from_str::<ChunkProbe>(payload),
+            None => crate::json_path::from_str::<ChunkProbe>(payload),
         };
         match probe {
             Ok(probe) => self.on_chunk(payload, probe, out),
@@ -873,7 +873,7 @@ impl StreamState {
                 // Usage riding on a content chunk (some servers report it on every chunk).
                 let chunk = match renamed {
                     Some(v) => Ok(v),
-                    None => serde_json::from_str::<Value>(payload),
+                    None => crate::json_path::from_str::<Value>(payload),
                 };
                 if let Ok(Value::Object(mut chunk)) = chunk {
                     chunk.remove("usage");
@@ -892,7 +892,7 @@ impl StreamState {
     /// A payload the chunk probe could not read: a JSON object with unusual field types is
     /// still forwarded; anything else is malformed and ends the stream with an error.
     fn on_odd_payload(&mut self, payload: &str, out: &mut Vec<u8>) {
-        match serde_json::from_str::<Value>(payload) {
+        match crate::json_path::from_str::<Value>(payload) {
             Ok(Value::Object(chunk)) => {
                 if chunk.get("error").is_some_and(|e| !e.is_null()) {
                     write_error_payload(out, payload);
@@ -971,7 +971,7 @@ fn write_payload(out: &mut Vec<u8>, payload: &str) {
 
 /// Forwards the provider's error event with anything shaped like a key masked.
 fn write_error_payload(out: &mut Vec<u8>, payload: &str) {
-    match serde_json::from_str::<Value>(payload) {
+    match crate::json_path::from_str::<Value>(payload) {
         Ok(mut v) => {
             crate::secrets::redact_value(&mut v);
             write_value(out, &v);
@@ -1335,7 +1335,7 @@ mod tests {
     /// it could judge differently.
     /// serde reads `payload` as the quick probe did: no error, no usage, same choices.
     fn assert_serde_agrees(payload: &str, quick: &ChoicesSummary) {
-        let probe = serde_json::from_str::<ChunkProbe>(payload)
+        let probe = crate::json_path::from_str::<ChunkProbe>(payload)
             .unwrap_or_else(|e| panic!("quick took what serde refuses: {payload}: {e}"));
         assert!(probe.error.is_none() && probe.usage.is_none(), "{payload}");
         let choices = probe.choices.unwrap_or(ChoicesSummary {

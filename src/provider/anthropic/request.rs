@@ -497,7 +497,7 @@ fn tool_use(i: usize, j: usize, call: &ToolCall) -> Result<ContentBlockParam, Ga
     let input = if arguments.is_empty() {
         Value::Object(Map::new())
     } else {
-        serde_json::from_str::<Value>(arguments).map_err(|e| {
+        crate::json_path::from_str::<Value>(arguments).map_err(|e| {
             GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
         })?
     };

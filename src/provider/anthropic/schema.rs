@@ -448,7 +448,7 @@ mod tests {
     use super::ResponseBlock;
 
     fn block(json: &str) -> Result<ResponseBlock, String> {
-        serde_json::from_str(json).map_err(|e| e.to_string())
+        crate::json_path::from_str(json).map_err(|e| e.to_string())
     }
 
     /// The block reader reads the mapped kinds in any member order, keeps text and tool

@@ -377,7 +377,7 @@ struct RawDeltaMessage {
 impl StreamEvent {
     /// Reads one event's JSON data.
     pub fn parse(data: &str) -> Result<StreamEvent, serde_json::Error> {
-        let raw: RawStreamEvent = serde_json::from_str(data)?;
+        let raw: RawStreamEvent = crate::json_path::from_str(data)?;
         let index = raw.index.unwrap_or(0);
         let delta = raw.delta.unwrap_or_default();
         let RawDeltaMessage {

@@ -93,7 +93,7 @@ fn parse_event(data: &str) -> Option<Event> {
             return Some(Event::Chunk(chunk));
         }
     }
-    let value = match serde_json::from_str::<Value>(data) {
+    let value = match crate::json_path::from_str::<Value>(data) {
         Ok(v) => v,
         Err(e) => {
             return Some(Event::Error(stream_error(&format!(
@@ -510,7 +510,7 @@ mod tests {
         if data.is_empty() || data == "[DONE]" {
             return None;
         }
-        let value = match serde_json::from_str::<Value>(data) {
+        let value = match crate::json_path::from_str::<Value>(data) {
             Ok(v) => v,
             Err(e) => {
                 return Some(Event::Error(stream_error(&format!(
