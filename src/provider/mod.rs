@@ -12,6 +12,7 @@ pub mod gemini;
 pub mod openai_compatible;
 pub mod openai_family;
 pub mod registry;
+pub mod vertex;
 
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
@@ -57,6 +58,10 @@ pub enum ProviderKind {
     Vllm,
     /// LM Studio (local, keyless).
     LmStudio,
+    /// Gemini on Google Vertex AI.
+    VertexGemini,
+    /// Claude on Google Vertex AI.
+    VertexAnthropic,
 }
 
 impl ProviderKind {
@@ -80,6 +85,8 @@ impl ProviderKind {
         ProviderKind::Ollama,
         ProviderKind::Vllm,
         ProviderKind::LmStudio,
+        ProviderKind::VertexGemini,
+        ProviderKind::VertexAnthropic,
     ];
 
     /// Its entry in the registry.
@@ -370,6 +377,8 @@ fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
         registry::WireApi::AnthropicMessages => Box::new(anthropic::AnthropicTranslator::default()),
         registry::WireApi::GeminiGenerate => Box::new(gemini::GeminiTranslator::default()),
         registry::WireApi::CohereChat => Box::new(cohere::CohereTranslator::default()),
+        registry::WireApi::VertexGemini => Box::new(vertex::VertexTranslator::gemini()),
+        registry::WireApi::VertexAnthropic => Box::new(vertex::VertexTranslator::anthropic()),
     }
 }
 

@@ -20,15 +20,16 @@ pub enum Credential {
     Query(&'static str),
     /// Keyless: a key, when configured, is still sent as a bearer token.
     None,
-    // Signed (SigV4) and OAuth styles arrive with the cloud providers; they need a signer
-    // that sees the final request, so they will be variants here handled by the shell.
+    /// A Google OAuth2 access token (`authorization: Bearer`), fetched and refreshed by the
+    /// gateway from a metadata server (`general_settings.gcp_token_url`), not configured.
+    GoogleOAuth,
 }
 
 impl Credential {
     /// The header that carries `key` in this style, when it travels in a header.
     pub fn header(self, key: &str) -> Option<(&'static str, String)> {
         match self {
-            Credential::Bearer | Credential::None => {
+            Credential::Bearer | Credential::None | Credential::GoogleOAuth => {
                 Some(("authorization", format!("Bearer {key}")))
             }
             Credential::XApiKey => Some(("x-api-key", key.to_string())),
@@ -47,6 +48,7 @@ impl Credential {
             Credential::GoogApiKey => "`x-goog-api-key`",
             Credential::Query(_) => "query parameter",
             Credential::None => "none (keyless)",
+            Credential::GoogleOAuth => "OAuth2 access token from the metadata server",
         }
     }
 }
@@ -64,6 +66,10 @@ pub enum WireApi {
     GeminiGenerate,
     /// Cohere v2 Chat (`cohere/`).
     CohereChat,
+    /// Gemini `generateContent` on Vertex AI's publisher paths (`vertex/`).
+    VertexGemini,
+    /// Anthropic Messages on Vertex AI's `rawPredict` (`vertex/`).
+    VertexAnthropic,
 }
 
 /// What an OpenAI-compatible provider does differently from OpenAI, each documented in the
@@ -107,6 +113,10 @@ pub enum OwnedOption {
     ApiVersion,
     /// `azure_ad_token`: an Entra ID bearer token from the environment instead of `api_key`.
     AzureAdToken,
+    /// `vertex_project`: the Google Cloud project in Vertex AI paths.
+    VertexProject,
+    /// `vertex_location`: the Vertex AI region (or `global`), which also picks the host.
+    VertexLocation,
 }
 
 impl OwnedOption {
@@ -116,6 +126,8 @@ impl OwnedOption {
             OwnedOption::AnthropicVersion => "anthropic_version",
             OwnedOption::ApiVersion => "api_version",
             OwnedOption::AzureAdToken => "azure_ad_token",
+            OwnedOption::VertexProject => "vertex_project",
+            OwnedOption::VertexLocation => "vertex_location",
         }
     }
 }
@@ -125,6 +137,8 @@ pub const ALL_OWNED_OPTIONS: &[OwnedOption] = &[
     OwnedOption::AnthropicVersion,
     OwnedOption::ApiVersion,
     OwnedOption::AzureAdToken,
+    OwnedOption::VertexProject,
+    OwnedOption::VertexLocation,
 ];
 
 /// One provider.
@@ -466,7 +480,38 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         reference: "https://lmstudio.ai/docs/app/api/endpoints/openai",
         ..KEYLESS_PRESET
     },
+    VERTEX_GEMINI,
+    ProviderSpec {
+        kind: ProviderKind::VertexAnthropic,
+        name: "vertex_ai_anthropic",
+        display_name: "Claude on Vertex AI",
+        prefixes: &["vertex_ai_anthropic"],
+        wire: WireApi::VertexAnthropic,
+        example_model: "claude-sonnet-4-5@20250929",
+        reference: "https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude",
+        ..VERTEX_GEMINI
+    },
 ];
+
+/// Gemini on Vertex AI; `vertex_ai/claude-*` deployments are Claude on Vertex AI (the
+/// model names the publisher). The host follows `vertex_location`, so there is no fixed
+/// default base.
+const VERTEX_GEMINI: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::VertexGemini,
+    name: "vertex_ai",
+    display_name: "Gemini on Vertex AI",
+    prefixes: &["vertex_ai", "vertex_ai_beta"],
+    default_api_base: None,
+    credential: Credential::GoogleOAuth,
+    key_required: false,
+    wire: WireApi::VertexGemini,
+    key_env: None,
+    options: &[OwnedOption::VertexProject, OwnedOption::VertexLocation],
+    quirks: NO_QUIRKS,
+    listed_prices: true,
+    example_model: "gemini-2.5-flash",
+    reference: "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference",
+};
 
 /// The provider a config prefix or `provider` value names.
 pub fn by_prefix(prefix: &str) -> Option<&'static ProviderSpec> {

@@ -90,6 +90,16 @@ pub fn translate_chat(
     chat: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
+    translate_chat_as(chat, target, None)
+}
+
+/// [`translate_chat`] for a host that wants the API version in the body and the model in
+/// the path (Vertex AI's `rawPredict`): `body_version` is that version.
+pub fn translate_chat_as(
+    chat: &ChatRequest,
+    target: &Target<'_>,
+    body_version: Option<&str>,
+) -> Result<TranslatedRequest, GatewayError> {
     let mut policy = ParamPolicy::new("Anthropic", target.options);
     refuse_unsupported(chat, &mut policy)?;
 
@@ -132,7 +142,11 @@ pub fn translate_chat(
         one_sampler(chat, &mut policy)?
     };
     let request = MessagesRequest {
-        model: target.upstream_model.to_string(),
+        anthropic_version: body_version.map(str::to_string),
+        model: match body_version {
+            Some(_) => String::new(),
+            None => target.upstream_model.to_string(),
+        },
         max_tokens,
         messages,
         system: system.build(),
