@@ -246,3 +246,28 @@ def test_key_file_through_the_token_server(tmp_path, openai_fake, anthropic_fake
         for token in oauth.issued():
             assert token not in output and token not in (g.envoy.log_text() if g else "")
         assert "PRIVATE KEY" not in output
+
+
+def test_token_server_down_falls_back(tmp_path, openai_fake, anthropic_fake, vertex_fake):
+    """Nothing listens at `gcp_token_url`: Vertex AI requests are a quick 503 that falls back."""
+    g = start_gateway(tmp_path, openai_fake, anthropic_fake,
+                      extra_models=[_vertex("gemini-down", "gemini-2.5-flash", vertex_fake.url),
+                                    _vertex("gemini-down-fb", "gemini-2.5-flash", vertex_fake.url)],
+                      general_extra={"gcp_token_url": f"http://127.0.0.1:{free_port()}{TOKEN_PATH}"},
+                      router_settings={"fallbacks": [{"gemini-down-fb": ["gpt-test"]}]})
+    try:
+        time.sleep(1.5)  # a tick or two: fetches tried and failed
+        client = g.client()
+        raw = client.chat.completions.with_raw_response.create(
+            model="gemini-down-fb", messages=[{"role": "user", "content": "x"}])
+        assert raw.headers["x-llm-provider"] == "openai"
+        t0 = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as err:
+            client.chat.completions.create(model="gemini-down", messages=[{"role": "user", "content": "x"}])
+        assert time.monotonic() - t0 < 5
+        assert err.value.status_code == 503 and err.value.code == "gcp_token_unavailable"
+        # Envoy answers the module's call itself: 503, no healthy upstream.
+        wait_until("the log to say why", lambda: "a status other than 200 (503)" in g.envoy.log_text(),
+                   timeout=15, step=0.5)
+    finally:
+        g.envoy.stop()
