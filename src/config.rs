@@ -132,6 +132,12 @@ struct RawParams {
     /// Bedrock: the AWS region (`us-east-1` when unset).
     #[serde(default)]
     aws_region_name: Option<String>,
+    /// Vertex AI: the Google Cloud project.
+    #[serde(default)]
+    vertex_project: Option<String>,
+    /// Vertex AI: the region, or `global`.
+    #[serde(default)]
+    vertex_location: Option<String>,
     /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
     #[serde(default)]
     drop_params: Option<bool>,
@@ -196,6 +202,8 @@ struct RawGeneralSettings {
     rate_limit_service: Option<RawRateLimitService>,
     #[serde(default)]
     opentelemetry: Option<crate::otel::RawOpenTelemetry>,
+    #[serde(default)]
+    gcp_token_url: Option<String>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.
@@ -466,7 +474,14 @@ pub struct GeneralSettings {
     pub rate_limit_service: Option<RateLimitService>,
     /// Where Envoy's OpenTelemetry tracer sends spans; no tracing when absent.
     pub opentelemetry: Option<crate::otel::OpenTelemetry>,
+    /// Where Vertex AI access tokens come from: a server speaking the metadata server's
+    /// token protocol (`general_settings.gcp_token_url`); the path is the token's.
+    pub gcp_token_url: Endpoint,
 }
+
+/// The GCE / GKE metadata server's token of the default service account.
+pub const DEFAULT_GCP_TOKEN_URL: &str =
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
 
 /// Where Envoy's global rate limit service (the gRPC `RateLimitService`, e.g.
 /// envoyproxy/ratelimit) is and how Envoy uses it
@@ -527,6 +542,15 @@ impl GatewayConfig {
     /// The alias named `name`.
     pub fn alias(&self, name: &str) -> Option<&Alias> {
         self.aliases.iter().find(|a| a.name == name)
+    }
+
+    /// Whether the gateway fetches Google Cloud access tokens: some Vertex AI deployment
+    /// has no static token (`api_key`).
+    pub fn fetches_gcp_tokens(&self) -> bool {
+        self.deployments.iter().any(|d| {
+            d.provider.spec().credential == crate::provider::registry::Credential::GoogleOAuth
+                && d.api_key.is_none()
+        })
     }
 
     /// The deployment with id `id`.
@@ -664,8 +688,11 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         let (provider, upstream_model) = provider_and_model(params, &at)?;
         let spec = provider.spec();
         let api_base = provider_params::api_base(params, spec, &at)?;
-        let endpoint = Endpoint::parse(&api_base)
+        let mut endpoint = Endpoint::parse(&api_base)
             .map_err(|m| ConfigError::new(at("litellm_params.api_base"), m))?;
+        if let Some(resource) = provider_params::vertex_resource(params, spec, &at)? {
+            endpoint.base_path.push_str(&resource);
+        }
         let (api_key, mut options) =
             provider_params::key_and_options(params, spec, &upstream_model, &at)?;
         options.drop_params = params.drop_params.unwrap_or(false);
@@ -884,6 +911,13 @@ fn provider_and_model(
         (Some(_), _) => params.model.as_str(),
         (None, _) => rest,
     };
+    // `vertex_ai/claude-*` is Claude on Vertex AI: the model names the publisher.
+    let provider = match provider {
+        ProviderKind::VertexGemini if crate::provider::vertex::is_anthropic_model(upstream) => {
+            ProviderKind::VertexAnthropic
+        }
+        p => p,
+    };
     if upstream.trim().is_empty() {
         return Err(ConfigError::new(
             at("litellm_params.model"),
@@ -954,9 +988,16 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         .as_ref()
         .map(crate::otel::validate)
         .transpose()?;
+    let gcp_token_url = Endpoint::parse(
+        raw.gcp_token_url
+            .as_deref()
+            .unwrap_or(DEFAULT_GCP_TOKEN_URL),
+    )
+    .map_err(|m| ConfigError::new("general_settings.gcp_token_url", m))?;
     Ok(GeneralSettings {
         rate_limit_service,
         opentelemetry,
+        gcp_token_url,
         listen_address: raw
             .listen_address
             .clone()

@@ -389,6 +389,13 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   video price (audio costs more); no cache-write price (implicit caching; explicit caches
 ///   also bill storage per hour, which is not per token). Promotional rates (Gemini 3.7 and
 ///   3.8 Flash) are left out rather than expire silently.
+/// - **Google Vertex AI** lists Gemini and Claude at the publishers' prices under the same
+///   model names (<https://cloud.google.com/vertex-ai/generative-ai/pricing>, taken
+///   2026-12-07), so `vertex_ai/` deployments are priced from the rows above (Claude's
+///   `@version` is stripped like a date). Not modelled: Claude's regional endpoints, which
+///   cost 10 % more than `global` for Claude Sonnet 4.5 and later models
+///   (<https://platform.claude.com/docs/en/build-with-claude/claude-on-vertex-ai>); set
+///   `input_cost_per_token` and friends on such deployments.
 /// - **Cohere**, <https://cohere.com/pricing> and
 ///   <https://docs.cohere.com/docs/how-does-cohere-pricing-work>, taken 2026-12-07. Priced
 ///   on `usage.billed_units`, the counts the Cohere translator reports; no cache prices.

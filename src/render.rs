@@ -534,6 +534,19 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
     if let Some(otel) = &config.general.opentelemetry {
         clusters.push(tracing::cluster(config, otel));
     }
+    if config.fetches_gcp_tokens() {
+        let ep = &config.general.gcp_token_url;
+        let mut cluster = service_cluster(
+            crate::provider::vertex::token::CLUSTER,
+            &ep.host,
+            ep.port,
+            false,
+        );
+        if ep.tls {
+            cluster["transport_socket"] = tls_socket(config, ep);
+        }
+        clusters.push(cluster);
+    }
     clusters
 }
 

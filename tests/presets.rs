@@ -5,7 +5,7 @@
 mod common;
 
 use common::{fixtures_dir, run_all, target_for};
-use llm_gateway::provider::registry::{WireApi, PROVIDERS};
+use llm_gateway::provider::registry::{OwnedOption, WireApi, PROVIDERS};
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use serde_json::Value;
 
@@ -144,6 +144,19 @@ fn a_prefix_and_a_key_make_a_deployment() {
             params["api_key"] = format!("os.environ/{env}").into();
         }
         let config = common::one_deployment;
+        if spec.options.contains(&OwnedOption::VertexProject) {
+            // Vertex AI: the project is required, the location picks the host.
+            let e = config(&params).unwrap_err();
+            assert_eq!(e.field, "model_list[0].litellm_params.vertex_project");
+            params["vertex_project"] = "my-project".into();
+            let c = config(&params).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+            assert_eq!(c.deployments[0].provider.name(), spec.name);
+            assert!(c.deployments[0]
+                .endpoint
+                .host
+                .ends_with("aiplatform.googleapis.com"));
+            continue;
+        }
         // Bedrock's base comes from the region (`aws_region_name`, us-east-1 by default).
         let bedrock = (spec.wire == WireApi::BedrockConverse)
             .then_some("https://bedrock-runtime.us-east-1.amazonaws.com");

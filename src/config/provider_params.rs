@@ -19,6 +19,13 @@ pub(super) fn api_base(
         let region = aws_region(params, at)?;
         return Ok(format!("https://bedrock-runtime.{region}.amazonaws.com"));
     }
+    if matches!(spec.wire, WireApi::VertexGemini | WireApi::VertexAnthropic) {
+        let location = vertex_location(params, at)?;
+        return Ok(format!(
+            "https://{}",
+            crate::provider::vertex::host_for(location)
+        ));
+    }
     match spec.default_api_base {
         Some(base) => Ok(base.to_string()),
         None => Err(ConfigError::new(
@@ -68,7 +75,64 @@ fn owned_value(params: &RawParams, option: OwnedOption) -> Option<&String> {
         OwnedOption::ApiVersion => params.api_version.as_ref(),
         OwnedOption::AzureAdToken => params.azure_ad_token.as_ref(),
         OwnedOption::AwsRegionName => params.aws_region_name.as_ref(),
+        OwnedOption::VertexProject => params.vertex_project.as_ref(),
+        OwnedOption::VertexLocation => params.vertex_location.as_ref(),
     }
+}
+
+/// `vertex_location`, checked: it becomes part of the host name and the path.
+fn vertex_location<'a>(
+    params: &'a RawParams,
+    at: &dyn Fn(&str) -> String,
+) -> Result<&'a str, ConfigError> {
+    let location = params
+        .vertex_location
+        .as_deref()
+        .unwrap_or(crate::provider::vertex::DEFAULT_LOCATION);
+    if !path_word(location) {
+        return Err(ConfigError::new(
+            at("litellm_params.vertex_location"),
+            format!("`{location}` is not a Vertex AI location: write a region such as `us-central1` or `europe-west4`, or `global`"),
+        ));
+    }
+    Ok(location)
+}
+
+/// Vertex AI deployments: the path of their project and location,
+/// `/v1/projects/{vertex_project}/locations/{vertex_location}`, which the base path ends
+/// with; `None` for other providers.
+pub(super) fn vertex_resource(
+    params: &RawParams,
+    spec: &ProviderSpec,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<String>, ConfigError> {
+    if !matches!(spec.wire, WireApi::VertexGemini | WireApi::VertexAnthropic) {
+        return Ok(None);
+    }
+    let project = match params.vertex_project.as_deref() {
+        Some(p) if path_word(p) => p,
+        Some(p) => {
+            return Err(ConfigError::new(
+                at("litellm_params.vertex_project"),
+                format!("`{p}` is not a Google Cloud project id: use its id (lowercase letters, digits and -), not its name"),
+            ))
+        }
+        None => {
+            return Err(ConfigError::new(
+                at("litellm_params.vertex_project"),
+                "is required for Vertex AI deployments: set it to your Google Cloud project id",
+            ))
+        }
+    };
+    let location = vertex_location(params, at)?;
+    Ok(Some(format!("/v1/projects/{project}/locations/{location}")))
+}
+
+/// 1-63 characters from a-z 0-9 - (project ids, locations).
+fn path_word(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// A key from the environment (`os.environ/NAME`); a key written in the file is refused.

@@ -99,6 +99,16 @@ impl EmbeddingsRequest {
             )
             .with_code("model_not_embedding"));
         }
+        if !embeds(spec.wire) {
+            return Err(GatewayError::invalid_param(
+                "model",
+                format!(
+                    "`{}` cannot embed: deployment `{}` is on {}, whose embeddings the gateway does not translate; route the alias to an OpenAI-compatible, Azure, Gemini or Cohere embedding model",
+                    deployment.alias, deployment.id, spec.display_name
+                ),
+            )
+            .with_code("model_not_embedding"));
+        }
         self.check_input(spec)
     }
 
@@ -303,6 +313,15 @@ fn parse_input(input: Option<&Value>) -> Result<Input, GatewayError> {
     } else {
         Input::Texts(texts)
     })
+}
+
+/// The wire APIs whose embeddings the gateway speaks: Anthropic has none; Bedrock's and
+/// Vertex AI's embedding models are not translated.
+pub fn embeds(wire: WireApi) -> bool {
+    matches!(
+        wire,
+        WireApi::OpenAiChat | WireApi::AzureOpenAi | WireApi::GeminiGenerate | WireApi::CohereChat
+    )
 }
 
 #[cfg(test)]

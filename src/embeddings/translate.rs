@@ -75,10 +75,13 @@ impl Translator for EmbeddingsTranslator {
                 key.map(|k| ("authorization", format!("Bearer {k}"))),
                 cohere_request(&request, texts, target.upstream_model),
             ),
-            (WireApi::AnthropicMessages, _) => {
+            (wire, _) if !super::embeds(wire) => {
                 return Err(GatewayError::invalid_param(
                     "model",
-                    format!("{} has no embeddings API", self.spec.display_name),
+                    format!(
+                        "{} embeddings are not translated by the gateway",
+                        self.spec.display_name
+                    ),
                 ))
             }
             _ => (

@@ -6,6 +6,7 @@
 //! `allow_on_headers_stop_iteration: true` so that headers can wait for the body.
 
 mod downstream;
+mod gcp_token;
 mod handoff;
 mod host;
 mod root;

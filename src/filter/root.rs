@@ -28,9 +28,21 @@ pub struct Runtime {
 pub struct GatewayRoot {
     role: Option<FilterRole>,
     runtime: Option<Rc<Runtime>>,
+    /// This root fetches Vertex AI access tokens (upstream instance, Vertex deployments
+    /// without a static token).
+    fetches_gcp_tokens: bool,
+    /// The token fetch this root has in flight, and when it started (Unix seconds).
+    gcp_token_call: Option<(u32, u64)>,
 }
 
-impl Context for GatewayRoot {}
+impl Context for GatewayRoot {
+    fn on_http_call_response(&mut self, call: u32, _: usize, body_size: usize, _: usize) {
+        if self.gcp_token_call.is_some_and(|(c, _)| c == call) {
+            self.gcp_token_call = None;
+            super::gcp_token::on_answer(body_size);
+        }
+    }
+}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -81,6 +93,17 @@ impl RootContext for GatewayRoot {
         // Both instances share the VM, and so this limit: the last configured wins, and
         // both carry the same configuration.
         super::worker_bytes::set_limit(plugin.gateway.general.max_buffered_bytes_per_worker);
+        self.fetches_gcp_tokens =
+            plugin.role == FilterRole::Upstream && plugin.gateway.fetches_gcp_tokens();
+        if self.fetches_gcp_tokens {
+            super::gcp_token::prepare();
+            if let Err(e) = host::set_tick_period(1000) {
+                log::error!(
+                    "cannot tick to refresh Vertex AI tokens (host status {})",
+                    e.0
+                );
+            }
+        }
         self.role = Some(plugin.role);
         self.runtime = Some(Rc::new(Runtime {
             master_key: auth::digest(&master),
@@ -88,6 +111,38 @@ impl RootContext for GatewayRoot {
             config: plugin.gateway,
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if !self.fetches_gcp_tokens {
+            return;
+        }
+        let now = host::now_nanos() / 1_000_000_000;
+        // A call Envoy never answered (it always should) stops holding this root back.
+        if let Some((_, started)) = self.gcp_token_call {
+            if now < started.saturating_add(crate::provider::vertex::token::FETCH_TIMEOUT_SECS) {
+                return;
+            }
+            self.gcp_token_call = None;
+        }
+        let Some(rt) = self.runtime.clone() else {
+            return;
+        };
+        // The SDK's call, not a host wrapper: the SDK must register the call to hand its
+        // answer to this root. It panics only on statuses Envoy never returns for a call
+        // (Envoy answers Ok, BadArgument or InternalFailure, which come back as errors).
+        let dispatch = |headers: &[(&str, &str)], millis: u32| {
+            self.dispatch_http_call(
+                super::gcp_token::CLUSTER,
+                headers.to_vec(),
+                None,
+                Vec::new(),
+                std::time::Duration::from_millis(u64::from(millis)),
+            )
+            .map_err(|s| s as u32)
+        };
+        self.gcp_token_call = super::gcp_token::tick(&rt.config.general.gcp_token_url, &dispatch)
+            .map(|call| (call, now));
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -239,11 +239,20 @@ impl UpstreamHttp {
             .deployment()
             .ok_or_else(|| GatewayError::internal("no deployment for this attempt"))?;
         let index = self.deployment.unwrap_or(0);
-        let api_key = self
+        let mut api_key = self
             .runtime
             .provider_keys
             .get(index)
             .and_then(|k| k.as_deref());
+        // Vertex AI: the access token every worker shares, unless a static one is set.
+        let gcp_token;
+        if api_key.is_none()
+            && deployment.provider.spec().credential
+                == crate::provider::registry::Credential::GoogleOAuth
+        {
+            gcp_token = super::gcp_token::current();
+            api_key = gcp_token.as_deref();
+        }
         if deployment.api_key.is_some() && api_key.is_none() {
             return Err(GatewayError::new(
                 crate::error::ErrorKind::Authentication,

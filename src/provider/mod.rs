@@ -13,6 +13,7 @@ pub mod gemini;
 pub mod openai_compatible;
 pub mod openai_family;
 pub mod registry;
+pub mod vertex;
 
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
@@ -60,6 +61,10 @@ pub enum ProviderKind {
     Vllm,
     /// LM Studio (local, keyless).
     LmStudio,
+    /// Gemini on Google Vertex AI.
+    VertexGemini,
+    /// Claude on Google Vertex AI.
+    VertexAnthropic,
 }
 
 impl ProviderKind {
@@ -84,6 +89,8 @@ impl ProviderKind {
         ProviderKind::Ollama,
         ProviderKind::Vllm,
         ProviderKind::LmStudio,
+        ProviderKind::VertexGemini,
+        ProviderKind::VertexAnthropic,
     ];
 
     /// Its entry in the registry.
@@ -399,6 +406,8 @@ fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
         registry::WireApi::GeminiGenerate => Box::new(gemini::GeminiTranslator::default()),
         registry::WireApi::CohereChat => Box::new(cohere::CohereTranslator::default()),
         registry::WireApi::BedrockConverse => Box::new(bedrock::BedrockTranslator::default()),
+        registry::WireApi::VertexGemini => Box::new(vertex::VertexTranslator::gemini()),
+        registry::WireApi::VertexAnthropic => Box::new(vertex::VertexTranslator::anthropic()),
     }
 }
 

@@ -24,15 +24,19 @@ pub enum Credential {
     /// module never holds AWS secrets); a key, when configured, is a Bedrock API key sent
     /// as a bearer token instead.
     AwsSigV4,
+    /// A Google OAuth2 access token (`authorization: Bearer`), fetched and refreshed by the
+    /// gateway from a metadata server (`general_settings.gcp_token_url`), not configured.
+    GoogleOAuth,
 }
 
 impl Credential {
     /// The header that carries `key` in this style, when it travels in a header.
     pub fn header(self, key: &str) -> Option<(&'static str, String)> {
         match self {
-            Credential::Bearer | Credential::None | Credential::AwsSigV4 => {
-                Some(("authorization", format!("Bearer {key}")))
-            }
+            Credential::Bearer
+            | Credential::None
+            | Credential::AwsSigV4
+            | Credential::GoogleOAuth => Some(("authorization", format!("Bearer {key}"))),
             Credential::XApiKey => Some(("x-api-key", key.to_string())),
             Credential::ApiKeyHeader => Some(("api-key", key.to_string())),
             Credential::GoogApiKey => Some(("x-goog-api-key", key.to_string())),
@@ -52,6 +56,7 @@ impl Credential {
             Credential::AwsSigV4 => {
                 "AWS SigV4, signed by Envoy (or a Bedrock API key as `authorization: Bearer`)"
             }
+            Credential::GoogleOAuth => "OAuth2 access token from the metadata server",
         }
     }
 }
@@ -71,6 +76,10 @@ pub enum WireApi {
     CohereChat,
     /// AWS Bedrock Converse and ConverseStream (`bedrock/`).
     BedrockConverse,
+    /// Gemini `generateContent` on Vertex AI's publisher paths (`vertex/`).
+    VertexGemini,
+    /// Anthropic Messages on Vertex AI's `rawPredict` (`vertex/`).
+    VertexAnthropic,
 }
 
 /// What an OpenAI-compatible provider does differently from OpenAI, each documented in the
@@ -116,6 +125,10 @@ pub enum OwnedOption {
     AzureAdToken,
     /// `aws_region_name`: the AWS region of a Bedrock deployment.
     AwsRegionName,
+    /// `vertex_project`: the Google Cloud project in Vertex AI paths.
+    VertexProject,
+    /// `vertex_location`: the Vertex AI region (or `global`), which also picks the host.
+    VertexLocation,
 }
 
 impl OwnedOption {
@@ -126,6 +139,8 @@ impl OwnedOption {
             OwnedOption::ApiVersion => "api_version",
             OwnedOption::AzureAdToken => "azure_ad_token",
             OwnedOption::AwsRegionName => "aws_region_name",
+            OwnedOption::VertexProject => "vertex_project",
+            OwnedOption::VertexLocation => "vertex_location",
         }
     }
 }
@@ -136,6 +151,8 @@ pub const ALL_OWNED_OPTIONS: &[OwnedOption] = &[
     OwnedOption::ApiVersion,
     OwnedOption::AzureAdToken,
     OwnedOption::AwsRegionName,
+    OwnedOption::VertexProject,
+    OwnedOption::VertexLocation,
 ];
 
 /// One provider.
@@ -494,7 +511,38 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         reference: "https://lmstudio.ai/docs/app/api/endpoints/openai",
         ..KEYLESS_PRESET
     },
+    VERTEX_GEMINI,
+    ProviderSpec {
+        kind: ProviderKind::VertexAnthropic,
+        name: "vertex_ai_anthropic",
+        display_name: "Claude on Vertex AI",
+        prefixes: &["vertex_ai_anthropic"],
+        wire: WireApi::VertexAnthropic,
+        example_model: "claude-sonnet-4-5@20250929",
+        reference: "https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude",
+        ..VERTEX_GEMINI
+    },
 ];
+
+/// Gemini on Vertex AI; `vertex_ai/claude-*` deployments are Claude on Vertex AI (the
+/// model names the publisher). The host follows `vertex_location`, so there is no fixed
+/// default base.
+const VERTEX_GEMINI: ProviderSpec = ProviderSpec {
+    kind: ProviderKind::VertexGemini,
+    name: "vertex_ai",
+    display_name: "Gemini on Vertex AI",
+    prefixes: &["vertex_ai", "vertex_ai_beta"],
+    default_api_base: None,
+    credential: Credential::GoogleOAuth,
+    key_required: false,
+    wire: WireApi::VertexGemini,
+    key_env: None,
+    options: &[OwnedOption::VertexProject, OwnedOption::VertexLocation],
+    quirks: NO_QUIRKS,
+    listed_prices: true,
+    example_model: "gemini-2.5-flash",
+    reference: "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference",
+};
 
 /// The provider a config prefix or `provider` value names.
 pub fn by_prefix(prefix: &str) -> Option<&'static ProviderSpec> {

@@ -65,6 +65,10 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
     let base = spec.default_api_base.unwrap_or(match spec.wire {
         WireApi::AzureOpenAi => "https://example-resource.openai.azure.com",
         WireApi::BedrockConverse => "https://bedrock-runtime.us-east-1.amazonaws.com",
+        // What the config makes of `vertex_project: my-project` in us-central1.
+        WireApi::VertexGemini | WireApi::VertexAnthropic => {
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/my-project/locations/us-central1"
+        }
         _ => "http://vllm.internal:8000/v1",
     });
     let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
@@ -79,6 +83,8 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
         Credential::ApiKeyHeader => Some("azure-test-key"),
         Credential::Query(_) => Some("test-key"),
         Credential::None | Credential::AwsSigV4 => None,
+        Credential::None => None,
+        Credential::GoogleOAuth => Some("ya29.test-access-token"),
     };
     Target {
         upstream_model: spec.example_model,

@@ -21,9 +21,20 @@ pub struct AnthropicTranslator {
     stream: Option<stream::AnthropicStream>,
     now_unix_secs: u64,
     json_response_tool: Option<String>,
+    /// The API version sent in the body, with no `model` field (Vertex AI).
+    body_version: Option<&'static str>,
 }
 
 impl AnthropicTranslator {
+    /// A translator whose bodies carry `anthropic_version` and leave the model to the path
+    /// (Vertex AI's `rawPredict`).
+    pub fn with_body_version(version: &'static str) -> Self {
+        AnthropicTranslator {
+            body_version: Some(version),
+            ..Self::default()
+        }
+    }
+
     /// Remembers what the answer needs and builds the attempt's request.
     fn prepare(
         &mut self,
@@ -61,7 +72,7 @@ impl Translator for AnthropicTranslator {
         chat: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let translated = request::translate_chat(chat, target)?;
+        let translated = request::translate_chat_as(chat, target, self.body_version)?;
         Ok(self.prepare(translated, target))
     }
 

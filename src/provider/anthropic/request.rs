@@ -90,7 +90,21 @@ pub fn translate_chat(
     chat: &ChatRequest,
     target: &Target<'_>,
 ) -> Result<TranslatedRequest, GatewayError> {
-    let built = build_request(chat, target, "Anthropic")?;
+    translate_chat_as(chat, target, None)
+}
+
+/// [`translate_chat`] for a host that wants the API version in the body and the model in
+/// the path (Vertex AI's `rawPredict`): `body_version` is that version.
+pub fn translate_chat_as(
+    chat: &ChatRequest,
+    target: &Target<'_>,
+    body_version: Option<&str>,
+) -> Result<TranslatedRequest, GatewayError> {
+    let mut built = build_request(chat, target, "Anthropic")?;
+    if let Some(version) = body_version {
+        built.request.anthropic_version = Some(version.to_string());
+        built.request.model = String::new();
+    }
     let mut body = Vec::with_capacity(size_hint(chat));
     serde_json::to_writer(&mut body, &built.request).map_err(|e| {
         GatewayError::internal(format!("could not encode the Anthropic request: {e}"))
@@ -165,6 +179,7 @@ pub fn build_request(
         one_sampler(chat, &mut policy)?
     };
     let request = MessagesRequest {
+        anthropic_version: None,
         model: target.upstream_model.to_string(),
         max_tokens,
         messages,

@@ -13,7 +13,12 @@ use crate::openai::{JsonText, RawJson};
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MessagesRequest {
-    /// The provider's model name.
+    /// Vertex AI's `anthropic_version` (`vertex-2023-10-16`), which travels in the body
+    /// there instead of a header; absent on Anthropic's own API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<String>,
+    /// The provider's model name; empty on Vertex AI, where the path names the model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
     /// Output limit, thinking included; required by Anthropic.
     pub max_tokens: u64,
