@@ -147,14 +147,20 @@ fn yaml_syntax_errors_say_where() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The providers example (Azure both ways, presets, a keyless local server) checks.
+/// The providers example (Azure both ways, presets, a keyless local server) and the
+/// embeddings example check.
 #[test]
 fn providers_example_checks() {
-    let out = cli(&["check", "--config", "docs/examples/providers.yaml"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    for example in [
+        "docs/examples/providers.yaml",
+        "docs/examples/embeddings.yaml",
+    ] {
+        let out = cli(&["check", "--config", example]);
+        assert!(
+            out.status.success(),
+            "{example}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 }

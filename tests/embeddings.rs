@@ -185,6 +185,10 @@ fn openai_family_forwards_the_body() {
         assert_eq!(out.body, answer.to_vec());
         assert_eq!(out.usage.unwrap().prompt_tokens, 3);
         assert!(!t.usage_estimated());
+        // Passed on as sent only when the whole body is the one answer.
+        let mut trailing = answer.to_vec();
+        trailing.extend_from_slice(b"{}");
+        assert_eq!(t.response(200, &trailing).status, 502);
     }
     let mut t = translator_for(ProviderKind::Gemini);
     let target = Target {
@@ -320,4 +324,88 @@ fn deployment_checks() {
         .unwrap_err();
     assert_eq!(e.param.as_deref(), Some("input"));
     assert!(e.message.contains("at most 96"), "{}", e.message);
+}
+
+/// Mangled requests and answers (bytes flipped, cut, spliced from other cases; bounded and
+/// deterministic) never panic: a request is refused with a 400 or translated, an answer
+/// becomes an OpenAI list or an OpenAI-shaped error with a status a client can use.
+#[test]
+fn mangled_inputs_never_panic() {
+    let options = ProviderOptions::default();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    };
+    let mut files: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    for provider in ["openai", "azure", "gemini", "cohere"] {
+        for e in fs::read_dir(dir().join(provider)).unwrap() {
+            let case = e.unwrap().path();
+            if case.is_dir() {
+                let request = fs::read(case.join("request.json")).unwrap();
+                let answer = fs::read(case.join("upstream_response.json")).unwrap();
+                files.push((provider.to_string(), request, answer));
+            }
+        }
+    }
+    let donors: Vec<Vec<u8>> = files
+        .iter()
+        .flat_map(|f| [f.1.clone(), f.2.clone()])
+        .collect();
+    let mangle = |bytes: &[u8], next: &mut dyn FnMut(usize) -> usize| -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for _ in 0..1 + next(4) {
+            let at = next(out.len() + 1);
+            match next(5) {
+                0 => out.truncate(at),
+                1 if !out.is_empty() => {
+                    let i = at.min(out.len() - 1);
+                    out[i] = b"{}[],:\"0-e\\ a"[next(13)];
+                }
+                2 => {
+                    let donor = &donors[next(donors.len())];
+                    let from = next(donor.len());
+                    let to = (from + next(64)).min(donor.len());
+                    out.splice(at..at, donor[from..to].iter().copied());
+                }
+                3 => out
+                    .splice(at..at, b"[[1,2],[3]]".iter().copied())
+                    .for_each(drop),
+                _ => out.splice(at..at, "\u{e9}\"\\u0000".bytes()).for_each(drop),
+            }
+        }
+        out
+    };
+    for round in 0..4000 {
+        let (provider, request, answer) = &files[round % files.len()];
+        let (kind, model, base_path, api_key) = deployment(provider);
+        let target = Target {
+            upstream_model: model,
+            base_path,
+            api_key,
+            now_unix_secs: NOW,
+            options: &options,
+        };
+        let bad_request = mangle(request, &mut next);
+        if let Err(e) = parse_request(&bad_request) {
+            assert_eq!(e.status, 400);
+        }
+        let mut t = translator_for(kind);
+        if let Err(e) = t.request(&bad_request, &target) {
+            assert_eq!(e.status, 400, "{e}");
+        }
+        // The answer side, after a well-formed request.
+        let mut t = translator_for(kind);
+        t.request(request, &target).unwrap();
+        let status = [200, 200, 400, 429, 500, 503][next(6)];
+        let out = t.response(status, &mangle(answer, &mut next));
+        assert!((200..300).contains(&out.status) || (400..600).contains(&out.status));
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert!(
+            v["data"].is_array() || v["error"]["message"].is_string(),
+            "{provider}: {v}"
+        );
+    }
 }

@@ -281,7 +281,9 @@ fn openai_answer(body: &[u8]) -> Result<(Vec<u8>, Usage), &'static str> {
         }
         Some(())
     });
-    if scanned.is_none() || !data || error {
+    scan.space();
+    // Passed on as sent: the whole body must be the one object.
+    if scanned.is_none() || scan.at != body.len() || !data || error {
         return Err("no `data` list");
     }
     let prompt = usage

@@ -7,7 +7,7 @@ use proxy_wasm::types::Action;
 
 use super::{DownstreamHttp, HandedRequest};
 use crate::accounting::RequestFacts;
-use crate::config::{Deployment, GatewayConfig, ModelMode};
+use crate::config::{Deployment, GatewayConfig};
 use crate::embeddings::{self, EmbeddingsRequest};
 use crate::error::GatewayError;
 use crate::filter::handoff::OPERATION_STATE;
@@ -85,14 +85,6 @@ impl DownstreamHttp {
         };
         self.alias = Some(alias.name.clone());
         if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
-            return self.reply_error(&e);
-        }
-        if alias.mode == Some(ModelMode::Chat) {
-            let e = GatewayError::invalid_param(
-                "model",
-                format!("`{}` is a chat model: /v1/embeddings needs an embedding model (`model_info.mode: embedding`)", alias.name),
-            )
-            .with_code("model_not_embedding");
             return self.reply_error(&e);
         }
         let route = match routing::choose_route(config, alias, request.estimated_tokens()) {
