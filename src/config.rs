@@ -761,13 +761,11 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
         let mode = match entry.model_info.mode.as_deref() {
             Some("chat") => Some(ModelMode::Chat),
-            Some("embedding")
-                if spec.wire == crate::provider::registry::WireApi::AnthropicMessages =>
-            {
+            Some("embedding") if !crate::embeddings::embeds(spec.wire) => {
                 return Err(ConfigError::new(
                     at("model_info.mode"),
                     format!(
-                        "{} has no embeddings API: use `chat`, or an embedding provider",
+                        "{} has no embeddings API the gateway translates: use `chat`, or an OpenAI-compatible, Azure, Gemini or Cohere embedding model",
                         spec.display_name
                     ),
                 ))
@@ -795,6 +793,12 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             }
             None => None,
         };
+        if let Some(other) = sigv4_region_clash(&deployments, &endpoint, &options, &api_key) {
+            return Err(ConfigError::new(
+                at("litellm_params.aws_region_name"),
+                format!("differs from deployment `{other}`'s at the same host `{}`: Envoy signs for one region per Bedrock host; give them the same `aws_region_name`", endpoint.host),
+            ));
+        }
         let index = deployments.len();
         deployments.push(Deployment {
             id,
@@ -1085,6 +1089,28 @@ fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
         .filter(|p| *p > 0)
         .ok_or("has an invalid port")?;
     Ok((host.to_string(), port))
+}
+
+/// A Bedrock deployment signed by Envoy (no API key) at the host of `endpoint`, for another
+/// region than `options`: Envoy's signer for a host signs for one region.
+fn sigv4_region_clash<'a>(
+    deployments: &'a [Deployment],
+    endpoint: &Endpoint,
+    options: &crate::provider::ProviderOptions,
+    api_key: &Option<Secret>,
+) -> Option<&'a str> {
+    if options.aws_region.is_none() || api_key.is_some() {
+        return None;
+    }
+    deployments
+        .iter()
+        .find(|d| {
+            d.api_key.is_none()
+                && d.options.aws_region.is_some()
+                && d.endpoint.host == endpoint.host
+                && d.options.aws_region != options.aws_region
+        })
+        .map(|d| d.id.as_str())
 }
 
 #[cfg(test)]
@@ -1382,6 +1408,45 @@ mod tests {
         assert_eq!(d.upstream_model, "command-a-03-2025");
         assert_eq!(d.endpoint.host, "api.cohere.com");
         assert_eq!(d.endpoint.base_path, "");
+    }
+
+    /// Bedrock deployments (`bedrock/<model id>`): the region's endpoint and the Host the
+    /// module sets for the signer; a region that is not one, `aws_region_name` elsewhere,
+    /// and two regions for one signed host are refused by field.
+    #[test]
+    fn bedrock_region_endpoint_and_refusals() {
+        let one = |params: Value| {
+            json!({"model_list": [{"model_name": "b", "litellm_params": params}],
+                   "general_settings": {"master_key": "sk-x"}})
+        };
+        let c = cfg(one(json!({"model": "bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "aws_region_name": "eu-central-1"}))).unwrap();
+        let d = &c.deployments[0];
+        assert_eq!(d.provider, ProviderKind::Bedrock);
+        assert_eq!(
+            d.endpoint.host,
+            "bedrock-runtime.eu-central-1.amazonaws.com"
+        );
+        assert_eq!(d.options.host.as_deref(), Some(d.endpoint.host.as_str()));
+        assert_eq!(d.options.aws_region.as_deref(), Some("eu-central-1"));
+        assert!(d.price.is_some());
+        let d = &cfg(one(json!({"model": "bedrock/amazon.nova-pro-v1:0"})))
+            .unwrap()
+            .deployments[0];
+        assert_eq!(d.endpoint.host, "bedrock-runtime.us-east-1.amazonaws.com");
+
+        let e = err(one(
+            json!({"model": "bedrock/m", "aws_region_name": "EU Central"}),
+        ));
+        assert_eq!(e.field, "model_list[0].litellm_params.aws_region_name");
+        let e = err(one(
+            json!({"model": "openai/gpt-4o", "aws_region_name": "us-east-1"}),
+        ));
+        assert!(e.message.contains("bedrock"), "{}", e.message);
+        let e = err(json!({"model_list": [
+            {"model_name": "a", "litellm_params": {"model": "bedrock/m", "api_base": "https://vpce.example", "aws_region_name": "us-east-1"}},
+            {"model_name": "b", "litellm_params": {"model": "bedrock/m", "api_base": "https://vpce.example", "aws_region_name": "eu-west-1"}}
+        ], "general_settings": {"master_key": "sk-x"}}));
+        assert_eq!(e.field, "model_list[1].litellm_params.aws_region_name");
     }
 
     /// `rate_limit_service`: defaults, and errors that name the field.

@@ -11,7 +11,8 @@
 //! One signer per region (a signature names its region), each wrapped in a matcher that
 //! skips it unless the attempt is a Converse call to one of that region's hosts without an
 //! `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
-//! to other providers pass through untouched.
+//! to other providers pass through untouched. Deployments signed at one host share its
+//! region (the config refuses two), so at most one signer matches an attempt.
 
 use serde_json::{json, Value};
 
