@@ -186,6 +186,8 @@ struct RawGeneralSettings {
     rate_limit_service: Option<RawRateLimitService>,
     #[serde(default)]
     opentelemetry: Option<crate::otel::RawOpenTelemetry>,
+    #[serde(default)]
+    spend_store: Option<crate::ledger::RawSpendStore>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.
@@ -441,6 +443,8 @@ pub struct GeneralSettings {
     pub rate_limit_service: Option<RateLimitService>,
     /// Where Envoy's OpenTelemetry tracer sends spans; no tracing when absent.
     pub opentelemetry: Option<crate::otel::OpenTelemetry>,
+    /// The shared spend ledger (Redis behind webdis); budgets are per process without it.
+    pub spend_store: Option<crate::ledger::SpendStore>,
 }
 
 /// Where Envoy's global rate limit service (the gRPC `RateLimitService`, e.g.
@@ -864,9 +868,15 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         .as_ref()
         .map(crate::otel::validate)
         .transpose()?;
+    let spend_store = raw
+        .spend_store
+        .as_ref()
+        .map(crate::ledger::validate)
+        .transpose()?;
     Ok(GeneralSettings {
         rate_limit_service,
         opentelemetry,
+        spend_store,
         listen_address: raw
             .listen_address
             .clone()
@@ -933,7 +943,7 @@ fn validate_rate_limit_service(raw: &RawRateLimitService) -> Result<RateLimitSer
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6 literals).
-fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
+pub(crate) fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
     let (host, port) = if let Some(rest) = address.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')

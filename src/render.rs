@@ -532,6 +532,15 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
     if let Some(otel) = &config.general.opentelemetry {
         clusters.push(tracing::cluster(config, otel));
     }
+    if let Some(store) = &config.general.spend_store {
+        // webdis: plain HTTP/1.1.
+        clusters.push(service_cluster(
+            crate::ledger::CLUSTER,
+            &store.host,
+            store.port,
+            false,
+        ));
+    }
     clusters
 }
 

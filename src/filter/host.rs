@@ -28,6 +28,8 @@ pub enum Map {
     RequestTrailers = 1,
     /// Response headers.
     ResponseHeaders = 2,
+    /// Headers of the answer to a `dispatch_http_call`.
+    HttpCallResponseHeaders = 6,
 }
 
 /// Body buffers (ABI `BufferType`).
@@ -38,6 +40,8 @@ pub enum Buffer {
     RequestBody = 0,
     /// The current response body chunk (or the buffered body).
     ResponseBody = 1,
+    /// The body of the answer to a `dispatch_http_call`.
+    HttpCallResponseBody = 4,
     /// The plugin configuration.
     PluginConfiguration = 7,
 }
@@ -124,6 +128,26 @@ extern "C" {
         cas: u32,
     ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+}
+
+/// Calls the root context's `on_tick` every `millis` milliseconds.
+pub fn set_tick_period(millis: u32) -> HostResult<()> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_set_tick_period_milliseconds(millis) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Resumes a request paused in its headers or body (ABI stream type 0: the request).
+pub fn resume_request() -> HostResult<()> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(0) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
 }
 
 /// Takes ownership of memory the host allocated through the SDK's allocator.

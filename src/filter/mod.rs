@@ -9,6 +9,7 @@ mod downstream;
 mod handoff;
 mod host;
 mod root;
+mod spend;
 mod stats;
 mod store;
 mod upstream;

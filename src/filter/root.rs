@@ -23,14 +23,35 @@ pub struct Runtime {
     pub provider_keys: Vec<Option<String>>,
 }
 
+/// The downstream root's writer of queued settlements, with the store configured.
+struct SpendFlush {
+    store: crate::ledger::SpendStore,
+    subjects: Vec<crate::ledger::Subject>,
+    flusher: super::spend::Flusher,
+}
+
 /// Root context of either instance.
 #[derive(Default)]
 pub struct GatewayRoot {
     role: Option<FilterRole>,
     runtime: Option<Rc<Runtime>>,
+    spend: Option<SpendFlush>,
 }
 
-impl Context for GatewayRoot {}
+impl Context for GatewayRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        if let Some(f) = &mut self.spend {
+            let (status, body) = super::spend::answer(num_headers, body_size);
+            f.flusher.answered(token, status, &body);
+        }
+    }
+}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -77,6 +98,17 @@ impl RootContext for GatewayRoot {
         if plugin.role == FilterRole::Downstream {
             // Records exist before traffic, so every later write is a compare-and-swap.
             crate::accounting::prepare(&super::store::SharedData, &plugin.gateway.keys);
+            if let Some(store) = &plugin.gateway.general.spend_store {
+                let subjects = super::spend::all_subjects(&plugin.gateway.keys);
+                let period = u32::try_from(store.flush_interval_ms).unwrap_or(200);
+                if !subjects.is_empty() && host::set_tick_period(period).is_ok() {
+                    self.spend = Some(SpendFlush {
+                        store: store.clone(),
+                        subjects,
+                        flusher: super::spend::Flusher::default(),
+                    });
+                }
+            }
         }
         // Both instances share the VM, and so this limit: the last configured wins, and
         // both carry the same configuration.
@@ -100,10 +132,27 @@ impl RootContext for GatewayRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        if let Some(f) = &mut self.spend {
+            let SpendFlush {
+                store,
+                subjects,
+                flusher,
+            } = f;
+            flusher.tick(&Ticker, store, subjects);
+        }
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
 }
+
+/// Dispatches on behalf of the root context (the SDK routes the answer to the context
+/// that was active when the call was made, the root here).
+struct Ticker;
+
+impl Context for Ticker {}
 
 /// Answers every request with a 500: the plugin has no valid configuration.
 struct Unconfigured;

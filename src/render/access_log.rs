@@ -57,6 +57,11 @@ pub fn access_log_fields(config: &GatewayConfig) -> Value {
         fields["operation"] = json!(route_metadata(OPERATION_METADATA_KEY));
         fields["trace_id"] = json!("%TRACE_ID%");
     }
+    if config.general.spend_store.is_some() {
+        // `ok`, or how the budget was decided without the store (`unavailable_open`,
+        // `unavailable_closed`); null for requests with no budget to share.
+        fields["spend_store"] = json!(filter_state(crate::ledger::DECISION_STATE));
+    }
     fields
 }
 
