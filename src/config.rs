@@ -188,6 +188,8 @@ struct RawGeneralSettings {
     opentelemetry: Option<crate::otel::RawOpenTelemetry>,
     #[serde(default)]
     spend_store: Option<crate::ledger::RawSpendStore>,
+    #[serde(default)]
+    response_cache: Option<crate::cache::RawResponseCache>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.
@@ -445,6 +447,8 @@ pub struct GeneralSettings {
     pub opentelemetry: Option<crate::otel::OpenTelemetry>,
     /// The shared spend ledger (Redis behind webdis); budgets are per process without it.
     pub spend_store: Option<crate::ledger::SpendStore>,
+    /// The response cache (in shared data, or in the spend store when there is one).
+    pub response_cache: Option<crate::cache::ResponseCache>,
 }
 
 /// Where Envoy's global rate limit service (the gRPC `RateLimitService`, e.g.
@@ -743,6 +747,15 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         &master_key,
         longest_timeout,
     )?;
+    let mut general = general;
+    if let Some(c) = &raw.general_settings.response_cache {
+        let names = |it: &mut dyn Iterator<Item = &String>| it.cloned().collect::<Vec<_>>();
+        general.response_cache = Some(crate::cache::validate(
+            c,
+            &names(&mut aliases.iter().map(|a| &a.name)),
+            &names(&mut keys.keys.iter().map(|k| &k.name)),
+        )?);
+    }
     Ok(GatewayConfig {
         aliases,
         deployments,
@@ -877,6 +890,8 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         rate_limit_service,
         opentelemetry,
         spend_store,
+        // Validated with the aliases and keys it names.
+        response_cache: None,
         listen_address: raw
             .listen_address
             .clone()

@@ -223,6 +223,22 @@ pub fn eval_body(script: &str, keys: &[String], args: &[String]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The body of a webdis `POST /` running `command` with `args` (which may be any bytes).
+pub fn command_body(command: &str, args: &[&[u8]]) -> Vec<u8> {
+    let mut out = command.as_bytes().to_vec();
+    for a in args {
+        out.push(b'/');
+        for &b in *a {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            }
+        }
+    }
+    out
+}
+
 /// A reservation made (or to be made) in the store, which settlement takes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {

@@ -28,6 +28,7 @@ pub mod accounting;
 pub mod auth;
 pub mod byte_budget;
 pub mod bytes;
+pub mod cache;
 pub mod chains;
 pub mod config;
 pub mod error;

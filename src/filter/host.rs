@@ -141,6 +141,15 @@ pub fn set_tick_period(millis: u32) -> HostResult<()> {
     }
 }
 
+/// Resumes a response paused in its headers or body (ABI stream type 1: the response).
+pub fn resume_response() -> HostResult<()> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(1) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
 /// Resumes a request paused in its headers or body (ABI stream type 0: the request).
 pub fn resume_request() -> HostResult<()> {
     // SAFETY: a plain value.

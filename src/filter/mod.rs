@@ -5,6 +5,7 @@
 //! [`upstream::UpstreamHttp`] in the router's `upstream_http_filters`. Both need
 //! `allow_on_headers_stop_iteration: true` so that headers can wait for the body.
 
+mod cache;
 mod downstream;
 mod handoff;
 mod host;

@@ -62,6 +62,10 @@ pub fn access_log_fields(config: &GatewayConfig) -> Value {
         // `unavailable_closed`); null for requests with no budget to share.
         fields["spend_store"] = json!(filter_state(crate::ledger::DECISION_STATE));
     }
+    if config.general.response_cache.is_some() {
+        // `hit` or `miss` for requests the cache applies to.
+        fields["cache"] = json!(filter_state("llm_cache"));
+    }
     fields
 }
 

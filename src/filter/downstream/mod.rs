@@ -4,8 +4,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::Action;
+
+mod gates;
 
 use super::handoff::{self, Handed, Report};
 use super::host::{self, Buffer, Map};
@@ -24,6 +26,7 @@ use crate::provider::ProviderKind;
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
 use crate::usage::Usage;
+use gates::{CacheState, Stage, Waiting};
 
 /// What the request is, decided from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +36,6 @@ enum Endpoint {
     /// `POST /v1/chat/completions`, waiting for its body.
     Chat,
 }
-
-/// A request waiting for the spend store: the call's token, and the parsed request, its
-/// route and its body, to forward once admitted.
-type Waiting = (u32, Box<(ChatRequest, String, Vec<u8>)>);
 
 /// Per-request state of the downstream instance.
 pub struct DownstreamHttp {
@@ -76,6 +75,8 @@ pub struct DownstreamHttp {
     /// The request waiting for the spend store's answer: the call's token and what
     /// forwarding it needs.
     waiting: Option<Waiting>,
+    /// The response cache's state, for a request it applies to.
+    cache: Option<Box<CacheState>>,
 }
 
 impl Drop for DownstreamHttp {
@@ -109,6 +110,7 @@ impl DownstreamHttp {
             held: Holding::default(),
             ledger: None,
             waiting: None,
+            cache: None,
         }
     }
 
@@ -287,11 +289,9 @@ impl DownstreamHttp {
                 Err(refusal) => return self.reply_refusal(refusal),
             }
         }
-        if let Some(store) = &runtime.config.general.spend_store {
-            if let Some(token) = self.reserve_in_store(store) {
-                self.waiting = Some((token, Box::new((request, route.key.clone(), body))));
-                return Action::Pause;
-            }
+        let general = &runtime.config.general;
+        if general.spend_store.is_some() || general.response_cache.is_some() {
+            return self.proceed(Box::new((request, route.key.clone(), body)), Stage::Cache);
         }
         self.forward(request, &route.key, &body)
     }
@@ -348,160 +348,6 @@ impl DownstreamHttp {
         let rate_headers = std::mem::take(&mut self.rate_headers);
         extra.extend(rate_headers.iter().map(|(k, v)| (*k, v.as_str())));
         self.reply_json(status, &error.to_json(), &extra)
-    }
-}
-
-impl Context for DownstreamHttp {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        num_headers: usize,
-        body_size: usize,
-        _: usize,
-    ) {
-        let Some((t, parts)) = self.waiting.take() else {
-            return;
-        };
-        if t != token {
-            self.waiting = Some((t, parts));
-            return;
-        }
-        let (status, body) = super::spend::answer(num_headers, body_size);
-        let (request, route_key, request_body) = *parts;
-        if let Some(action) = self.store_decision(status, &body) {
-            return action_taken(action);
-        }
-        if self.forward(request, &route_key, &request_body) == Action::Continue {
-            if let Err(e) = host::resume_request() {
-                log::error!("cannot resume the request (host status {})", e.0);
-            }
-        }
-    }
-}
-
-/// A local reply was sent: nothing to resume.
-fn action_taken(_: Action) {}
-
-impl DownstreamHttp {
-    /// Asks the spend store to reserve the admitted request's worst case against the
-    /// shared budgets of its key and team: the call's token, or `None` when there is no
-    /// shared budget or the call could not be made (then decided by the failure mode).
-    fn reserve_in_store(&mut self, store: &crate::ledger::SpendStore) -> Option<u32> {
-        let admission = self.admission.as_ref()?;
-        let key = self.virtual_key();
-        let team = self.runtime.config.keys.team_of(key);
-        let subjects: Vec<_> = crate::ledger::Subject::of("key", &key.name, &key.limits)
-            .into_iter()
-            .chain(team.and_then(|t| crate::ledger::Subject::of("team", &t.name, &t.limits)))
-            .collect();
-        if subjects.is_empty() {
-            return None;
-        }
-        let now = self.started_nanos / 1_000_000_000;
-        let lease = key.limits.inflight_lease_secs;
-        let reservation =
-            crate::ledger::Reservation::new(subjects, admission.reserved_micro_usd, now, lease);
-        let body = reservation.reserve_body(now, lease);
-        self.ledger = Some(reservation);
-        let token = super::spend::call(self, store, &body);
-        if token.is_none() {
-            // Decided at once, as if the store had not answered.
-            if let Some(action) = self.store_decision(0, b"") {
-                action_taken(action);
-                // The refusal was sent: the caller must not forward.
-                return Some(0);
-            }
-        }
-        token
-    }
-
-    /// Acts on the store's answer: `None` to forward the request, else the refusal sent.
-    fn store_decision(&mut self, status: u16, body: &[u8]) -> Option<Action> {
-        use crate::ledger::{BudgetFailureMode, ReserveReply};
-        let mode = self
-            .runtime
-            .config
-            .general
-            .spend_store
-            .as_ref()
-            .map_or(BudgetFailureMode::Closed, |s| s.budget_failure_mode);
-        let reply = if status == 0 {
-            ReserveReply::Unavailable("no answer within timeout_ms".to_string())
-        } else {
-            crate::ledger::parse_reserve_reply(status, body)
-        };
-        let decision = match reply {
-            ReserveReply::Admitted => {
-                if let Some(r) = &mut self.ledger {
-                    r.held = true;
-                }
-                "ok"
-            }
-            ReserveReply::Unavailable(why) => {
-                super::spend::count("llm_spend_store_errors_total", 1);
-                log::warn!("spend store unavailable ({why}): budget decided in {mode:?} mode");
-                match mode {
-                    BudgetFailureMode::Open => "unavailable_open",
-                    BudgetFailureMode::Closed => "unavailable_closed",
-                }
-            }
-            ReserveReply::Refused {
-                subject,
-                spent_micro,
-                reserved_micro,
-            } => {
-                let error = self.shared_budget_refusal(subject, spent_micro, reserved_micro);
-                self.undo_admission();
-                let _ = host::set_property(&[crate::ledger::DECISION_STATE], b"ok");
-                return Some(self.reply_error(&error));
-            }
-        };
-        let _ = host::set_property(&[crate::ledger::DECISION_STATE], decision.as_bytes());
-        if decision == "unavailable_closed" {
-            self.undo_admission();
-            let e = GatewayError::new(
-                ErrorKind::Overloaded,
-                "The spend store that holds this key's shared budget did not answer in time; retry the request.",
-            )
-            .with_code("spend_store_unavailable");
-            return Some(self.reply_json(e.status, &e.to_json(), &[("retry-after", "1")]));
-        }
-        if decision != "ok" {
-            super::spend::count("llm_spend_store_decisions_without_store_total", 1);
-        }
-        None
-    }
-
-    /// A refused request leaves no trace in the per-process counters, nor in the store.
-    fn undo_admission(&mut self) {
-        self.ledger = None;
-        if let Some(a) = self.admission.take() {
-            let _ = accounting::settle(&SharedData, a, Settlement::Failed, now_secs());
-        }
-    }
-
-    fn shared_budget_refusal(&self, subject: usize, spent: u64, reserved: u64) -> GatewayError {
-        let cost = self.ledger.as_ref().map_or(0, |r| r.cost);
-        let (who, max, duration) = match self.ledger.as_ref().and_then(|r| r.subjects.get(subject))
-        {
-            Some(s) => (
-                format!("{} `{}`", s.kind, s.name),
-                s.budget_micro,
-                s.duration.name(),
-            ),
-            None => ("this key".to_string(), 0, "total"),
-        };
-        GatewayError::new(
-            ErrorKind::RateLimit,
-            format!(
-                "Budget exceeded for {who}: {} spent of its {} {duration} budget across all gateway replicas, {} reserved by requests in flight, and this request may cost up to {}.",
-                accounting::format_dollars(spent),
-                accounting::format_dollars(max),
-                accounting::format_dollars(reserved),
-                accounting::format_dollars(cost),
-            ),
-        )
-        .with_code("budget_exceeded")
     }
 }
 
@@ -627,10 +473,16 @@ impl HttpContext for DownstreamHttp {
         for (name, value) in &self.rate_headers {
             let _ = host::set_header(Map::ResponseHeaders, name, value);
         }
+        if self.cache.is_some() {
+            self.cache_response_headers();
+        }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.cache.as_ref().is_some_and(|c| c.buffering) {
+            return self.cache_response_body(body_size, end_of_stream);
+        }
         self.delivered_bytes = self.delivered_bytes.saturating_add(body_size as u64);
         // Time to first byte is a stream's figure only.
         if self.stream && body_size > 0 && self.first_byte_nanos.is_none() {
