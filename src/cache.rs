@@ -9,30 +9,41 @@
 //! (Redis, `SET ... EX ttl`) when `general_settings.spend_store` is set, shared by every
 //! replica.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::ConfigError;
 
 const AT: &str = "general_settings.response_cache";
 
-/// `general_settings.response_cache` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawResponseCache {
-    #[serde(default)]
-    models: Vec<String>,
-    #[serde(default)]
-    keys: Vec<String>,
-    #[serde(default)]
-    ttl_seconds: Option<u64>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    slots: Option<u32>,
-    #[serde(default)]
-    max_entry_bytes: Option<u32>,
+/// Fields of `general_settings.response_cache`.
+const FIELDS: [&str; 6] = [
+    "models",
+    "keys",
+    "ttl_seconds",
+    "scope",
+    "slots",
+    "max_entry_bytes",
+];
+
+/// A list of names of the section.
+fn names(map: &serde_json::Map<String, Value>, field: &str) -> Result<Vec<String>, ConfigError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ConfigError::new(format!("{AT}.{field}[{i}]"), "must be a string")
+                })
+            })
+            .collect(),
+        Some(_) => Err(ConfigError::new(
+            format!("{AT}.{field}"),
+            "must be a list of names",
+        )),
+    }
 }
 
 /// Whose requests share entries.
@@ -69,11 +80,15 @@ impl ResponseCache {
 }
 
 pub(crate) fn validate(
-    raw: &RawResponseCache,
+    raw: &Value,
     aliases: &[String],
     keys: &[String],
 ) -> Result<ResponseCache, ConfigError> {
-    for (i, m) in raw.models.iter().enumerate() {
+    use crate::ledger::{bounded, section, text};
+    let map = section(raw, AT, &FIELDS)?;
+    let models = names(map, "models")?;
+    let cached_keys = names(map, "keys")?;
+    for (i, m) in models.iter().enumerate() {
         if !aliases.contains(m) {
             return Err(ConfigError::new(
                 format!("{AT}.models[{i}]"),
@@ -81,7 +96,7 @@ pub(crate) fn validate(
             ));
         }
     }
-    for (i, k) in raw.keys.iter().enumerate() {
+    for (i, k) in cached_keys.iter().enumerate() {
         if !keys.contains(k) {
             return Err(ConfigError::new(
                 format!("{AT}.keys[{i}]"),
@@ -89,13 +104,13 @@ pub(crate) fn validate(
             ));
         }
     }
-    if raw.models.is_empty() && raw.keys.is_empty() {
+    if models.is_empty() && cached_keys.is_empty() {
         return Err(ConfigError::new(
             format!("{AT}.models"),
             "name the model aliases (models) or virtual keys (keys) whose answers are cached",
         ));
     }
-    let scope = match raw.scope.as_deref() {
+    let scope = match text(map, AT, "scope")? {
         None | Some("key") => Scope::Key,
         Some("team") => Scope::Team,
         Some(s) => {
@@ -105,39 +120,12 @@ pub(crate) fn validate(
             ))
         }
     };
-    let ttl_secs = match raw.ttl_seconds {
-        None => 300,
-        Some(t @ 1..=2_592_000) => t,
-        Some(_) => {
-            return Err(ConfigError::new(
-                format!("{AT}.ttl_seconds"),
-                "must be from 1 to 2592000 (30 days)",
-            ))
-        }
-    };
-    let slots = match raw.slots {
-        None => 256,
-        Some(n @ 1..=65_536) => n,
-        Some(_) => {
-            return Err(ConfigError::new(
-                format!("{AT}.slots"),
-                "must be from 1 to 65536",
-            ))
-        }
-    };
-    let max_entry_bytes = match raw.max_entry_bytes {
-        None => 65_536,
-        Some(n @ 256..=4_194_304) => n,
-        Some(_) => {
-            return Err(ConfigError::new(
-                format!("{AT}.max_entry_bytes"),
-                "must be from 256 to 4194304 (4 MiB)",
-            ))
-        }
-    };
+    let ttl_secs = bounded(map, AT, "ttl_seconds", 300, (1, 2_592_000))?;
+    let slots = bounded(map, AT, "slots", 256, (1, 65_536))? as u32;
+    let max_entry_bytes = bounded(map, AT, "max_entry_bytes", 65_536, (256, 4_194_304))? as u32;
     Ok(ResponseCache {
-        models: raw.models.clone(),
-        keys: raw.keys.clone(),
+        models,
+        keys: cached_keys,
         ttl_secs,
         scope,
         slots,
@@ -282,64 +270,57 @@ pub fn store_get_entry(status: u16, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A cached chat completion replayed as OpenAI's stream: per choice, one chunk with the
-/// whole message as its delta, one with the finish reason; the usage chunk when asked;
-/// then `[DONE]`.
+/// whole message as its delta and its finish reason; the usage chunk when asked; then
+/// `[DONE]`.
 pub fn replay_as_stream(answer: &[u8], include_usage: bool) -> Option<Vec<u8>> {
     let v: Value = serde_json::from_slice(answer).ok()?;
-    let base = |choices: Value| {
-        json!({
-            "id": v.get("id").cloned().unwrap_or(Value::Null),
-            "object": "chat.completion.chunk",
-            "created": v.get("created").cloned().unwrap_or(Value::Null),
-            "model": v.get("model").cloned().unwrap_or(Value::Null),
-            "choices": choices,
-        })
+    let field = |k: &str| {
+        v.get(k)
+            .map_or_else(|| "null".to_string(), Value::to_string)
     };
-    let mut out = Vec::new();
-    let mut event = |chunk: Value| {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(chunk.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
-    };
+    let head = format!(
+        "data: {{\"id\":{},\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},",
+        field("id"),
+        field("created"),
+        field("model")
+    );
+    let mut out = String::new();
     for choice in v.get("choices")?.as_array()? {
-        let index = choice.get("index").cloned().unwrap_or(json!(0));
-        let mut delta = choice.get("message").cloned().unwrap_or(json!({}));
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+        let index = choice
+            .get("index")
+            .map_or_else(|| "0".into(), Value::to_string);
+        let mut message = choice.get("message").cloned().unwrap_or(Value::Null);
+        if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
             for (i, call) in calls.iter_mut().enumerate() {
                 if let Some(c) = call.as_object_mut() {
-                    c.insert("index".into(), json!(i));
+                    c.insert("index".into(), Value::from(i));
                 }
             }
         }
-        event(base(
-            json!([{"index": index, "delta": delta, "finish_reason": null}]),
+        let finish = choice
+            .get("finish_reason")
+            .map_or_else(|| "\"stop\"".into(), Value::to_string);
+        out.push_str(&format!(
+            "{head}\"choices\":[{{\"index\":{index},\"delta\":{message},\"finish_reason\":{finish}}}]}}\n\n"
         ));
-        event(base(json!([{
-            "index": index,
-            "delta": {},
-            "finish_reason": choice.get("finish_reason").cloned().unwrap_or(json!("stop")),
-        }])));
     }
     if include_usage {
-        let mut chunk = base(json!([]));
-        if let Some(c) = chunk.as_object_mut() {
-            c.insert(
-                "usage".into(),
-                v.get("usage").cloned().unwrap_or(Value::Null),
-            );
-        }
-        event(chunk);
+        out.push_str(&format!(
+            "{head}\"choices\":[],\"usage\":{}}}\n\n",
+            field("usage")
+        ));
     }
-    out.extend_from_slice(b"data: [DONE]\n\n");
-    Some(out)
+    out.push_str("data: [DONE]\n\n");
+    Some(out.into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn raw(v: Value) -> RawResponseCache {
-        serde_json::from_value(v).unwrap()
+    fn raw(v: Value) -> Value {
+        v
     }
 
     #[test]
@@ -447,15 +428,14 @@ mod tests {
         let sse = replay_as_stream(answer.to_string().as_bytes(), true).unwrap();
         let text = String::from_utf8(sse).unwrap();
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
-        assert_eq!(events.len(), 4);
+        assert_eq!(events.len(), 3);
         let first: Value = serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(first["object"], "chat.completion.chunk");
         assert_eq!(first["choices"][0]["delta"]["content"], "Hi");
         assert_eq!(first["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
-        let second: Value =
-            serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
-        assert_eq!(second["choices"][0]["finish_reason"], "stop");
-        assert!(events[2].contains("\"total_tokens\":3"));
-        assert_eq!(events[3], "data: [DONE]");
+        assert_eq!(first["choices"][0]["finish_reason"], "stop");
+        assert!(events[1].contains("\"total_tokens\":3"));
+        assert_eq!(events[2], "data: [DONE]");
         assert!(replay_as_stream(b"not json", false).is_none());
     }
 }

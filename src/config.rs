@@ -187,9 +187,9 @@ struct RawGeneralSettings {
     #[serde(default)]
     opentelemetry: Option<crate::otel::RawOpenTelemetry>,
     #[serde(default)]
-    spend_store: Option<crate::ledger::RawSpendStore>,
+    spend_store: Option<Value>,
     #[serde(default)]
-    response_cache: Option<crate::cache::RawResponseCache>,
+    response_cache: Option<Value>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.

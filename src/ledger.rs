@@ -27,7 +27,7 @@
 //! flush that fails puts its entries back. Admission without the store follows
 //! [`BudgetFailureMode`].
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::config::ConfigError;
 use crate::keys::{BudgetDuration, Limits};
@@ -41,17 +41,79 @@ pub const DECISION_STATE: &str = "llm_spend_store";
 /// The Envoy cluster the renderer emits for the store.
 pub const CLUSTER: &str = "llm_gateway_spend_store";
 
-/// `general_settings.spend_store` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawSpendStore {
-    address: String,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    budget_failure_mode: Option<String>,
-    #[serde(default)]
-    flush_interval_ms: Option<u64>,
+/// Fields of `general_settings.spend_store`.
+const FIELDS: [&str; 4] = [
+    "address",
+    "timeout_ms",
+    "budget_failure_mode",
+    "flush_interval_ms",
+];
+
+/// Checks a section's fields against `known` (read by hand rather than by a derived
+/// deserializer, which costs the module several KB per section).
+pub(crate) fn section<'a>(
+    raw: &'a Value,
+    at: &str,
+    known: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, ConfigError> {
+    let map = raw
+        .as_object()
+        .ok_or_else(|| ConfigError::new(at, "must be a mapping"))?;
+    match map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ConfigError::new(
+            format!("{at}.{k}"),
+            format!("unknown field; the fields are {}", known.join(", ")),
+        )),
+        None => Ok(map),
+    }
+}
+
+/// An optional whole number of a section.
+pub(crate) fn number(
+    map: &serde_json::Map<String, Value>,
+    at: &str,
+    field: &str,
+) -> Result<Option<u64>, ConfigError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ConfigError::new(format!("{at}.{field}"), "must be a whole number")),
+    }
+}
+
+/// An optional whole number of a section from `min` to `max`, `default` when absent.
+pub(crate) fn bounded(
+    map: &serde_json::Map<String, Value>,
+    at: &str,
+    field: &str,
+    default: u64,
+    (min, max): (u64, u64),
+) -> Result<u64, ConfigError> {
+    match number(map, at, field)? {
+        None => Ok(default),
+        Some(n) if (min..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ConfigError::new(
+            format!("{at}.{field}"),
+            format!("must be from {min} to {max} (default {default})"),
+        )),
+    }
+}
+
+/// An optional text of a section.
+pub(crate) fn text<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    at: &str,
+    field: &str,
+) -> Result<Option<&'a str>, ConfigError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| ConfigError::new(format!("{at}.{field}"), "must be a string")),
+    }
 }
 
 /// What admission does for a key or team with a budget when the store cannot answer.
@@ -78,27 +140,17 @@ pub struct SpendStore {
     pub flush_interval_ms: u64,
 }
 
-pub(crate) fn validate(raw: &RawSpendStore) -> Result<SpendStore, ConfigError> {
-    let (host, port) = crate::config::parse_host_port(raw.address.trim()).map_err(|e| {
+pub(crate) fn validate(raw: &Value) -> Result<SpendStore, ConfigError> {
+    let map = section(raw, AT, &FIELDS)?;
+    let address = text(map, AT, "address")?.unwrap_or("");
+    let (host, port) = crate::config::parse_host_port(address.trim()).map_err(|e| {
         ConfigError::new(
             format!("{AT}.address"),
-            format!(
-                "`{}` {e}; write webdis's `host:port`, e.g. `127.0.0.1:7379`",
-                raw.address
-            ),
+            format!("`{address}` {e}; write webdis's `host:port`, e.g. `127.0.0.1:7379`"),
         )
     })?;
-    let timeout_ms = match raw.timeout_ms {
-        None => 50,
-        Some(t @ 1..=10_000) => t,
-        Some(_) => {
-            return Err(ConfigError::new(
-                format!("{AT}.timeout_ms"),
-                "must be a number of milliseconds from 1 to 10000 (e.g. 50)",
-            ))
-        }
-    };
-    let budget_failure_mode = match raw.budget_failure_mode.as_deref() {
+    let timeout_ms = bounded(map, AT, "timeout_ms", 50, (1, 10_000))?;
+    let budget_failure_mode = match text(map, AT, "budget_failure_mode")? {
         None | Some("closed") => BudgetFailureMode::Closed,
         Some("open") => BudgetFailureMode::Open,
         Some(other) => {
@@ -108,16 +160,7 @@ pub(crate) fn validate(raw: &RawSpendStore) -> Result<SpendStore, ConfigError> {
             ))
         }
     };
-    let flush_interval_ms = match raw.flush_interval_ms {
-        None => 200,
-        Some(t @ 10..=60_000) => t,
-        Some(_) => {
-            return Err(ConfigError::new(
-                format!("{AT}.flush_interval_ms"),
-                "must be a number of milliseconds from 10 to 60000 (e.g. 200)",
-            ))
-        }
-    };
+    let flush_interval_ms = bounded(map, AT, "flush_interval_ms", 200, (10, 60_000))?;
     Ok(SpendStore {
         host,
         port,
@@ -479,7 +522,7 @@ mod tests {
 
     #[test]
     fn config_defaults_and_errors_name_the_field() {
-        let raw: RawSpendStore = serde_json::from_str(r#"{"address":"127.0.0.1:7379"}"#).unwrap();
+        let raw: Value = serde_json::from_str(r#"{"address":"127.0.0.1:7379"}"#).unwrap();
         let s = validate(&raw).unwrap();
         assert_eq!(
             (s.host.as_str(), s.port, s.timeout_ms),
@@ -497,8 +540,10 @@ mod tests {
                 r#"{"address":"x:1","flush_interval_ms":1}"#,
                 "flush_interval_ms",
             ),
+            (r#"{"address":"x:1","timeout_ms":"5"}"#, "timeout_ms"),
+            (r#"{"adress":"x:1"}"#, "adress"),
         ] {
-            let raw: RawSpendStore = serde_json::from_str(json).unwrap();
+            let raw: Value = serde_json::from_str(json).unwrap();
             assert_eq!(validate(&raw).unwrap_err().field, format!("{AT}.{field}"));
         }
     }

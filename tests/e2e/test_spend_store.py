@@ -279,6 +279,7 @@ def test_store_down_and_slow_during_traffic(ls, openai_fake):
     local = local_spend(a, "steady") + local_spend(c, "steady") - local_before
     wait_for(lambda: store.get_int(spent_key("key", "steady")) - before == local, timeout=15,
              what=f"spend written after the outage ({local} micro-USD)")
+    written = store.get_int(spent_key("key", "steady")) - before
     assert stat(a, "llm_spend_store_errors_total") > 0 and stat(c, "llm_spend_store_errors_total") > 0
     assert stat(c, "llm_spend_store_decisions_without_store_total") >= len(during_open) // 2
     # The access log says which decisions were made without the store.
@@ -292,4 +293,4 @@ def test_store_down_and_slow_during_traffic(ls, openai_fake):
     print(f"\nspend store outage: closed replica {len(during_closed)} requests "
           f"({sum(1 for s, _, _ in during_closed if s == 503)} refused 503), open replica "
           f"{len(during_open)} served; slowest {slowest * 1000:.0f} ms; "
-          f"{local} micro-USD settled, {store.get_int(spent_key('key', 'steady')) - before} written after")
+          f"{local} micro-USD settled, {written} in the store after it returned")
