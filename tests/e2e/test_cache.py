@@ -181,6 +181,8 @@ def test_per_request_controls(c, openai_fake):
     time.sleep(2.1)
     assert chat(g, q, cache={"s-maxage": 1}).header("x-llm-cache") == "miss"
     assert len(openai_fake.requests) == 4
+    # The controls are the gateway's: the provider never sees them.
+    assert all("cache" not in r.json for r in openai_fake.requests)
 
 
 def test_an_entry_is_never_served_to_another_key(c, openai_fake):
