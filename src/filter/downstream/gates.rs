@@ -343,21 +343,17 @@ impl DownstreamHttp {
             .spend_store
             .as_ref()
             .map_or(BudgetFailureMode::Closed, |s| s.budget_failure_mode);
-        let reply = if status == 0 {
-            ReserveReply::Unavailable("no answer within timeout_ms".to_string())
-        } else {
-            ledger::parse_reserve_reply(status, body)
-        };
-        let decision = match reply {
+        // Status 0: no answer within timeout_ms.
+        let decision = match ledger::parse_reserve_reply(status, body) {
             ReserveReply::Admitted => {
                 if let Some(r) = &mut self.ledger {
                     r.held = true;
                 }
                 "ok"
             }
-            ReserveReply::Unavailable(why) => {
+            ReserveReply::Unavailable => {
                 spend::count("llm_spend_store_errors_total", 1);
-                log::warn!("spend store unavailable ({why}): budget decided without it");
+                log::warn!("spend store: no usable answer (HTTP {status}, 0: none within timeout_ms); budget decided without it");
                 match mode {
                     BudgetFailureMode::Open => "unavailable_open",
                     BudgetFailureMode::Closed => "unavailable_closed",
