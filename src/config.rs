@@ -1242,6 +1242,34 @@ mod tests {
         assert_eq!(d.endpoint.base_path, "");
     }
 
+    /// `spend_store` and `response_cache` are read with the rest; the cache's names are
+    /// checked against the aliases and keys.
+    #[test]
+    fn spend_store_and_response_cache() {
+        let c = cfg(minimal()).unwrap();
+        assert!(c.general.spend_store.is_none() && c.general.response_cache.is_none());
+        let mut v = minimal();
+        v["general_settings"]["spend_store"] =
+            json!({"address": "127.0.0.1:7379", "budget_failure_mode": "open"});
+        v["general_settings"]["response_cache"] = json!({"models": ["claude"], "ttl_seconds": 5});
+        let c = cfg(v.clone()).unwrap();
+        assert_eq!(
+            c.general.spend_store.unwrap().budget_failure_mode,
+            crate::ledger::BudgetFailureMode::Open
+        );
+        assert_eq!(c.general.response_cache.unwrap().ttl_secs, 5);
+        v["general_settings"]["response_cache"] = json!({"models": ["claude"], "keys": ["nobody"]});
+        assert_eq!(
+            cfg(v.clone()).unwrap_err().field,
+            "general_settings.response_cache.keys[0]"
+        );
+        v["general_settings"]["spend_store"] = json!({"address": "nowhere"});
+        assert_eq!(
+            cfg(v).unwrap_err().field,
+            "general_settings.spend_store.address"
+        );
+    }
+
     /// `rate_limit_service`: defaults, and errors that name the field.
     #[test]
     fn rate_limit_service() {
