@@ -1,6 +1,6 @@
 """The response cache: exact match on the normalized request, opt-in per model alias, with
-a time to live, scoped by key. One Envoy keeps entries in its shared data (no store); two
-more share them in Redis (behind webdis), the spend store.
+a time to live. One Envoy keeps entries in its shared data (no store), scoped by key; two
+more share them in Redis (behind webdis), the spend store, scoped by team.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fakes import Reply, openai_completion
 from harness import Envoy, free_port, gateway_config, key_sha256, provider_env, request, write_yaml
 from spend_store import SpendStore, binaries_available
 
-KEYS = {name: f"sk-gw-test-{name}-cache-0123456789abcdef" for name in ("alice", "bob")}
+KEYS = {name: f"sk-gw-test-{name}-cache-0123456789abcdef" for name in ("alice", "bob", "carol")}
 
 
 def key_entry(name: str, **limits) -> dict:
@@ -61,6 +61,11 @@ def caches(tmp_path_factory, openai_fake, anthropic_fake):
             cfg["virtual_keys"] = [key_entry("alice", max_budget=10.0), key_entry("bob")]
             cfg["general_settings"]["response_cache"] = {"models": ["gpt-test"], "ttl_seconds": 60, "slots": 64}
             if kind == "store":
+                # The replicas share entries by team: alice and carol are in one.
+                cfg["virtual_keys"] = [key_entry("alice", max_budget=10.0, team="research"), key_entry("bob"),
+                                       key_entry("carol", team="research")]
+                cfg["teams"] = [{"name": "research"}]
+                cfg["general_settings"]["response_cache"]["scope"] = "team"
                 cfg["general_settings"]["spend_store"] = {"address": store.address, "timeout_ms": 100}
             path = write_yaml(tmp / f"gateway-{kind}.yaml", cfg)
             rendered[kind] = harness.render(path, tmp / f"envoy-{kind}.rendered.yaml", env=env)
@@ -204,7 +209,10 @@ def test_replicas_share_entries_in_the_store(c, openai_fake):
     r = chat(b, q)
     assert r.status == 200 and r.header("x-llm-cache") == "hit"
     assert len(openai_fake.requests) == 1
+    # Scoped by team: another key of the team gets the entry, a key outside it does not.
+    assert chat(b, q, key="carol").header("x-llm-cache") == "hit"
     assert chat(b, q, key="bob").header("x-llm-cache") == "miss"
+    assert len(openai_fake.requests) == 2
     assert c["store"].keys("llmgw:cache:*")
 
 
