@@ -47,11 +47,13 @@ help:
 ## Envoy (and the demo provider's and tests' packages).
 setup: toolchain python
 
-## The Debian packages only the end-to-end tests start: Prometheus (metrics tests) and
-## the CNCF distribution registry (the OCI image round trip).
-TEST_DEBS := prometheus docker-registry
+## The Debian packages only the end-to-end tests start: Prometheus (metrics tests), the
+## CNCF distribution registry (the OCI image round trip), Redis and webdis (the shared
+## spend store and response cache).
+TEST_DEBS := prometheus docker-registry redis-server webdis
 test-deps: phoenix
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null || { \
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null \
+	  && command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
 	  echo "installing Debian's $(TEST_DEBS) packages (end-to-end tests)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_DEBS) >/dev/null; }
 

@@ -204,6 +204,10 @@ struct RawGeneralSettings {
     opentelemetry: Option<crate::otel::RawOpenTelemetry>,
     #[serde(default)]
     gcp_token_url: Option<String>,
+    #[serde(default)]
+    spend_store: Option<Value>,
+    #[serde(default)]
+    response_cache: Option<Value>,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.
@@ -477,6 +481,10 @@ pub struct GeneralSettings {
     /// Where Vertex AI access tokens come from: a server speaking the metadata server's
     /// token protocol (`general_settings.gcp_token_url`); the path is the token's.
     pub gcp_token_url: Endpoint,
+    /// The shared spend ledger (Redis behind webdis); budgets are per process without it.
+    pub spend_store: Option<crate::ledger::SpendStore>,
+    /// The response cache (in shared data, or in the spend store when there is one).
+    pub response_cache: Option<crate::cache::ResponseCache>,
 }
 
 /// The GCE / GKE metadata server's token of the default service account.
@@ -860,6 +868,15 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         &master_key,
         longest_timeout,
     )?;
+    let mut general = general;
+    if let Some(c) = &raw.general_settings.response_cache {
+        let names = |it: &mut dyn Iterator<Item = &String>| it.cloned().collect::<Vec<_>>();
+        general.response_cache = Some(crate::cache::validate(
+            c,
+            &names(&mut aliases.iter().map(|a| &a.name)),
+            &names(&mut keys.keys.iter().map(|k| &k.name)),
+        )?);
+    }
     Ok(GatewayConfig {
         aliases,
         deployments,
@@ -998,10 +1015,18 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
             .unwrap_or(DEFAULT_GCP_TOKEN_URL),
     )
     .map_err(|m| ConfigError::new("general_settings.gcp_token_url", m))?;
+    let spend_store = raw
+        .spend_store
+        .as_ref()
+        .map(crate::ledger::validate)
+        .transpose()?;
     Ok(GeneralSettings {
         rate_limit_service,
         opentelemetry,
         gcp_token_url,
+        spend_store,
+        // Validated with the aliases and keys it names.
+        response_cache: None,
         listen_address: raw
             .listen_address
             .clone()
@@ -1068,7 +1093,7 @@ fn validate_rate_limit_service(raw: &RawRateLimitService) -> Result<RateLimitSer
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6 literals).
-fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
+pub(crate) fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
     let (host, port) = if let Some(rest) = address.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')
@@ -1447,6 +1472,34 @@ mod tests {
             {"model_name": "b", "litellm_params": {"model": "bedrock/m", "api_base": "https://vpce.example", "aws_region_name": "eu-west-1"}}
         ], "general_settings": {"master_key": "sk-x"}}));
         assert_eq!(e.field, "model_list[1].litellm_params.aws_region_name");
+    }
+
+    /// `spend_store` and `response_cache` are read with the rest; the cache's names are
+    /// checked against the aliases and keys.
+    #[test]
+    fn spend_store_and_response_cache() {
+        let c = cfg(minimal()).unwrap();
+        assert!(c.general.spend_store.is_none() && c.general.response_cache.is_none());
+        let mut v = minimal();
+        v["general_settings"]["spend_store"] =
+            json!({"address": "127.0.0.1:7379", "budget_failure_mode": "open"});
+        v["general_settings"]["response_cache"] = json!({"models": ["claude"], "ttl_seconds": 5});
+        let c = cfg(v.clone()).unwrap();
+        assert_eq!(
+            c.general.spend_store.unwrap().budget_failure_mode,
+            crate::ledger::BudgetFailureMode::Open
+        );
+        assert_eq!(c.general.response_cache.unwrap().ttl_secs, 5);
+        v["general_settings"]["response_cache"] = json!({"models": ["claude"], "keys": ["nobody"]});
+        assert_eq!(
+            cfg(v.clone()).unwrap_err().field,
+            "general_settings.response_cache.keys[0]"
+        );
+        v["general_settings"]["spend_store"] = json!({"address": "nowhere"});
+        assert_eq!(
+            cfg(v).unwrap_err().field,
+            "general_settings.spend_store.address"
+        );
     }
 
     /// `rate_limit_service`: defaults, and errors that name the field.

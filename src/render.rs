@@ -547,6 +547,15 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
         }
         clusters.push(cluster);
     }
+    if let Some(store) = &config.general.spend_store {
+        // webdis: plain HTTP/1.1.
+        clusters.push(service_cluster(
+            crate::ledger::CLUSTER,
+            &store.host,
+            store.port,
+            false,
+        ));
+    }
     clusters
 }
 
@@ -708,6 +717,34 @@ mod tests {
             ],
             "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"}
         })
+    }
+
+    /// The spend store gets its plain-HTTP cluster, and the access log the store's and the
+    /// cache's fields, only when configured.
+    #[test]
+    fn spend_store_cluster_and_log_fields() {
+        let plain = render(sample());
+        let mut v = sample();
+        v["general_settings"]["spend_store"] = json!({"address": "127.0.0.1:7379"});
+        v["general_settings"]["response_cache"] = json!({"models": ["local"]});
+        let b = render(v);
+        let cluster = |b: &Value| {
+            b["static_resources"]["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == crate::ledger::CLUSTER)
+                .cloned()
+        };
+        assert!(cluster(&plain).is_none());
+        let c = cluster(&b).unwrap();
+        assert_eq!(c["type"], "STATIC");
+        assert!(c.get("typed_extension_protocol_options").is_none());
+        let text = b.to_string();
+        assert!(
+            text.contains("wasm.llm_spend_store:PLAIN") && text.contains("wasm.llm_cache:PLAIN")
+        );
+        assert!(!plain.to_string().contains("wasm.llm_spend_store"));
     }
 
     /// No error body is ever wrapped in another error's message: the bodies the config

@@ -129,12 +129,31 @@ extern "C" {
     ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
 }
 
-/// Asks for `on_tick` every `millis` milliseconds.
+/// Calls the root context's `on_tick` every `millis` milliseconds.
 pub fn set_tick_period(millis: u32) -> HostResult<()> {
-    // SAFETY: no pointers.
+    // SAFETY: a plain value.
     match unsafe { proxy_set_tick_period_milliseconds(millis) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Resumes a response paused in its headers or body (ABI stream type 1: the response).
+pub fn resume_response() -> HostResult<()> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(1) } {
+        OK => Ok(()),
+        s => Err(HostError(s)),
+    }
+}
+
+/// Resumes a request paused in its headers or body (ABI stream type 0: the request).
+pub fn resume_request() -> HostResult<()> {
+    // SAFETY: a plain value.
+    match unsafe { proxy_continue_stream(0) } {
         OK => Ok(()),
         s => Err(HostError(s)),
     }

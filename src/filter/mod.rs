@@ -5,11 +5,13 @@
 //! [`upstream::UpstreamHttp`] in the router's `upstream_http_filters`. Both need
 //! `allow_on_headers_stop_iteration: true` so that headers can wait for the body.
 
+mod cache;
 mod downstream;
 mod gcp_token;
 mod handoff;
 mod host;
 mod root;
+mod spend;
 mod stats;
 mod store;
 mod upstream;

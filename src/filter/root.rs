@@ -23,6 +23,13 @@ pub struct Runtime {
     pub provider_keys: Vec<Option<String>>,
 }
 
+/// The downstream root's writer of queued settlements, with the store configured.
+struct SpendFlush {
+    store: crate::ledger::SpendStore,
+    subjects: Vec<crate::ledger::Subject>,
+    flusher: super::spend::Flusher,
+}
+
 /// Root context of either instance.
 #[derive(Default)]
 pub struct GatewayRoot {
@@ -33,13 +40,25 @@ pub struct GatewayRoot {
     fetches_gcp_tokens: bool,
     /// The token fetch this root has in flight, and when it started (Unix seconds).
     gcp_token_call: Option<(u32, u64)>,
+    spend: Option<SpendFlush>,
 }
 
 impl Context for GatewayRoot {
-    fn on_http_call_response(&mut self, call: u32, _: usize, body_size: usize, _: usize) {
-        if self.gcp_token_call.is_some_and(|(c, _)| c == call) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _: usize,
+    ) {
+        if self.gcp_token_call.is_some_and(|(c, _)| c == token) {
             self.gcp_token_call = None;
             super::gcp_token::on_answer(body_size);
+            return;
+        }
+        if let Some(f) = &mut self.spend {
+            let (status, body) = super::spend::answer(num_headers, body_size);
+            f.flusher.answered(token, status, &body);
         }
     }
 }
@@ -89,6 +108,17 @@ impl RootContext for GatewayRoot {
         if plugin.role == FilterRole::Downstream {
             // Records exist before traffic, so every later write is a compare-and-swap.
             crate::accounting::prepare(&super::store::SharedData, &plugin.gateway.keys);
+            if let Some(store) = &plugin.gateway.general.spend_store {
+                let subjects = super::spend::all_subjects(&plugin.gateway.keys);
+                let period = u32::try_from(store.flush_interval_ms).unwrap_or(200);
+                if !subjects.is_empty() && host::set_tick_period(period).is_ok() {
+                    self.spend = Some(SpendFlush {
+                        store: store.clone(),
+                        subjects,
+                        flusher: super::spend::Flusher::default(),
+                    });
+                }
+            }
         }
         // Both instances share the VM, and so this limit: the last configured wins, and
         // both carry the same configuration.
@@ -113,10 +143,38 @@ impl RootContext for GatewayRoot {
         true
     }
 
-    fn on_tick(&mut self) {
-        if !self.fetches_gcp_tokens {
-            return;
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Returning None would make the SDK panic; an unconfigured root (which Envoy should
+        // never run) answers every request with a 500 instead.
+        match (self.role, self.runtime.clone()) {
+            (Some(FilterRole::Downstream), Some(rt)) => Some(Box::new(DownstreamHttp::new(rt))),
+            (Some(FilterRole::Upstream), Some(rt)) => Some(Box::new(UpstreamHttp::new(rt))),
+            _ => Some(Box::new(Unconfigured)),
         }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(f) = &mut self.spend {
+            let SpendFlush {
+                store,
+                subjects,
+                flusher,
+            } = f;
+            flusher.tick(&Ticker, store, subjects);
+        }
+        if self.fetches_gcp_tokens {
+            self.refresh_gcp_token();
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl GatewayRoot {
+    /// Starts a Vertex AI token fetch when one is due and none is in flight.
+    fn refresh_gcp_token(&mut self) {
         let now = host::now_nanos() / 1_000_000_000;
         // A call Envoy never answered (it always should) stops holding this root back.
         if let Some((_, started)) = self.gcp_token_call {
@@ -144,21 +202,13 @@ impl RootContext for GatewayRoot {
         self.gcp_token_call = super::gcp_token::tick(&rt.config.general.gcp_token_url, &dispatch)
             .map(|call| (call, now));
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Returning None would make the SDK panic; an unconfigured root (which Envoy should
-        // never run) answers every request with a 500 instead.
-        match (self.role, self.runtime.clone()) {
-            (Some(FilterRole::Downstream), Some(rt)) => Some(Box::new(DownstreamHttp::new(rt))),
-            (Some(FilterRole::Upstream), Some(rt)) => Some(Box::new(UpstreamHttp::new(rt))),
-            _ => Some(Box::new(Unconfigured)),
-        }
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
+
+/// Dispatches on behalf of the root context (the SDK routes the answer to the context
+/// that was active when the call was made, the root here).
+struct Ticker;
+
+impl Context for Ticker {}
 
 /// Answers every request with a 500: the plugin has no valid configuration.
 struct Unconfigured;

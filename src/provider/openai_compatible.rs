@@ -201,6 +201,8 @@ fn forward_reparsed(
         GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
     })?;
     edit(&mut value)?;
+    // LiteLLM's per-request cache controls are the gateway's, not the provider's.
+    value.remove("cache");
     value.insert("model".into(), Value::String(upstream_model.to_string()));
     if let Some(Value::Array(messages)) = value.get_mut("messages") {
         for m in messages.iter_mut() {
@@ -269,7 +271,8 @@ fn forward_verbatim(text: &str, upstream_model: &str) -> Option<Forwarded> {
     let mut options = None;
     let mut last_value_end = 0;
     scan.object(|scan, key| {
-        if keys.contains(&key) {
+        // A repeated key, or the gateway's `cache` controls to remove: the general way.
+        if keys.contains(&key) || key == b"cache" {
             return None;
         }
         keys.push(key);
@@ -1033,6 +1036,16 @@ pub(crate) fn openai_error(status: u16, body: &[u8]) -> GatewayError {
 mod tests {
     use super::*;
     use crate::provider::ProviderOptions;
+
+    /// LiteLLM's `cache` controls never reach the provider.
+    #[test]
+    fn cache_controls_are_not_forwarded() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"cache":{"no-cache":true}}"#;
+        assert!(forward_verbatim(std::str::from_utf8(body).unwrap(), "up").is_none());
+        let out = forward_reparsed(body, "up", |_| Ok(())).unwrap();
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert!(v.get("cache").is_none() && v["model"] == "up");
+    }
 
     fn target<'a>(options: &'a ProviderOptions) -> Target<'a> {
         Target {

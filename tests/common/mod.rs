@@ -83,7 +83,6 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
         Credential::ApiKeyHeader => Some("azure-test-key"),
         Credential::Query(_) => Some("test-key"),
         Credential::None | Credential::AwsSigV4 => None,
-        Credential::None => None,
         Credential::GoogleOAuth => Some("ya29.test-access-token"),
     };
     Target {

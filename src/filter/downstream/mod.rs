@@ -4,8 +4,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::Action;
+
+mod gates;
 
 use super::handoff::{self, Handed, HandedRequest, Report};
 use super::host::{self, Buffer, Map};
@@ -19,10 +21,12 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
 use crate::keys::{self, VirtualKey};
 use crate::metrics::{self, Outcome};
+use crate::openai::ChatRequest;
 use crate::provider::ProviderKind;
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, ROUTE_HEADER};
 use crate::usage::Usage;
+use gates::{CacheState, Stage, Waiting};
 
 /// What the request is, decided from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,13 @@ pub struct DownstreamHttp {
     /// The body's bytes, held against the worker's limit until the request ends (the parsed
     /// request lives as long, in the hand-off).
     held: Holding,
+    /// The budget reservation in the shared spend store, settled in `on_log`.
+    ledger: Option<crate::ledger::Reservation>,
+    /// The request waiting for the spend store's answer: the call's token and what
+    /// forwarding it needs.
+    waiting: Option<Waiting>,
+    /// The response cache's state, for a request it applies to.
+    cache: Option<Box<CacheState>>,
 }
 
 impl Drop for DownstreamHttp {
@@ -104,6 +115,9 @@ impl DownstreamHttp {
             report: None,
             delivered_bytes: 0,
             held: Holding::default(),
+            ledger: None,
+            waiting: None,
+            cache: None,
         }
     }
 
@@ -275,46 +289,70 @@ impl DownstreamHttp {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
-        if let Err(action) = self.admit_and_route(&route.key, &|| {
-            RequestFacts::for_route(config, route, &request)
-        }) {
+        if let Err(action) = self.admit(&|| RequestFacts::for_route(config, route, &request)) {
+            return action;
+        }
+        let general = &config.general;
+        if general.spend_store.is_some() || general.response_cache.is_some() {
+            return self.proceed(Box::new((request, route.key.clone(), body)), Stage::Cache);
+        }
+        self.forward(request, &route.key, &body)
+    }
+
+    /// Admitted (and past the cache and the shared ledger, when configured): routes the
+    /// chat request to `route_key` and hands it to the upstream instance.
+    fn forward(&mut self, request: ChatRequest, route_key: &str, body: &[u8]) -> Action {
+        if let Err(action) = self.route_to(route_key) {
             return action;
         }
         // Span attributes: written only when there are spans to carry them.
-        if config.general.opentelemetry.is_some() {
+        if self.runtime.config.general.opentelemetry.is_some() {
             for (name, value) in crate::otel::request_span_values(&request) {
                 let _ = host::set_property(&[name], value.as_bytes());
             }
         }
-        self.hand_off(HandedRequest::Chat(Rc::new(request)), &body)
+        self.hand_off(HandedRequest::Chat(Rc::new(request)), body)
     }
 
     /// Admits the request against its key's limits (`facts` only computed for a virtual
-    /// key), publishes its identity for the global rate limit and routes it to
-    /// `route_key`; `Err` with the refusal already answered.
+    /// key) and routes it to `route_key`; `Err` with the refusal already answered.
     fn admit_and_route(
         &mut self,
         route_key: &str,
         facts: &dyn Fn() -> RequestFacts,
     ) -> Result<(), Action> {
+        self.admit(facts)?;
+        self.route_to(route_key)
+    }
+
+    /// Admits the request against its key's limits in this Envoy (`facts` only computed
+    /// for a virtual key); `Err` with the refusal already answered.
+    fn admit(&mut self, facts: &dyn Fn() -> RequestFacts) -> Result<(), Action> {
         let key = self.virtual_key();
-        if !key.is_master {
-            let config = &self.runtime.config;
-            match accounting::admit(
-                &SharedData,
-                key,
-                config.keys.team_of(key),
-                &facts(),
-                // The body follows the headers at once: their time saves a host call.
-                self.started_nanos / 1_000_000_000,
-            ) {
-                Ok(a) => {
-                    self.rate_headers = accounting::rate_limit_headers(&a);
-                    self.admission = Some(a);
-                }
-                Err(refusal) => return Err(self.reply_refusal(refusal)),
-            }
+        if key.is_master {
+            return Ok(());
         }
+        let config = &self.runtime.config;
+        match accounting::admit(
+            &SharedData,
+            key,
+            config.keys.team_of(key),
+            &facts(),
+            // The body follows the headers at once: their time saves a host call.
+            self.started_nanos / 1_000_000_000,
+        ) {
+            Ok(a) => {
+                self.rate_headers = accounting::rate_limit_headers(&a);
+                self.admission = Some(a);
+                Ok(())
+            }
+            Err(refusal) => Err(self.reply_refusal(refusal)),
+        }
+    }
+
+    /// Publishes the key's identity for the global rate limit and sets the route header;
+    /// `Err` with the failure already answered.
+    fn route_to(&mut self, route_key: &str) -> Result<(), Action> {
         if self.runtime.config.general.rate_limit_service.is_some() {
             self.publish_limit_identity();
         }
@@ -366,8 +404,6 @@ impl DownstreamHttp {
         self.reply_json(status, &error.to_json(), &extra)
     }
 }
-
-impl Context for DownstreamHttp {}
 
 impl HttpContext for DownstreamHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -498,10 +534,16 @@ impl HttpContext for DownstreamHttp {
         for (name, value) in &self.rate_headers {
             let _ = host::set_header(Map::ResponseHeaders, name, value);
         }
+        if self.cache.is_some() {
+            self.cache_response_headers();
+        }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.cache.as_ref().is_some_and(|c| c.buffering) {
+            return self.cache_response_body(body_size, end_of_stream);
+        }
         self.delivered_bytes = self.delivered_bytes.saturating_add(body_size as u64);
         // Time to first byte is a stream's figure only.
         if self.stream && body_size > 0 && self.first_byte_nanos.is_none() {
@@ -534,6 +576,10 @@ impl HttpContext for DownstreamHttp {
                     "key `{}`: the answer ended without its final usage; charged {how:?}",
                     self.virtual_key().name
                 );
+            }
+            if let Some(reservation) = self.ledger.take() {
+                let cost = admission.charge_of(how).map_or(0, |(_, c)| c);
+                super::spend::enqueue_settlement(&reservation, cost, now_secs());
             }
             if let Err(e) = accounting::settle(&SharedData, admission, how, now_secs()) {
                 log::error!("could not settle the request's reservation: {e:?}");
