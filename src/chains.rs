@@ -12,9 +12,8 @@
 //! fit (including `context_window_fallbacks` aliases). One such route is rendered per
 //! distinct size band, so the choice is a lookup at request time.
 
-use std::collections::BTreeMap;
-
 use crate::config::{Alias, ConfigError, Deployment, RawFallbacks, RawRouterSettings};
+use std::collections::BTreeMap;
 
 /// Deployments of one alias and `order`, reached through one Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +222,26 @@ fn fallback_map(
     Ok(out)
 }
 
+/// The value of `key` in a map kept as a vector sorted by key, inserted as `V::default()`
+/// when absent (always `Some`). Config-time maps are small: a sorted vector is all they
+/// need, at a fraction of `BTreeMap`'s code in the module.
+pub(crate) fn sorted_entry<K: Ord, V: Default>(map: &mut Vec<(K, V)>, key: K) -> Option<&mut V> {
+    let i = match map.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => i,
+        Err(i) => {
+            map.insert(i, (key, V::default()));
+            i
+        }
+    };
+    map.get_mut(i).map(|(_, v)| v)
+}
+
+/// The value of `key` in a map kept by [`sorted_entry`].
+pub(crate) fn sorted_get<'m, K: Ord, V>(map: &'m [(K, V)], key: &K) -> Option<&'m V> {
+    let i = map.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+    map.get(i).map(|(_, v)| v)
+}
+
 /// Builds the tiers and routes of a validated set of aliases and deployments.
 pub(crate) fn build(
     aliases: &[Alias],
@@ -238,12 +257,14 @@ pub(crate) fn build(
 
     // Tiers of each alias, by order.
     let mut tiers: Vec<Tier> = Vec::new();
-    let mut alias_tiers: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut alias_tiers: Vec<(&str, Vec<usize>)> = Vec::new();
     for alias in aliases {
-        let mut by_order: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        let mut by_order: Vec<(u32, Vec<usize>)> = Vec::new();
         for &d in &alias.deployments {
             if let Some(dep) = deployments.get(d) {
-                by_order.entry(dep.order).or_default().push(d);
+                if let Some(members) = sorted_entry(&mut by_order, dep.order) {
+                    members.push(d);
+                }
             }
         }
         let several = by_order.len() > 1;
@@ -265,7 +286,9 @@ pub(crate) fn build(
                 max_input_tokens,
             });
         }
-        alias_tiers.insert(alias.name.as_str(), own);
+        if let Some(tiers) = sorted_entry(&mut alias_tiers, alias.name.as_str()) {
+            *tiers = own;
+        }
     }
     // Cluster names must be unique even when sanitizing makes two aliases look alike.
     let mut seen = std::collections::HashSet::new();
@@ -284,14 +307,17 @@ pub(crate) fn build(
     let tiers_of = |names: &[String]| -> Vec<usize> {
         names
             .iter()
-            .flat_map(|n| alias_tiers.get(n.as_str()).cloned().unwrap_or_default())
+            .flat_map(|n| {
+                sorted_get(&alias_tiers, &n.as_str())
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .collect()
     };
 
     let mut routes = Vec::new();
     for alias in aliases {
-        let own = alias_tiers
-            .get(alias.name.as_str())
+        let own = sorted_get(&alias_tiers, &alias.name.as_str())
             .cloned()
             .unwrap_or_default();
         let mut primary = own.clone();

@@ -647,15 +647,17 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
     }
 
     // Count deployments per alias so single-deployment aliases get the plain alias as id.
-    let mut per_alias: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_alias: Vec<(&str, usize)> = Vec::new();
     for entry in &raw.model_list {
-        *per_alias.entry(entry.model_name.as_str()).or_default() += 1;
+        if let Some(n) = crate::chains::sorted_entry(&mut per_alias, entry.model_name.as_str()) {
+            *n += 1;
+        }
     }
 
     let mut aliases: Vec<Alias> = Vec::new();
     let mut deployments: Vec<Deployment> = Vec::new();
     let mut seen_ids: HashSet<String> = HashSet::new();
-    let mut ordinal: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ordinal: Vec<(&str, usize)> = Vec::new();
 
     for (i, entry) in raw.model_list.iter().enumerate() {
         let at = |field: &str| format!("model_list[{i}].{field}");
@@ -666,8 +668,13 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 format!("`{alias}` is not a valid model name: use 1-128 characters from A-Z a-z 0-9 and - _ . : / @ +"),
             ));
         }
-        let n = ordinal.entry(alias).or_default();
-        *n += 1;
+        let n = match crate::chains::sorted_entry(&mut ordinal, alias) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => 1,
+        };
         let id = match &entry.model_info.id {
             Some(id) => {
                 if !valid_id(id) {
@@ -680,7 +687,11 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 }
                 id.clone()
             }
-            None if per_alias.get(alias).copied().unwrap_or(0) > 1 => {
+            None if crate::chains::sorted_get(&per_alias, &alias)
+                .copied()
+                .unwrap_or(0)
+                > 1 =>
+            {
                 format!("{}-{}", id_from_alias(alias), n)
             }
             None => id_from_alias(alias),
