@@ -37,6 +37,7 @@ pub mod header_policy;
 pub mod json_path;
 pub mod json_scan;
 pub mod keys;
+pub mod messages_api;
 pub mod metrics;
 pub mod openai;
 pub mod otel;

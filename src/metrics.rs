@@ -55,6 +55,7 @@ pub const STAT_TAGS: &[(&str, &str)] = &[
     ("status_class", r"(\.status_class=([^;]*);)"),
     ("status", r"(\.status=([^;]*);)"),
     ("token_type", r"(\.token_type=([^;]*);)"),
+    ("operation", r"(\.operation=([^;]*);)"),
 ];
 
 /// How one request ended: everything the stats need, gathered by the downstream instance.
@@ -70,6 +71,8 @@ pub struct Outcome {
     pub key: String,
     /// Team of the client key.
     pub team: String,
+    /// The API the client called (`chat`, `messages`).
+    pub operation: &'static str,
     /// Final HTTP status sent to the client.
     pub status: u16,
     /// Whole request duration in milliseconds.
@@ -164,17 +167,24 @@ pub fn records(o: &Outcome) -> Vec<Record> {
         name,
         value,
     };
-    let who: [(&str, &str); 5] = [
+    let operation = if o.operation.is_empty() {
+        "chat"
+    } else {
+        o.operation
+    };
+    let who: [(&str, &str); 6] = [
         ("model", &o.model),
         ("provider", &o.provider),
         ("upstream_model", &o.upstream_model),
         ("key", &o.key),
         ("team", &o.team),
+        ("operation", operation),
     ];
-    let route: [(&str, &str); 3] = [
+    let route: [(&str, &str); 4] = [
         ("model", &o.model),
         ("provider", &o.provider),
         ("upstream_model", &o.upstream_model),
+        ("operation", operation),
     ];
 
     let (who, route) = (labels(&who), labels(&route));
@@ -316,6 +326,7 @@ mod tests {
             upstream_model: "gpt-4o-2024-08-06".into(),
             key: "master".into(),
             team: String::new(),
+            operation: "chat",
             status: 200,
             duration_ms: 1200,
             first_byte_ms: Some(200),
@@ -343,7 +354,7 @@ mod tests {
         assert_eq!(req.len(), 1);
         assert_eq!(
             req[0].name,
-            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.status_class=2xx;"
+            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.operation=chat;.status_class=2xx;"
         );
         assert_eq!(find(&r, "llm_fallbacks_total")[0].value, 1);
         assert_eq!(find(&r, "llm_cost_micro_usd_total")[0].value, 350);

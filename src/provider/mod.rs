@@ -353,6 +353,12 @@ pub trait Translator {
     fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
         None
     }
+
+    /// Whether the stream's last event was written, `out` being the newest piece: for the
+    /// chat translators, the piece ends with `[DONE]`.
+    fn stream_complete(&self, out: &[u8]) -> bool {
+        out.ends_with(crate::openai::DONE_EVENT)
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`, wrapped in [`Guarded`].
@@ -483,7 +489,7 @@ impl Translator for Guarded {
         self.inner.stream(chunk, end_of_stream, out);
         // Events are appended whole, but a provider can split the key across events.
         if let Some(key) = &self.key {
-            let last = end_of_stream || out.ends_with(crate::openai::DONE_EVENT);
+            let last = end_of_stream || self.inner.stream_complete(out);
             self.stream_key.scrub(key, out, from, last);
         }
     }
@@ -505,6 +511,10 @@ impl Translator for Guarded {
 
     fn key_scrubber(&self) -> Option<&crate::secrets::KeyScrubber> {
         self.key.as_ref()
+    }
+
+    fn stream_complete(&self, out: &[u8]) -> bool {
+        self.inner.stream_complete(out)
     }
 }
 
