@@ -83,7 +83,9 @@ impl ChatToMessages {
             return;
         }
         let state = &mut self.state;
-        self.decoder.feed(chunk, |e| state.on_event(e, usage, out));
+        feed(&mut self.decoder, chunk, &mut |e| {
+            state.on_event(e, usage, out)
+        });
         if end_of_stream && !self.state.done {
             self.decoder.finish();
             self.state.fail(
@@ -103,6 +105,16 @@ impl ChatToMessages {
     pub fn buffered_bytes(&self) -> usize {
         self.decoder.buffered_capacity()
     }
+}
+
+/// The decoder driven through one callback type, so that both streams here share one copy
+/// of its code in the module (each closure type would be another).
+fn feed(
+    decoder: &mut SseDecoder,
+    chunk: &[u8],
+    on_event: &mut dyn FnMut(SseEventRef<'_>) -> ControlFlow<()>,
+) {
+    decoder.feed(chunk, on_event);
 }
 
 /// `event: <name>\ndata: {"type":"<name>"` — the caller closes the object and the event.
@@ -343,7 +355,7 @@ impl AnthropicUsageTracker {
     /// Reads the next piece.
     pub fn push(&mut self, chunk: &[u8]) {
         let (usage, stopped) = (&mut self.usage, &mut self.stopped);
-        self.decoder.feed(chunk, |e| {
+        feed(&mut self.decoder, chunk, &mut |e| {
             // Only three event types carry what is needed; the deltas are skipped unparsed.
             let wanted = match e.event {
                 Some(name) => name.starts_with("message_"),
