@@ -188,3 +188,67 @@ fn messages_streams_at_every_split_point() {
         }
     }
 }
+
+/// A stream cut anywhere ends cleanly: with `message_stop` or one `error` event, never
+/// with a half-written event, and nothing follows the end.
+#[test]
+fn messages_streams_cut_anywhere_end_cleanly() {
+    for case in cases() {
+        if case.provider == ProviderKind::Anthropic {
+            continue; // passed through as it came
+        }
+        for end in 0..=case.upstream.len() {
+            let (out, _) = case.run(&[&case.upstream[..end]]);
+            let got = events(&case.name, &out);
+            let last = got.last().unwrap()["type"].as_str().unwrap().to_string();
+            assert!(
+                matches!(last.as_str(), "message_stop" | "error"),
+                "{}: cut at {end} ends with {last}",
+                case.name
+            );
+            let ends = got
+                .iter()
+                .filter(|e| matches!(e["type"].as_str(), Some("message_stop" | "error")))
+                .count();
+            assert_eq!(ends, 1, "{}: cut at {end}", case.name);
+        }
+    }
+}
+
+/// Requests of every wrong shape are refused with a 400 (or mapped), never a panic, by
+/// both translators.
+#[test]
+fn malformed_messages_requests_are_refused() {
+    let bodies: &[&str] = &[
+        "",
+        "[]",
+        "null",
+        r#"{"model":1,"max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","max_tokens":"1","messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":{}}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[1]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"tool","content":"x"}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":7}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[1,"x",{"type":7}]}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":3,"name":null,"input":"x"}]}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":null,"content":5,"is_error":"yes"}]}]}"#,
+        r#"{"model":"m","max_tokens":1,"system":5,"tools":"x","tool_choice":"auto","thinking":"on","stop_sequences":"s","messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","max_tokens":1,"tools":[1,{"name":5,"input_schema":"s"}],"tool_choice":{"type":"tool"},"messages":[{"role":"user","content":"x"}]}"#,
+        r#"{"model":"m","max_tokens":1,"messages":[{"role":"system","content":[{"text":5}]}]}"#,
+    ];
+    for kind in [
+        ProviderKind::OpenAi,
+        ProviderKind::Gemini,
+        ProviderKind::Cohere,
+        ProviderKind::Anthropic,
+    ] {
+        let target = common::target_for(kind);
+        for body in bodies {
+            let mut t = translator(kind, InboundApi::Messages);
+            if let Err(e) = t.request(body.as_bytes(), &target) {
+                assert_eq!(e.status, 400, "{kind:?} {body}: {e}");
+            }
+        }
+    }
+}
