@@ -784,8 +784,9 @@ class AnthropicFake(FakeProvider):
         if not isinstance(msgs, list) or not msgs:
             return anthropic_error(400, "messages: at least one message is required")
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                return anthropic_error(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            # `system` between turns: what Claude Code 2.1 sends (instructions mid-conversation).
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+                return anthropic_error(400, f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
         if self.routes(rec) == "count_tokens":
             return Reply(json={"input_tokens": max(1, len(rec.body) // 4)})
         model = str(body["model"])

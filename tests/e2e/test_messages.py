@@ -15,7 +15,9 @@ Claude Code (`@anthropic-ai/claude-code`, installed by `make test-deps` under
 the gateway, once routed to the Anthropic fake and once to the OpenAI-compatible fake. It
 gets a temporary HOME and `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` (no telemetry,
 error reporting, auto-update or feedback survey); `DISABLE_AUTOUPDATER`, `DISABLE_TELEMETRY`
-and `DISABLE_ERROR_REPORTING` say the same for older releases.
+and `DISABLE_ERROR_REPORTING` say the same for older releases. With these set, 2.1.175 opens
+connections to the gateway only (checked with `strace -e trace=connect`: `HEAD /`, then
+`POST /v1/messages?beta=true`).
 """
 from __future__ import annotations
 
