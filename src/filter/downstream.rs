@@ -402,7 +402,10 @@ impl HttpContext for DownstreamHttp {
         let now = host::now_nanos();
         let authorization = text("authorization");
         let token = authorization.as_deref().and_then(auth::bearer_token);
-        let api_key = if self.api.is_anthropic() {
+        // Anthropic's SDKs send `anthropic-version` on every call, `GET /v1/models` included.
+        let anthropic_client =
+            self.api.is_anthropic() || (is_models && text("anthropic-version").is_some());
+        let api_key = if anthropic_client {
             text("x-api-key")
         } else {
             None
@@ -439,9 +442,17 @@ impl HttpContext for DownstreamHttp {
             }
             let created = now_secs();
             let key = self.virtual_key();
-            let body = routing::models_list_json(&self.runtime.config, created, |alias| {
-                keys::model_allowed(key, alias)
-            });
+            let config = &self.runtime.config;
+            let body = if anthropic_client {
+                // An Anthropic SDK (or Claude Code) listing models: its own shape.
+                let aliases = config.aliases.iter().map(|a| a.name.as_str());
+                messages_api::models_list_json(
+                    aliases.filter(|alias| keys::model_allowed(key, alias)),
+                    created,
+                )
+            } else {
+                routing::models_list_json(config, created, |alias| keys::model_allowed(key, alias))
+            };
             return self.reply_json(200, &body, &[]);
         }
         if method != "POST" {

@@ -109,9 +109,76 @@ pub fn error_body_to_anthropic(status: u16, body: &[u8]) -> Vec<u8> {
     error_json(status, message)
 }
 
+/// `GET /v1/models` as Anthropic's SDKs read it (a client that sends `anthropic-version`):
+/// `{"data": [{"type": "model", "id", "display_name", "created_at"}], "has_more", ...}`.
+pub fn models_list_json<'a>(aliases: impl Iterator<Item = &'a str>, created_secs: u64) -> Vec<u8> {
+    let created = rfc3339(created_secs);
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"data\":[");
+    let (mut first, mut last) = (None, None);
+    for (i, id) in aliases.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"type":"model","id":"#);
+        let _ = serde_json::to_writer(&mut out, id);
+        out.extend_from_slice(br#","display_name":"#);
+        let _ = serde_json::to_writer(&mut out, id);
+        out.extend_from_slice(br#","created_at":""#);
+        out.extend_from_slice(created.as_bytes());
+        out.extend_from_slice(b"\"}");
+        first = first.or(Some(id));
+        last = Some(id);
+    }
+    out.extend_from_slice(br#"],"has_more":false,"first_id":"#);
+    let _ = serde_json::to_writer(&mut out, &first);
+    out.extend_from_slice(br#","last_id":"#);
+    let _ = serde_json::to_writer(&mut out, &last);
+    out.push(b'}');
+    out
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil date from days, proleptic Gregorian).
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anthropic_models_list() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        let v: serde_json::Value =
+            serde_json::from_slice(&models_list_json(["a", "b"].into_iter(), 0)).unwrap();
+        assert_eq!(v["data"][1]["id"], "b");
+        assert_eq!(v["data"][0]["type"], "model");
+        assert_eq!(
+            (v["first_id"].as_str(), v["last_id"].as_str()),
+            (Some("a"), Some("b"))
+        );
+        assert_eq!(v["has_more"], false);
+    }
 
     #[test]
     fn errors_take_anthropic_shape() {

@@ -442,3 +442,13 @@ def test_claude_code_through_openai(m, openai_fake, tmp_path):
     assert stat_sum(m, "wasmcustom.llm_cost_micro_usd_total", ".key=cc-openai;") > 0
     lines = access_log(m, calls, operation="messages", model="gpt-test", key="cc-openai")
     assert len(lines) == calls and all(int(l["cost_micro_usd"] or 0) > 0 for l in lines), lines
+
+
+def test_models_list_in_anthropic_shape(m):
+    page = client(m).models.list()
+    ids = [model.id for model in page.data]
+    assert "claude-test" in ids and "gpt-test" in ids
+    assert all(model.type == "model" and model.created_at.year >= 2025 for model in page.data)
+    # Without `anthropic-version`, OpenAI's shape as before.
+    r = request(m["port"], "GET", "/v1/models", key=CODER)
+    assert r.json["object"] == "list"
