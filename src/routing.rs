@@ -53,6 +53,9 @@ pub const COST_STATE: &str = "llm_cost_micro_usd";
 pub const COST_USD_STATE: &str = "llm_cost_usd";
 /// Key, in [`METADATA_NAMESPACE`] route metadata, of the GenAI operation (`chat`).
 pub const OPERATION_METADATA_KEY: &str = "operation";
+/// Filter state naming the API the client called (`messages`, `count_tokens`; `chat` only
+/// when tracing is on), for the access log.
+pub const OPERATION_STATE: &str = "llm_operation";
 /// Filter state the upstream instance writes, without a hand-off, when the usage it
 /// published is the answer's final one.
 pub const ANSWER_COMPLETE_STATE: &str = "llm_answer_complete";

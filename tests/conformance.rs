@@ -338,3 +338,38 @@ fn checker_rejects_missing_citations() {
     );
     assert!(Path::new(&root().join("docs/conformance.md")).is_file());
 }
+
+/// The endpoint table (`## Endpoints`): every cell cites tests that exist.
+#[test]
+fn endpoint_table_cites_existing_tests() {
+    let path = root().join("docs").join("conformance.md");
+    let doc = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section = doc
+        .split_once("\n### `POST /v1/messages`\n")
+        .map(|(_, rest)| rest)
+        .expect("docs/conformance.md has no `### `POST /v1/messages`` section");
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with('|'))
+        .take_while(|l| l.trim_start().starts_with('|'))
+        .skip(2)
+        .map(cells)
+        .collect();
+    assert!(rows.len() >= 10, "the endpoint table lost rows");
+    let mut failures = Vec::new();
+    for row in &rows {
+        assert_eq!(row.len(), 3, "{row:?}");
+        for cell in &row[1..] {
+            let cited = citations(cell);
+            if cited.is_empty() {
+                failures.push(format!("row `{}`: a cell cites no test", row[0]));
+            }
+            for c in cited {
+                if let Some(problem) = check_citation(&c, "messages") {
+                    failures.push(format!("row `{}`: {problem}", row[0]));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

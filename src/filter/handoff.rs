@@ -20,6 +20,7 @@ use std::rc::Rc;
 
 use super::host;
 use crate::hashing::fingerprint;
+use crate::messages_api::InboundApi;
 use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
@@ -53,6 +54,10 @@ pub struct Handed {
     pub request: HandedRequest,
     /// Where the attempt reports back.
     pub report: Rc<RefCell<Report>>,
+    /// The client's Anthropic headers (`anthropic-beta`, `anthropic-version`) of a
+    /// Messages request: an earlier attempt to another provider removes them from the
+    /// shared header map.
+    pub anthropic_headers: Rc<[(&'static str, String)]>,
 }
 
 /// The parsed request, by endpoint.
@@ -64,11 +69,9 @@ pub enum HandedRequest {
     Embeddings,
 }
 
-/// Filter-state name of the operation of a request that is not a chat completion
-/// (`embeddings`), for attempts without a hand-off and for the access log.
-pub const OPERATION_STATE: &str = "llm_operation";
-
-/// Filter-state name of the hand-off (`<vm token>:<id>`).
+/// Filter-state name of the hand-off (`<vm token>:<id>`, then `:m` for a Messages request,
+/// `:c` for `count_tokens` and `:e` for embeddings, which attempts need even without an
+/// entry).
 pub const HANDOFF_STATE: &str = "llm_request_handoff";
 
 /// More requests in flight on one worker than this parse their body again.
@@ -96,9 +99,20 @@ fn vm_token() -> u64 {
     })
 }
 
+/// The suffix of the hand-off's name that says which API the client spoke.
+fn api_suffix(api: InboundApi) -> &'static str {
+    match api {
+        InboundApi::Chat => "",
+        InboundApi::Messages => ":m",
+        InboundApi::CountTokens => ":c",
+        InboundApi::Embeddings => ":e",
+    }
+}
+
 /// Registers `handed`, parsed from `body`, and publishes its name; returns the id to
-/// [`release`] when the request ends, `None` when nothing was registered.
-pub fn register(handed: Handed, body: &[u8]) -> Option<u64> {
+/// [`release`] when the request ends, `None` when nothing was registered (a Messages
+/// request still publishes its API).
+pub fn register(handed: Handed, body: &[u8], api: InboundApi) -> Option<u64> {
     let id = NEXT_ID.with(|n| {
         let id = n.get();
         n.set(id.wrapping_add(1).max(1));
@@ -119,9 +133,15 @@ pub fn register(handed: Handed, body: &[u8]) -> Option<u64> {
         true
     });
     if !stored {
+        if api != InboundApi::Chat {
+            let _ = host::set_property(
+                &[HANDOFF_STATE],
+                format!("0:0{}", api_suffix(api)).as_bytes(),
+            );
+        }
         return None;
     }
-    let name = format!("{}:{id}", vm_token());
+    let name = format!("{}:{id}{}", vm_token(), api_suffix(api));
     if host::set_property(&[HANDOFF_STATE], name.as_bytes()).is_err() {
         release(id);
         return None;
@@ -129,9 +149,22 @@ pub fn register(handed: Handed, body: &[u8]) -> Option<u64> {
     Some(id)
 }
 
-/// What this request's downstream instance handed over for `body`, if it can be used.
-pub fn lookup(body: &[u8]) -> Option<Handed> {
-    let name = host::property_text(&[HANDOFF_STATE])?;
+/// The API the client spoke, and what this request's downstream instance handed over for
+/// `body` if it can be used.
+pub fn lookup(body: &[u8]) -> (InboundApi, Option<Handed>) {
+    let Some(name) = host::property_text(&[HANDOFF_STATE]) else {
+        return (InboundApi::Chat, None);
+    };
+    let (name, api) = match name.rsplit_once(':') {
+        Some((rest, "m")) => (rest, InboundApi::Messages),
+        Some((rest, "c")) => (rest, InboundApi::CountTokens),
+        Some((rest, "e")) => (rest, InboundApi::Embeddings),
+        _ => (name.as_str(), InboundApi::Chat),
+    };
+    (api, find(name, body))
+}
+
+fn find(name: &str, body: &[u8]) -> Option<Handed> {
     let (token, id) = name.split_once(':')?;
     if token.parse::<u64>().ok()? != vm_token() {
         return None;

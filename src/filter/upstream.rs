@@ -18,9 +18,11 @@ use crate::config::Deployment;
 use crate::error::GatewayError;
 use crate::header_map;
 use crate::header_policy;
+use crate::messages_api::{self, InboundApi};
 use crate::metrics;
 use crate::openai::{annotate_usage_chunk, write_error_event, AnswerMeta, DONE_EVENT};
 use crate::pricing;
+use crate::provider::registry::WireApi;
 use crate::provider::{
     stream_content_type_preamble, translator_for, StreamPreamble, Target, TranslatedResponse,
     Translator,
@@ -74,6 +76,8 @@ pub struct UpstreamHttp {
     usage_rejected: bool,
     /// What the stream translation holds between pieces, against the worker's limit.
     stream_held: Holding,
+    /// The API the client spoke: its answers and errors take that API's shape.
+    api: InboundApi,
 }
 
 impl UpstreamHttp {
@@ -95,6 +99,16 @@ impl UpstreamHttp {
             usage_bound: None,
             usage_rejected: false,
             stream_held: Holding::default(),
+            api: InboundApi::Chat,
+        }
+    }
+
+    /// An error body in the shape of the client's API.
+    fn error_body(&self, error: &GatewayError) -> Vec<u8> {
+        if self.api.is_anthropic() {
+            messages_api::gateway_error_json(error)
+        } else {
+            error.to_json()
         }
     }
 
@@ -107,7 +121,7 @@ impl UpstreamHttp {
         if let Err(e) = host::send_local_response(
             error.status,
             &[("content-type", "application/json")],
-            &error.to_json(),
+            &self.error_body(error),
         ) {
             log::error!("local reply failed (host status {})", e.0);
         }
@@ -176,8 +190,13 @@ impl UpstreamHttp {
             "The provider's stream sent an event larger than the gateway can hold now (max_buffered_bytes_per_worker); the stream was ended.",
         )
         .with_code("gateway_busy");
-        write_error_event(&mut out, &e);
-        out.extend_from_slice(DONE_EVENT);
+        if self.api.is_anthropic() {
+            let data = messages_api::gateway_error_json(&e);
+            crate::sse::write_event(&mut out, Some("error"), &String::from_utf8_lossy(&data));
+        } else {
+            write_error_event(&mut out, &e);
+            out.extend_from_slice(DONE_EVENT);
+        }
         self.translator = None;
         let _ = self.stream_held.resize(0);
         self.mode = ResponseMode::Discard;
@@ -235,6 +254,14 @@ impl UpstreamHttp {
 
     /// Translates the buffered request body and rewrites path, credentials and body.
     fn translate_request(&mut self, body_size: usize) -> Result<(), GatewayError> {
+        let body = host::get_buffer(Buffer::RequestBody, 0, body_size).map_err(|e| {
+            GatewayError::internal(format!(
+                "could not read the request body (host status {})",
+                e.0
+            ))
+        })?;
+        let (api, handed) = handoff::lookup(&body);
+        self.api = api;
         let deployment = self
             .deployment()
             .ok_or_else(|| GatewayError::internal("no deployment for this attempt"))?;
@@ -265,12 +292,6 @@ impl UpstreamHttp {
             )
             .with_code("provider_key_missing"));
         }
-        let body = host::get_buffer(Buffer::RequestBody, 0, body_size).map_err(|e| {
-            GatewayError::internal(format!(
-                "could not read the request body (host status {})",
-                e.0
-            ))
-        })?;
         let target = Target {
             upstream_model: &deployment.upstream_model,
             base_path: &deployment.endpoint.base_path,
@@ -278,29 +299,30 @@ impl UpstreamHttp {
             now_unix_secs: host::now_nanos() / 1_000_000_000,
             options: &deployment.options,
         };
-        let handed = handoff::lookup(&body);
-        let embeddings = match &handed {
-            Some(h) => matches!(h.request, HandedRequest::Embeddings),
-            None => {
-                host::property_text(&[handoff::OPERATION_STATE]).as_deref()
-                    == Some(metrics::EMBEDDINGS_OPERATION)
-            }
-        };
-        let (mut translator, usage_bound) = if embeddings {
-            (
+        let chat = handed.as_ref().and_then(|h| match &h.request {
+            HandedRequest::Chat(chat) => Some(Rc::clone(chat)),
+            HandedRequest::Embeddings => None,
+        });
+        let (mut translator, usage_bound) = match api {
+            InboundApi::Embeddings => (
                 crate::embeddings::translate::translator_for(deployment.provider),
                 crate::embeddings::EmbeddingsRequest::usage_bound(body_size as u64),
-            )
-        } else {
-            let bound = match handed.as_ref().map(|h| &h.request) {
-                Some(HandedRequest::Chat(chat)) => UsageBound::for_request(chat, body_size as u64),
-                _ => UsageBound::for_body(body_size as u64),
-            };
-            (translator_for(deployment.provider), bound)
+            ),
+            _ => {
+                let bound = match &chat {
+                    Some(chat) => UsageBound::for_request(chat, body_size as u64),
+                    None => UsageBound::for_body(body_size as u64),
+                };
+                let translator = match api {
+                    InboundApi::Chat => translator_for(deployment.provider),
+                    _ => messages_api::translator::translator(deployment.provider, api),
+                };
+                (translator, bound)
+            }
         };
-        let upstream = match handed.as_ref().map(|h| &h.request) {
-            Some(HandedRequest::Chat(chat)) => translator.request_parsed(&body, chat, &target)?,
-            _ => translator.request(&body, &target)?,
+        let mut upstream = match &chat {
+            Some(chat) => translator.request_parsed(&body, chat, &target)?,
+            None => translator.request(&body, &target)?,
         };
         if !upstream.dropped.is_empty() {
             log::warn!(
@@ -319,6 +341,24 @@ impl UpstreamHttp {
         })?;
         let present = header_map::decode(&raw)
             .ok_or_else(|| GatewayError::internal("the request headers could not be read"))?;
+        if api.is_anthropic() && deployment.provider.spec().wire == WireApi::AnthropicMessages {
+            // The client's beta features and API version reach Anthropic as sent.
+            for name in messages_api::translator::FORWARDED_HEADERS {
+                let value = match &handed {
+                    Some(h) => h
+                        .anthropic_headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.clone()),
+                    None => header_map::find(&present, name)
+                        .map(|v| String::from_utf8_lossy(v).into_owned()),
+                };
+                if let Some(value) = value {
+                    upstream.headers.retain(|(n, _)| n != name);
+                    upstream.headers.push((name, value));
+                }
+            }
+        }
         let set = upstream.gateway_headers();
         let changes = header_policy::request_changes(&present, &set);
         Self::apply(Map::RequestHeaders, &changes).map_err(|e| {
@@ -335,6 +375,8 @@ impl UpstreamHttp {
         })?;
         self.translator = Some(translator);
         self.usage_bound = Some(usage_bound);
+        // The cost annotation is a chat usage chunk's; Anthropic's events carry none.
+        self.usage_annotated = api.is_anthropic();
         if let Some(h) = handed {
             // Counting attempts here saves asking Envoy for its count (a property read)
             // on every answer: each attempt runs this once.
@@ -485,9 +527,16 @@ impl HttpContext for UpstreamHttp {
         translator.response_headers(&headers);
         let mut client_status = translator.response_status(status);
         let is_stream = translator.is_stream();
-        let stream_start = (is_stream && (200..300).contains(&status)).then(|| {
-            stream_content_type_preamble(value("content-type"), translator.stream_media_type())
-        });
+        let stream_start = (is_stream && (200..300).contains(&status))
+            .then(|| {
+                stream_content_type_preamble(value("content-type"), translator.stream_media_type())
+            })
+            .map(|p| match self.api {
+                InboundApi::Messages | InboundApi::CountTokens => {
+                    messages_api::translator::preamble_in_anthropic_shape(p)
+                }
+                _ => p,
+            });
         let mut set: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(8);
         if let Some(d) = self.deployment() {
             let (provider, model, id) = (d.provider.name(), d.upstream_model.clone(), d.id.clone());
@@ -674,6 +723,7 @@ impl HttpContext for UpstreamHttp {
                     return self.end_stream_over_limit(body_size, out);
                 }
                 let usage = translator.stream_usage();
+                let complete = end_of_stream || translator.stream_complete(&out);
                 let usage = usage.filter(|u| self.plausible(u));
                 if !self.usage_annotated {
                     // The usage chunk carries the stream's final usage: price it there.
@@ -686,7 +736,7 @@ impl HttpContext for UpstreamHttp {
                     // Publish usage as it becomes known, so a stream cut in the middle still
                     // accounts the prompt the provider already reported.
                     // Nothing follows `[DONE]` in what a translator writes.
-                    self.stream_finished = end_of_stream || out.ends_with(DONE_EVENT);
+                    self.stream_finished = complete;
                     if let Some(u) = usage {
                         if self.published_usage != Some(u) {
                             self.published_usage = Some(u);
@@ -722,7 +772,7 @@ impl HttpContext for UpstreamHttp {
                         .with_status(502)
                         .with_code("implausible_usage");
                         translated.status = e.status;
-                        translated.body = e.to_json();
+                        translated.body = self.error_body(&e);
                         translated.usage = None;
                     }
                 }

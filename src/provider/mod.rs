@@ -388,6 +388,12 @@ pub trait Translator {
     fn usage_estimated(&self) -> bool {
         false
     }
+
+    /// Whether the stream's last event was written, `out` being the newest piece: for the
+    /// chat translators, the piece ends with `[DONE]`.
+    fn stream_complete(&self, out: &[u8]) -> bool {
+        out.ends_with(crate::openai::DONE_EVENT)
+    }
 }
 
 /// The translator for one attempt to a deployment of `kind`, wrapped in [`Guarded`].
@@ -529,7 +535,7 @@ impl Translator for Guarded {
         self.inner.stream(chunk, end_of_stream, out);
         // Events are appended whole, but a provider can split the key across events.
         if let Some(key) = &self.key {
-            let last = end_of_stream || out.ends_with(crate::openai::DONE_EVENT);
+            let last = end_of_stream || self.inner.stream_complete(out);
             self.stream_key.scrub(key, out, from, last);
         }
     }
@@ -555,6 +561,10 @@ impl Translator for Guarded {
 
     fn usage_estimated(&self) -> bool {
         self.inner.usage_estimated()
+    }
+
+    fn stream_complete(&self, out: &[u8]) -> bool {
+        self.inner.stream_complete(out)
     }
 }
 

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::config::GatewayConfig;
-use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY};
+use crate::routing::{METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_STATE};
 
 /// `%FILTER_STATE(...)%` of a value the module writes (`wasm.<name>`).
 pub fn filter_state(name: &str) -> String {
@@ -28,10 +28,10 @@ pub fn route_metadata(key: &str) -> String {
 /// JSON log only as text (its `:TYPED` form is a protobuf `BytesValue`, and the CEL
 /// formatter prints text too).
 ///
-/// With tracing, every line also names its operation and its trace (`trace_id`), to join
-/// it to its spans. Without, there is no trace id, and the operation is the filter's
-/// (`embeddings`; `null` for a chat completion): the route metadata lookup alone costs
-/// Envoy about 3,900 instructions a request.
+/// `operation` is the API the client called (`embeddings`, `messages`, `count_tokens`); a
+/// chat request names it only with tracing (`null` otherwise: the write is a dear host
+/// call). With tracing, every line also names its trace (`trace_id`), to join it to its
+/// spans.
 pub fn access_log_fields(config: &GatewayConfig) -> Value {
     let mut fields = json!({
         "time": "%START_TIME%",
@@ -51,16 +51,12 @@ pub fn access_log_fields(config: &GatewayConfig) -> Value {
         "deployment": endpoint_metadata(METADATA_DEPLOYMENT_KEY),
         "key": filter_state("llm_key"),
         "team": filter_state("llm_team"),
+        "operation": filter_state(OPERATION_STATE),
         "response_flags": "%RESPONSE_FLAGS%",
         "upstream_host": "%UPSTREAM_HOST%",
     });
     if config.general.opentelemetry.is_some() {
-        fields["operation"] = json!(route_metadata(OPERATION_METADATA_KEY));
         fields["trace_id"] = json!("%TRACE_ID%");
-    } else {
-        // Written by the filter for the endpoints other than chat (`embeddings`): `null`
-        // is a chat completion, which pays no write.
-        fields["operation"] = json!(filter_state("llm_operation"));
     }
     if config.general.spend_store.is_some() {
         // `ok`, or how the budget was decided without the store (`unavailable_open`,

@@ -327,8 +327,8 @@ mod tests {
         assert!(tags
             .iter()
             .all(|t| !t["tag"].as_str().unwrap().contains("sha")));
-        // The operation comes from the alias routes' metadata; the access log joins its
-        // lines to their traces.
+        // The span's operation comes from the alias routes' metadata; the access log joins
+        // its lines to their traces.
         let route = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][0];
         assert_eq!(
             route["metadata"]["filter_metadata"]["llm_gateway"]["operation"],
@@ -337,7 +337,7 @@ mod tests {
         let fields = &hcm(&b)["access_log"][0]["typed_config"]["log_format"]["json_format"];
         assert_eq!(
             fields["operation"],
-            "%METADATA(ROUTE:llm_gateway:operation)%"
+            "%FILTER_STATE(wasm.llm_operation:PLAIN)%"
         );
         assert_eq!(fields["trace_id"], "%TRACE_ID%");
     }

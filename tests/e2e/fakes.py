@@ -65,6 +65,7 @@ __all__ = [
     "openai_error",
     "anthropic_message",
     "anthropic_stream",
+    "anthropic_answer",
     "anthropic_error",
     "anthropic_event",
     "last_user_text",
@@ -791,13 +792,19 @@ def anthropic_error(status: int, message: str, type: str = "invalid_request_erro
 
 
 class AnthropicFake(FakeProvider):
-    """Anthropic Messages API: ``POST /v1/messages``."""
+    """Anthropic Messages API: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``
+    (https://docs.anthropic.com/en/api/messages, https://docs.anthropic.com/en/api/messages-count-tokens).
+
+    A request with ``thinking`` enabled is answered with a signed thinking block before the
+    text, as the real API does."""
 
     kind = "anthropic"
 
     def routes(self, rec: Recorded) -> Optional[str]:
         if rec.method == "POST" and rec.path == "/v1/messages":
             return "messages"
+        if rec.method == "POST" and rec.path == "/v1/messages/count_tokens":
+            return "count_tokens"
         return None
 
     def not_found(self, rec: Recorded) -> Reply:
@@ -816,22 +823,37 @@ class AnthropicFake(FakeProvider):
         body = rec.json
         if not isinstance(body, dict):
             return anthropic_error(400, "invalid JSON body")
-        for f in ("model", "messages", "max_tokens"):
+        required = ("model", "messages") if self.routes(rec) == "count_tokens" else ("model", "messages", "max_tokens")
+        for f in required:
             if f not in body:
                 return anthropic_error(400, f"{f}: Field required")
         msgs = body["messages"]
         if not isinstance(msgs, list) or not msgs:
             return anthropic_error(400, "messages: at least one message is required")
         for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                return anthropic_error(400, f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            # `system` between turns: what Claude Code 2.1 sends (instructions mid-conversation).
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+                return anthropic_error(400, f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
+        if self.routes(rec) == "count_tokens":
+            return Reply(json={"input_tokens": max(1, len(rec.body) // 4)})
         model = str(body["model"])
         text = f"echo: {last_user_text(msgs)}"
-        n = self._next_id()
-        mid = f"msg_fake{n}"
-        if body.get("stream") is True:
-            return Reply.sse(anthropic_stream(text, model=model, id=mid))
-        return Reply(json=anthropic_message(text, model=model, id=mid))
+        return anthropic_answer(body, text, model, f"msg_fake{self._next_id()}")
+
+
+def anthropic_answer(body: dict, text: str, model: str, mid: str = "msg_fake") -> Reply:
+    """The answer to a Messages request ``body``: ``text``, after a signed thinking block
+    when the request enables thinking; streamed when it asks for a stream."""
+    thinking = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+    if body.get("stream") is True:
+        blocks = [("text", _pieces(text))]
+        if thinking:
+            blocks.insert(0, ("thinking", ["Let me ", "think."]))
+        return Reply.sse(anthropic_stream(text, model=model, id=mid, blocks=blocks))
+    content = [{"type": "text", "text": text}]
+    if thinking:
+        content.insert(0, {"type": "thinking", "thinking": "Let me think.", "signature": "sig-fake"})
+    return Reply(json=anthropic_message(content, model=model, id=mid))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,10 +10,8 @@ use crate::accounting::RequestFacts;
 use crate::config::{Deployment, GatewayConfig};
 use crate::embeddings::{self, EmbeddingsRequest};
 use crate::error::GatewayError;
-use crate::filter::handoff::OPERATION_STATE;
 use crate::filter::host::{self, Buffer};
 use crate::keys;
-use crate::metrics::EMBEDDINGS_OPERATION;
 use crate::routing;
 
 /// A chat request to an alias whose deployments are all embedding models.
@@ -100,10 +98,6 @@ impl DownstreamHttp {
         }
         if let Err(action) = self.admit_and_route(&route.key, &|| facts(config, route, &request)) {
             return action;
-        }
-        // For attempts without the hand-off, and the access log.
-        if let Err(e) = host::set_property(&[OPERATION_STATE], EMBEDDINGS_OPERATION.as_bytes()) {
-            log::warn!("could not publish the operation (host status {})", e.0);
         }
         self.hand_off(HandedRequest::Embeddings, &body)
     }

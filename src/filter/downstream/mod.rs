@@ -20,11 +20,12 @@ use crate::auth;
 use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
 use crate::keys::{self, VirtualKey};
+use crate::messages_api::{self, InboundApi};
 use crate::metrics::{self, Outcome};
 use crate::openai::ChatRequest;
 use crate::provider::ProviderKind;
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
-use crate::routing::{self, ROUTE_HEADER};
+use crate::routing::{self, OPERATION_STATE, ROUTE_HEADER};
 use crate::usage::Usage;
 use gates::{CacheState, Stage, Waiting};
 
@@ -55,8 +56,6 @@ pub struct DownstreamHttp {
     stream: bool,
     /// Only model requests (chat, embeddings) are counted in the model stats.
     counted: bool,
-    /// Their `operation` label.
-    operation: &'static str,
     /// The authenticated key (`None` for the master key).
     key: Option<usize>,
     /// Bytes of request body buffered so far: a body that ends with trailers is complete
@@ -83,6 +82,10 @@ pub struct DownstreamHttp {
     waiting: Option<Waiting>,
     /// The response cache's state, for a request it applies to.
     cache: Option<Box<CacheState>>,
+    /// The API the client speaks: errors take its shape.
+    api: InboundApi,
+    /// A Messages request's `anthropic-beta` and `anthropic-version`, for the attempts.
+    anthropic_headers: Vec<(&'static str, String)>,
 }
 
 impl Drop for DownstreamHttp {
@@ -106,7 +109,6 @@ impl DownstreamHttp {
             alias: None,
             stream: false,
             counted: false,
-            operation: metrics::CHAT_OPERATION,
             key: None,
             body_size: 0,
             admission: None,
@@ -118,6 +120,17 @@ impl DownstreamHttp {
             ledger: None,
             waiting: None,
             cache: None,
+            api: InboundApi::Chat,
+            anthropic_headers: Vec::new(),
+        }
+    }
+
+    /// An error body in the shape of the client's API.
+    fn error_body(&self, error: &GatewayError) -> Vec<u8> {
+        if self.api.is_anthropic() {
+            messages_api::gateway_error_json(error)
+        } else {
+            error.to_json()
         }
     }
 
@@ -140,8 +153,8 @@ impl DownstreamHttp {
     }
 
     fn reply_error(&mut self, error: &GatewayError) -> Action {
-        let body = error.to_json();
-        if error.status == 401 {
+        let body = self.error_body(error);
+        if error.status == 401 && !self.api.is_anthropic() {
             return self.reply_json(error.status, &body, &[("www-authenticate", "Bearer")]);
         }
         self.reply_json(error.status, &body, &[])
@@ -163,7 +176,8 @@ impl DownstreamHttp {
         let headers = refusal.headers();
         let error = GatewayError::from(refusal);
         let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.reply_json(error.status, &error.to_json(), &extra)
+        let body = self.error_body(&error);
+        self.reply_json(error.status, &body, &extra)
     }
 
     /// The worker holds as much as it may: a 503 the client can retry.
@@ -173,22 +187,22 @@ impl DownstreamHttp {
             "The gateway is holding as many request bytes as it may (max_buffered_bytes_per_worker); retry shortly.",
         )
         .with_code("gateway_busy");
-        self.reply_json(e.status, &e.to_json(), &[("retry-after", "1")])
+        let body = self.error_body(&e);
+        self.reply_json(e.status, &body, &[("retry-after", "1")])
     }
 
-    /// Checks `Authorization: Bearer <key>` against the master key and the virtual keys
-    /// (by SHA-256 digest), including expiry.
-    fn authenticate(
-        &mut self,
-        authorization: Option<&str>,
-        now_secs: u64,
-    ) -> Result<(), GatewayError> {
-        let Some(token) = authorization.and_then(auth::bearer_token) else {
-            return Err(GatewayError::new(
-                ErrorKind::Authentication,
-                "Missing API key: send `Authorization: Bearer <your gateway key>`.",
-            )
-            .with_code("missing_api_key"));
+    /// Checks the key (`Authorization: Bearer <key>`, or `x-api-key` on the Messages API)
+    /// against the master key and the virtual keys (by SHA-256 digest), including expiry.
+    fn authenticate(&mut self, token: Option<&str>, now_secs: u64) -> Result<(), GatewayError> {
+        let Some(token) = token else {
+            let how = if self.api.is_anthropic() {
+                "Missing API key: send `x-api-key: <your gateway key>` or `Authorization: Bearer <your gateway key>`."
+            } else {
+                "Missing API key: send `Authorization: Bearer <your gateway key>`."
+            };
+            return Err(
+                GatewayError::new(ErrorKind::Authentication, how).with_code("missing_api_key")
+            );
         };
         let table = &self.runtime.config.keys;
         let key = keys::authenticate(
@@ -266,7 +280,12 @@ impl DownstreamHttp {
                     .reply_error(&GatewayError::internal("could not read the request body"));
             }
         };
-        let request = match parse_chat_request(&body) {
+        let parsed = match self.api {
+            InboundApi::Chat => parse_chat_request(&body),
+            api => messages_api::request::parse(&body, api == InboundApi::CountTokens)
+                .and_then(|v| messages_api::request::to_chat_request(&v)),
+        };
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
@@ -289,6 +308,16 @@ impl DownstreamHttp {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
+        if self.api == InboundApi::CountTokens && !self.all_anthropic(route) {
+            // Only Anthropic counts with its own tokenizer; elsewhere the estimate that
+            // routing uses is the answer, and the header says so.
+            let body = format!("{{\"input_tokens\":{estimate}}}");
+            return self.reply_json(
+                200,
+                body.as_bytes(),
+                &[(messages_api::TOKEN_COUNT_HEADER, "estimated")],
+            );
+        }
         if let Err(action) = self.admit(&|| RequestFacts::for_route(config, route, &request)) {
             return action;
         }
@@ -329,7 +358,8 @@ impl DownstreamHttp {
     /// for a virtual key); `Err` with the refusal already answered.
     fn admit(&mut self, facts: &dyn Fn() -> RequestFacts) -> Result<(), Action> {
         let key = self.virtual_key();
-        if key.is_master {
+        // Not counted (`count_tokens`): no limit applies.
+        if key.is_master || !self.counted {
             return Ok(());
         }
         let config = &self.runtime.config;
@@ -368,9 +398,10 @@ impl DownstreamHttp {
         let handed = Handed {
             request,
             report: Rc::default(),
+            anthropic_headers: std::mem::take(&mut self.anthropic_headers).into(),
         };
         let report = Rc::clone(&handed.report);
-        self.handoff = handoff::register(handed, body);
+        self.handoff = handoff::register(handed, body, self.api);
         if self.handoff.is_some() {
             self.report = Some(report);
         }
@@ -401,7 +432,8 @@ impl DownstreamHttp {
             .collect();
         let rate_headers = std::mem::take(&mut self.rate_headers);
         extra.extend(rate_headers.iter().map(|(k, v)| (*k, v.as_str())));
-        self.reply_json(status, &error.to_json(), &extra)
+        let body = self.error_body(&error);
+        self.reply_json(status, &body, &extra)
     }
 }
 
@@ -425,21 +457,60 @@ impl HttpContext for DownstreamHttp {
         let is_chat = matches!(path, "/v1/chat/completions" | "/chat/completions");
         let is_embeddings = !is_chat && matches!(path, "/v1/embeddings" | "/embeddings");
 
+        if is_embeddings {
+            self.api = InboundApi::Embeddings;
+        }
         if !is_models && !is_chat && !is_embeddings {
-            let e = GatewayError::new(
-                ErrorKind::NotFound,
-                format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models."),
-            )
-            .with_code("unknown_url");
-            return self.reply_error(&e);
+            match messages_api_of(path) {
+                Some(api) => self.api = api,
+                None if method == "HEAD" && matches!(path, "/" | "/api/hello") => {
+                    // A client's connectivity check (Claude Code's): no provider, no key.
+                    return self.reply_json(200, b"", &[]);
+                }
+                None => {
+                    let e = GatewayError::new(
+                        ErrorKind::NotFound,
+                        format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models."),
+                    )
+                    .with_code("unknown_url");
+                    return self.reply_error(&e);
+                }
+            }
         }
         let now = host::now_nanos();
-        if let Err(e) = self.authenticate(text("authorization").as_deref(), now / 1_000_000_000) {
+        let authorization = text("authorization");
+        let token = authorization.as_deref().and_then(auth::bearer_token);
+        // Anthropic's SDKs send `anthropic-version` on every call, `GET /v1/models` included.
+        let anthropic_client =
+            self.api.is_anthropic() || (is_models && text("anthropic-version").is_some());
+        let api_key = if anthropic_client {
+            text("x-api-key")
+        } else {
+            None
+        };
+        let token = api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .or(token);
+        if let Err(e) = self.authenticate(token, now / 1_000_000_000) {
             return self.reply_error(&e);
         }
-        if is_chat || is_embeddings {
+        if is_chat || is_embeddings || self.api == InboundApi::Messages {
             self.counted = true;
             self.started_nanos = now;
+        }
+        if self.api.is_anthropic() {
+            for name in messages_api::translator::FORWARDED_HEADERS {
+                if let Some(v) = text(name) {
+                    self.anthropic_headers.push((name, v));
+                }
+            }
+        }
+        // The access log's `operation`: a chat request writes it only when tracing is on
+        // (a property write is one of the dearest host calls); absent means chat.
+        if self.api != InboundApi::Chat || self.runtime.config.general.opentelemetry.is_some() {
+            let _ = host::set_property(&[OPERATION_STATE], self.api.operation().as_bytes());
         }
         if is_models {
             if method != "GET" {
@@ -449,9 +520,17 @@ impl HttpContext for DownstreamHttp {
             }
             let created = now_secs();
             let key = self.virtual_key();
-            let body = routing::models_list_json(&self.runtime.config, created, |alias| {
-                keys::model_allowed(key, alias)
-            });
+            let config = &self.runtime.config;
+            let body = if anthropic_client {
+                // An Anthropic SDK (or Claude Code) listing models: its own shape.
+                let aliases = config.aliases.iter().map(|a| a.name.as_str());
+                messages_api::models_list_json(
+                    aliases.filter(|alias| keys::model_allowed(key, alias)),
+                    created,
+                )
+            } else {
+                routing::models_list_json(config, created, |alias| keys::model_allowed(key, alias))
+            };
             return self.reply_json(200, &body, &[]);
         }
         if method != "POST" {
@@ -477,7 +556,7 @@ impl HttpContext for DownstreamHttp {
         }
         // A key that no body could make admissible is refused before its body is read.
         let key = self.virtual_key();
-        if !key.is_master {
+        if !key.is_master && self.counted {
             let team = self.runtime.config.keys.team_of(key);
             if let Err(refusal) = accounting::precheck(&SharedData, key, team, now / 1_000_000_000)
             {
@@ -488,7 +567,6 @@ impl HttpContext for DownstreamHttp {
         self.endpoint = if is_chat {
             Endpoint::Chat
         } else {
-            self.operation = metrics::EMBEDDINGS_OPERATION;
             Endpoint::Embeddings
         };
         // Hold the headers: the route depends on the `model` in the body.
@@ -634,12 +712,12 @@ impl DownstreamHttp {
             (last.provider.to_string(), last.upstream_model.clone())
         };
         Outcome {
-            operation: self.operation,
             model: self.alias.clone().unwrap_or_default(),
             upstream_model,
             provider,
             key: self.virtual_key().name.clone(),
             team: self.virtual_key().team.clone().unwrap_or_default(),
+            operation: self.api.operation(),
             status: self.status,
             duration_ms: ms(self.started_nanos, now),
             first_byte_ms: self.first_byte_nanos.map(|t| ms(self.started_nanos, t)),
@@ -685,6 +763,31 @@ impl DownstreamHttp {
             complete: state_text(routing::ANSWER_COMPLETE_STATE) == "1",
             usage_rejected: state_text(routing::USAGE_REJECTED_STATE) == "1",
         }
+    }
+}
+
+/// The Messages API endpoint at `path`, if it is one.
+fn messages_api_of(path: &str) -> Option<InboundApi> {
+    match path {
+        "/v1/messages" => Some(InboundApi::Messages),
+        "/v1/messages/count_tokens" => Some(InboundApi::CountTokens),
+        _ => None,
+    }
+}
+
+impl DownstreamHttp {
+    /// Every deployment the route can reach speaks Anthropic's Messages API.
+    fn all_anthropic(&self, route: &crate::chains::RoutePlan) -> bool {
+        let config = &self.runtime.config;
+        route
+            .tiers
+            .iter()
+            .filter_map(|t| config.tiers.get(*t))
+            .flat_map(|t| t.deployments.iter())
+            .filter_map(|d| config.deployments.get(*d))
+            .all(|d| {
+                d.provider.spec().wire == crate::provider::registry::WireApi::AnthropicMessages
+            })
     }
 }
 
