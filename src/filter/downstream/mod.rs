@@ -564,10 +564,10 @@ impl HttpContext for DownstreamHttp {
             }
         }
         self.strip_client_headers(headers.as_deref());
-        self.endpoint = if is_chat {
-            Endpoint::Chat
-        } else {
+        self.endpoint = if is_embeddings {
             Endpoint::Embeddings
+        } else {
+            Endpoint::Chat
         };
         // Hold the headers: the route depends on the `model` in the body.
         Action::Pause
