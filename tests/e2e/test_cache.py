@@ -232,3 +232,16 @@ def test_a_store_that_cannot_answer_is_a_miss(c, openai_fake):
     finally:
         store.resume_webdis()
     assert chat(b, q, key="bob").header("x-llm-cache") == "hit"
+
+
+def test_only_chat_completions_are_cached(c, openai_fake):
+    """A cached answer is replayed in the chat completion's shape: an Anthropic Messages
+    request to a cached alias is never answered from the cache, nor stored in it."""
+    g = c["local"]
+    body = {"model": "gpt-test", "max_tokens": 64, "messages": [{"role": "user", "content": question()}]}
+    headers = {"x-api-key": KEYS["alice"], "anthropic-version": "2023-06-01"}
+    for _ in range(2):
+        r = request(g["port"], "POST", "/v1/messages", body, key=None, headers=headers)
+        assert r.status == 200, r.body
+        assert r.header("x-llm-cache") is None and r.json["type"] == "message", r.body
+    assert len(openai_fake.requests) == 2

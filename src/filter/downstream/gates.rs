@@ -153,6 +153,10 @@ impl DownstreamHttp {
         let Some(config) = &runtime.config.general.response_cache else {
             return Step::Next;
         };
+        // Chat completions only: a cached answer is replayed in their shape.
+        if self.api != crate::messages_api::InboundApi::Chat {
+            return Step::Next;
+        }
         let alias = self.alias.clone().unwrap_or_default();
         let key = self.virtual_key();
         if !config.applies(&alias, &key.name) {
