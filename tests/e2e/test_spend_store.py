@@ -97,7 +97,10 @@ def ledger(tmp_path_factory, openai_fake, anthropic_fake):
         rendered = {}
         env = provider_env()
         for mode in ("closed", "open"):
-            cfg = gateway_config(openai_fake.url, anthropic_fake.url, *ports[0])
+            cfg = gateway_config(openai_fake.url, anthropic_fake.url, *ports[0], extra_models=[
+                {"model_name": "embed", "litellm_params": {
+                    "model": "openai/text-embedding-3-small", "api_base": f"{openai_fake.url}/v1",
+                    "api_key": f"os.environ/{harness.OPENAI_KEY_ENV}"}}])
             cfg["virtual_keys"] = [
                 key_entry("burst", max_budget=BURST_BUDGET_USD, budget_duration="monthly"),
                 key_entry("spender", max_budget=0.00002, budget_duration="monthly"),
@@ -220,6 +223,24 @@ def test_a_restarted_replica_keeps_refusing_an_exhausted_key(ls):
     assert err["code"] == "budget_exceeded" and "across all gateway replicas" in err["message"], err
     assert local_spend(a, "spender") == 0
     assert store.get_int(spent_key("key", "spender")) == spent_before
+
+
+def test_embeddings_pass_the_shared_ledger(ls):
+    """Every endpoint's budget is reserved in the store, not only chat's: an embeddings
+    request is decided by the store (access log) and its reservation is settled there
+    (its cost, a few tokens at $0.02 per million, rounds to 0 micro-USD)."""
+    _, b = ls["replicas"]
+    store = ls["store"]
+    wait_for(lambda: held(store, "key", "steady") == 0, what="earlier reservations released")
+    r = request(b["port"], "POST", "/v1/embeddings", {"model": "embed", "input": ["hello", "world"]},
+                key=KEYS["steady"])
+    assert r.status == 200, r.body
+
+    def decided() -> bool:
+        return any(e.get("operation") == "embeddings" and e.get("spend_store") == "ok"
+                   for e in access_log(b))
+    wait_for(decided, timeout=20, what="an embeddings line decided by the store")
+    wait_for(lambda: held(store, "key", "steady") == 0, what="the embeddings reservation settled")
 
 
 def test_store_down_and_slow_during_traffic(ls, openai_fake):

@@ -96,9 +96,9 @@ impl DownstreamHttp {
         {
             return self.reply_error(&e);
         }
-        if let Err(action) = self.admit_and_route(&route.key, &|| facts(config, route, &request)) {
+        if let Err(action) = self.admit(&|| facts(config, route, &request)) {
             return action;
         }
-        self.hand_off(HandedRequest::Embeddings, &body)
+        self.pass_gates(HandedRequest::Embeddings, &route.key, body)
     }
 }

@@ -10,14 +10,14 @@ use super::DownstreamHttp;
 use crate::accounting::{self, Settlement};
 use crate::cache::{self, Controls, Scope};
 use crate::error::{ErrorKind, GatewayError};
+use crate::filter::handoff::HandedRequest;
 use crate::filter::host::{self, Buffer};
 use crate::filter::spend;
 use crate::filter::store::SharedData;
 use crate::ledger::{self, BudgetFailureMode, ReserveReply};
-use crate::openai::ChatRequest;
 
 /// The parsed request, its route and its body, kept while a gate waits.
-type Parts = (ChatRequest, String, Vec<u8>);
+type Parts = (HandedRequest, String, Vec<u8>);
 
 /// The gates, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +175,10 @@ impl DownstreamHttp {
         self.cache = Some(Box::new(CacheState {
             key: entry_key,
             controls,
-            include_usage: parts.0.wants_stream_usage(),
+            include_usage: match &parts.0 {
+                HandedRequest::Chat(chat) => chat.wants_stream_usage(),
+                HandedRequest::Embeddings => false,
+            },
             buffering: false,
             store_token: None,
         }));

@@ -22,7 +22,6 @@ use crate::header_map;
 use crate::keys::{self, VirtualKey};
 use crate::messages_api::{self, InboundApi};
 use crate::metrics::{self, Outcome};
-use crate::openai::ChatRequest;
 use crate::provider::ProviderKind;
 use crate::request::{estimate_prompt_tokens, parse_chat_request};
 use crate::routing::{self, OPERATION_STATE, ROUTE_HEADER};
@@ -321,37 +320,38 @@ impl DownstreamHttp {
         if let Err(action) = self.admit(&|| RequestFacts::for_route(config, route, &request)) {
             return action;
         }
-        let general = &config.general;
+        self.pass_gates(HandedRequest::Chat(Rc::new(request)), &route.key, body)
+    }
+
+    /// Admitted: through the response cache and the shared ledger when they are
+    /// configured, then forwarded. Every endpoint passes here, so no admitted request
+    /// escapes the shared budgets.
+    fn pass_gates(&mut self, request: HandedRequest, route_key: &str, body: Vec<u8>) -> Action {
+        let general = &self.runtime.config.general;
         if general.spend_store.is_some() || general.response_cache.is_some() {
-            return self.proceed(Box::new((request, route.key.clone(), body)), Stage::Cache);
+            return self.proceed(
+                Box::new((request, route_key.to_string(), body)),
+                Stage::Cache,
+            );
         }
-        self.forward(request, &route.key, &body)
+        self.forward(request, route_key, &body)
     }
 
     /// Admitted (and past the cache and the shared ledger, when configured): routes the
-    /// chat request to `route_key` and hands it to the upstream instance.
-    fn forward(&mut self, request: ChatRequest, route_key: &str, body: &[u8]) -> Action {
+    /// request to `route_key` and hands it to the upstream instance.
+    fn forward(&mut self, request: HandedRequest, route_key: &str, body: &[u8]) -> Action {
         if let Err(action) = self.route_to(route_key) {
             return action;
         }
         // Span attributes: written only when there are spans to carry them.
-        if self.runtime.config.general.opentelemetry.is_some() {
-            for (name, value) in crate::otel::request_span_values(&request) {
-                let _ = host::set_property(&[name], value.as_bytes());
+        if let HandedRequest::Chat(chat) = &request {
+            if self.runtime.config.general.opentelemetry.is_some() {
+                for (name, value) in crate::otel::request_span_values(chat) {
+                    let _ = host::set_property(&[name], value.as_bytes());
+                }
             }
         }
-        self.hand_off(HandedRequest::Chat(Rc::new(request)), body)
-    }
-
-    /// Admits the request against its key's limits (`facts` only computed for a virtual
-    /// key) and routes it to `route_key`; `Err` with the refusal already answered.
-    fn admit_and_route(
-        &mut self,
-        route_key: &str,
-        facts: &dyn Fn() -> RequestFacts,
-    ) -> Result<(), Action> {
-        self.admit(facts)?;
-        self.route_to(route_key)
+        self.hand_off(request, body)
     }
 
     /// Admits the request against its key's limits in this Envoy (`facts` only computed
