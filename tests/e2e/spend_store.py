@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -129,3 +130,36 @@ class SpendStore:
 
     def keys(self, pattern: str) -> list:
         return sorted(self.command("KEYS", pattern))
+
+
+# ---- replicas of one rendered gateway, for the tests that run several Envoys
+
+def replica_copy(rendered: Path, out: Path, port: int, admin: int) -> Path:
+    """`rendered` with its own listener and admin ports, written to `out`."""
+    import yaml
+    doc = yaml.safe_load(rendered.read_text())
+    listener = doc["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = port
+    listener["enable_reuse_port"] = False
+    doc["admin"]["address"]["socket_address"]["port_value"] = admin
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def stats(admin: int) -> dict:
+    """The Envoy's stats by name; the module's without Envoy's `wasmcustom.` prefix."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?format=json", timeout=5) as r:
+        doc = json.load(r)
+    return {s["name"].removeprefix("wasmcustom."): s.get("value") for s in doc["stats"] if "value" in s}
+
+
+def access_log(replica: dict) -> list:
+    """The JSON access-log lines the replica's Envoy wrote so far."""
+    lines = []
+    for line in replica["envoy"].stdout_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+    return lines

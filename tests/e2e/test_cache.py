@@ -5,18 +5,14 @@ more share them in Redis (behind webdis), the spend store, scoped by team.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
 import harness
 from fakes import Reply, openai_completion
 from harness import Envoy, free_port, gateway_config, key_sha256, provider_env, request, write_yaml
-from spend_store import SpendStore, binaries_available
+from spend_store import SpendStore, access_log, binaries_available, replica_copy, stats
 
 KEYS = {name: f"sk-gw-test-{name}-cache-0123456789abcdef" for name in ("alice", "bob", "carol")}
 
@@ -25,20 +21,8 @@ def key_entry(name: str, **limits) -> dict:
     return {"name": name, "key_sha256": key_sha256(KEYS[name]), **limits}
 
 
-def replica_copy(rendered: Path, out: Path, port: int, admin: int) -> Path:
-    doc = yaml.safe_load(rendered.read_text())
-    listener = doc["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = port
-    listener["enable_reuse_port"] = False
-    doc["admin"]["address"]["socket_address"]["port_value"] = admin
-    out.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
 
 
-def stats(admin: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?format=json", timeout=5) as r:
-        doc = json.load(r)
-    return {s["name"].removeprefix("wasmcustom."): s.get("value") for s in doc["stats"] if "value" in s}
 
 
 def counter(replica: dict, prefix: str) -> int:
@@ -110,15 +94,6 @@ def chat(replica: dict, content: str, key: str = "alice", model: str = "gpt-test
     return request(replica["port"], "POST", "/v1/chat/completions", body, key=KEYS[key])
 
 
-def access_log(replica: dict) -> list:
-    out = []
-    for line in replica["envoy"].stdout_path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
 
 
 def test_a_repeated_request_is_answered_from_the_cache_and_costs_nothing(c, openai_fake):

@@ -10,19 +10,15 @@ ports, and the third in its mode). All three share the store and the fake provid
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
 import harness
 from fakes import Reply, openai_completion
 from harness import Envoy, assert_openai_error, free_port, gateway_config, key_sha256, provider_env, request, write_yaml
-from spend_store import SpendStore, binaries_available
+from spend_store import SpendStore, access_log, binaries_available, replica_copy, stats
 
 pytestmark = pytest.mark.skipif(not binaries_available(),
                                 reason="redis-server and webdis not installed (make test-deps)")
@@ -48,21 +44,8 @@ def spent_key(kind: str, name: str) -> str:
     return f"llmgw:spent:{kind}:{name}:m{month_id()}"
 
 
-def replica_copy(rendered: Path, out: Path, port: int, admin: int) -> Path:
-    doc = yaml.safe_load(rendered.read_text())
-    listener = doc["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = port
-    listener["enable_reuse_port"] = False
-    doc["admin"]["address"]["socket_address"]["port_value"] = admin
-    out.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
 
 
-def stats(admin: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?format=json", timeout=5) as r:
-        doc = json.load(r)
-    # The module's stats carry Envoy's `wasmcustom.` prefix.
-    return {s["name"].removeprefix("wasmcustom."): s.get("value") for s in doc["stats"] if "value" in s}
 
 
 def stat(replica: dict, name: str) -> int:
@@ -75,15 +58,6 @@ def local_spend(replica: dict, key: str) -> int:
                if k.startswith("llm_key_spend_micro_usd") and f"key={key}" in k)
 
 
-def access_log(replica: dict) -> list:
-    lines = []
-    for line in replica["envoy"].stdout_path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-    return lines
 
 
 @pytest.fixture(scope="module")
