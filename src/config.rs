@@ -780,7 +780,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
         let mode = match entry.model_info.mode.as_deref() {
             Some("chat") => Some(ModelMode::Chat),
-            Some("embedding") if !crate::embeddings::embeds(spec.wire) => {
+            Some("embedding") if !spec.wire.embeds() => {
                 return Err(ConfigError::new(
                     at("model_info.mode"),
                     format!(

@@ -99,7 +99,7 @@ impl EmbeddingsRequest {
             )
             .with_code("model_not_embedding"));
         }
-        if !embeds(spec.wire) {
+        if !spec.wire.embeds() {
             return Err(GatewayError::invalid_param(
                 "model",
                 format!(
@@ -306,15 +306,6 @@ fn parse_input(input: Option<&Value>) -> Result<Input, GatewayError> {
     } else {
         Input::Texts(texts)
     })
-}
-
-/// The wire APIs whose embeddings the gateway speaks: Anthropic has none; Bedrock's and
-/// Vertex AI's embedding models are not translated.
-pub fn embeds(wire: WireApi) -> bool {
-    matches!(
-        wire,
-        WireApi::OpenAiChat | WireApi::AzureOpenAi | WireApi::GeminiGenerate | WireApi::CohereChat
-    )
 }
 
 #[cfg(test)]

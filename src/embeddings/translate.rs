@@ -75,7 +75,7 @@ impl Translator for EmbeddingsTranslator {
                 key.map(|k| ("authorization", format!("Bearer {k}"))),
                 cohere_request(&request, texts, target.upstream_model),
             ),
-            (wire, _) if !super::embeds(wire) => {
+            (wire, _) if !wire.embeds() => {
                 return Err(GatewayError::invalid_param(
                     "model",
                     format!(

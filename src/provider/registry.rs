@@ -82,6 +82,20 @@ pub enum WireApi {
     VertexAnthropic,
 }
 
+impl WireApi {
+    /// Whether the gateway speaks this API's embeddings (`/v1/embeddings`): Anthropic has
+    /// none; Bedrock's and Vertex AI's embedding models are not translated.
+    pub fn embeds(self) -> bool {
+        matches!(
+            self,
+            WireApi::OpenAiChat
+                | WireApi::AzureOpenAi
+                | WireApi::GeminiGenerate
+                | WireApi::CohereChat
+        )
+    }
+}
+
 /// What an OpenAI-compatible provider does differently from OpenAI, each documented in the
 /// README of its fixture folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
