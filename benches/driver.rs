@@ -202,6 +202,7 @@ fn stream(env: &Env, case: &Case, parsed: Option<&ChatRequest>) -> usize {
 /// in the per-VM id cache (the host calls that follow are not counted).
 fn stats(env: &Env, case: &Case) -> usize {
     let outcome = Outcome {
+        operation: "chat",
         model: alias(case.kind).to_string(),
         provider: case.kind.name().to_string(),
         upstream_model: "bench-model".to_string(),

@@ -52,6 +52,7 @@ pub const STAT_TAGS: &[(&str, &str)] = &[
     ("upstream_model", r"(\.upstream_model=([^;]*);)"),
     ("key", r"(\.key=([^;]*);)"),
     ("team", r"(\.team=([^;]*);)"),
+    ("operation", r"(\.operation=([^;]*);)"),
     ("status_class", r"(\.status_class=([^;]*);)"),
     ("status", r"(\.status=([^;]*);)"),
     ("token_type", r"(\.token_type=([^;]*);)"),
@@ -60,6 +61,8 @@ pub const STAT_TAGS: &[(&str, &str)] = &[
 /// How one request ended: everything the stats need, gathered by the downstream instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
+    /// The endpoint the request used (`chat`, `responses`).
+    pub operation: &'static str,
     /// The alias the client asked for (empty when the request never named a known one).
     pub model: String,
     /// The provider that answered last (empty when none was reached).
@@ -164,12 +167,13 @@ pub fn records(o: &Outcome) -> Vec<Record> {
         name,
         value,
     };
-    let who: [(&str, &str); 5] = [
+    let who: [(&str, &str); 6] = [
         ("model", &o.model),
         ("provider", &o.provider),
         ("upstream_model", &o.upstream_model),
         ("key", &o.key),
         ("team", &o.team),
+        ("operation", o.operation),
     ];
     let route: [(&str, &str); 3] = [
         ("model", &o.model),
@@ -311,6 +315,7 @@ mod tests {
 
     fn outcome() -> Outcome {
         Outcome {
+            operation: "chat",
             model: "gpt-4o".into(),
             provider: "openai".into(),
             upstream_model: "gpt-4o-2024-08-06".into(),
@@ -343,7 +348,7 @@ mod tests {
         assert_eq!(req.len(), 1);
         assert_eq!(
             req[0].name,
-            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.status_class=2xx;"
+            "llm_requests_total.model=gpt-4o;.provider=openai;.upstream_model=gpt-4o-2024-08-06;.key=master;.team=none;.operation=chat;.status_class=2xx;"
         );
         assert_eq!(find(&r, "llm_fallbacks_total")[0].value, 1);
         assert_eq!(find(&r, "llm_cost_micro_usd_total")[0].value, 350);

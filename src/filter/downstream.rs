@@ -31,6 +31,8 @@ enum Endpoint {
     None,
     /// `POST /v1/chat/completions`, waiting for its body.
     Chat,
+    /// `POST /v1/responses`, waiting for its body.
+    Responses,
 }
 
 /// Per-request state of the downstream instance.
@@ -45,8 +47,10 @@ pub struct DownstreamHttp {
     status: u16,
     alias: Option<String>,
     stream: bool,
-    /// Only chat requests are counted in the model stats.
+    /// Only model requests (chat, responses) are counted in the model stats.
     counted: bool,
+    /// The operation label of a counted request.
+    operation: &'static str,
     /// The authenticated key (`None` for the master key).
     key: Option<usize>,
     /// Bytes of request body buffered so far: a body that ends with trailers is complete
@@ -89,6 +93,7 @@ impl DownstreamHttp {
             alias: None,
             stream: false,
             counted: false,
+            operation: "chat",
             key: None,
             body_size: 0,
             admission: None,
@@ -237,7 +242,19 @@ impl DownstreamHttp {
                     .reply_error(&GatewayError::internal("could not read the request body"));
             }
         };
-        let request = match parse_chat_request(&body) {
+        let responses = if self.endpoint == Endpoint::Responses {
+            match crate::responses_api::parse(&body) {
+                Ok(call) => Some(Rc::new(call)),
+                Err(e) => return self.reply_error(&e),
+            }
+        } else {
+            None
+        };
+        let parsed = match &responses {
+            Some(call) => parse_chat_request(&call.chat_body),
+            None => parse_chat_request(&body),
+        };
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };
@@ -290,6 +307,7 @@ impl DownstreamHttp {
         let handed = Handed {
             chat: Rc::new(request),
             report: Rc::default(),
+            responses,
         };
         let report = Rc::clone(&handed.report);
         self.handoff = handoff::register(handed, &body);
@@ -347,11 +365,12 @@ impl HttpContext for DownstreamHttp {
         let path = full_path.split('?').next().unwrap_or("");
         let is_models = matches!(path, "/v1/models" | "/models");
         let is_chat = matches!(path, "/v1/chat/completions" | "/chat/completions");
+        let is_responses = !is_chat && !is_models && matches!(path, "/v1/responses" | "/responses");
 
-        if !is_models && !is_chat {
+        if !is_models && !is_chat && !is_responses {
             let e = GatewayError::new(
                 ErrorKind::NotFound,
-                format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions and GET /v1/models."),
+                format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/responses and GET /v1/models."),
             )
             .with_code("unknown_url");
             return self.reply_error(&e);
@@ -360,9 +379,14 @@ impl HttpContext for DownstreamHttp {
         if let Err(e) = self.authenticate(text("authorization").as_deref(), now / 1_000_000_000) {
             return self.reply_error(&e);
         }
-        if is_chat {
+        if is_chat || is_responses {
             self.counted = true;
             self.started_nanos = now;
+        }
+        if is_responses {
+            self.operation = crate::responses_api::OPERATION;
+            // For the access log, and for an attempt that gets no hand-off.
+            let _ = host::set_property(&[routing::OPERATION_STATE], self.operation.as_bytes());
         }
         if is_models {
             if method != "GET" {
@@ -407,13 +431,17 @@ impl HttpContext for DownstreamHttp {
             }
         }
         self.strip_client_headers(headers.as_deref());
-        self.endpoint = Endpoint::Chat;
+        self.endpoint = if is_responses {
+            Endpoint::Responses
+        } else {
+            Endpoint::Chat
+        };
         // Hold the headers: the route depends on the `model` in the body.
         Action::Pause
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.endpoint != Endpoint::Chat {
+        if self.endpoint == Endpoint::None {
             return Action::Continue;
         }
         if body_size as u64 > self.runtime.config.general.max_request_body_bytes {
@@ -432,7 +460,7 @@ impl HttpContext for DownstreamHttp {
     /// An HTTP/2 (or chunked HTTP/1.1) request whose body is followed by trailers never
     /// sees its body end: it ends here.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.endpoint != Endpoint::Chat {
+        if self.endpoint == Endpoint::None {
             return Action::Continue;
         }
         self.route_body(self.body_size)
@@ -541,6 +569,7 @@ impl DownstreamHttp {
             (last.provider.to_string(), last.upstream_model.clone())
         };
         Outcome {
+            operation: self.operation,
             model: self.alias.clone().unwrap_or_default(),
             upstream_model,
             provider,

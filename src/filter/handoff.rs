@@ -53,6 +53,8 @@ pub struct Handed {
     pub chat: Rc<ChatRequest>,
     /// Where the attempt reports back.
     pub report: Rc<RefCell<Report>>,
+    /// A `/v1/responses` request (`chat` is its chat form).
+    pub responses: Option<Rc<crate::responses_api::ResponsesCall>>,
 }
 
 /// Filter-state name of the hand-off (`<vm token>:<id>`).

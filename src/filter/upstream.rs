@@ -25,6 +25,7 @@ use crate::provider::{
     stream_content_type_preamble, translator_for, StreamPreamble, Target, TranslatedResponse,
     Translator,
 };
+use crate::responses_api;
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::{Usage, UsageBound};
 
@@ -269,11 +270,31 @@ impl UpstreamHttp {
             now_unix_secs: host::now_nanos() / 1_000_000_000,
             options: &deployment.options,
         };
-        let mut translator = translator_for(deployment.provider);
         let handed = handoff::lookup(&body);
+        let responses = match &handed {
+            Some(h) => h.responses.clone(),
+            // Without a hand-off, the downstream instance's filter state names the endpoint.
+            None if host::property_text(&[routing::OPERATION_STATE]).as_deref()
+                == Some(responses_api::OPERATION) =>
+            {
+                Some(Rc::new(responses_api::parse(&body)?))
+            }
+            None => None,
+        };
+        let mut translator = match &responses {
+            Some(call) => responses_api::translator_for(deployment.provider, Rc::clone(call)),
+            None => translator_for(deployment.provider),
+        };
         let usage_bound = match &handed {
-            Some(h) => UsageBound::for_request(&h.chat, body_size as u64),
-            None => UsageBound::for_body(body_size as u64),
+            // A stored conversation's prompt is not in the request: its usage has no bound.
+            _ if responses
+                .as_ref()
+                .is_some_and(|c| c.continues_stored.is_some()) =>
+            {
+                None
+            }
+            Some(h) => Some(UsageBound::for_request(&h.chat, body_size as u64)),
+            None => Some(UsageBound::for_body(body_size as u64)),
         };
         let upstream = match &handed {
             Some(h) => translator.request_parsed(&body, &h.chat, &target)?,
@@ -311,7 +332,7 @@ impl UpstreamHttp {
             ))
         })?;
         self.translator = Some(translator);
-        self.usage_bound = Some(usage_bound);
+        self.usage_bound = usage_bound;
         if let Some(h) = handed {
             // Counting attempts here saves asking Envoy for its count (a property read)
             // on every answer: each attempt runs this once.

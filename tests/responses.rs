@@ -1,0 +1,207 @@
+//! `/v1/responses` translation against fixtures, streams replayed at every split point.
+//!
+//! Each `tests/fixtures/responses/<case>/` holds:
+//!
+//! | file | what |
+//! |---|---|
+//! | `provider` | the deployment's provider (`openai`, `azure`, `anthropic`, `gemini`, ...) |
+//! | `request.json` | the client's Responses request |
+//! | `upstream_request.json` | the body the gateway sends upstream (golden) |
+//! | `upstream.sse` / `upstream_response.json` | the provider's stream or answer |
+//! | `upstream_status` | the provider's status (default 200) |
+//! | `expected.sse` / `expected_response.json` | what the client gets (golden) |
+//! | `expected_status` | the client's status (default 200) |
+//! | `usage.json` | the usage the gateway accounts (golden) |
+//! | `expected_error.json` | a refused request: the error the client gets (golden) |
+//!
+//! A stream must give byte-identical output however the provider's bytes are split (two
+//! pieces at every offset, three over a sweep, single bytes). `GOLDEN_BLESS=1` rewrites the
+//! golden files from what the translation produced.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use llm_gateway::provider::{ProviderKind, Translator};
+use llm_gateway::responses_api;
+use serde_json::Value;
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/responses");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 10, "{} cases", dirs.len());
+    dirs
+}
+
+fn bless() -> bool {
+    std::env::var("GOLDEN_BLESS").is_ok_and(|v| v == "1")
+}
+
+fn read(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    fs::read(dir.join(name)).ok()
+}
+
+/// Compares `actual` with the golden file `name` (as JSON values when `json`).
+fn golden(dir: &Path, name: &str, actual: &[u8], json: bool) {
+    let path = dir.join(name);
+    let expected = fs::read(&path).ok();
+    let same = match (&expected, json) {
+        (Some(e), true) => {
+            serde_json::from_slice::<Value>(e).ok() == serde_json::from_slice::<Value>(actual).ok()
+        }
+        (Some(e), false) => e == actual,
+        (None, _) => false,
+    };
+    if same {
+        return;
+    }
+    if bless() {
+        let bytes = if json {
+            let v: Value = serde_json::from_slice(actual).unwrap();
+            let mut s = serde_json::to_vec_pretty(&v).unwrap();
+            s.push(b'\n');
+            s
+        } else {
+            actual.to_vec()
+        };
+        fs::write(&path, bytes).unwrap();
+        return;
+    }
+    panic!(
+        "{}: differs (GOLDEN_BLESS=1 rewrites it)\n--- expected\n{}\n--- actual\n{}",
+        path.display(),
+        String::from_utf8_lossy(expected.as_deref().unwrap_or_default()),
+        String::from_utf8_lossy(actual)
+    );
+}
+
+struct Case {
+    kind: ProviderKind,
+    request: Vec<u8>,
+}
+
+impl Case {
+    fn load(dir: &Path) -> Case {
+        let name = fs::read_to_string(dir.join("provider")).unwrap();
+        let kind = ProviderKind::from_name(name.trim()).unwrap();
+        Case {
+            kind,
+            request: read(dir, "request.json").unwrap(),
+        }
+    }
+
+    fn translator(
+        &self,
+    ) -> Result<(Box<dyn Translator>, Vec<u8>), llm_gateway::error::GatewayError> {
+        let call = responses_api::parse(&self.request)?;
+        let mut t = responses_api::translator_for(self.kind, Rc::new(call));
+        let target = common::target_for(self.kind);
+        let upstream = t.request(&self.request, &target)?;
+        Ok((t, upstream.body))
+    }
+
+    fn stream(&self, pieces: &[&[u8]]) -> (String, Option<llm_gateway::usage::Usage>) {
+        let (mut t, _) = self.translator().unwrap();
+        let mut out = Vec::new();
+        let last = pieces.len().saturating_sub(1);
+        for (i, p) in pieces.iter().enumerate() {
+            t.stream(p, i == last, &mut out);
+        }
+        (String::from_utf8(out).unwrap(), t.stream_usage())
+    }
+}
+
+fn usage_json(u: Option<llm_gateway::usage::Usage>) -> Vec<u8> {
+    let v = u.map(|u| {
+        serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "cached_tokens": u.cache_read_tokens, "reasoning_tokens": u.reasoning_tokens})
+    });
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn responses_cases() {
+    for dir in cases() {
+        let case = Case::load(&dir);
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let (mut t, upstream_body) = match case.translator() {
+            Ok(x) => x,
+            Err(e) => {
+                assert!(
+                    read(&dir, "upstream.sse").is_none()
+                        && read(&dir, "upstream_response.json").is_none(),
+                    "{name}: refused: {e:?}"
+                );
+                golden(&dir, "expected_error.json", &e.to_json(), true);
+                let status = read(&dir, "expected_status").map_or(400, |s| {
+                    String::from_utf8(s).unwrap().trim().parse().unwrap()
+                });
+                assert_eq!(e.status, status, "{name}");
+                continue;
+            }
+        };
+        golden(&dir, "upstream_request.json", &upstream_body, true);
+        if let Some(sse) = read(&dir, "upstream.sse") {
+            assert!(t.is_stream(), "{name}: not a stream");
+            let (out, usage) = case.stream(&[&sse]);
+            golden(&dir, "expected.sse", out.as_bytes(), false);
+            golden(&dir, "usage.json", &usage_json(usage), true);
+            check_events(&name, &out, case.kind);
+            for at in 0..=sse.len() {
+                let (a, b) = sse.split_at(at);
+                assert_eq!(case.stream(&[a, b]).0, out, "{name}: split at {at}");
+            }
+            for at in (0..sse.len()).step_by(7) {
+                let end = (at + 13).min(sse.len());
+                let pieces = [&sse[..at], &sse[at..end], &sse[end..]];
+                assert_eq!(case.stream(&pieces).0, out, "{name}: split at {at}, {end}");
+            }
+            let bytes: Vec<&[u8]> = sse.chunks(1).collect();
+            assert_eq!(case.stream(&bytes).0, out, "{name}: byte by byte");
+        } else if let Some(body) = read(&dir, "upstream_response.json") {
+            assert!(!t.is_stream(), "{name}: a stream");
+            let status = read(&dir, "upstream_status").map_or(200, |s| {
+                String::from_utf8(s).unwrap().trim().parse().unwrap()
+            });
+            let answer = t.response(status, &body);
+            golden(&dir, "expected_response.json", &answer.body, true);
+            golden(&dir, "usage.json", &usage_json(answer.usage), true);
+            let expected = read(&dir, "expected_status").map_or(200, |s| {
+                String::from_utf8(s).unwrap().trim().parse().unwrap()
+            });
+            assert_eq!(answer.status, expected, "{name}");
+        }
+    }
+}
+
+/// What every translated stream must be: `sequence_number` 0, 1, 2, ... on every event,
+/// the event name equal to its `type`, and one final event at the end.
+fn check_events(name: &str, text: &str, kind: ProviderKind) {
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let mut last = "";
+    for (n, e) in events.iter().enumerate() {
+        let mut lines = e.lines();
+        let event = lines.next().unwrap().strip_prefix("event: ").unwrap();
+        let data: Value =
+            serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["type"], event, "{name}");
+        if !responses_api::speaks_responses(kind) {
+            assert_eq!(data["sequence_number"], n as u64, "{name}: {e}");
+        }
+        last = event;
+    }
+    assert!(
+        matches!(
+            last,
+            "response.completed" | "response.incomplete" | "response.failed"
+        ),
+        "{name}: ends with {last}"
+    );
+}
