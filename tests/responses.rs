@@ -205,3 +205,34 @@ fn check_events(name: &str, text: &str, kind: ProviderKind) {
         "{name}: ends with {last}"
     );
 }
+
+/// Every test the Responses section of `docs/conformance.md` cites exists: case
+/// directories, Rust test functions (`file.rs::name`) and pytest functions (`file.py::name`).
+#[test]
+fn endpoint_table_cites_existing_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = fs::read_to_string(root.join("docs/conformance.md")).unwrap();
+    let start = doc.find("## Endpoints: `POST /v1/responses`").unwrap();
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut cited = 0;
+    for (n, piece) in section.split('`').enumerate() {
+        if n % 2 == 0 || !(piece.starts_with("tests/") || piece.starts_with("src/")) {
+            continue;
+        }
+        cited += 1;
+        match piece.split_once("::") {
+            Some((file, name)) => {
+                let source = fs::read_to_string(root.join(file))
+                    .unwrap_or_else(|_| panic!("`{piece}`: no file {file}"));
+                let def = if file.ends_with(".py") { "def " } else { "fn " };
+                assert!(
+                    source.contains(&format!("{def}{name}(")),
+                    "`{piece}`: no test {name} in {file}"
+                );
+            }
+            None => assert!(root.join(piece).is_dir(), "`{piece}`: no such case"),
+        }
+    }
+    assert!(cited >= 20, "{cited} citations");
+}

@@ -10,7 +10,6 @@
 //! The chat side is decoded with the one SSE decoder, so the chat bytes may be split
 //! anywhere.
 
-use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -101,12 +100,7 @@ impl EventWriter {
         if self.done {
             return;
         }
-        let mut events: Vec<String> = Vec::new();
-        self.decoder.feed(chat_sse, |e| {
-            events.push(e.data.to_string());
-            ControlFlow::Continue(())
-        });
-        for data in events {
+        for (_, data) in super::complete_events(&mut self.decoder, chat_sse) {
             if self.done {
                 return;
             }

@@ -22,6 +22,7 @@ mod request;
 mod response;
 mod write;
 
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
@@ -29,6 +30,7 @@ use serde_json::{Map, Value};
 use crate::error::GatewayError;
 use crate::provider::registry::WireApi;
 use crate::provider::{Guarded, ProviderKind, Translator};
+use crate::sse::SseDecoder;
 
 pub use request::parse;
 
@@ -52,6 +54,17 @@ pub struct ResponsesCall {
     /// Request fields a Response object repeats (`instructions`, `tools`, `tool_choice`,
     /// `temperature`, ...).
     pub echo: Map<String, Value>,
+}
+
+/// The events `bytes` complete, as (event name, data): one decoding loop for the module's
+/// two streams.
+fn complete_events(decoder: &mut SseDecoder, bytes: &[u8]) -> Vec<(String, String)> {
+    let mut events = Vec::new();
+    decoder.feed(bytes, |e| {
+        events.push((e.event.unwrap_or_default().to_string(), e.data.to_string()));
+        ControlFlow::Continue(())
+    });
+    events
 }
 
 /// True when deployments of `kind` speak the Responses API themselves.

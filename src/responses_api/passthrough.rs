@@ -3,8 +3,6 @@
 //! read from the final Response object or the `response.completed` event (or
 //! `response.incomplete` / `response.failed`, which also end a stream).
 
-use std::ops::ControlFlow;
-
 use serde_json::{Map, Value};
 
 use super::response::usage_of;
@@ -136,20 +134,15 @@ impl Translator for Passthrough {
     fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(chunk);
         let mut usage = None;
-        self.decoder.feed(chunk, |e| {
-            let named = e.event.is_some_and(|n| FINAL_EVENTS.contains(&n));
+        for (event, data) in super::complete_events(&mut self.decoder, chunk) {
             // The type is the event's first field as OpenAI writes it; the name may be absent.
-            let typed = || {
-                let head = e.data.get(..64).unwrap_or(e.data);
-                FINAL_EVENTS.iter().any(|t| head.contains(t))
-            };
-            if named || typed() {
-                if let Ok(v) = serde_json::from_str::<Value>(e.data) {
+            let head = data.get(..64).unwrap_or(&data);
+            if FINAL_EVENTS.iter().any(|t| event == *t || head.contains(t)) {
+                if let Ok(v) = serde_json::from_str::<Value>(&data) {
                     usage = v.pointer("/response/usage").and_then(usage_of);
                 }
             }
-            ControlFlow::Continue(())
-        });
+        }
         if usage.is_some() {
             self.usage = usage;
         }

@@ -141,10 +141,12 @@ pub fn parse(body: &[u8]) -> Result<ResponsesCall, GatewayError> {
             "`prompt` names a prompt template stored at OpenAI",
         )));
     }
-    let echo: Map<String, Value> = ECHOED
-        .iter()
-        .filter_map(|f| Some((f.to_string(), request.get(*f)?.clone())))
-        .collect();
+    let mut echo = Map::new();
+    for f in ECHOED {
+        if let Some(v) = request.get(*f) {
+            echo.insert(f.to_string(), v.clone());
+        }
+    }
     Ok(ResponsesCall {
         chat_body: chat,
         stream,
@@ -163,7 +165,9 @@ fn bridge_refusal(param: &str, what: &str) -> GatewayError {
     .with_code("unsupported_by_provider")
 }
 
-fn invalid(param: String, message: String) -> GatewayError {
+/// A 400 about `param`: "`param` <rule>".
+fn invalid(param: String, rule: &str) -> GatewayError {
+    let message = format!("`{param}` {rule}");
     GatewayError::invalid_param(param, message)
 }
 
@@ -187,9 +191,10 @@ struct ChatBuilder {
 }
 
 impl ChatBuilder {
-    fn refuse(&mut self, param: String, what: String) {
+    /// Keeps the bridge's refusal of `param`, whose value is `value`.
+    fn refuse(&mut self, param: String, value: &str) {
         if self.refusal.is_none() {
-            self.refusal = Some(bridge_refusal(&param, &what));
+            self.refusal = Some(bridge_refusal(&param, &format!("`{param}` is `{value}`")));
         }
     }
 
@@ -230,10 +235,7 @@ impl ChatBuilder {
     /// One input item.
     fn item(&mut self, i: usize, item: &Value) -> Result<(), GatewayError> {
         let Value::Object(o) = item else {
-            return Err(invalid(
-                format!("input[{i}]"),
-                format!("`input[{i}]` must be an object"),
-            ));
+            return Err(invalid(format!("input[{i}]"), "must be an object"));
         };
         let kind = match o.get("type") {
             Some(Value::String(t)) => t.as_str(),
@@ -241,7 +243,7 @@ impl ChatBuilder {
             _ => {
                 return Err(invalid(
                     format!("input[{i}].type"),
-                    format!("`input[{i}]` needs a `type` (or a `role` for a message)"),
+                    "is required (or a `role` for a message)",
                 ))
             }
         };
@@ -277,10 +279,7 @@ impl ChatBuilder {
                                 ),
                                 other => self.refuse(
                                     format!("input[{i}].output[{j}].type"),
-                                    format!(
-                                        "`input[{i}].output[{j}]` is a `{}` part in a tool output",
-                                        other.unwrap_or("?")
-                                    ),
+                                    other.unwrap_or("?"),
                                 ),
                             }
                         }
@@ -289,7 +288,7 @@ impl ChatBuilder {
                     _ => {
                         return Err(invalid(
                             format!("input[{i}].output"),
-                            format!("`input[{i}].output` must be a string or an array of parts"),
+                            "must be a string or an array of parts",
                         ))
                     }
                 };
@@ -306,10 +305,7 @@ impl ChatBuilder {
             // The bridge is stateless and no other provider reads OpenAI's reasoning.
             "reasoning" => Ok(()),
             other => {
-                self.refuse(
-                    format!("input[{i}].type"),
-                    format!("`input[{i}]` is a `{other}` item"),
-                );
+                self.refuse(format!("input[{i}].type"), other);
                 Ok(())
             }
         }
@@ -323,7 +319,7 @@ impl ChatBuilder {
             _ => {
                 return Err(invalid(
                     format!("input[{i}].role"),
-                    format!("`input[{i}].role` must be user, assistant, system or developer"),
+                    "must be user, assistant, system or developer",
                 ))
             }
         };
@@ -342,7 +338,7 @@ impl ChatBuilder {
                             let Some(text) = p.get(field).and_then(Value::as_str) else {
                                 return Err(invalid(
                                     format!("{param}.{field}"),
-                                    format!("`{param}.{field}` must be a string"),
+                                    "must be a string",
                                 ));
                             };
                             texts.push(text);
@@ -353,10 +349,8 @@ impl ChatBuilder {
                         }
                         Some("input_image") => {
                             let Some(url) = p.get("image_url").and_then(Value::as_str) else {
-                                self.refuse(
-                                    format!("{param}.file_id"),
-                                    format!("`{param}` is an image by `file_id` (a file stored at OpenAI)"),
-                                );
+                                let file = p.get("file_id").and_then(Value::as_str);
+                                self.refuse(format!("{param}.file_id"), file.unwrap_or("?"));
                                 continue;
                             };
                             only_text = false;
@@ -369,24 +363,16 @@ impl ChatBuilder {
                             parts.extend_from_slice(b"}}");
                         }
                         Some(other) => {
-                            self.refuse(
-                                format!("{param}.type"),
-                                format!("`{param}` is an `{other}` part"),
-                            );
+                            self.refuse(format!("{param}.type"), other);
                         }
-                        None => {
-                            return Err(invalid(
-                                format!("{param}.type"),
-                                format!("`{param}` needs a `type`"),
-                            ))
-                        }
+                        None => return Err(invalid(format!("{param}.type"), "is required")),
                     }
                 }
             }
             _ => {
                 return Err(invalid(
                     format!("input[{i}].content"),
-                    format!("`input[{i}].content` must be a string or an array of parts"),
+                    "must be a string or an array of parts",
                 ))
             }
         }
@@ -418,7 +404,7 @@ fn text_field<'a>(
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         _ => Err(invalid(
             format!("input[{i}].{name}"),
-            format!("`input[{i}].{name}` must be a non-empty string"),
+            "must be a non-empty string",
         )),
     }
 }
@@ -444,7 +430,7 @@ fn write_tools(chat: &mut Vec<u8>, tools: &Value) -> Result<Option<GatewayError>
                 else {
                     return Err(invalid(
                         format!("tools[{i}].name"),
-                        format!("`tools[{i}].name` is required for a function tool"),
+                        "is required for a function tool",
                     ));
                 };
                 sep(&mut out);
@@ -459,18 +445,13 @@ fn write_tools(chat: &mut Vec<u8>, tools: &Value) -> Result<Option<GatewayError>
             }
             Some(other) => {
                 if refusal.is_none() {
-                    refusal = Some(bridge_refusal(
-                        &format!("tools[{i}].type"),
-                        &format!("`tools[{i}]` is a `{other}` tool (only `function` tools can be bridged)"),
-                    ));
+                    let param = format!("tools[{i}].type");
+                    let what =
+                        format!("`{param}` is `{other}` (only `function` tools can be bridged)");
+                    refusal = Some(bridge_refusal(&param, &what));
                 }
             }
-            None => {
-                return Err(invalid(
-                    format!("tools[{i}].type"),
-                    format!("`tools[{i}].type` is required"),
-                ))
-            }
+            None => return Err(invalid(format!("tools[{i}].type"), "is required")),
         }
     }
     if !out.is_empty() {
@@ -508,7 +489,7 @@ fn write_tool_choice(
             },
             Some(other) => Ok(Err(bridge_refusal(
                 "tool_choice.type",
-                &format!("`tool_choice` forces a `{other}` tool"),
+                &format!("`tool_choice.type` is `{other}`"),
             ))),
             None => Err(GatewayError::invalid_param(
                 "tool_choice.type",

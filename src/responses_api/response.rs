@@ -53,13 +53,14 @@ impl Head {
     pub fn of(chat: &Value) -> Head {
         let raw = chat.get("id").and_then(Value::as_str).unwrap_or("gateway");
         let raw = raw.strip_prefix("chatcmpl-").unwrap_or(raw);
-        let clean: String = raw
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-            .take(64)
-            .collect();
+        let mut id = String::from("resp_");
+        for b in raw.bytes().take(64) {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                id.push(char::from(b));
+            }
+        }
         Head {
-            id: format!("resp_{clean}"),
+            id,
             created: chat.get("created").and_then(Value::as_u64).unwrap_or(0),
             model: chat
                 .get("model")
