@@ -136,8 +136,10 @@ impl Translator for Passthrough {
         let mut usage = None;
         for (event, data) in super::complete_events(&mut self.decoder, chunk) {
             // The type is the event's first field as OpenAI writes it; the name may be absent.
-            let head = data.get(..64).unwrap_or(&data);
-            if FINAL_EVENTS.iter().any(|t| event == *t || head.contains(t)) {
+            let head = data.as_bytes().get(..64).unwrap_or(data.as_bytes());
+            let is_final =
+                |t: &&str| event == *t || crate::bytes::find(head, t.as_bytes()).is_some();
+            if FINAL_EVENTS.iter().any(is_final) {
                 if let Ok(v) = serde_json::from_str::<Value>(&data) {
                     usage = v.pointer("/response/usage").and_then(usage_of);
                 }

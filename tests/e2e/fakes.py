@@ -997,7 +997,9 @@ def _main(argv: Optional[list] = None) -> int:
     demo.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 
-    # The OpenAI demo also speaks the Responses API (what Codex sends).
+    # The OpenAI demo also speaks the Responses API (what Codex sends); run as a script,
+    # this module is `__main__`, and the Responses fake must extend this very module.
+    sys.modules.setdefault("fakes", sys.modules[__name__])
     from responses_fakes import ResponsesOpenAIFake
     cls = AnthropicFake if args.kind == "anthropic" else ResponsesOpenAIFake
     fake = cls(port=args.port, host=args.host, name=f"demo-{args.kind}", verbose=args.verbose)
