@@ -114,7 +114,7 @@ impl Case {
         for (i, p) in pieces.iter().enumerate() {
             t.stream(p, i == last, &mut out);
         }
-        (String::from_utf8(out).unwrap(), t.stream_usage())
+        (String::from_utf8_lossy(&out).into_owned(), t.stream_usage())
     }
 }
 
@@ -235,4 +235,106 @@ fn endpoint_table_cites_existing_tests() {
         }
     }
     assert!(cited >= 20, "{cited} citations");
+}
+
+/// A small deterministic generator for the mutation test.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mutates `bytes` a few times: a byte changed, removed, duplicated, or a JSON-ish token
+/// inserted.
+fn mutate(rng: &mut XorShift, bytes: &[u8]) -> Vec<u8> {
+    const TOKENS: &[&[u8]] = &[
+        b"null",
+        b"[]",
+        b"{}",
+        b"\"",
+        b"\\u0000",
+        b"-1",
+        b"1e999",
+        b"\n\n",
+        b"data: ",
+        b"{\"error\":{}}",
+        b"\"type\":\"function_call\"",
+        b"\"index\":7",
+        b"[DONE]",
+    ];
+    let mut out = bytes.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(out.len() + 1);
+        match rng.below(4) {
+            0 if at < out.len() => out[at] = rng.next() as u8,
+            1 if at < out.len() => {
+                out.remove(at);
+            }
+            2 => {
+                let end = (at + rng.below(40)).min(out.len());
+                let copy = out[at..end].to_vec();
+                out.splice(at..at, copy);
+            }
+            _ => {
+                let token = TOKENS[rng.below(TOKENS.len())];
+                out.splice(at..at, token.iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// Mutated requests, streams and answers never panic, and what a bridged stream writes is
+/// always well-formed events.
+#[test]
+fn mutated_inputs_never_panic() {
+    let mut rng = XorShift(0x5eed_1234_abcd_0042);
+    for dir in cases() {
+        let case = Case::load(&dir);
+        for _ in 0..150 {
+            let request = mutate(&mut rng, &case.request);
+            if let Ok(call) = responses_api::parse(&request) {
+                let mut t = responses_api::translator_for(case.kind, Rc::new(call));
+                let _ = t.request(&request, &common::target_for(case.kind));
+            }
+        }
+        let Ok((_, _)) = case.translator() else {
+            continue;
+        };
+        if let Some(sse) = read(&dir, "upstream.sse") {
+            for _ in 0..150 {
+                let bytes = mutate(&mut rng, &sse);
+                let cut = rng.below(bytes.len() + 1);
+                let (out, _) = case.stream(&[&bytes[..cut], &bytes[cut..]]);
+                if responses_api::speaks_responses(case.kind) {
+                    continue;
+                }
+                for event in out.split("\n\n").filter(|e| !e.is_empty()) {
+                    let data = event.lines().nth(1).and_then(|l| l.strip_prefix("data: "));
+                    let parsed = data.and_then(|d| serde_json::from_str::<Value>(d).ok());
+                    assert!(parsed.is_some(), "{}: {event}", dir.display());
+                }
+            }
+        }
+        if let Some(body) = read(&dir, "upstream_response.json") {
+            for _ in 0..150 {
+                let (mut t, _) = case.translator().unwrap();
+                let answer = t.response(200, &mutate(&mut rng, &body));
+                assert!(
+                    serde_json::from_slice::<Value>(&answer.body).is_ok(),
+                    "{}",
+                    dir.display()
+                );
+            }
+        }
+    }
 }

@@ -55,7 +55,11 @@ def oai():
 def rgw(tmp_path_factory, oai, anthropic_fake):
     keys = {"virtual_keys": [{"name": "codex", "key_sha256": key_sha256(CODEX_KEY),
                               "models": ["gpt-test", "claude-test"], "max_budget": 5.0}]}
-    g = start_gateway(tmp_path_factory.mktemp("responses"), oai, anthropic_fake, config_extra=keys)
+    # `gpt-fb` is the OpenAI deployment again, falling back to Anthropic through the bridge.
+    fb = {"model_name": "gpt-fb", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": f"{oai.url}/v1", "api_key": "os.environ/FAKE_OPENAI_KEY"}}
+    g = start_gateway(tmp_path_factory.mktemp("responses"), oai, anthropic_fake, config_extra=keys,
+                      extra_models=[fb], router_settings={"fallbacks": [{"gpt-fb": ["claude-test"]}]})
     try:
         yield g
     finally:
@@ -134,6 +138,16 @@ def test_passthrough_stream_with_a_function_tool_round_trip(r, oai):
                {"type": "function_call_output", "call_id": "call_w1", "output": "sunny"}])
     assert second.output_text == "Sunny in Paris."
     assert oai.last.json["input"][-1] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny"}
+
+
+def test_a_429_falls_back_from_openai_to_the_bridge(r, oai, anthropic_fake):
+    oai.enqueue(Reply(status=429, json={"error": {"message": "Rate limit reached", "type": "requests",
+                                                  "param": None, "code": "rate_limit_exceeded"}}))
+    raw = r.client().responses.with_raw_response.create(model="gpt-fb", input="Hello!", store=False)
+    resp = raw.parse()
+    assert raw.headers["x-llm-attempts"] == "2" and raw.headers["x-llm-provider"] == "anthropic"
+    assert resp.output_text == "echo: Hello!" and resp.object == "response"
+    assert oai.last.path == "/v1/responses" and anthropic_fake.last.path == "/v1/messages"
 
 
 # ---------------------------------------------------------------------------------------------
