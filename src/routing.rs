@@ -48,8 +48,9 @@ pub const COST_STATE: &str = "llm_cost_micro_usd";
 /// Filter state the upstream instance writes when an answer ends, only when tracing is
 /// configured: its cost in USD as a decimal (a span attribute; Envoy cannot divide).
 pub const COST_USD_STATE: &str = "llm_cost_usd";
-/// Filter state naming the operation of a request other than chat (`responses`), for the
-/// access log; chat requests leave it unset (a property write costs every request).
+/// Filter state naming the operation of a request other than chat (`responses`), for an
+/// attempt that gets no hand-off; chat requests leave it unset (a property write costs
+/// every request).
 pub const OPERATION_STATE: &str = "llm_operation";
 
 /// Key, in [`METADATA_NAMESPACE`] route metadata, of the GenAI operation (`chat`).

@@ -385,7 +385,7 @@ impl HttpContext for DownstreamHttp {
         }
         if is_responses {
             self.operation = crate::responses_api::OPERATION;
-            // For the access log, and for an attempt that gets no hand-off.
+            // For an attempt that gets no hand-off.
             let _ = host::set_property(&[routing::OPERATION_STATE], self.operation.as_bytes());
         }
         if is_models {

@@ -459,13 +459,9 @@ mod tests {
         );
         assert!(hcm(&b).get("tracing").is_none());
         assert!(b.get("stats_sinks").is_none());
-        // No route metadata lookup and no trace id per line: no cost without spans.
+        // No operation lookup and no trace id per line: no cost without spans.
         let fields = &hcm(&b)["access_log"][0]["typed_config"]["log_format"]["json_format"];
-        assert_eq!(
-            fields["operation"],
-            "%FILTER_STATE(wasm.llm_operation:PLAIN)%"
-        );
-        assert!(fields.get("trace_id").is_none());
+        assert!(fields.get("operation").is_none() && fields.get("trace_id").is_none());
         let text = b.to_string();
         assert!(!text.contains(CLUSTER) && !text.contains("opentelemetry"));
     }

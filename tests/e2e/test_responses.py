@@ -75,13 +75,14 @@ def r(rgw, oai, anthropic_fake, request):
 
 
 def access_log(g, count_at_least: int = 0, key: str = "codex") -> list:
-    """The access-log lines of `/v1/responses` requests made with `key`, once there are
-    `count_at_least` of them (Envoy writes its access log in the background)."""
+    """The access-log lines of requests made with `key` (only `/v1/responses` requests use
+    it), once there are `count_at_least` of them (Envoy writes its access log in the
+    background)."""
     deadline = time.monotonic() + 15
     lines: list = []
     while time.monotonic() < deadline:
         lines = [json.loads(l) for l in g.envoy.log_text().splitlines() if l.startswith("{")]
-        lines = [l for l in lines if l.get("operation") == "responses" and l.get("key") == key]
+        lines = [l for l in lines if l.get("key") == key and l.get("method") == "POST"]
         if len(lines) >= count_at_least:
             break
         time.sleep(0.3)
