@@ -29,7 +29,7 @@ OCI_DIR ?= target/oci
 OCI_REPO ?= registry.example.com/llm-gateway
 OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: help setup toolchain binaryen python phoenix claude-code test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
+.PHONY: help setup toolchain binaryen python phoenix claude-code codex test-deps build render render-istio oci run test unit e2e lint clean fuzz soak
 
 help:
 	@echo "make run   - build, render and start Envoy with the gateway on :4000 (demo model needs no key)"
@@ -51,11 +51,23 @@ setup: toolchain python
 ## CNCF distribution registry (the OCI image round trip), Redis and webdis (the shared
 ## spend store and response cache).
 TEST_DEBS := prometheus docker-registry redis-server webdis
-test-deps: phoenix claude-code
+test-deps: phoenix claude-code codex
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v docker-registry >/dev/null \
 	  && command -v redis-server >/dev/null && command -v webdis >/dev/null || { \
 	  echo "installing Debian's $(TEST_DEBS) packages (end-to-end tests)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_DEBS) >/dev/null; }
+
+## Codex, OpenAI's coding agent, for the end-to-end test of /v1/responses
+## (tests/e2e/test_responses.py): from npm at a pinned version, cached outside the checkout.
+CODEX_VERSION := 0.171.0
+CODEX_DIR     ?= $(HOME)/.cache/llm-gateway/codex-$(CODEX_VERSION)
+CODEX_BIN     := $(CODEX_DIR)/node_modules/.bin/codex
+
+$(CODEX_BIN):
+	@command -v npm >/dev/null || { echo "npm is needed to install Codex (@openai/codex)"; exit 1; }
+	npm install --no-audit --no-fund --silent --prefix $(CODEX_DIR) @openai/codex@$(CODEX_VERSION)
+
+codex: $(CODEX_BIN)
 
 toolchain:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -160,7 +172,7 @@ unit:
 
 e2e: setup test-deps build
 	ENVOY_BIN=$(ENVOY) LLM_GATEWAY_WASM=$(WASM) LLM_GATEWAY_BIN=$(CLI) PHOENIX_BIN=$(PHOENIX_VENV)/bin/phoenix \
-	  CLAUDE_CODE_BIN=$(CLAUDE_CODE_BIN) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
+	  CLAUDE_CODE_BIN=$(CLAUDE_CODE_BIN) CODEX_BIN=$(CODEX_BIN) $(PYTHON) -m pytest tests/e2e -q -p no:cacheprovider
 
 test: setup test-deps build lint unit e2e
 

@@ -48,6 +48,7 @@ pub mod preflight;
 pub mod pricing;
 pub mod provider;
 pub mod request;
+pub mod responses_api;
 pub mod routing;
 pub mod secrets;
 pub mod sse;

@@ -52,6 +52,7 @@ pub const STAT_TAGS: &[(&str, &str)] = &[
     ("upstream_model", r"(\.upstream_model=([^;]*);)"),
     ("key", r"(\.key=([^;]*);)"),
     ("team", r"(\.team=([^;]*);)"),
+    ("operation", r"(\.operation=([^;]*);)"),
     ("status_class", r"(\.status_class=([^;]*);)"),
     ("status", r"(\.status=([^;]*);)"),
     ("token_type", r"(\.token_type=([^;]*);)"),
@@ -66,7 +67,8 @@ pub const EMBEDDINGS_OPERATION: &str = "embeddings";
 /// How one request ended: everything the stats need, gathered by the downstream instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// The API the client called (`chat`, `embeddings`, `messages`, `count_tokens`).
+    /// The API the client called (`chat`, `embeddings`, `messages`, `count_tokens`,
+    /// `responses`).
     pub operation: &'static str,
     /// The alias the client asked for (empty when the request never named a known one).
     pub model: String,

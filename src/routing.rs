@@ -53,8 +53,8 @@ pub const COST_STATE: &str = "llm_cost_micro_usd";
 pub const COST_USD_STATE: &str = "llm_cost_usd";
 /// Key, in [`METADATA_NAMESPACE`] route metadata, of the GenAI operation (`chat`).
 pub const OPERATION_METADATA_KEY: &str = "operation";
-/// Filter state naming the API the client called (`messages`, `count_tokens`; `chat` only
-/// when tracing is on), for the access log.
+/// Filter state naming the API the client called (`embeddings`, `messages`,
+/// `count_tokens`, `responses`; `chat` only when tracing is on), for the access log.
 pub const OPERATION_STATE: &str = "llm_operation";
 /// Filter state the upstream instance writes, without a hand-off, when the usage it
 /// published is the answer's final one.

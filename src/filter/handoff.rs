@@ -58,6 +58,8 @@ pub struct Handed {
     /// Messages request: an earlier attempt to another provider removes them from the
     /// shared header map.
     pub anthropic_headers: Rc<[(&'static str, String)]>,
+    /// A `/v1/responses` request (`chat` is its chat form).
+    pub responses: Option<Rc<crate::responses_api::ResponsesCall>>,
 }
 
 /// The parsed request, by endpoint.
@@ -70,7 +72,7 @@ pub enum HandedRequest {
 }
 
 /// Filter-state name of the hand-off (`<vm token>:<id>`, then `:m` for a Messages request,
-/// `:c` for `count_tokens` and `:e` for embeddings, which attempts need even without an
+/// `:c` for `count_tokens`, `:e` for embeddings and `:r` for Responses, which attempts need even without an
 /// entry).
 pub const HANDOFF_STATE: &str = "llm_request_handoff";
 
@@ -106,6 +108,7 @@ fn api_suffix(api: InboundApi) -> &'static str {
         InboundApi::Messages => ":m",
         InboundApi::CountTokens => ":c",
         InboundApi::Embeddings => ":e",
+        InboundApi::Responses => ":r",
     }
 }
 
@@ -159,6 +162,7 @@ pub fn lookup(body: &[u8]) -> (InboundApi, Option<Handed>) {
         Some((rest, "m")) => (rest, InboundApi::Messages),
         Some((rest, "c")) => (rest, InboundApi::CountTokens),
         Some((rest, "e")) => (rest, InboundApi::Embeddings),
+        Some((rest, "r")) => (rest, InboundApi::Responses),
         _ => (name.as_str(), InboundApi::Chat),
     };
     (api, find(name, body))

@@ -27,6 +27,7 @@ use crate::provider::{
     stream_content_type_preamble, translator_for, StreamPreamble, Target, TranslatedResponse,
     Translator,
 };
+use crate::responses_api;
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
 use crate::usage::{Usage, UsageBound};
 
@@ -303,19 +304,40 @@ impl UpstreamHttp {
             HandedRequest::Chat(chat) => Some(Rc::clone(chat)),
             HandedRequest::Embeddings => None,
         });
+        let responses = match (&handed, api) {
+            (Some(h), _) => h.responses.clone(),
+            // Without a hand-off, the hand-off's name still says the client spoke Responses.
+            (None, InboundApi::Responses) => Some(Rc::new(responses_api::parse(&body)?)),
+            (None, _) => None,
+        };
         let (mut translator, usage_bound) = match api {
             InboundApi::Embeddings => (
                 crate::embeddings::translate::translator_for(deployment.provider),
-                crate::embeddings::EmbeddingsRequest::usage_bound(body_size as u64),
+                Some(crate::embeddings::EmbeddingsRequest::usage_bound(
+                    body_size as u64,
+                )),
             ),
             _ => {
-                let bound = match &chat {
-                    Some(chat) => UsageBound::for_request(chat, body_size as u64),
-                    None => UsageBound::for_body(body_size as u64),
+                // A stored conversation's prompt is not in the request: no bound.
+                let bound = if responses
+                    .as_ref()
+                    .is_some_and(|c| c.continues_stored.is_some())
+                {
+                    None
+                } else {
+                    Some(match &chat {
+                        Some(chat) => UsageBound::for_request(chat, body_size as u64),
+                        None => UsageBound::for_body(body_size as u64),
+                    })
                 };
-                let translator = match api {
-                    InboundApi::Chat => translator_for(deployment.provider),
-                    _ => messages_api::translator::translator(deployment.provider, api),
+                let translator = match (&responses, api) {
+                    (Some(call), _) => {
+                        responses_api::translator_for(deployment.provider, Rc::clone(call))
+                    }
+                    (None, InboundApi::Chat | InboundApi::Responses) => {
+                        translator_for(deployment.provider)
+                    }
+                    (None, _) => messages_api::translator::translator(deployment.provider, api),
                 };
                 (translator, bound)
             }
@@ -374,7 +396,7 @@ impl UpstreamHttp {
             ))
         })?;
         self.translator = Some(translator);
-        self.usage_bound = Some(usage_bound);
+        self.usage_bound = usage_bound;
         // The cost annotation is a chat usage chunk's; Anthropic's events carry none.
         self.usage_annotated = api.is_anthropic();
         if let Some(h) = handed {

@@ -32,6 +32,8 @@ pub enum InboundApi {
     CountTokens,
     /// `POST /v1/embeddings`.
     Embeddings,
+    /// `POST /v1/responses`.
+    Responses,
 }
 
 impl InboundApi {
@@ -42,6 +44,7 @@ impl InboundApi {
             InboundApi::Messages => "messages",
             InboundApi::CountTokens => "count_tokens",
             InboundApi::Embeddings => "embeddings",
+            InboundApi::Responses => "responses",
         }
     }
 

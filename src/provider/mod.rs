@@ -402,7 +402,7 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
 }
 
 /// The provider's own translator, unguarded.
-fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
+pub(crate) fn provider_translator(kind: ProviderKind) -> Box<dyn Translator> {
     let spec = kind.spec();
     match spec.wire {
         registry::WireApi::OpenAiChat | registry::WireApi::AzureOpenAi => {

@@ -1095,6 +1095,12 @@ def _demo_default(kind: str) -> Callable[[Recorded], Reply]:
                 f"You said: {question!r}" if question else
                 f"Hello from the demo provider! You are talking to {model}.")
         stream = body.get("stream") is True
+        if rec.path.endswith("/responses"):
+            from responses_fakes import last_input_text, message_item, responses_reply
+            question = last_input_text(body)
+            text = (f"Hello from the demo provider! You are talking to {model}. "
+                    f"You said: {question!r}")
+            return responses_reply([message_item(text)])(rec)
         if kind == "anthropic":
             if stream:
                 return Reply.sse(anthropic_stream(text, model=model, delay=0.02))
@@ -1116,14 +1122,18 @@ def _main(argv: Optional[list] = None) -> int:
     demo.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 
-    cls = AnthropicFake if args.kind == "anthropic" else OpenAIFake
+    # The OpenAI demo also speaks the Responses API (what Codex sends); run as a script,
+    # this module is `__main__`, and the Responses fake must extend this very module.
+    sys.modules.setdefault("fakes", sys.modules[__name__])
+    from responses_fakes import ResponsesOpenAIFake
+    cls = AnthropicFake if args.kind == "anthropic" else ResponsesOpenAIFake
     fake = cls(port=args.port, host=args.host, name=f"demo-{args.kind}", verbose=args.verbose)
     fake.set_default(_demo_default(args.kind))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     fake.start()
-    path = "/v1/messages" if args.kind == "anthropic" else "/v1/chat/completions"
+    path = "/v1/messages" if args.kind == "anthropic" else "/v1/chat/completions, /v1/responses"
     print(f"demo {args.kind} provider listening on {fake.url} ({path})", flush=True)
     while not stop.wait(0.5):
         # keep memory bounded when it runs for a long time

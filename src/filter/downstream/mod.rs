@@ -37,6 +37,8 @@ enum Endpoint {
     Chat,
     /// `POST /v1/embeddings`, waiting for its body (see [`embeddings`]).
     Embeddings,
+    /// `POST /v1/responses`, waiting for its body.
+    Responses,
 }
 
 mod embeddings;
@@ -53,7 +55,8 @@ pub struct DownstreamHttp {
     status: u16,
     alias: Option<String>,
     stream: bool,
-    /// Only model requests (chat, embeddings) are counted in the model stats.
+    /// Only model requests (chat, embeddings, messages, responses) are counted in the
+    /// model stats.
     counted: bool,
     /// The authenticated key (`None` for the master key).
     key: Option<usize>,
@@ -85,6 +88,8 @@ pub struct DownstreamHttp {
     api: InboundApi,
     /// A Messages request's `anthropic-beta` and `anthropic-version`, for the attempts.
     anthropic_headers: Vec<(&'static str, String)>,
+    /// A Responses request, parsed, for the attempts.
+    responses: Option<Rc<crate::responses_api::ResponsesCall>>,
 }
 
 impl Drop for DownstreamHttp {
@@ -121,6 +126,7 @@ impl DownstreamHttp {
             cache: None,
             api: InboundApi::Chat,
             anthropic_headers: Vec::new(),
+            responses: None,
         }
     }
 
@@ -279,9 +285,19 @@ impl DownstreamHttp {
                     .reply_error(&GatewayError::internal("could not read the request body"));
             }
         };
-        let parsed = match self.api {
-            InboundApi::Chat => parse_chat_request(&body),
-            api => messages_api::request::parse(&body, api == InboundApi::CountTokens)
+        let responses = if self.api == InboundApi::Responses {
+            match crate::responses_api::parse(&body) {
+                Ok(call) => Some(Rc::new(call)),
+                Err(e) => return self.reply_error(&e),
+            }
+        } else {
+            None
+        };
+        self.responses.clone_from(&responses);
+        let parsed = match (&responses, self.api) {
+            (Some(call), _) => parse_chat_request(&call.chat_body),
+            (None, InboundApi::Chat | InboundApi::Responses) => parse_chat_request(&body),
+            (None, api) => messages_api::request::parse(&body, api == InboundApi::CountTokens)
                 .and_then(|v| messages_api::request::to_chat_request(&v)),
         };
         let request = match parsed {
@@ -399,6 +415,7 @@ impl DownstreamHttp {
             request,
             report: Rc::default(),
             anthropic_headers: std::mem::take(&mut self.anthropic_headers).into(),
+            responses: self.responses.take(),
         };
         let report = Rc::clone(&handed.report);
         self.handoff = handoff::register(handed, body, self.api);
@@ -456,11 +473,14 @@ impl HttpContext for DownstreamHttp {
         let is_models = matches!(path, "/v1/models" | "/models");
         let is_chat = matches!(path, "/v1/chat/completions" | "/chat/completions");
         let is_embeddings = !is_chat && matches!(path, "/v1/embeddings" | "/embeddings");
+        let is_responses = !is_chat && matches!(path, "/v1/responses" | "/responses");
 
         if is_embeddings {
             self.api = InboundApi::Embeddings;
+        } else if is_responses {
+            self.api = InboundApi::Responses;
         }
-        if !is_models && !is_chat && !is_embeddings {
+        if !is_models && !is_chat && !is_embeddings && !is_responses {
             match messages_api_of(path) {
                 Some(api) => self.api = api,
                 None if method == "HEAD" && matches!(path, "/" | "/api/hello") => {
@@ -470,7 +490,7 @@ impl HttpContext for DownstreamHttp {
                 None => {
                     let e = GatewayError::new(
                         ErrorKind::NotFound,
-                        format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models."),
+                        format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models."),
                     )
                     .with_code("unknown_url");
                     return self.reply_error(&e);
@@ -496,7 +516,7 @@ impl HttpContext for DownstreamHttp {
         if let Err(e) = self.authenticate(token, now / 1_000_000_000) {
             return self.reply_error(&e);
         }
-        if is_chat || is_embeddings || self.api == InboundApi::Messages {
+        if is_chat || is_embeddings || is_responses || self.api == InboundApi::Messages {
             self.counted = true;
             self.started_nanos = now;
         }
@@ -566,6 +586,8 @@ impl HttpContext for DownstreamHttp {
         self.strip_client_headers(headers.as_deref());
         self.endpoint = if is_embeddings {
             Endpoint::Embeddings
+        } else if is_responses {
+            Endpoint::Responses
         } else {
             Endpoint::Chat
         };
