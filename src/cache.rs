@@ -12,7 +12,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
+use crate::config::model::ConfigError;
 
 const AT: &str = "general_settings.response_cache";
 
@@ -84,7 +84,7 @@ pub(crate) fn validate(
     aliases: &[String],
     keys: &[String],
 ) -> Result<ResponseCache, ConfigError> {
-    use crate::ledger::{bounded, section, text};
+    use crate::limits::ledger::{bounded, section, text};
     let map = section(raw, AT, &FIELDS)?;
     let models = names(map, "models")?;
     let cached_keys = names(map, "keys")?;
@@ -247,13 +247,13 @@ pub fn store_key(key: &str) -> String {
 
 /// The webdis request reading an entry.
 pub fn store_get_body(key: &str) -> Vec<u8> {
-    crate::ledger::command_body("GET", &[store_key(key).as_bytes()])
+    crate::limits::ledger::command_body("GET", &[store_key(key).as_bytes()])
 }
 
 /// The webdis request writing an entry that Redis drops after `ttl` seconds.
 pub fn store_set_body(key: &str, entry: &[u8], ttl: u64) -> Vec<u8> {
     let ttl = ttl.to_string();
-    crate::ledger::command_body(
+    crate::limits::ledger::command_body(
         "SET",
         &[store_key(key).as_bytes(), entry, b"EX", ttl.as_bytes()],
     )

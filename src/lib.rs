@@ -24,22 +24,17 @@
     )
 )]
 
-pub mod accounting;
 pub mod auth;
-pub mod byte_budget;
 pub mod bytes;
 pub mod cache;
-pub mod chains;
 pub mod config;
 pub mod embeddings;
 pub mod error;
 pub mod hashing;
 pub mod header_map;
 pub mod header_policy;
-pub mod json_path;
-pub mod json_scan;
-pub mod keys;
-pub mod ledger;
+pub mod json;
+pub mod limits;
 pub mod messages_api;
 pub mod metrics;
 pub mod openai;
@@ -59,13 +54,6 @@ pub mod usage;
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::indexing_slicing)]
 pub mod render;
-
-#[cfg(not(target_arch = "wasm32"))]
-#[allow(clippy::indexing_slicing)]
-pub mod render_istio;
-
-#[cfg(not(target_arch = "wasm32"))]
-pub mod oci;
 
 #[cfg(target_arch = "wasm32")]
 pub mod filter;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{check_env_name, ConfigError, Endpoint, Secret};
+use crate::config::model::{check_env_name, ConfigError, Endpoint, Secret};
 use crate::openai::chat::ChatRequest;
 
 const AT: &str = "general_settings.opentelemetry";
@@ -267,11 +267,11 @@ mod tests {
             vec![
                 (
                     "authorization".to_string(),
-                    crate::config::Secret::Env("LANGFUSE_AUTH".into())
+                    crate::config::model::Secret::Env("LANGFUSE_AUTH".into())
                 ),
                 (
                     "x-project".to_string(),
-                    crate::config::Secret::Literal("demo".into())
+                    crate::config::model::Secret::Literal("demo".into())
                 ),
             ]
         );

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{ConfigError, GatewayConfig, Secret};
+use crate::config::model::{ConfigError, Secret};
+use crate::config::GatewayConfig;
 
 /// The master key of the README and `make run`: public, so never to be reachable from
 /// other machines.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::error::GatewayError;
-use crate::json_path;
+use crate::json;
 use crate::openai::{ChatRequest, Content, Role};
 
 /// Parses and checks a `/v1/chat/completions` body. Errors are 400s naming the field.
@@ -85,7 +85,7 @@ fn invalid_field(body: &[u8]) -> Result<(), GatewayError> {
             ))
         }
     }
-    json_path::from_value::<ChatRequest>(&value).map_err(|e| {
+    json::path::from_value::<ChatRequest>(&value).map_err(|e| {
         let message = format!("invalid `{}`: {}", e.path, e.message);
         GatewayError::invalid_param(e.path, message)
     })?;

@@ -3,8 +3,9 @@
 
 use serde::Serialize;
 
-use crate::chains::{RouteKind, RoutePlan};
-use crate::config::{Alias, GatewayConfig};
+use crate::config::chains::{RouteKind, RoutePlan};
+use crate::config::model::Alias;
+use crate::config::GatewayConfig;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Request header the downstream instance sets to the alias; the rendered routes match on

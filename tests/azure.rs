@@ -47,7 +47,7 @@ fn paths_and_credentials() {
     assert_eq!(sent["model"], "my-gpt-4o");
 }
 
-fn deployment(params: Value) -> Result<GatewayConfig, llm_gateway::config::ConfigError> {
+fn deployment(params: Value) -> Result<GatewayConfig, llm_gateway::config::model::ConfigError> {
     common::one_deployment(&params)
 }
 

@@ -5,7 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use llm_gateway::config::{GatewayConfig, ModelMode};
+use llm_gateway::config::model::ModelMode;
+use llm_gateway::config::GatewayConfig;
 use llm_gateway::embeddings::{parse_request, translate::translator_for};
 use llm_gateway::provider::{ProviderKind, ProviderOptions, Target};
 use serde_json::{json, Value};

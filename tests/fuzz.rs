@@ -52,10 +52,11 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use llm_gateway::accounting::{self, MemoryStore, RequestFacts, Settlement, Store};
 use llm_gateway::auth;
-use llm_gateway::config::{GatewayConfig, PluginConfig, Secret};
-use llm_gateway::keys::{self, BudgetDuration};
+use llm_gateway::config::keys::{self, BudgetDuration};
+use llm_gateway::config::model::Secret;
+use llm_gateway::config::{GatewayConfig, PluginConfig};
+use llm_gateway::limits::{self, MemoryStore, RequestFacts, Settlement, Store};
 use llm_gateway::openai::{annotate_usage_chunk, AnswerMeta, UsageBody};
 use llm_gateway::pricing::{self, PriceOverride};
 use llm_gateway::provider::registry::WireApi;
@@ -1370,15 +1371,15 @@ fn check_config(input: &BytesInput) -> Result<(), String> {
     }
     // Every key and team can be prepared, admitted and settled.
     let store = MemoryStore::new();
-    accounting::prepare(&store, &config.keys);
+    limits::prepare(&store, &config.keys);
     let request = parse_chat_request(MINIMAL_REQUEST).map_err(|e| e.to_string())?;
     for route in &config.routes {
         let facts = RequestFacts::for_route(&config, route, &request);
         let _ = facts.worst_case_micro_usd();
         for k in &config.keys.keys {
-            match accounting::admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610) {
+            match limits::admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610) {
                 Ok(a) => {
-                    let _ = accounting::settle(&store, a, Settlement::Failed, 1_773_489_611);
+                    let _ = limits::settle(&store, a, Settlement::Failed, 1_773_489_611);
                 }
                 Err(r) => check_status(r.error.status)?,
             }
@@ -1422,14 +1423,14 @@ fn check_request(input: &BytesInput) -> Result<(), String> {
                         let store = MemoryStore::new();
                         for k in &config.keys.keys {
                             let _ = keys::check_model(k, &alias.name);
-                            if let Ok(a) = accounting::admit(
+                            if let Ok(a) = limits::admit(
                                 &store,
                                 k,
                                 config.keys.team_of(k),
                                 &facts,
                                 1_773_489_610,
                             ) {
-                                accounting::settle(&store, a, Settlement::Failed, 1_773_489_611)
+                                limits::settle(&store, a, Settlement::Failed, 1_773_489_611)
                                     .map_err(|e| format!("settle: {e}"))?;
                             }
                         }
@@ -1977,9 +1978,9 @@ fn valid_record(rng: &mut Rng) -> Vec<u8> {
         input_price_per_token: 1e-6,
         output_price_per_token: 1e-6,
     };
-    let _ = accounting::admit(&store, key, config.keys.team_of(key), &facts, NOW);
+    let _ = limits::admit(&store, key, config.keys.team_of(key), &facts, NOW);
     store
-        .get(&accounting::key_store_key(&key.name))
+        .get(&limits::key_store_key(&key.name))
         .map(|(v, _)| v)
         .unwrap_or_else(|| b"v1 0 0 0 t0 0 0 0 0 0 0 0".to_vec())
 }
@@ -2070,10 +2071,10 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
     let team = config.keys.team_of(key);
     let store = MemoryStore::new();
     if let Some(v) = &input.key_value {
-        let _ = store.set(&accounting::key_store_key(&key.name), v, None);
+        let _ = store.set(&limits::key_store_key(&key.name), v, None);
     }
     if let (Some(v), Some(t)) = (&input.team_value, team) {
-        let _ = store.set(&accounting::team_store_key(&t.name), v, None);
+        let _ = store.set(&limits::team_store_key(&t.name), v, None);
     }
     let facts = RequestFacts {
         estimated_prompt_tokens: input.prompt_tokens,
@@ -2081,13 +2082,13 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
         input_price_per_token: 3e-6,
         output_price_per_token: 15e-6,
     };
-    let before = accounting::spend(&store, accounting::Account::Key(key), input.now);
-    match accounting::admit(&store, key, team, &facts, input.now) {
+    let before = limits::spend(&store, limits::Account::Key(key), input.now);
+    match limits::admit(&store, key, team, &facts, input.now) {
         Ok(admission) => {
-            for (name, value) in accounting::rate_limit_headers(&admission) {
+            for (name, value) in limits::rate_limit_headers(&admission) {
                 no_control(name, value.as_str())?;
             }
-            let during = accounting::spend(&store, accounting::Account::Key(key), input.now);
+            let during = limits::spend(&store, limits::Account::Key(key), input.now);
             if during.in_flight < 1 && !key.is_master {
                 return Err(format!("admitted but not in flight: {during:?}"));
             }
@@ -2103,9 +2104,9 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
                     so_far: None,
                 },
             };
-            accounting::settle(&store, admission, how, input.later)
+            limits::settle(&store, admission, how, input.later)
                 .map_err(|e| format!("settle: {e}"))?;
-            let after = accounting::spend(&store, accounting::Account::Key(key), input.now);
+            let after = limits::spend(&store, limits::Account::Key(key), input.now);
             // Settling frees the slot it took (a slot taken then is never still held).
             if input.later == input.now && after.in_flight > before.in_flight {
                 return Err(format!(
@@ -2126,9 +2127,9 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
         }
     }
     if let Some(t) = team {
-        let _ = accounting::spend(&store, accounting::Account::Team(t), input.later);
+        let _ = limits::spend(&store, limits::Account::Team(t), input.later);
     }
-    let _ = accounting::prepare(&store, &config.keys);
+    let _ = limits::prepare(&store, &config.keys);
     Ok(())
 }
 
@@ -2220,7 +2221,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
         }
     }
     let _ = pricing::format_usd(n);
-    let _ = accounting::format_dollars(n);
+    let _ = limits::format_dollars(n);
     let _ = keys::usd_to_micro(f);
     let facts = RequestFacts {
         estimated_prompt_tokens: n,

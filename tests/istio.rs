@@ -3,11 +3,11 @@
 //! as the standalone bootstrap (filters, clusters, routes) where Istio needs them.
 
 use llm_gateway::config::{FilterRole, GatewayConfig};
-use llm_gateway::render::{self, RenderOptions};
-use llm_gateway::render_istio::{
+use llm_gateway::render::istio::{
     ecds_name, render_istio, IstioOptions, ManifestFile, WasmSource, KEYS_SECRET, NAME,
     STATS_CONFIGMAP, UNROUTED_ROUTE,
 };
+use llm_gateway::render::{self, RenderOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -168,7 +168,7 @@ fn every_publisher_stream_on_vertex() {
     assert!(n >= 20, "only {n} streams");
 }
 
-fn vertex(params: Value) -> llm_gateway::config::Deployment {
+fn vertex(params: Value) -> llm_gateway::config::model::Deployment {
     let config = one_deployment(&params).unwrap_or_else(|e| panic!("{e}"));
     config.deployments[0].clone()
 }

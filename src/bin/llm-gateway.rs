@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use llm_gateway::auth;
+use llm_gateway::config::keys::{self, KeySpec};
 use llm_gateway::config::{FilterRole, GatewayConfig};
-use llm_gateway::keys::{self, KeySpec};
-use llm_gateway::oci;
 use llm_gateway::preflight;
-use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
-use llm_gateway::render_istio::{
+use llm_gateway::render::istio::{
     parse_namespace, parse_selector, render_istio, IstioOptions, WasmSource,
 };
+use llm_gateway::render::oci;
+use llm_gateway::render::{plugin_configuration, render_bootstrap, render_dynamic, RenderOptions};
 use serde_json::Value;
 
 /// An OpenAI-compatible LLM gateway inside Envoy: checks a gateway config, renders the

@@ -15,7 +15,7 @@ pub mod translate;
 
 use serde_json::Value;
 
-use crate::config::{Deployment, ModelMode};
+use crate::config::model::{Deployment, ModelMode};
 use crate::error::GatewayError;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::usage::UsageBound;

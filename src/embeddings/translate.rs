@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::{cohere_input_type, gemini_task_type, EmbeddingsRequest, Input};
 use crate::error::{ErrorKind, GatewayError};
-use crate::json_scan::Scan;
+use crate::json::scan::Scan;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::provider::{
     cohere, gemini, join_path, openai_compatible, openai_family, ProviderKind, Target,

@@ -9,7 +9,7 @@
 //! is never logged.
 
 use super::host::{self, Buffer, Map};
-use crate::config::Endpoint;
+use crate::config::model::Endpoint;
 use crate::provider::vertex::token::{
     self, SharedToken, FETCH_TIMEOUT_SECS, LEASE_KEY, RETRY_AFTER_SECS, TOKEN_KEY,
 };

@@ -1,5 +1,5 @@
 //! The shared spend ledger's host side: webdis calls, the queue of settlements in shared
-//! data, and the timer that writes it ([`crate::ledger`] holds the logic).
+//! data, and the timer that writes it ([`crate::limits::ledger`] holds the logic).
 
 use std::time::Duration;
 
@@ -7,8 +7,8 @@ use proxy_wasm::traits::Context;
 
 use super::host::{self, Buffer, Map};
 use super::stats;
-use crate::keys::KeyTable;
-use crate::ledger::{self, Pending, Reservation, Subject};
+use crate::config::keys::KeyTable;
+use crate::limits::ledger::{self, Pending, Reservation, Subject};
 use crate::metrics::{MetricKind, Record};
 
 /// Shared-data key bumped whenever a queue gains entries, so idle timers read one key.

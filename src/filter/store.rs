@@ -2,7 +2,7 @@
 //! shared by every worker's VM, so limits and budgets hold across threads.
 
 use super::host;
-use crate::accounting::{Store, StoreError};
+use crate::limits::{Store, StoreError};
 
 /// The shared-data store.
 pub struct SharedData;

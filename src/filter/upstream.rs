@@ -14,7 +14,7 @@ use super::host::{self, Buffer, Map};
 use super::root::Runtime;
 use super::stats;
 use super::worker_bytes::Holding;
-use crate::config::Deployment;
+use crate::config::model::Deployment;
 use crate::error::GatewayError;
 use crate::header_map;
 use crate::header_policy;

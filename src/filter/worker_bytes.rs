@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use crate::byte_budget::ByteBudget;
+use crate::limits::byte_budget::ByteBudget;
 
 thread_local! {
     static BUDGET: RefCell<ByteBudget> = const { RefCell::new(ByteBudget::new(u64::MAX)) };

@@ -14,7 +14,7 @@
 use serde_json::Value;
 
 use crate::error::GatewayError;
-use crate::json_scan::Scan;
+use crate::json::scan::Scan;
 use crate::openai::ChatRequest;
 
 /// Checks the fields every Messages request needs and returns the body as a value.

@@ -9,7 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{JsonText, RawJson};
+use crate::json::raw::RawJson;
+use crate::json::text::JsonText;
 
 /// `POST /v1/chat/completions` request body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -205,7 +206,7 @@ impl Content {
 // and could not keep its literal.
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Content, D::Error> {
-        let parsed = match super::json_text::text_or_raw(deserializer)? {
+        let parsed = match crate::json::text::text_or_raw(deserializer)? {
             Ok(text) => return Ok(Content::Text(text)),
             Err(raw) => serde_json::from_slice(raw.get().as_bytes()).map(Content::Parts),
         };

@@ -1,13 +1,9 @@
 //! The client-facing API: OpenAI Chat Completions wire types, no mapping logic.
 
 pub mod chat;
-pub mod json_text;
-pub mod raw_json;
 pub mod stream;
 
 pub use chat::*;
-pub use json_text::JsonText;
-pub use raw_json::RawJson;
 pub use stream::*;
 
 /// Path of the chat endpoint.

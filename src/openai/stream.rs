@@ -606,7 +606,7 @@ mod annotate_tests {
         assert_eq!(events.len(), 3);
         assert!(events[0].contains("finish_reason"));
         let v: serde_json::Value =
-            crate::json_path::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+            crate::json::path::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(v["usage"]["cost_usd"], 0.000126);
         assert_eq!(v["usage"]["total_tokens"], 3);
         assert_eq!(v["llm_gateway"]["attempts"], 2);

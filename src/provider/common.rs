@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::ProviderOptions;
 use crate::error::GatewayError;
-use crate::json_path;
+use crate::json;
 use crate::openai::{ChatRequest, ContentPart, ResponseFormat, Tool};
 use crate::sse::{SseDecoder, SseError};
 
@@ -28,7 +28,7 @@ pub fn parse_response_format(chat: &ChatRequest) -> Result<Option<ResponseFormat
     let Some(value) = chat.response_format.as_ref().filter(|v| !v.is_null()) else {
         return Ok(None);
     };
-    json_path::from_value(value).map(Some).map_err(|e| {
+    json::path::from_value(value).map(Some).map_err(|e| {
         let param = if e.path.is_empty() {
             "response_format".to_string()
         } else {
@@ -50,7 +50,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return invalid();
         };
-        match json_path::from_value::<ChatRequest>(&value) {
+        match json::path::from_value::<ChatRequest>(&value) {
             Err(e) if !e.path.is_empty() => {
                 let message = format!("invalid `{}`: {}", e.path, e.message);
                 GatewayError::invalid_param(e.path, message)

@@ -15,7 +15,7 @@ use super::openai_family;
 use super::registry::{ProviderSpec, WireApi, OPENAI};
 use super::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
-use crate::json_scan::Scan;
+use crate::json::scan::Scan;
 use crate::openai::ChatRequest;
 use crate::openai::{write_error_event, UsageBody, DONE_EVENT};
 use crate::secrets::redact_key_like;
@@ -598,7 +598,7 @@ impl Translator for OpenAiTranslator {
         }
         let verdict = scan_first_event(buffered, |event| {
             let payload = event.data.trim();
-            let error = crate::json_path::from_str::<ErrorProbe>(payload)
+            let error = crate::json::path::from_str::<ErrorProbe>(payload)
                 .ok()
                 .and_then(|p| p.error);
             Some(match error {
@@ -832,7 +832,7 @@ impl StreamState {
                 usage: None,
                 choices: Some(choices),
             }),
-            None => crate::json_path::from_str::<ChunkProbe>(payload),
+            None => crate::json::path::from_str::<ChunkProbe>(payload),
         };
         match probe {
             Ok(probe) => self.on_chunk(payload, probe, out),
@@ -876,7 +876,7 @@ impl StreamState {
                 // Usage riding on a content chunk (some servers report it on every chunk).
                 let chunk = match renamed {
                     Some(v) => Ok(v),
-                    None => crate::json_path::from_str::<Value>(payload),
+                    None => crate::json::path::from_str::<Value>(payload),
                 };
                 if let Ok(Value::Object(mut chunk)) = chunk {
                     chunk.remove("usage");
@@ -895,7 +895,7 @@ impl StreamState {
     /// A payload the chunk probe could not read: a JSON object with unusual field types is
     /// still forwarded; anything else is malformed and ends the stream with an error.
     fn on_odd_payload(&mut self, payload: &str, out: &mut Vec<u8>) {
-        match crate::json_path::from_str::<Value>(payload) {
+        match crate::json::path::from_str::<Value>(payload) {
             Ok(Value::Object(chunk)) => {
                 if chunk.get("error").is_some_and(|e| !e.is_null()) {
                     write_error_payload(out, payload);
@@ -974,7 +974,7 @@ fn write_payload(out: &mut Vec<u8>, payload: &str) {
 
 /// Forwards the provider's error event with anything shaped like a key masked.
 fn write_error_payload(out: &mut Vec<u8>, payload: &str) {
-    match crate::json_path::from_str::<Value>(payload) {
+    match crate::json::path::from_str::<Value>(payload) {
         Ok(mut v) => {
             crate::secrets::redact_value(&mut v);
             write_value(out, &v);
@@ -1348,7 +1348,7 @@ mod tests {
     /// it could judge differently.
     /// serde reads `payload` as the quick probe did: no error, no usage, same choices.
     fn assert_serde_agrees(payload: &str, quick: &ChoicesSummary) {
-        let probe = crate::json_path::from_str::<ChunkProbe>(payload)
+        let probe = crate::json::path::from_str::<ChunkProbe>(payload)
             .unwrap_or_else(|e| panic!("quick took what serde refuses: {payload}: {e}"));
         assert!(probe.error.is_none() && probe.usage.is_none(), "{payload}");
         let choices = probe.choices.unwrap_or(ChoicesSummary {

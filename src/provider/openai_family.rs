@@ -179,7 +179,7 @@ pub fn chunk_with_reasoning_renamed(spec: &ProviderSpec, payload: &str) -> Optio
     if !payload.contains(&format!("\"{field}\"")) {
         return None;
     }
-    let mut value: Value = crate::json_path::from_str(payload).ok()?;
+    let mut value: Value = crate::json::path::from_str(payload).ok()?;
     rename_reasoning(&mut value, field, "delta").then_some(value)
 }
 

@@ -61,7 +61,7 @@ pub fn access_log_fields(config: &GatewayConfig) -> Value {
     if config.general.spend_store.is_some() {
         // `ok`, or how the budget was decided without the store (`unavailable_open`,
         // `unavailable_closed`); null for requests with no budget to share.
-        fields["spend_store"] = json!(filter_state(crate::ledger::DECISION_STATE));
+        fields["spend_store"] = json!(filter_state(crate::limits::ledger::DECISION_STATE));
     }
     if config.general.response_cache.is_some() {
         // `hit` or `miss` for requests the cache applies to.

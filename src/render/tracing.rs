@@ -13,7 +13,8 @@
 use serde_json::{json, Value};
 
 use super::access_log::{endpoint_metadata, filter_state, route_metadata};
-use crate::config::{GatewayConfig, Secret};
+use crate::config::model::Secret;
+use crate::config::GatewayConfig;
 use crate::otel::{
     OpenTelemetry, OtlpProtocol, REQUEST_MAX_TOKENS_STATE, REQUEST_TEMPERATURE_STATE,
 };
@@ -392,7 +393,7 @@ mod tests {
     /// secret in the pods' environment.
     #[test]
     fn istio_resources() {
-        use crate::render_istio::{render_istio, IstioOptions, WasmSource};
+        use crate::render::istio::{render_istio, IstioOptions, WasmSource};
         let (c, v) = config(json!({
             "endpoint": "http://otel-collector:4317", "protocol": "grpc",
             "headers": {"authorization": "os.environ/OTEL_AUTH"}, "metrics": true,

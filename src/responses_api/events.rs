@@ -180,7 +180,7 @@ impl EventWriter {
             self.finish(out);
             return;
         }
-        let Ok(chunk) = crate::json_path::from_str::<Value>(data) else {
+        let Ok(chunk) = crate::json::path::from_str::<Value>(data) else {
             return;
         };
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {

@@ -140,7 +140,7 @@ impl Translator for Passthrough {
             let is_final =
                 |t: &&str| event == *t || crate::bytes::find(head, t.as_bytes()).is_some();
             if FINAL_EVENTS.iter().any(is_final) {
-                if let Ok(v) = crate::json_path::from_str::<Value>(&data) {
+                if let Ok(v) = crate::json::path::from_str::<Value>(&data) {
                     usage = v.pointer("/response/usage").and_then(usage_of);
                 }
             }

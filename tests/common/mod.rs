@@ -97,7 +97,7 @@ pub fn target_for(kind: ProviderKind) -> Target<'static> {
 /// A gateway config with one deployment, alias `m`, of these `litellm_params`.
 pub fn one_deployment(
     params: &Value,
-) -> Result<llm_gateway::config::GatewayConfig, llm_gateway::config::ConfigError> {
+) -> Result<llm_gateway::config::GatewayConfig, llm_gateway::config::model::ConfigError> {
     llm_gateway::config::GatewayConfig::from_value(serde_json::json!({
         "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
         "model_list": [{"model_name": "m", "litellm_params": params}],

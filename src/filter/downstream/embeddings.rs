@@ -6,12 +6,13 @@ use std::rc::Rc;
 use proxy_wasm::types::Action;
 
 use super::{DownstreamHttp, HandedRequest};
-use crate::accounting::RequestFacts;
-use crate::config::{Deployment, GatewayConfig};
+use crate::config::keys;
+use crate::config::model::Deployment;
+use crate::config::GatewayConfig;
 use crate::embeddings::{self, EmbeddingsRequest};
 use crate::error::GatewayError;
 use crate::filter::host::{self, Buffer};
-use crate::keys;
+use crate::limits::RequestFacts;
 use crate::routing;
 
 /// A chat request to an alias whose deployments are all embedding models.
@@ -28,7 +29,7 @@ pub(super) fn chat_to_embedding_model(alias: &str) -> GatewayError {
 /// The deployments a route may reach, fallbacks included.
 fn route_deployments<'c>(
     config: &'c GatewayConfig,
-    route: &'c crate::chains::RoutePlan,
+    route: &'c crate::config::chains::RoutePlan,
 ) -> impl Iterator<Item = &'c Deployment> {
     route
         .tiers
@@ -42,7 +43,7 @@ fn route_deployments<'c>(
 /// the route; embeddings produce no output tokens.
 fn facts(
     config: &GatewayConfig,
-    route: &crate::chains::RoutePlan,
+    route: &crate::config::chains::RoutePlan,
     request: &EmbeddingsRequest,
 ) -> RequestFacts {
     let input = route_deployments(config, route)

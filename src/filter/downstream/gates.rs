@@ -7,14 +7,14 @@ use proxy_wasm::types::Action;
 use serde_json::Value;
 
 use super::DownstreamHttp;
-use crate::accounting::{self, Settlement};
 use crate::cache::{self, Controls, Scope};
 use crate::error::{ErrorKind, GatewayError};
 use crate::filter::handoff::HandedRequest;
 use crate::filter::host::{self, Buffer};
 use crate::filter::spend;
 use crate::filter::store::SharedData;
-use crate::ledger::{self, BudgetFailureMode, ReserveReply};
+use crate::limits::ledger::{self, BudgetFailureMode, ReserveReply};
+use crate::limits::{self, Settlement};
 
 /// The parsed request, its route and its body, kept while a gate waits.
 type Parts = (HandedRequest, String, Vec<u8>);
@@ -398,7 +398,7 @@ impl DownstreamHttp {
     fn undo_admission(&mut self) {
         self.ledger = None;
         if let Some(a) = self.admission.take() {
-            let _ = accounting::settle(&SharedData, a, Settlement::Failed, super::now_secs());
+            let _ = limits::settle(&SharedData, a, Settlement::Failed, super::now_secs());
         }
     }
 
@@ -417,10 +417,10 @@ impl DownstreamHttp {
             ErrorKind::RateLimit,
             format!(
                 "Budget exceeded for {who}: {} spent of its {} {duration} budget across all gateway replicas, {} reserved by requests in flight, and this request may cost up to {}.",
-                accounting::format_dollars(spent),
-                accounting::format_dollars(max),
-                accounting::format_dollars(reserved),
-                accounting::format_dollars(cost),
+                limits::format_dollars(spent),
+                limits::format_dollars(max),
+                limits::format_dollars(reserved),
+                limits::format_dollars(cost),
             ),
         )
         .with_code("budget_exceeded")

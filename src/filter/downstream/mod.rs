@@ -15,11 +15,11 @@ use super::root::Runtime;
 use super::stats;
 use super::store::SharedData;
 use super::worker_bytes::Holding;
-use crate::accounting::{self, Admission, Ending, RequestFacts, Settlement};
 use crate::auth;
+use crate::config::keys::{self, VirtualKey};
 use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
-use crate::keys::{self, VirtualKey};
+use crate::limits::{self, Admission, Ending, RequestFacts, Settlement};
 use crate::messages_api::{self, InboundApi};
 use crate::metrics::{self, Outcome};
 use crate::provider::ProviderKind;
@@ -78,7 +78,7 @@ pub struct DownstreamHttp {
     /// request lives as long, in the hand-off).
     held: Holding,
     /// The budget reservation in the shared spend store, settled in `on_log`.
-    ledger: Option<crate::ledger::Reservation>,
+    ledger: Option<crate::limits::ledger::Reservation>,
     /// The request waiting for the spend store's answer: the call's token and what
     /// forwarding it needs.
     waiting: Option<Waiting>,
@@ -177,7 +177,7 @@ impl DownstreamHttp {
     }
 
     /// A limit's refusal, with its `retry-after` and `x-ratelimit-*` headers.
-    fn reply_refusal(&mut self, refusal: accounting::Refusal) -> Action {
+    fn reply_refusal(&mut self, refusal: limits::Refusal) -> Action {
         let headers = refusal.headers();
         let error = GatewayError::from(refusal);
         let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -315,7 +315,7 @@ impl DownstreamHttp {
         if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
             return self.reply_error(&e);
         }
-        if alias.mode == Some(crate::config::ModelMode::Embedding) {
+        if alias.mode == Some(crate::config::model::ModelMode::Embedding) {
             return self.reply_error(&embeddings::chat_to_embedding_model(&alias.name));
         }
         let estimate = estimate_prompt_tokens(&request);
@@ -379,7 +379,7 @@ impl DownstreamHttp {
             return Ok(());
         }
         let config = &self.runtime.config;
-        match accounting::admit(
+        match limits::admit(
             &SharedData,
             key,
             config.keys.team_of(key),
@@ -388,7 +388,7 @@ impl DownstreamHttp {
             self.started_nanos / 1_000_000_000,
         ) {
             Ok(a) => {
-                self.rate_headers = accounting::rate_limit_headers(&a);
+                self.rate_headers = limits::rate_limit_headers(&a);
                 self.admission = Some(a);
                 Ok(())
             }
@@ -578,8 +578,7 @@ impl HttpContext for DownstreamHttp {
         let key = self.virtual_key();
         if !key.is_master && self.counted {
             let team = self.runtime.config.keys.team_of(key);
-            if let Err(refusal) = accounting::precheck(&SharedData, key, team, now / 1_000_000_000)
-            {
+            if let Err(refusal) = limits::precheck(&SharedData, key, team, now / 1_000_000_000) {
                 return self.reply_refusal(refusal);
             }
         }
@@ -681,7 +680,7 @@ impl HttpContext for DownstreamHttp {
                 let cost = admission.charge_of(how).map_or(0, |(_, c)| c);
                 super::spend::enqueue_settlement(&reservation, cost, now_secs());
             }
-            if let Err(e) = accounting::settle(&SharedData, admission, how, now_secs()) {
+            if let Err(e) = limits::settle(&SharedData, admission, how, now_secs()) {
                 log::error!("could not settle the request's reservation: {e:?}");
             }
             self.record_spend();
@@ -704,7 +703,7 @@ impl DownstreamHttp {
         let config = &self.runtime.config;
         let key = self.virtual_key();
         let now = now_secs();
-        let s = accounting::spend(&SharedData, accounting::Account::Key(key), now);
+        let s = limits::spend(&SharedData, limits::Account::Key(key), now);
         let mut records = metrics::budget_gauges(
             "key",
             &key.name,
@@ -712,7 +711,7 @@ impl DownstreamHttp {
             key.limits.max_budget_micro_usd,
         );
         if let Some(team) = config.keys.team_of(key) {
-            let s = accounting::spend(&SharedData, accounting::Account::Team(team), now);
+            let s = limits::spend(&SharedData, limits::Account::Team(team), now);
             records.extend(metrics::budget_gauges(
                 "team",
                 &team.name,
@@ -799,7 +798,7 @@ fn messages_api_of(path: &str) -> Option<InboundApi> {
 
 impl DownstreamHttp {
     /// Every deployment the route can reach speaks Anthropic's Messages API.
-    fn all_anthropic(&self, route: &crate::chains::RoutePlan) -> bool {
+    fn all_anthropic(&self, route: &crate::config::chains::RoutePlan) -> bool {
         let config = &self.runtime.config;
         route
             .tiers

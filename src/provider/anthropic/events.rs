@@ -90,7 +90,7 @@ impl<'a> StreamEvent<'a> {
     }
 
     fn parse_tagged(data: &'a str) -> serde_json::Result<StreamEvent<'a>> {
-        let mut t: Tagged<'a> = crate::json_path::from_str(data)?;
+        let mut t: Tagged<'a> = crate::json::path::from_str(data)?;
         let Tag::Name(tag) = std::mem::replace(&mut t.tag, Tag::Index(0)) else {
             return Err(de::Error::invalid_type(
                 Unexpected::Unsigned(0),
@@ -629,7 +629,7 @@ fn parse_block_delta(data: &str) -> Option<StreamEvent<'_>> {
     if !value.starts_with('"') {
         return None;
     }
-    let Str(piece) = crate::json_path::from_str(value).ok()?;
+    let Str(piece) = crate::json::path::from_str(value).ok()?;
     let delta = match kind {
         "text_delta" => BlockDelta::TextDelta { text: piece },
         "input_json_delta" => BlockDelta::InputJsonDelta {
@@ -808,7 +808,7 @@ mod tests {
         let direct = StreamEvent::parse(s).unwrap();
         assert_eq!(
             direct,
-            crate::json_path::from_str::<StreamEvent<'_>>(s).unwrap()
+            crate::json::path::from_str::<StreamEvent<'_>>(s).unwrap()
         );
         direct
     }
@@ -897,7 +897,7 @@ mod tests {
             r#"[1]"#,
         ] {
             assert!(
-                crate::json_path::from_str::<StreamEvent<'_>>(s).is_err(),
+                crate::json::path::from_str::<StreamEvent<'_>>(s).is_err(),
                 "{s}"
             );
             assert!(StreamEvent::parse(s).is_err(), "{s}");
@@ -994,7 +994,7 @@ mod tests {
             "",
         ];
         for s in cases {
-            let tagged = crate::json_path::from_str::<StreamEvent<'_>>(s).ok();
+            let tagged = crate::json::path::from_str::<StreamEvent<'_>>(s).ok();
             assert_eq!(StreamEvent::parse(s).ok(), tagged, "{s}");
             assert_eq!(StreamEvent::parse_tagged(s).ok(), tagged, "{s}");
         }
@@ -1020,7 +1020,7 @@ mod tests {
 
     /// The object's members in order, unparsed (keys decoded).
     fn members(s: &str) -> Option<Vec<(String, String)>> {
-        crate::json_path::from_str::<serde_json::Map<String, serde_json::Value>>(s).ok()?;
+        crate::json::path::from_str::<serde_json::Map<String, serde_json::Value>>(s).ok()?;
         let body = s.trim().strip_prefix('{')?.strip_suffix('}')?;
         // Split at top-level commas and the first top-level colon of each member.
         let (mut depth, mut in_str, mut esc) = (0i32, false, false);
@@ -1230,7 +1230,7 @@ mod tests {
         }
         let (mut ok, mut err) = (0, 0);
         for s in &cases {
-            let tagged = crate::json_path::from_str::<StreamEvent<'_>>(s);
+            let tagged = crate::json::path::from_str::<StreamEvent<'_>>(s);
             let ours = StreamEvent::parse(s);
             let direct = StreamEvent::parse_tagged(s);
             match (&tagged, &ours, &direct) {

@@ -28,9 +28,10 @@ use super::schema::{
     SystemPrompt, TextBlockParam, ThinkingConfig, ToolChoiceParam, ToolParam, ToolResultContent,
 };
 use crate::error::GatewayError;
+use crate::json::raw::RawJson;
+use crate::json::text::JsonText;
 use crate::openai::{
-    ChatRequest, Content, ContentPart, ImageUrl, JsonText, Message, RawJson, Role, ThinkingBlock,
-    ToolCall, ToolChoice,
+    ChatRequest, Content, ContentPart, ImageUrl, Message, Role, ThinkingBlock, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
     check_function_tool, check_logprobs_and_bias, move_to_front, parse_chat_request,
@@ -512,7 +513,7 @@ fn tool_use(i: usize, j: usize, call: &ToolCall) -> Result<ContentBlockParam, Ga
     let input = if arguments.is_empty() {
         Value::Object(Map::new())
     } else {
-        crate::json_path::from_str::<Value>(arguments).map_err(|e| {
+        crate::json::path::from_str::<Value>(arguments).map_err(|e| {
             GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
         })?
     };

@@ -8,9 +8,8 @@
 
 use super::schema::{AnthropicUsage, ErrorResponse, MessagesResponse, ResponseBlock};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{
-    ChatResponse, Choice, FunctionCall, JsonText, ResponseMessage, ThinkingBlock, ToolCall,
-};
+use crate::json::text::JsonText;
+use crate::openai::{ChatResponse, Choice, FunctionCall, ResponseMessage, ThinkingBlock, ToolCall};
 use crate::provider::TranslatedResponse;
 use crate::usage::Usage;
 
@@ -137,7 +136,7 @@ fn chat_completion(
                 // As serde_json writes it: no space between tokens.
                 let arguments = input.map_or_else(
                     || "null".to_string(),
-                    |i| crate::json_scan::compact(i.get()).into_owned(),
+                    |i| crate::json::scan::compact(i.get()).into_owned(),
                 );
                 if json_response_tool == Some(name.as_str()) {
                     json_answer = Some(arguments);

@@ -8,7 +8,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::openai::{JsonText, RawJson};
+use crate::json::raw::RawJson;
+use crate::json::text::JsonText;
 
 /// `POST /v1/messages` request body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -453,7 +454,7 @@ mod tests {
     use super::ResponseBlock;
 
     fn block(json: &str) -> Result<ResponseBlock, String> {
-        crate::json_path::from_str(json).map_err(|e| e.to_string())
+        crate::json::path::from_str(json).map_err(|e| e.to_string())
     }
 
     /// The block reader reads the mapped kinds in any member order, keeps text and tool

@@ -512,7 +512,7 @@ mod tests {
                 if payload == "[DONE]" {
                     json!("[DONE]")
                 } else {
-                    crate::json_path::from_str(payload).unwrap()
+                    crate::json::path::from_str(payload).unwrap()
                 }
             })
             .collect()

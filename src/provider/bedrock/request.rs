@@ -210,7 +210,7 @@ pub fn translate_chat(
 /// Follows a block that carries a prompt-caching mark.
 const CACHE_POINT: &[u8] = b",{\"cachePoint\":{\"type\":\"default\"}}";
 
-fn text_block(out: &mut Vec<u8>, text: &crate::openai::JsonText) {
+fn text_block(out: &mut Vec<u8>, text: &crate::json::text::JsonText) {
     out.extend_from_slice(b"{\"text\":");
     push_json(out, text);
     out.push(b'}');

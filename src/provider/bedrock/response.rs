@@ -16,7 +16,8 @@
 use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{JsonText, RawJson};
+use crate::json::raw::RawJson;
+use crate::json::text::JsonText;
 use crate::provider::anthropic::response::translate_message;
 use crate::provider::anthropic::schema::{AnthropicUsage, MessagesResponse, ResponseBlock};
 use crate::provider::common::unparsed_error_message;

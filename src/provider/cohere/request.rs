@@ -244,7 +244,7 @@ fn assistant(i: usize, m: &ChatMessage) -> Result<Option<Message>, GatewayError>
         } else {
             arguments
         };
-        if let Err(e) = crate::json_path::from_str::<serde_json::Value>(arguments) {
+        if let Err(e) = crate::json::path::from_str::<serde_json::Value>(arguments) {
             return Err(GatewayError::invalid_param(
                 param.clone(),
                 format!("{param} is not valid JSON: {e}"),

@@ -17,7 +17,8 @@
 
 use super::schema::{ChatResponse as CohereResponse, CohereUsage, ErrorResponse};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{ChatResponse, Choice, FunctionCall, JsonText, ResponseMessage, ToolCall};
+use crate::json::text::JsonText;
+use crate::openai::{ChatResponse, Choice, FunctionCall, ResponseMessage, ToolCall};
 use crate::provider::common::unparsed_error_message;
 use crate::provider::TranslatedResponse;
 use crate::usage::Usage;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::openai::RawJson;
+use crate::json::raw::RawJson;
 
 /// `POST /v2/chat` body.
 #[derive(Debug, Clone, Serialize)]
@@ -377,7 +377,7 @@ struct RawDeltaMessage {
 impl StreamEvent {
     /// Reads one event's JSON data.
     pub fn parse(data: &str) -> Result<StreamEvent, serde_json::Error> {
-        let raw: RawStreamEvent = crate::json_path::from_str(data)?;
+        let raw: RawStreamEvent = crate::json::path::from_str(data)?;
         let index = raw.index.unwrap_or(0);
         let delta = raw.delta.unwrap_or_default();
         let RawDeltaMessage {

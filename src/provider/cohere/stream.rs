@@ -74,7 +74,7 @@ fn parse_event(data: &str) -> Event {
     }
     match StreamEvent::parse(data) {
         Ok(e) => Event::Stream(e),
-        Err(parse) => match crate::json_path::from_str::<ErrorResponse>(data) {
+        Err(parse) => match crate::json::path::from_str::<ErrorResponse>(data) {
             Ok(e) => Event::ProviderError(provider_stream_error(&e.message)),
             Err(_) => Event::Malformed(stream_error(&format!(
                 "the provider sent a malformed stream event: {parse}"

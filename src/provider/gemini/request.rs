@@ -303,7 +303,7 @@ fn function_call_part(i: usize, j: usize, call: &ToolCall) -> Result<Part, Gatew
     let args = if arguments.is_empty() {
         Value::Object(Map::new())
     } else {
-        crate::json_path::from_str::<Value>(arguments).map_err(|e| {
+        crate::json::path::from_str::<Value>(arguments).map_err(|e| {
             GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
         })?
     };
@@ -366,7 +366,7 @@ fn tool_result_parts(
             (text, extra)
         }
     };
-    let response = match crate::json_path::from_str::<Value>(&text) {
+    let response = match crate::json::path::from_str::<Value>(&text) {
         Ok(object @ Value::Object(_)) => object,
         parsed => {
             let result = parsed.unwrap_or(Value::String(text));

@@ -31,7 +31,8 @@
 
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, Part, UsageMetadata};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::{ChatResponse, Choice, FunctionCall, JsonText, ResponseMessage, ToolCall};
+use crate::json::text::JsonText;
+use crate::openai::{ChatResponse, Choice, FunctionCall, ResponseMessage, ToolCall};
 use crate::provider::common::THOUGHT_SIGNATURE_SEPARATOR;
 use crate::provider::TranslatedResponse;
 use crate::usage::Usage;

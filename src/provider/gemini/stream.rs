@@ -20,7 +20,7 @@ use super::response::{
 };
 use super::schema::{Candidate, ErrorResponse, GenerateContentResponse, UsageMetadata};
 use crate::error::GatewayError;
-use crate::json_path;
+use crate::json;
 use std::ops::ControlFlow;
 
 use crate::openai::{
@@ -93,7 +93,7 @@ fn parse_event(data: &str) -> Option<Event> {
             return Some(Event::Chunk(chunk));
         }
     }
-    let value = match crate::json_path::from_str::<Value>(data) {
+    let value = match crate::json::path::from_str::<Value>(data) {
         Ok(v) => v,
         Err(e) => {
             return Some(Event::Error(stream_error(&format!(
@@ -110,7 +110,7 @@ fn parse_event(data: &str) -> Option<Event> {
         ));
     }
     Some(
-        match json_path::from_value::<GenerateContentResponse>(&value) {
+        match json::path::from_value::<GenerateContentResponse>(&value) {
             Ok(chunk) => Event::Chunk(chunk),
             Err(e) => Event::Error(stream_error(&format!(
                 "the provider sent a malformed stream event: {}",
@@ -510,7 +510,7 @@ mod tests {
         if data.is_empty() || data == "[DONE]" {
             return None;
         }
-        let value = match crate::json_path::from_str::<Value>(data) {
+        let value = match crate::json::path::from_str::<Value>(data) {
             Ok(v) => v,
             Err(e) => {
                 return Some(Event::Error(stream_error(&format!(

@@ -7,221 +7,24 @@
 //!
 //! Every error names the field (`model_list[2].litellm_params.api_key`) and the fix.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::pricing::{Price, PriceOverride};
-use crate::provider::{ProviderKind, ProviderOptions};
+use crate::pricing::PriceOverride;
+use crate::provider::ProviderKind;
 
+pub mod chains;
+pub mod keys;
+pub mod model;
 mod provider_params;
+pub(crate) mod raw;
 
-/// Prefix that makes a config value read from the environment, as in LiteLLM.
-pub const ENV_PREFIX: &str = "os.environ/";
-
-/// A configuration error: the field at fault and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Path of the field, e.g. `model_list[0].litellm_params.model`.
-    pub field: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "invalid gateway config: {}", self.message)
-        } else {
-            write!(
-                f,
-                "invalid gateway config: {}: {}",
-                self.field, self.message
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-// === raw (wire) config ===
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    model_list: Vec<RawModelEntry>,
-    #[serde(default)]
-    general_settings: RawGeneralSettings,
-    #[serde(default)]
-    router_settings: RawRouterSettings,
-    #[serde(default)]
-    virtual_keys: Vec<crate::keys::RawVirtualKey>,
-    #[serde(default)]
-    teams: Vec<crate::keys::RawTeam>,
-}
-
-/// `router_settings`, LiteLLM's names.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRouterSettings {
-    #[serde(default)]
-    pub(crate) fallbacks: Option<RawFallbacks>,
-    #[serde(default)]
-    pub(crate) context_window_fallbacks: Option<RawFallbacks>,
-    #[serde(default)]
-    pub(crate) allowed_fails: Option<u32>,
-    #[serde(default)]
-    pub(crate) cooldown_time: Option<f64>,
-    #[serde(default)]
-    pub(crate) per_try_timeout: Option<f64>,
-    #[serde(default)]
-    pub(crate) per_try_idle_timeout: Option<f64>,
-    #[serde(default)]
-    pub(crate) routing_strategy: Option<String>,
-    #[serde(default)]
-    pub(crate) num_retries: Option<u32>,
-}
-
-/// Fallback lists: LiteLLM's `[{"a": ["b"]}, ...]` or the plain map `{"a": ["b"]}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum RawFallbacks {
-    List(Vec<BTreeMap<String, Vec<String>>>),
-    Map(BTreeMap<String, Vec<String>>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawModelEntry {
-    model_name: String,
-    #[serde(alias = "params")]
-    litellm_params: RawParams,
-    #[serde(default)]
-    model_info: RawModelInfo,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    model: String,
-    #[serde(default)]
-    provider: Option<String>,
-    #[serde(default)]
-    api_base: Option<String>,
-    #[serde(default)]
-    api_key: Option<String>,
-    #[serde(default)]
-    anthropic_version: Option<String>,
-    /// Azure: the `api-version` (or `v1` for the v1 path).
-    #[serde(default)]
-    api_version: Option<String>,
-    /// Azure: an Entra ID bearer token from the environment, instead of `api_key`.
-    #[serde(default)]
-    azure_ad_token: Option<String>,
-    /// Bedrock: the AWS region (`us-east-1` when unset).
-    #[serde(default)]
-    aws_region_name: Option<String>,
-    /// Vertex AI: the Google Cloud project.
-    #[serde(default)]
-    vertex_project: Option<String>,
-    /// Vertex AI: the region, or `global`.
-    #[serde(default)]
-    vertex_location: Option<String>,
-    /// Drop parameters the provider cannot honour instead of refusing them (LiteLLM's name).
-    #[serde(default)]
-    drop_params: Option<bool>,
-    #[serde(default)]
-    timeout: Option<f64>,
-    #[serde(default)]
-    weight: Option<u32>,
-    #[serde(default)]
-    order: Option<u32>,
-    #[serde(default)]
-    input_cost_per_token: Option<f64>,
-    #[serde(default)]
-    output_cost_per_token: Option<f64>,
-    #[serde(default)]
-    cache_read_input_token_cost: Option<f64>,
-    #[serde(default)]
-    cache_creation_input_token_cost: Option<f64>,
-    #[serde(default)]
-    cache_creation_input_token_cost_above_1hr: Option<f64>,
-    #[serde(default)]
-    output_cost_per_reasoning_token: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawModelInfo {
-    #[serde(default)]
-    id: Option<String>,
-    /// The model a deployment runs under another name (an Azure deployment, a hosted open
-    /// model), as LiteLLM names it: priced from the built-in table by this name.
-    #[serde(default)]
-    base_model: Option<String>,
-    #[serde(default)]
-    max_output_tokens: Option<u64>,
-    #[serde(default)]
-    max_input_tokens: Option<u64>,
-    /// LiteLLM's `mode`: `chat` or `embedding`.
-    #[serde(default)]
-    mode: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGeneralSettings {
-    #[serde(default)]
-    master_key: Option<String>,
-    #[serde(default)]
-    listen_address: Option<String>,
-    #[serde(default)]
-    listen_port: Option<u16>,
-    #[serde(default)]
-    admin_port: Option<u16>,
-    #[serde(default)]
-    ca_bundle: Option<String>,
-    #[serde(default)]
-    request_timeout: Option<f64>,
-    #[serde(default)]
-    max_request_body_bytes: Option<u64>,
-    #[serde(default)]
-    max_buffered_bytes_per_worker: Option<u64>,
-    #[serde(default)]
-    rate_limit_service: Option<RawRateLimitService>,
-    #[serde(default)]
-    opentelemetry: Option<crate::otel::RawOpenTelemetry>,
-    #[serde(default)]
-    gcp_token_url: Option<String>,
-    #[serde(default)]
-    spend_store: Option<Value>,
-    #[serde(default)]
-    response_cache: Option<Value>,
-}
-
-/// `general_settings.rate_limit_service`: Envoy's global rate limit service.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimitService {
-    address: String,
-    #[serde(default)]
-    domain: Option<String>,
-    #[serde(default)]
-    timeout: Option<f64>,
-    #[serde(default)]
-    failure_mode_deny: Option<bool>,
-}
+use model::{
+    check_env_name, parse_host_port, Alias, ConfigError, Deployment, Endpoint, ModelMode, Secret,
+};
+use raw::{RawConfig, RawGeneralSettings, RawParams, RawRateLimitService};
 
 /// Which of the two filter instances a plugin configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -273,188 +76,6 @@ impl PluginConfig {
     }
 }
 
-// === validated config ===
-
-/// Where a secret comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    /// `os.environ/NAME`: read from the Envoy process environment.
-    Env(String),
-    /// Written in the config (allowed for the master key only).
-    Literal(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Secret::Env(name) => write!(f, "Env({name})"),
-            Secret::Literal(_) => write!(f, "Literal(<redacted>)"),
-        }
-    }
-}
-
-impl Secret {
-    pub(crate) fn parse(value: &str) -> Secret {
-        match value.strip_prefix(ENV_PREFIX) {
-            Some(name) => Secret::Env(name.to_string()),
-            None => Secret::Literal(value.to_string()),
-        }
-    }
-
-    /// The secret's value, reading the environment through `env`.
-    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-        match self {
-            Secret::Env(name) => env(name).filter(|v| !v.is_empty()),
-            Secret::Literal(v) => Some(v.clone()),
-        }
-    }
-
-    /// The environment variable it names, if any.
-    pub fn env_name(&self) -> Option<&str> {
-        match self {
-            Secret::Env(name) => Some(name),
-            Secret::Literal(_) => None,
-        }
-    }
-}
-
-/// Scheme, host, port and path prefix of a deployment's `api_base`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// `https` (true) or `http`.
-    pub tls: bool,
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Path prefix without a trailing slash (may be empty).
-    pub base_path: String,
-}
-
-impl Endpoint {
-    /// Parses `http(s)://host[:port][/path]`.
-    pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "`{url}` must start with http:// or https:// (e.g. https://api.openai.com/v1)"
-            ));
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if path.contains('?') || path.contains('#') {
-            return Err(format!("`{url}` must not carry a query or fragment"));
-        }
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            // IPv6 literal: [::1]:8080
-            let end = bracketed
-                .find(']')
-                .ok_or_else(|| format!("`{url}` has an unterminated IPv6 address"))?;
-            let host = &bracketed[..end];
-            let after = &bracketed[end + 1..];
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p),
-                None if after.is_empty() => None,
-                None => return Err(format!("`{url}` has text after the IPv6 address")),
-            };
-            (host.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("`{url}` has no host"));
-        }
-        if host.contains('@') {
-            return Err(format!(
-                "`{url}` must not carry credentials; use `api_key: os.environ/NAME`"
-            ));
-        }
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("`{url}` has an invalid port `{p}`"))?,
-            None if tls => 443,
-            None => 80,
-        };
-        Ok(Endpoint {
-            tls,
-            host,
-            port,
-            base_path: path.trim_end_matches('/').to_string(),
-        })
-    }
-
-    /// True when the host is an IP address (no DNS, no SNI).
-    pub fn host_is_ip(&self) -> bool {
-        self.host.parse::<std::net::IpAddr>().is_ok()
-    }
-}
-
-/// One real model behind an alias.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Deployment {
-    /// Stable id: `model_info.id`, or derived from the alias. Names the Envoy cluster and is
-    /// what the endpoint metadata carries to the upstream filter instance.
-    pub id: String,
-    /// The alias (client-facing model name) it serves.
-    pub alias: String,
-    /// The provider API it speaks.
-    pub provider: ProviderKind,
-    /// The provider's model name.
-    pub upstream_model: String,
-    /// Where it is.
-    pub endpoint: Endpoint,
-    /// Its provider key; `None` for keyless local servers.
-    pub api_key: Option<Secret>,
-    /// Provider-specific settings.
-    pub options: ProviderOptions,
-    /// Upstream timeout in seconds.
-    pub timeout_secs: f64,
-    /// Share of traffic among deployments of the same tier (`litellm_params.weight`).
-    pub weight: u32,
-    /// Priority: lower is tried first (`litellm_params.order`).
-    pub order: u32,
-    /// Largest prompt it accepts, in tokens (`model_info.max_input_tokens`).
-    pub max_input_tokens: Option<u64>,
-    /// Its token price: the built-in price of `upstream_model` with the `litellm_params`
-    /// price fields applied. `None`: unpriced, counted apart and never guessed.
-    pub price: Option<Price>,
-    /// What it answers (`model_info.mode`, else known from the price table); `None`: not
-    /// known, both endpoints are tried.
-    pub mode: Option<ModelMode>,
-}
-
-/// What a model answers: chat completions or embeddings (LiteLLM's `model_info.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelMode {
-    /// `chat`: `/v1/chat/completions`.
-    Chat,
-    /// `embedding`: `/v1/embeddings`.
-    Embedding,
-}
-
-/// A client-facing model name and the deployments behind it, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alias {
-    /// The name clients put in `model`.
-    pub name: String,
-    /// Indices into [`GatewayConfig::deployments`], primary first.
-    pub deployments: Vec<usize>,
-    /// The mode all its deployments share, when known: a chat request to an embedding
-    /// model is refused at once.
-    pub mode: Option<ModelMode>,
-}
-
 /// Listener and process settings used by the renderer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneralSettings {
@@ -482,7 +103,7 @@ pub struct GeneralSettings {
     /// token protocol (`general_settings.gcp_token_url`); the path is the token's.
     pub gcp_token_url: Endpoint,
     /// The shared spend ledger (Redis behind webdis); budgets are per process without it.
-    pub spend_store: Option<crate::ledger::SpendStore>,
+    pub spend_store: Option<crate::limits::ledger::SpendStore>,
     /// The response cache (in shared data, or in the spend store when there is one).
     pub response_cache: Option<crate::cache::ResponseCache>,
 }
@@ -523,13 +144,13 @@ pub struct GatewayConfig {
     /// Listener and process settings.
     pub general: GeneralSettings,
     /// Groups of deployments tried in one attempt, by alias and `order`.
-    pub tiers: Vec<crate::chains::Tier>,
+    pub tiers: Vec<crate::config::chains::Tier>,
     /// The routes the downstream instance can pick and the renderer renders.
-    pub routes: Vec<crate::chains::RoutePlan>,
+    pub routes: Vec<crate::config::chains::RoutePlan>,
     /// Retry and outlier-detection settings.
-    pub router: crate::chains::RouterSettings,
+    pub router: crate::config::chains::RouterSettings,
     /// Virtual keys and teams (`virtual_keys`, `teams`), and the master key's entry.
-    pub keys: crate::keys::KeyTable,
+    pub keys: crate::config::keys::KeyTable,
 }
 
 impl GatewayConfig {
@@ -542,7 +163,7 @@ impl GatewayConfig {
 
     /// Validates an already parsed document (JSON, or YAML converted to JSON values).
     pub fn from_value(value: Value) -> Result<GatewayConfig, ConfigError> {
-        let raw: RawConfig = crate::json_path::from_value(&value)
+        let raw: RawConfig = crate::json::path::from_value(&value)
             .map_err(|e| ConfigError::new(e.path, e.message))?;
         validate(raw)
     }
@@ -649,7 +270,9 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
     // Count deployments per alias so single-deployment aliases get the plain alias as id.
     let mut per_alias: Vec<(&str, usize)> = Vec::new();
     for entry in &raw.model_list {
-        if let Some(n) = crate::chains::sorted_entry(&mut per_alias, entry.model_name.as_str()) {
+        if let Some(n) =
+            crate::config::chains::sorted_entry(&mut per_alias, entry.model_name.as_str())
+        {
             *n += 1;
         }
     }
@@ -668,7 +291,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 format!("`{alias}` is not a valid model name: use 1-128 characters from A-Z a-z 0-9 and - _ . : / @ +"),
             ));
         }
-        let n = match crate::chains::sorted_entry(&mut ordinal, alias) {
+        let n = match crate::config::chains::sorted_entry(&mut ordinal, alias) {
             Some(n) => {
                 *n += 1;
                 *n
@@ -687,7 +310,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 }
                 id.clone()
             }
-            None if crate::chains::sorted_get(&per_alias, &alias)
+            None if crate::config::chains::sorted_get(&per_alias, &alias)
                 .copied()
                 .unwrap_or(0)
                 > 1 =>
@@ -866,13 +489,14 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         }
     }
 
-    let router = crate::chains::router_settings(&raw.router_settings)?;
-    let (tiers, routes) = crate::chains::build(&aliases, &deployments, &raw.router_settings)?;
+    let router = crate::config::chains::router_settings(&raw.router_settings)?;
+    let (tiers, routes) =
+        crate::config::chains::build(&aliases, &deployments, &raw.router_settings)?;
     let longest_timeout = deployments
         .iter()
         .map(|d| d.timeout_secs)
         .fold(general.request_timeout_secs, f64::max);
-    let keys = crate::keys::validate(
+    let keys = crate::config::keys::validate(
         &raw.virtual_keys,
         &raw.teams,
         &aliases,
@@ -959,20 +583,6 @@ fn provider_and_model(
     Ok((provider, upstream.to_string()))
 }
 
-pub(crate) fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !name.as_bytes().first().is_some_and(u8::is_ascii_digit);
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            field,
-            format!("`{ENV_PREFIX}{name}` does not name a valid environment variable (letters, digits, _)"),
-        ))
-    }
-}
-
 fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigError> {
     let request_timeout_secs = match raw.request_timeout {
         Some(t) if !(t > 0.0 && t <= 86_400.0) => {
@@ -1029,7 +639,7 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
     let spend_store = raw
         .spend_store
         .as_ref()
-        .map(crate::ledger::validate)
+        .map(crate::limits::ledger::validate)
         .transpose()?;
     Ok(GeneralSettings {
         rate_limit_service,
@@ -1101,30 +711,6 @@ fn validate_rate_limit_service(raw: &RawRateLimitService) -> Result<RateLimitSer
         timeout_secs,
         failure_mode_deny: raw.failure_mode_deny.unwrap_or(false),
     })
-}
-
-/// Splits `host:port` (`[v6]:port` for IPv6 literals).
-pub(crate) fn parse_host_port(address: &str) -> Result<(String, u16), &'static str> {
-    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or("has an unterminated IPv6 address")?;
-        (host, after.strip_prefix(':').ok_or("has no port")?)
-    } else {
-        address.rsplit_once(':').ok_or("has no port")?
-    };
-    if host.is_empty() {
-        return Err("has no host");
-    }
-    if address.contains("://") || host.contains('/') || host.contains('@') {
-        return Err("must be a plain address, without scheme, path or credentials");
-    }
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or("has an invalid port")?;
-    Ok((host.to_string(), port))
 }
 
 /// A Bedrock deployment signed by Envoy (no API key) at the host of `endpoint`, for another
@@ -1498,7 +1084,7 @@ mod tests {
         let c = cfg(v.clone()).unwrap();
         assert_eq!(
             c.general.spend_store.unwrap().budget_failure_mode,
-            crate::ledger::BudgetFailureMode::Open
+            crate::limits::ledger::BudgetFailureMode::Open
         );
         assert_eq!(c.general.response_cache.unwrap().ttl_secs, 5);
         v["general_settings"]["response_cache"] = json!({"models": ["claude"], "keys": ["nobody"]});

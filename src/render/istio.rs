@@ -31,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::config::{FilterRole, GatewayConfig, Secret};
+use crate::config::model::Secret;
+use crate::config::{FilterRole, GatewayConfig};
 use crate::preflight::DEMO_MASTER_KEY;
 use crate::render::{
     access_log, alias_routes, buffer_limit, clusters, duration, local_reply_config, memory_release,

@@ -246,7 +246,7 @@ mod tests {
     ];
 
     fn read(json: &str) -> JsonText {
-        crate::json_path::from_str(json).unwrap()
+        crate::json::path::from_str(json).unwrap()
     }
 
     fn is_literal(t: &JsonText) -> bool {
@@ -280,7 +280,7 @@ mod tests {
             r#""\ud83e\udd80 crab""#,
             r#""tab\u0009""#,
         ] {
-            let expected: String = crate::json_path::from_str(json).unwrap();
+            let expected: String = crate::json::path::from_str(json).unwrap();
             let t = read(json);
             assert!(!is_literal(&t), "{json}");
             assert_eq!(t.text(), expected);
@@ -310,11 +310,11 @@ mod tests {
             "[\"a\"]",
         ] {
             assert!(
-                crate::json_path::from_str::<String>(json).is_err(),
+                crate::json::path::from_str::<String>(json).is_err(),
                 "{json}"
             );
             assert!(
-                crate::json_path::from_str::<JsonText>(json).is_err(),
+                crate::json::path::from_str::<JsonText>(json).is_err(),
                 "{json}"
             );
         }

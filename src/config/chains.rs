@@ -12,7 +12,8 @@
 //! fit (including `context_window_fallbacks` aliases). One such route is rendered per
 //! distinct size band, so the choice is a lookup at request time.
 
-use crate::config::{Alias, ConfigError, Deployment, RawFallbacks, RawRouterSettings};
+use crate::config::model::{Alias, ConfigError, Deployment};
+use crate::config::raw::{RawFallbacks, RawRouterSettings};
 use std::collections::BTreeMap;
 
 /// Deployments of one alias and `order`, reached through one Envoy cluster.
@@ -390,7 +391,7 @@ mod tests {
         GatewayConfig::from_value(v).unwrap()
     }
 
-    fn strategy(s: &str) -> Result<GatewayConfig, crate::config::ConfigError> {
+    fn strategy(s: &str) -> Result<GatewayConfig, crate::config::model::ConfigError> {
         GatewayConfig::from_value(json!({
             "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/m"}}],
             "router_settings": {"routing_strategy": s},

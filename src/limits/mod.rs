@@ -25,7 +25,7 @@
 //! ```
 //!
 //! `minute` is `now / 60`, the fixed window of `requests` and `tokens`; `period` is the
-//! budget period (`d20526`, `w2932`, `m24315`, `t0`: see [`crate::keys::Period`]) of
+//! budget period (`d20526`, `w2932`, `m24315`, `t0`: see [`crate::config::keys::Period`]) of
 //! `spent` (micro-USD); then two in-flight buckets (current, previous), each the second it
 //! started, the requests admitted in it that have not settled, and their reserved
 //! micro-USD. A bucket is dropped once it is older than the in-flight lease (a little more
@@ -43,11 +43,14 @@
 //! (once, when the request ends) frees the slot and the reservation and adds the real cost
 //! and tokens.
 
+pub mod byte_budget;
+pub mod ledger;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::config::keys::{format_utc, BudgetDuration, Limits, Team, VirtualKey};
 use crate::error::{ErrorKind, GatewayError};
-use crate::keys::{format_utc, BudgetDuration, Limits, Team, VirtualKey};
 use crate::usage::Usage;
 
 /// Most attempts of one compare-and-swap loop before giving up (fail closed). Each Envoy
@@ -376,7 +379,7 @@ impl RequestFacts {
     /// Unpriced deployments add nothing: their spend is not known.
     pub fn for_route(
         config: &crate::config::GatewayConfig,
-        route: &crate::chains::RoutePlan,
+        route: &crate::config::chains::RoutePlan,
         request: &crate::openai::ChatRequest,
     ) -> RequestFacts {
         let deployments = route
@@ -811,7 +814,7 @@ fn note_rate(rate: &mut RateLimitInfo, s: &Subject<'_>, rec: &Record, now: u64) 
     }
 }
 
-/// Admits a request for `key` (and its `team`, from [`crate::keys::KeyTable::team_of`])
+/// Admits a request for `key` (and its `team`, from [`crate::config::keys::KeyTable::team_of`])
 /// or refuses it.
 ///
 /// Checks, in order: parallel requests (key, team), requests per minute, tokens per minute
@@ -1246,7 +1249,7 @@ pub fn spend(store: &dyn Store, account: Account<'_>, now_unix_secs: u64) -> Spe
 /// write, which could erase a concurrent first count. Call this when the downstream
 /// instance is configured (`on_configure`, before it serves), so that every later write is
 /// a compare-and-swap. [`admit`] still creates missing records itself.
-pub fn prepare(store: &dyn Store, table: &crate::keys::KeyTable) -> usize {
+pub fn prepare(store: &dyn Store, table: &crate::config::keys::KeyTable) -> usize {
     let names = table
         .keys
         .iter()
@@ -1269,8 +1272,8 @@ pub fn prepare(store: &dyn Store, table: &crate::keys::KeyTable) -> usize {
 mod tests {
     use super::*;
     use crate::auth;
+    use crate::config::keys::{find_key, KeyTable};
     use crate::config::GatewayConfig;
-    use crate::keys::{find_key, KeyTable};
     use serde_json::{json, Value};
 
     /// 2026-03-14T12:00:10Z: a Saturday in the middle of a month, 10 s into its minute.

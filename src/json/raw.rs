@@ -8,7 +8,7 @@ use serde::ser::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::json_scan::Scan;
+use crate::json::scan::Scan;
 
 /// A JSON value kept as the client wrote it (a tool's parameter schema): read and written
 /// without building a [`Value`] of every node, which was most of the cost of a request
@@ -38,7 +38,7 @@ impl RawJson {
 
     /// The value, for a translation that must look inside or change it.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
-        crate::json_path::from_str(self.0.get())
+        crate::json::path::from_str(self.0.get())
     }
 }
 
@@ -50,7 +50,7 @@ fn check(raw: &RawValue) -> Result<(), serde_json::Error> {
     if scan.skip_value().is_some() && scan.at == text.len() {
         return Ok(());
     }
-    crate::json_path::from_str::<Value>(text).map(|_| ())
+    crate::json::path::from_str::<Value>(text).map(|_| ())
 }
 
 impl PartialEq for RawJson {
@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn verbatim_and_as_strict_as_a_value() {
         let text = r#"{"schema":{"type": "object","properties":{"q":{"type":"string","description":"caf\u00e9 \ud83d\ude00"}},"minimum":-1.5e3}}"#;
-        let h: Holder = crate::json_path::from_str(text).unwrap();
+        let h: Holder = crate::json::path::from_str(text).unwrap();
         assert_eq!(serde_json::to_string(&h).unwrap(), text);
         assert_eq!(h.schema.to_value().unwrap()["type"], "object");
         for bad in [
@@ -100,14 +100,14 @@ mod tests {
             r#"{"schema":{"d":"\ud800x"}}"#,
             r#"{"schema":[1e999]}"#,
         ] {
-            let ours = crate::json_path::from_str::<Holder>(bad).is_err();
-            let value = crate::json_path::from_str::<Value>(bad).is_err();
+            let ours = crate::json::path::from_str::<Holder>(bad).is_err();
+            let value = crate::json::path::from_str::<Value>(bad).is_err();
             assert!(ours && value, "{bad}");
         }
         // Deeper than the fast check goes, but within serde_json's limit: taken, as before.
         let deep = format!("{{\"schema\":{}1{}}}", "[".repeat(122), "]".repeat(122));
-        assert!(crate::json_path::from_str::<Value>(&deep).is_ok());
-        assert!(crate::json_path::from_str::<Holder>(&deep).is_ok());
+        assert!(crate::json::path::from_str::<Value>(&deep).is_ok());
+        assert!(crate::json::path::from_str::<Holder>(&deep).is_ok());
         assert_eq!(RawJson::parse(" {\"a\":1} ").unwrap().get(), "{\"a\":1}");
         assert!(RawJson::parse("{} x").is_none());
     }

@@ -1,6 +1,6 @@
 //! Virtual keys and teams: who may call the gateway, which models each key may use, and
 //! the limits (requests and tokens per minute, parallel requests, dollar budgets) that
-//! [`crate::accounting`] enforces.
+//! [`crate::limits`] enforces.
 //!
 //! The config holds only the SHA-256 of each key (`key_sha256`), so a leaked config leaks
 //! no key; `llm-gateway mint-key` makes a key and prints its entry. The master key
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::auth::{self, KeyDigest};
-use crate::config::{Alias, ConfigError, Secret};
+use crate::config::model::{Alias, ConfigError, Secret};
 use crate::error::{ErrorKind, GatewayError};
 
 /// The name the master key goes by in stats, logs and refusals.

@@ -8,12 +8,13 @@
 //! self-reloading failure policy.
 //!
 //! The pieces (filter configs, router, routes, clusters, access log) are public so that
-//! [`crate::render_istio`] puts the very same ones into Istio resources.
+//! [`crate::render::istio`] puts the very same ones into Istio resources.
 
 use serde_json::{json, Value};
 
-use crate::chains::{Balancing, RoutePlan, Tier};
-use crate::config::{Deployment, Endpoint, FilterRole, GatewayConfig};
+use crate::config::chains::{Balancing, RoutePlan, Tier};
+use crate::config::model::{Deployment, Endpoint};
+use crate::config::{FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{
     LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY,
@@ -22,6 +23,8 @@ use crate::routing::{
 
 pub mod access_log;
 pub mod aws_signing;
+pub mod istio;
+pub mod oci;
 pub mod ratelimit;
 pub mod tracing;
 
@@ -550,7 +553,7 @@ pub fn clusters(config: &GatewayConfig) -> Vec<Value> {
     if let Some(store) = &config.general.spend_store {
         // webdis: plain HTTP/1.1.
         clusters.push(service_cluster(
-            crate::ledger::CLUSTER,
+            crate::limits::ledger::CLUSTER,
             &store.host,
             store.port,
             false,
@@ -733,7 +736,7 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|c| c["name"] == crate::ledger::CLUSTER)
+                .find(|c| c["name"] == crate::limits::ledger::CLUSTER)
                 .cloned()
         };
         assert!(cluster(&plain).is_none());

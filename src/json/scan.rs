@@ -307,8 +307,8 @@ mod tests {
             ("[ ]", "[]"),
         ] {
             assert_eq!(compact(json), expected);
-            let before: serde_json::Value = crate::json_path::from_str(json).unwrap();
-            let after: serde_json::Value = crate::json_path::from_str(&compact(json)).unwrap();
+            let before: serde_json::Value = crate::json::path::from_str(json).unwrap();
+            let after: serde_json::Value = crate::json::path::from_str(&compact(json)).unwrap();
             assert_eq!(before, after);
         }
         assert!(matches!(

@@ -29,8 +29,8 @@
 
 use serde_json::Value;
 
-use crate::config::ConfigError;
-use crate::keys::{BudgetDuration, Limits};
+use crate::config::keys::{BudgetDuration, Limits};
+use crate::config::model::ConfigError;
 
 const AT: &str = "general_settings.spend_store";
 
@@ -143,7 +143,7 @@ pub struct SpendStore {
 pub(crate) fn validate(raw: &Value) -> Result<SpendStore, ConfigError> {
     let map = section(raw, AT, &FIELDS)?;
     let address = text(map, AT, "address")?.unwrap_or("");
-    let (host, port) = crate::config::parse_host_port(address.trim()).map_err(|e| {
+    let (host, port) = crate::config::model::parse_host_port(address.trim()).map_err(|e| {
         ConfigError::new(
             format!("{AT}.address"),
             format!("`{address}` {e}; write webdis's `host:port`, e.g. `127.0.0.1:7379`"),
