@@ -221,11 +221,13 @@ bench: setup build bench-tools
 
 ## Instructions every Envoy executes per request under callgrind (plain, no-op filter,
 ## gateway): repeatable to a fraction of a percent on a busy machine. BENCH_ONLY picks
-## scenarios, BENCH_CANDIDATE_WASM adds a second module.
+## scenarios, BENCH_CANDIDATE_WASM adds a second module, BENCH_CANDIDATE_CONFIG a second
+## gateway config.
 bench-instructions: setup build bench-tools
 	$(BENCH_CARGO_ENV) timeout --signal=TERM 1800 $(PYTHON) bench/envoy_instructions.py --envoy $(ENVOY) \
 	  --wasm $(WASM) --cli $(CLI) $(if $(BENCH_ONLY),--only $(BENCH_ONLY)) \
-	  $(if $(BENCH_CANDIDATE_WASM),--candidate-wasm $(BENCH_CANDIDATE_WASM))
+	  $(if $(BENCH_CANDIDATE_WASM),--candidate-wasm $(BENCH_CANDIDATE_WASM)) \
+	  $(if $(BENCH_CANDIDATE_CONFIG),--candidate-config $(BENCH_CANDIDATE_CONFIG))
 
 ## The gateway against LiteLLM's proxy and Portkey's gateway, each installed here from
 ## PyPI and npm at the pinned versions (bench/gateways/requirements.txt, PORTKEY_VERSION).

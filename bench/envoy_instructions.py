@@ -3,9 +3,10 @@
 
 The load test's CPU figures move with whatever else the machine does; instruction counts
 do not. This runs each Envoy of the load test (plain Envoy, the no-op wasm filter, the
-gateway, optionally a candidate .wasm) under `valgrind --tool=callgrind`, one worker, and
-counts every instruction of the process (Envoy, V8's compiled module, libc) while it
-serves exactly N requests of a scenario, after a warm-up that lets V8 tier the module up.
+gateway, optionally a candidate .wasm or gateway config) under `valgrind --tool=callgrind`,
+one worker, and counts every instruction of the process (Envoy, V8's compiled module, libc)
+while it serves exactly N requests of a scenario, after a warm-up that lets V8 tier the
+module up.
 The same binaries and inputs give the same count to a fraction of a percent, so a change
 of a few thousand instructions per request is visible on a busy machine.
 
@@ -30,7 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (the load test's helpers: fixtures, configs, processes)
 
-DEFAULT_SCENARIOS = "openai-1k,anthropic-1k,anthropic-100k,anthropic-tools,anthropic-stream,fallback"
+DEFAULT_SCENARIOS = ("openai-1k,anthropic-1k,anthropic-100k,anthropic-tools,anthropic-stream,"
+                     "fallback,bedrock-1k,vertex-1k,vertex-claude-1k")
 
 
 def send(port: int, path: str, body: bytes, n: int, deadline: float) -> int:
@@ -76,15 +78,23 @@ def measure_target(name: str, envoy: str, config: Path, port: int, admin: int, p
     argv = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
             f"--callgrind-out-file={prefix}.%p", envoy, "-c", str(config),
             "--concurrency", "1", "--disable-hot-restart", "-l", "warning"]
+    # The AWS credentials too (run.envoy_env): Bedrock requests are signed, as in production.
     proc = run.PROCS.start(name, argv, out / "logs" / f"callgrind-{name}.log", stdout_devnull=True,
-                           env={"LLM_GATEWAY_MASTER_KEY": run.MASTER_KEY,
-                                "BENCH_PROVIDER_KEY": run.PROVIDER_KEY})
+                           env=run.envoy_env())
     results = {}
     try:
         run.wait_ready(admin, proc, f"{name} under callgrind", timeout=240)
         instrumented = False
         for part, sc in enumerate(scenarios, start=1):
             path, body = paths[sc["name"]], bodies[sc["name"]]
+            if path == "/v1/chat/completions":
+                if sc.get("token"):
+                    # Vertex AI: the gateway's first token fetch, before anything is counted.
+                    run.wait_answered(port, path, body, f"{name}/{sc['name']}", timeout=120)
+                # What is counted is the right answer from the right provider.
+                why = run.check_gateway(sc, *run.post(port, path, body, timeout=120))
+                if why:
+                    raise RuntimeError(f"{name}/{sc['name']}: {why}")
             # Warm-up: V8 compiles hot functions again with its optimizing tier.
             if send(port, path, body, args.warmup, deadline):
                 raise RuntimeError(f"{name}/{sc['name']}: warm-up answers were not 2xx")
@@ -112,7 +122,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300, help="measured requests per scenario")
     ap.add_argument("--warmup", type=int, default=150, help="requests before each measurement")
     ap.add_argument("--only", default=DEFAULT_SCENARIOS, help="comma-separated scenario names")
-    ap.add_argument("--candidate-wasm", default="")
+    ap.add_argument("--candidate-wasm", default="",
+                    help="a second .wasm, rendered from the same config, measured in the same run")
+    ap.add_argument("--candidate-config", default="",
+                    help="a second gateway config (default bench/gateway.yaml) for the candidate, "
+                         "with --candidate-wasm or the same .wasm: A/B of a config change")
     ap.add_argument("--max-seconds", type=float, default=1500)
     args = ap.parse_args()
     deadline = time.monotonic() + args.max_seconds
@@ -158,14 +172,16 @@ def main() -> int:
         ("noop", noop_cfg, P["noop"], P["noop_admin"], floor_paths),
         ("gateway", gw_cfg, P["gateway"], P["gateway_admin"], gateway_paths),
     ]
-    if args.candidate_wasm:
+    candidate = bool(args.candidate_wasm or args.candidate_config)
+    if candidate:
+        cand_src = Path(args.candidate_config) if args.candidate_config else run.BENCH / "gateway.yaml"
         cand_yaml = out / "candidate-gateway.yaml"
-        cand_yaml.write_text((run.BENCH / "gateway.yaml").read_text()
+        cand_yaml.write_text(cand_src.read_text()
                              .replace(f"listen_port: {P['gateway']}", f"listen_port: {P['candidate']}")
                              .replace(f"admin_port: {P['gateway_admin']}", f"admin_port: {P['candidate_admin']}"))
         cand_cfg = out / "candidate-envoy.yaml"
         subprocess.run([args.cli, "render", "--config", str(cand_yaml), "--wasm",
-                        str(Path(args.candidate_wasm).resolve()), "--out", str(cand_cfg)],
+                        str(Path(args.candidate_wasm or args.wasm).resolve()), "--out", str(cand_cfg)],
                        check=True, timeout=60)
         targets.append(("candidate", cand_cfg, P["candidate"], P["candidate_admin"], gateway_paths))
 
@@ -179,14 +195,14 @@ def main() -> int:
                                                   bodies, scenarios, args, out, deadline)
 
     rows = ["| scenario | plain Envoy | + no-op wasm | gateway | gateway − plain | plain / gateway |"
-            + (" candidate | candidate − gateway |" if args.candidate_wasm else ""),
-            "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.candidate_wasm else "")]
+            + (" candidate | candidate − gateway |" if candidate else ""),
+            "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if candidate else "")]
     t = results["targets"]
     for sc in scenarios:
         n = sc["name"]
         floor, noop, gw = (t[k][n]["per_request"] for k in ("floor", "noop", "gateway"))
         row = f"| {n} | {floor:,} | {noop:,} | {gw:,} | +{gw - floor:,} | {floor / gw:.2f} |"
-        if args.candidate_wasm:
+        if candidate:
             c = t["candidate"][n]["per_request"]
             row += f" {c:,} | {c - gw:+,} |"
         rows.append(row)

@@ -69,6 +69,26 @@ PORTS = {
     "fake_admin": 18901,
 }
 
+# Fake AWS credentials every Envoy under test gets in its environment, as Envoy's AWS
+# credential chain reads them in production: the gateway's signer signs Bedrock requests
+# with them (the fake provider answers only signed ones). No instance metadata lookups.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDBENCHFAKE0000001",
+    "AWS_SECRET_ACCESS_KEY": "bench-fake-secret-key-0123456789abcdefghij",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+# The access token the fake provider hands out for Vertex AI (gcp_token_url in
+# bench/gateway.yaml), and the only one its Vertex AI routes accept.
+GCP_TOKEN = "ya29.bench-fake-access-token"
+GCP_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
+
+
+def envoy_env() -> dict:
+    """The environment of every Envoy under test (the floor's too, which ignores it)."""
+    return {"LLM_GATEWAY_MASTER_KEY": MASTER_KEY, "BENCH_PROVIDER_KEY": PROVIDER_KEY, **AWS_ENV}
+
+
 ENVOY_CORE = "0"
 LOAD_CORE = "1"
 # Seconds between the end of the load and the settled RSS reading.
@@ -80,12 +100,19 @@ RSS_SETTLE_SECONDS = 3
 NICE = 0
 
 
+def wanted(sc: dict, only: set) -> bool:
+    """Whether a run measures `sc`: the named ones, or all but the optional ones."""
+    return sc["name"] in only if only else not sc.get("optional")
+
+
 def pinned(core: str, argv: list[str]) -> list[str]:
     """argv pinned to `core`, at the bench's priority."""
     prefix = ["nice", "-n", str(NICE)] if NICE else []
     return prefix + ["taskset", "-c", core] + argv
 
-# name, title, gateway alias, request fixture, floor path, expected provider, check kind.
+# name, title, gateway alias, request fixture, floor path, expected provider, check kind;
+# `token`: the gateway answers it once its first Vertex AI token fetch is done; `optional`:
+# measured only when named (--only / BENCH_ONLY).
 SCENARIOS = [
     dict(name="openai-1k", title="OpenAI → OpenAI-compatible, 1 KB prompt",
          alias="bench-openai", body="request-1k.json",
@@ -99,9 +126,24 @@ SCENARIOS = [
     dict(name="anthropic-100k", title="OpenAI → Anthropic, 100 KB prompt",
          alias="bench-anthropic", body="request-100k.json",
          floor_path="/anthropic/v1/messages", provider="anthropic", check="json"),
+    dict(name="bedrock-1k", title="OpenAI → AWS Bedrock Converse (SigV4 by Envoy), 1 KB prompt",
+         alias="bench-bedrock", body="request-1k.json",
+         floor_path="/bedrock-floor/model/anthropic.claude-bench-v1%3A0/converse",
+         provider="bedrock", check="json"),
+    # The same deployment with a Bedrock API key instead of SigV4: no signing, so
+    # bedrock-1k minus this is what Envoy's signer costs.
+    dict(name="bedrock-key-1k", title="OpenAI → AWS Bedrock Converse (API key, unsigned), 1 KB prompt",
+         alias="bench-bedrock-key", body="request-1k.json",
+         floor_path="/bedrock-floor/model/anthropic.claude-bench-v1%3A0/converse",
+         provider="bedrock", check="json", optional=True),
+    dict(name="vertex-1k", title="OpenAI → Gemini on Vertex AI, 1 KB prompt",
+         alias="bench-vertex-gemini", body="request-1k.json",
+         floor_path="/vertex-floor/gemini-bench:generateContent", provider="vertex_ai",
+         check="json", token=True),
     dict(name="vertex-claude-1k", title="OpenAI → Claude on Vertex AI, 1 KB prompt",
          alias="bench-vertex-claude", body="request-1k.json",
-         floor_path="/anthropic/v1/messages", provider="vertex_ai_anthropic", check="json"),
+         floor_path="/anthropic/v1/messages", provider="vertex_ai_anthropic", check="json",
+         token=True),
     dict(name="anthropic-tools", title="OpenAI → Anthropic, tool calling (3 tools, 1 call)",
          alias="bench-anthropic-tools", body="request-tools.json",
          floor_path="/anthropic-tools/v1/messages", provider="anthropic", check="tools"),
@@ -136,6 +178,9 @@ FLOOR_ANSWER = {
     "anthropic-1k": "answer-anthropic.json",
     "anthropic-10k": "answer-anthropic.json",
     "anthropic-100k": "answer-anthropic.json",
+    "bedrock-1k": "answer-bedrock.json",
+    "bedrock-key-1k": "answer-bedrock.json",
+    "vertex-1k": "answer-gemini.json",
     "vertex-claude-1k": "answer-anthropic.json",
     "anthropic-tools": "answer-anthropic-tools.json",
     "openai-stream": "answer-openai-stream.sse",
@@ -304,11 +349,16 @@ def busy_pct(a: dict, b: dict, cpu: str) -> float | None:
 # ---------------------------------------------------------------- configs
 
 def fake_provider_yaml(fx: Path) -> str:
-    def route(prefix: str, answer: str, ctype: str, status: int = 200) -> str:
-        return f"""              - match: {{prefix: "{prefix}"}}
+    def route(prefix: str, answer: str, ctype: str, status: int = 200, *, path: str = "",
+              headers: str = "", inline: str = "") -> str:
+        match = f'path: "{path}"' if path else f'prefix: "{prefix}"'
+        if headers:
+            match += f", headers: [{headers}]"
+        body = f"inline_string: '{inline}'" if inline else f'filename: "{fx / answer}"'
+        return f"""              - match: {{{match}}}
                 direct_response:
                   status: {status}
-                  body: {{filename: "{fx / answer}"}}
+                  body: {{{body}}}
                 response_headers_to_add:
                 - header: {{key: content-type, value: "{ctype}"}}
                   append_action: OVERWRITE_IF_EXISTS_OR_ADD
@@ -345,8 +395,32 @@ def fake_provider_yaml(fx: Path) -> str:
 {routes}"""
 
     js, sse = "application/json", "text/event-stream"
+    # Bedrock answers only requests signed by SigV4 over the body's SHA-256 (Envoy's signer,
+    # use_unsigned_payload: false); it does not recompute the signature.
+    sigv4 = ("{name: authorization, string_match: {prefix: 'AWS4-HMAC-SHA256 Credential="
+             + AWS_ENV["AWS_ACCESS_KEY_ID"] + "/'}}, "
+             "{name: x-amz-content-sha256, string_match: {safe_regex: {regex: '[0-9a-f]+'}}}")
+    bearer = f"{{name: authorization, string_match: {{exact: 'Bearer {GCP_TOKEN}'}}}}"
+    vertex = "/vertex/v1/projects/bench-project/locations/us-central1/publishers"
+    token = json.dumps({"access_token": GCP_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
     ok_routes = (
-        route("/openai-stream/", "answer-openai-stream.sse", sse)
+        # Vertex AI's access tokens, as the metadata server serves them.
+        route("", "", js, path=GCP_TOKEN_PATH, inline=token,
+              headers="{name: metadata-flavor, string_match: {exact: Google}}")
+        + route("/bedrock/", "answer-bedrock.json", js, headers=sigv4)
+        + route("/bedrock/", "answer-bedrock.json", js,
+                headers=f"{{name: authorization, string_match: {{exact: 'Bearer {PROVIDER_KEY}'}}}}")
+        + route("/bedrock/", "", js, status=403,
+                inline='{"message":"Missing Authentication Token"}')
+        + route("/bedrock-floor/", "answer-bedrock.json", js)
+        + route("", "answer-gemini.json", js, headers=bearer,
+                path=f"{vertex}/google/models/gemini-bench:generateContent")
+        + route("", "answer-anthropic.json", js, headers=bearer,
+                path=f"{vertex}/anthropic/models/claude-bench:rawPredict")
+        + route("/vertex/", "", js, status=401,
+                inline='{"error":{"code":401,"status":"UNAUTHENTICATED"}}')
+        + route("/vertex-floor/", "answer-gemini.json", js)
+        + route("/openai-stream/", "answer-openai-stream.sse", sse)
         + route("/openai/", "answer-openai.json", js)
         + route("/anthropic-tools/", "answer-anthropic-tools.json", js)
         + route("/anthropic-stream/", "answer-anthropic-stream.sse", sse)
@@ -640,11 +714,26 @@ def start_envoy(name: str, envoy: str, config: Path, concurrency: int, admin_por
                 logs: Path, core: str = ENVOY_CORE) -> subprocess.Popen:
     argv = pinned(core, [envoy, "-c", str(config), "--concurrency", str(concurrency),
                          "--disable-hot-restart", "-l", "warning"])
-    p = PROCS.start(name, argv, logs / f"{name}.log", stdout_devnull=True,
-                    env={"LLM_GATEWAY_MASTER_KEY": MASTER_KEY,
-                         "BENCH_PROVIDER_KEY": PROVIDER_KEY})
+    p = PROCS.start(name, argv, logs / f"{name}.log", stdout_devnull=True, env=envoy_env())
     wait_ready(admin_port, p, name)
     return p
+
+
+def wait_answered(port: int, path: str, body: bytes, what: str, timeout: float = 60) -> None:
+    """Waits until `path` is answered 2xx: a Vertex AI deployment is answered 503 until the
+    gateway's first token fetch (about a second after start, longer under callgrind)."""
+    deadline = time.monotonic() + timeout
+    status, data = 0, b""
+    while time.monotonic() < deadline:
+        try:
+            status, _, data = post(port, path, body, timeout=30)
+        except OSError as e:
+            status, data = 0, str(e).encode()
+        if 200 <= status < 300:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what}: not answered 2xx within {timeout:.0f} s "
+                       f"(last {status}: {data[:200].decode('utf-8', 'replace')})")
 
 
 def main() -> int:
@@ -796,9 +885,12 @@ def main() -> int:
 
     def preflight(target: str, sc: dict) -> str | None:
         try:
+            if sc.get("token") and target in ("gateway", "candidate"):
+                wait_answered(targets[target]["port"], path_for(target, sc), bodies[sc["name"]],
+                              f"{sc['name']} {target}")
             status, headers, body = post(targets[target]["port"], path_for(target, sc),
                                          bodies[sc["name"]])
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
             return f"request failed: {e}"
         if target in ("gateway", "candidate"):
             return check_gateway(sc, status, headers, body)
@@ -810,7 +902,7 @@ def main() -> int:
 
     # ------------------------------------------------ scenarios
     for sc in SCENARIOS:
-        if only and sc["name"] not in only:
+        if not wanted(sc, only):
             continue
         row = {"name": sc["name"], "title": sc["title"], "request_bytes": len(bodies[sc["name"]])}
         body_file = raw / f"body-{sc['name']}.json"
@@ -840,7 +932,7 @@ def main() -> int:
 
     # ------------------------------------------------ paced streams: CPU per event
     for sc in PACED:
-        if only and sc["name"] not in only:
+        if not wanted(sc, only):
             continue
         events = len([e for e in (fx / sc["answer"]).read_bytes().split(b"\n\n") if e.strip()])
         row = {"name": sc["name"], "title": sc["title"], "events_per_stream": events}
@@ -896,9 +988,17 @@ def main() -> int:
         }
         time.sleep(1)
         idle = {k: rss_kib(t["proc"].pid) for k, t in t2.items()}
+        for sc in SCENARIOS:
+            if sc.get("token") and wanted(sc, only):
+                try:
+                    wait_answered(t2["gateway"]["port"], "/v1/chat/completions",
+                                  bodies[sc["name"]], f"rss {sc['name']}", timeout=20)
+                except RuntimeError as e:
+                    log(str(e))
+                break
         for target, t in t2.items():
             for sc in SCENARIOS + PACED:
-                if only and sc["name"] not in only:
+                if not wanted(sc, only):
                     continue
                 if target == "noop" and sc["name"] not in NOOP_SCENARIOS:
                     continue

@@ -275,6 +275,8 @@ fn write_fixtures(dir: &std::path::Path) -> std::io::Result<()> {
     files.push(("answer-openai.json".into(), common::openai_answer()));
     files.push(("answer-openai-429.json".into(), common::openai_429()));
     files.push(("answer-anthropic.json".into(), common::anthropic_answer()));
+    files.push(("answer-bedrock.json".into(), common::bedrock_answer()));
+    files.push(("answer-gemini.json".into(), common::gemini_answer()));
     files.push((
         "answer-anthropic-tools.json".into(),
         common::anthropic_tool_answer(),

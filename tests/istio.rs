@@ -549,8 +549,13 @@ fn global_rate_limit_patches() {
         ["local_reply_config"];
     assert_eq!(*reply, hcm["local_reply_config"]);
     let mappers = reply["mappers"].as_array().unwrap();
+    // The 429 in Anthropic's shape on the Messages endpoints, then in OpenAI's.
     assert_eq!(
-        mappers[0]["filter"],
+        mappers[0]["filter"]["and_filter"]["filters"][0],
+        json!({"response_flag_filter": {"flags": ["RL"]}})
+    );
+    assert_eq!(
+        mappers[1]["filter"],
         json!({"response_flag_filter": {"flags": ["RL"]}})
     );
 

@@ -27,3 +27,28 @@ fn committed_bootstrap_is_up_to_date() {
         "envoy/envoy.yaml is stale: run `make render`"
     );
 }
+
+/// `bench/gateway.yaml` (what `make bench` and `make bench-instructions` measure) is a
+/// config the module accepts, with a deployment of every wire the bench's scenarios reach:
+/// Bedrock signed by Envoy, Vertex AI with fetched tokens, and the rest.
+#[test]
+fn bench_gateway_config_is_valid() {
+    let gateway = yaml("bench/gateway.yaml");
+    let config = GatewayConfig::from_value(gateway.clone()).expect("bench/gateway.yaml is valid");
+    let rendered = render_bootstrap(
+        &config,
+        &gateway,
+        &RenderOptions {
+            wasm_path: "target/llm_gateway.wasm".into(),
+        },
+    )
+    .to_string();
+    assert!(
+        rendered.contains("aws_sigv4_us-east-1"),
+        "no Bedrock signer"
+    );
+    assert!(
+        rendered.contains("llm_gcp_token"),
+        "no Vertex AI token cluster"
+    );
+}

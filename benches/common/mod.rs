@@ -6,7 +6,8 @@
 //! assistant turns of up to 1 KB each, always ending with a user turn. The text is
 //! deterministic pseudo-prose with the characters real prompts carry (quotes, newlines,
 //! non-ASCII), so JSON escaping costs what it costs in production. Provider answers are
-//! canned OpenAI-compatible and Anthropic bodies, JSON and SSE.
+//! canned OpenAI-compatible and Anthropic bodies, JSON and SSE, and Bedrock Converse and
+//! Gemini JSON bodies.
 
 #![allow(dead_code)]
 
@@ -201,6 +202,29 @@ pub fn anthropic_answer() -> Vec<u8> {
         "stop_sequence": null,
         "usage": {"input_tokens": 260, "output_tokens": 70,
                   "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    }))
+    .unwrap_or_default()
+}
+
+/// A non-streamed AWS Bedrock Converse answer (the same text and usage).
+pub fn bedrock_answer() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": answer_text()}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 260, "outputTokens": 70, "totalTokens": 330},
+        "metrics": {"latencyMs": 412}
+    }))
+    .unwrap_or_default()
+}
+
+/// A non-streamed Gemini `generateContent` answer, as Gemini on Vertex AI sends it.
+pub fn gemini_answer() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": answer_text()}]},
+                        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 260, "candidatesTokenCount": 70, "totalTokenCount": 330},
+        "modelVersion": "gemini-bench",
+        "responseId": "bench0001"
     }))
     .unwrap_or_default()
 }

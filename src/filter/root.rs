@@ -218,11 +218,14 @@ impl Context for Unconfigured {}
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         let e = GatewayError::internal("the gateway is not configured");
-        let _ = host::send_local_response(
-            e.status,
-            &[("content-type", "application/json")],
-            &e.to_json(),
-        );
+        // In the shape of the client's API: no mapper rewrites the filter's own replies.
+        let path = host::header_text(host::Map::RequestHeaders, ":path").unwrap_or_default();
+        let body = if path.starts_with("/v1/messages") {
+            crate::messages_api::gateway_error_json(&e)
+        } else {
+            e.to_json()
+        };
+        let _ = host::send_local_response(e.status, &[("content-type", "application/json")], &body);
         Action::Pause
     }
 }

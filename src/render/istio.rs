@@ -19,8 +19,8 @@
 //!   log, local reply mapping and buffer limit are merged into the gateway's listener.
 //! - with `general_settings.rate_limit_service`, Envoy's global rate limit filter is
 //!   inserted between the downstream instance and the router, its service's cluster added,
-//!   and its OpenAI-shaped 429 put first among the local reply mappers, as in the standalone
-//!   bootstrap ([`crate::render::ratelimit`]).
+//!   and its 429 (in each API's error shape) put first among the local reply mappers, as in
+//!   the standalone bootstrap ([`crate::render::ratelimit`]).
 //!
 //! Label extraction for the filter's stats lives in Envoy's bootstrap, which no Istio
 //! resource reaches at run time: it is a ConfigMap the gateway pod mounts as a bootstrap

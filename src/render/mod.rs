@@ -18,7 +18,7 @@ use crate::config::{FilterRole, GatewayConfig};
 use crate::metrics::STAT_TAGS;
 use crate::routing::{
     LOCAL_REPLY_DETAILS, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE, OPERATION_METADATA_KEY,
-    ROUTE_HEADER,
+    OPERATION_STATE, ROUTE_HEADER,
 };
 
 pub mod access_log;
@@ -235,61 +235,145 @@ pub fn buffer_limit(config: &GatewayConfig) -> u64 {
 }
 
 /// Envoy's own local replies (no healthy upstream, upstream timeout, connection failure,
-/// an answer too large to buffer...) get the OpenAI error shape too. The filter's own
-/// replies are OpenAI-shaped already: they carry [`LOCAL_REPLY_DETAILS`] as response code
-/// details, and every mapper that quotes a reply's body skips them, so that no error body
-/// is ever wrapped in another error's message. The bodies Envoy's config writes itself
-/// (the unrouted route's) are plain text for the same reason.
+/// an answer too large to buffer...) get the error shape of the API the client called:
+/// Anthropic's on the Messages endpoints ([`anthropic_local_reply_mappers`], first), OpenAI's
+/// everywhere else. The filter's own replies are in the right shape already: they carry
+/// [`LOCAL_REPLY_DETAILS`] as response code details, and every mapper that quotes a reply's
+/// body skips them, so that no error body is ever wrapped in another error's message. The
+/// bodies Envoy's config writes itself (the unrouted route's) are plain text for the same
+/// reason.
 pub fn local_reply_config() -> Value {
-    let openai_error = |message: &str, kind: &str| {
-        json!({
-            "json_format": {"error": {
-                "message": message,
-                "type": kind,
-                "param": null,
-                "code": "%RESPONSE_CODE_DETAILS%",
-            }},
-            "content_type": "application/json",
-        })
-    };
-    let cel = |expression: String| {
-        json!({"extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                "expression": expression,
-            },
-        }})
-    };
-    let not_the_filters = format!("response.code_details != '{LOCAL_REPLY_DETAILS}'");
+    // OpenAI's `error.code`: what Envoy says happened (`response_timeout`, ...).
+    const DETAILS: &str = "%RESPONSE_CODE_DETAILS%";
+    let not_the_filters = not_the_filters();
     let flags = json!({"response_flag_filter": {"flags": [
         "UH", "UF", "UT", "URX", "UO", "NR", "UC", "LR", "UR", "UMSDR", "DPE", "UPE", "NC", "OM", "SI",
     ]}});
-    json!({"mappers": [
-        {
+    let mut mappers = anthropic_local_reply_mappers();
+    mappers.extend([
+        json!({
             "filter": {"and_filter": {"filters": [flags, cel(not_the_filters.clone())]}},
-            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "api_error"),
-        },
-        {
+            "body_format_override": openai_error_format("%LOCAL_REPLY_BODY%", "api_error", DETAILS),
+        }),
+        json!({
             // A provider's answer larger than Envoy buffers: the provider's fault, a 502.
-            "filter": cel("response.code_details == 'response_payload_too_large'".to_string()),
+            "filter": cel(PAYLOAD_TOO_LARGE_CEL.to_string()),
             "status_code": 502,
-            "body_format_override": openai_error(
-                "The provider's answer is larger than this gateway can buffer.",
-                "api_error",
-            ),
-        },
-        {
+            "body_format_override": openai_error_format(PAYLOAD_TOO_LARGE_MESSAGE, "api_error", DETAILS),
+        }),
+        json!({
             // The unrouted route's plain-text 404.
             "filter": cel("response.code_details == 'direct_response'".to_string()),
-            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "not_found_error"),
-        },
-        {
+            "body_format_override": openai_error_format("%LOCAL_REPLY_BODY%", "not_found_error", DETAILS),
+        }),
+        json!({
             // Any other error Envoy answers itself, without a response flag.
             "filter": cel(format!("response.code >= 400 && {not_the_filters}")),
-            "body_format_override": openai_error("%LOCAL_REPLY_BODY%", "api_error"),
+            "body_format_override": openai_error_format("%LOCAL_REPLY_BODY%", "api_error", DETAILS),
+        }),
+    ]);
+    json!({"mappers": mappers})
+}
+
+/// A local reply mapper's (or an access log's) filter on a CEL expression.
+pub fn cel(expression: String) -> Value {
+    json!({"extension_filter": {
+        "name": "envoy.access_loggers.extension_filters.cel",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+            "expression": expression,
         },
-    ]})
+    }})
+}
+
+/// CEL: the reply is not one of the filter's own (those are in their final shape).
+pub fn not_the_filters() -> String {
+    format!("response.code_details != '{LOCAL_REPLY_DETAILS}'")
+}
+
+/// CEL: the client called Anthropic's Messages API (`/v1/messages`, `.../count_tokens`).
+///
+/// The downstream instance names the API in filter state before anything can fail
+/// upstream. The request's `:path` cannot tell: the upstream instance rewrites it per
+/// attempt, in the header map the local reply sees (a Messages request bridged to OpenAI
+/// shows `/v1/chat/completions`, a chat request to Anthropic `/v1/messages`). A reply
+/// before the filter ran (an HTTP codec error) has no request headers to look at either;
+/// it gets OpenAI's shape.
+pub fn anthropic_request_cel() -> String {
+    use crate::messages_api::InboundApi;
+    format!(
+        "filter_state['wasm.{OPERATION_STATE}'] in [b'{}', b'{}']",
+        InboundApi::Messages.operation(),
+        InboundApi::CountTokens.operation()
+    )
+}
+
+/// The OpenAI error body (`error.code` is Envoy's response code details or a fixed code).
+pub fn openai_error_format(message: &str, kind: &str, code: &str) -> Value {
+    json!({
+        "json_format": {"error": {"message": message, "type": kind, "param": null, "code": code}},
+        "content_type": "application/json",
+    })
+}
+
+/// Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`.
+pub fn anthropic_error_format(message: &str, kind: &str) -> Value {
+    json!({
+        "json_format": {"type": "error", "error": {"type": kind, "message": message}},
+        "content_type": "application/json",
+    })
+}
+
+const PAYLOAD_TOO_LARGE_CEL: &str = "response.code_details == 'response_payload_too_large'";
+const PAYLOAD_TOO_LARGE_MESSAGE: &str =
+    "The provider's answer is larger than this gateway can buffer.";
+
+/// Envoy's local replies on the Messages endpoints, in Anthropic's error shape with the
+/// error type its SDKs expect for the status (the module's own table,
+/// [`crate::messages_api::error_type`]): 404 `not_found_error`, 413 `request_too_large`,
+/// 429 `rate_limit_error`, 503 `overloaded_error`, 504 `timeout_error`, any other error
+/// `api_error`. The status is kept, so the SDK raises the same exception class as for an
+/// Anthropic answer with that status.
+pub fn anthropic_local_reply_mappers() -> Vec<Value> {
+    let anthropic = anthropic_request_cel();
+    let not_the_filters = not_the_filters();
+    let mut mappers = vec![json!({
+        "filter": cel(format!("{anthropic} && {PAYLOAD_TOO_LARGE_CEL}")),
+        "status_code": 502,
+        "body_format_override": anthropic_error_format(PAYLOAD_TOO_LARGE_MESSAGE, "api_error"),
+    })];
+    for (kind, statuses) in anthropic_error_types() {
+        let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        mappers.push(json!({
+            "filter": cel(format!(
+                "{anthropic} && {not_the_filters} && response.code in [{}]",
+                statuses.join(", ")
+            )),
+            "body_format_override": anthropic_error_format("%LOCAL_REPLY_BODY%", kind),
+        }));
+    }
+    mappers.push(json!({
+        "filter": cel(format!("{anthropic} && {not_the_filters} && response.code >= 400")),
+        "body_format_override": anthropic_error_format("%LOCAL_REPLY_BODY%", "api_error"),
+    }));
+    mappers
+}
+
+/// The error statuses grouped by Anthropic error type, `api_error` (the rest) left out,
+/// in status order.
+fn anthropic_error_types() -> Vec<(&'static str, Vec<u16>)> {
+    let mut groups: Vec<(&'static str, Vec<u16>)> = Vec::new();
+    for status in 400..600 {
+        let kind = crate::messages_api::error_type(status);
+        if kind == "api_error" {
+            continue;
+        }
+        match groups.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, statuses)) => statuses.push(status),
+            None => groups.push((kind, vec![status])),
+        }
+    }
+    groups
 }
 
 pub(crate) fn tls_socket(config: &GatewayConfig, ep: &Endpoint) -> Value {
@@ -788,7 +872,8 @@ mod tests {
                     .contains("%LOCAL_REPLY_BODY%")
             })
             .collect();
-        assert_eq!(quoting.len(), 3);
+        // OpenAI's three, Anthropic's one per error type and its catch-all.
+        assert_eq!(quoting.len(), 3 + anthropic_error_types().len() + 1);
         for m in quoting {
             let filter = m["filter"].to_string();
             assert!(
@@ -796,6 +881,96 @@ mod tests {
                     || filter.contains("== 'direct_response'"),
                 "{filter}"
             );
+        }
+    }
+
+    /// Envoy's own replies on the Messages endpoints take Anthropic's shape: chosen by the
+    /// API the downstream instance names in filter state (never by `:path`, which the
+    /// upstream instance rewrites per attempt), with the module's error type for every
+    /// status, before any OpenAI mapper, and never over the filter's own replies.
+    #[test]
+    fn anthropic_local_replies() {
+        let b = render(sample());
+        let mappers = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["local_reply_config"]["mappers"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let anthropic = anthropic_request_cel();
+        assert_eq!(
+            anthropic,
+            "filter_state['wasm.llm_operation'] in [b'messages', b'count_tokens']"
+        );
+        let is_anthropic = |m: &Value| m["filter"].to_string().contains(&anthropic);
+        let split = mappers.iter().position(|m| !is_anthropic(m)).unwrap();
+        assert!(split >= 2);
+        assert!(mappers[split..].iter().all(|m| !is_anthropic(m)));
+        for m in &mappers {
+            let filter = m["filter"].to_string();
+            assert!(
+                !filter.contains(":path") && !filter.contains("request.path"),
+                "{filter}"
+            );
+        }
+        let ours = &mappers[..split];
+        for m in ours {
+            let body = &m["body_format_override"];
+            assert_eq!(body["content_type"], "application/json");
+            assert_eq!(body["json_format"]["type"], "error");
+            assert_eq!(
+                body["json_format"]["error"].as_object().unwrap().len(),
+                2,
+                "{body}"
+            );
+        }
+        // The answer too large to buffer: a 502 `api_error`.
+        assert_eq!(ours[0]["status_code"], 502);
+        assert_eq!(
+            ours[0]["body_format_override"]["json_format"]["error"]["type"],
+            "api_error"
+        );
+        // Every other status: the first mapper whose status list holds it, else the
+        // catch-all, gives the type the module gives.
+        let expression = |m: &Value| {
+            m["filter"]["extension_filter"]["typed_config"]["expression"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        for status in 400..600u16 {
+            let hit = ours[1..]
+                .iter()
+                .find(|m| {
+                    let e = expression(m);
+                    assert!(e.contains(&not_the_filters()), "{e}");
+                    match e.split_once("response.code in [") {
+                        Some((_, list)) => list
+                            .trim_end_matches(']')
+                            .split(", ")
+                            .any(|s| s.parse::<u16>().unwrap() == status),
+                        None => e.ends_with("response.code >= 400"),
+                    }
+                })
+                .unwrap();
+            let body = &hit["body_format_override"]["json_format"]["error"];
+            assert_eq!(
+                body["type"],
+                crate::messages_api::error_type(status),
+                "{status}"
+            );
+            assert_eq!(body["message"], "%LOCAL_REPLY_BODY%");
+            assert!(hit.get("status_code").is_none());
+        }
+        let types: Vec<&str> = anthropic_error_types().iter().map(|(t, _)| *t).collect();
+        for t in [
+            "invalid_request_error",
+            "not_found_error",
+            "request_too_large",
+            "rate_limit_error",
+            "overloaded_error",
+            "timeout_error",
+        ] {
+            assert!(types.contains(&t), "{t}");
         }
     }
 

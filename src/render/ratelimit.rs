@@ -1,7 +1,7 @@
 //! Limits shared by every Envoy replica, through Envoy's global rate limit service
 //! (`general_settings.rate_limit_service`): the service's cluster, Envoy's
-//! `envoy.filters.http.ratelimit` filter with the gateway's descriptors, and the
-//! OpenAI-shaped body of its 429.
+//! `envoy.filters.http.ratelimit` filter with the gateway's descriptors, and the body of
+//! its 429 (Anthropic-shaped on the Messages endpoints, OpenAI-shaped elsewhere).
 //!
 //! Descriptors, under the configured domain, for a virtual key `K` of team `T` (none for
 //! the master key, which no limit counts):
@@ -22,6 +22,7 @@
 
 use serde_json::{json, Value};
 
+use super::{anthropic_error_format, anthropic_request_cel, cel, openai_error_format};
 use crate::config::RateLimitService;
 use crate::routing::{COST_STATE, LIMIT_KEY_STATE, LIMIT_TEAM_STATE, TOTAL_TOKENS_STATE};
 
@@ -146,47 +147,52 @@ pub fn prepend_local_reply_mappers(local_reply_config: &mut Value) {
     }
 }
 
-/// OpenAI-shaped bodies for the filter's own replies: its 429 (response flag `RL`), a
+/// The bodies of the rate limit filter's own replies, each first in Anthropic's shape for
+/// the Messages endpoints, then in OpenAI's: its 429 (response flag `RL`), a
 /// `rate_limit_error` with a `Retry-After` from the service's reset time, and the 500 it
 /// answers when the service cannot be reached and `failure_mode_deny` is set.
 pub fn local_reply_mappers() -> Vec<Value> {
-    let body = |message: &str, kind: &str, code: &str| {
-        json!({
-            "json_format": {"error": {"message": message, "type": kind, "param": null, "code": code}},
-            "content_type": "application/json",
-        })
-    };
+    let retry_after = json!([{
+        "header": {"key": "retry-after", "value": "%RESP(X-RATELIMIT-RESET)%"},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }]);
+    let limited = json!({"response_flag_filter": {"flags": ["RL"]}});
+    // Envoy flags this reply (RLSE) only after it is sent, too late for a flag filter;
+    // the response code details are set before.
+    let unavailable = "response.code_details == 'rate_limiter_error'";
+    let anthropic = anthropic_request_cel();
     vec![
         json!({
-            "filter": {"response_flag_filter": {"flags": ["RL"]}},
-            "headers_to_add": [{
-                "header": {"key": "retry-after", "value": "%RESP(X-RATELIMIT-RESET)%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }],
-            "body_format_override": body(
-                "Rate limit exceeded: this key or its team is over a requests, tokens or budget limit shared by all gateway replicas. Retry after the time in the Retry-After header.",
+            "filter": {"and_filter": {"filters": [limited, cel(anthropic.clone())]}},
+            "headers_to_add": retry_after,
+            "body_format_override": anthropic_error_format(LIMITED_MESSAGE, "rate_limit_error"),
+        }),
+        json!({
+            "filter": limited,
+            "headers_to_add": retry_after,
+            "body_format_override": openai_error_format(
+                LIMITED_MESSAGE,
                 "rate_limit_error",
                 "rate_limit_exceeded",
             ),
         }),
         json!({
-            // Envoy flags this reply (RLSE) only after it is sent, too late for a flag
-            // filter; the response code details are set before.
-            "filter": {"extension_filter": {
-                "name": "envoy.access_loggers.extension_filters.cel",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                    "expression": "response.code_details == 'rate_limiter_error'",
-                },
-            }},
-            "body_format_override": body(
-                "The gateway's rate limit service is unavailable, and the gateway is configured to refuse requests until it answers.",
+            "filter": cel(format!("{anthropic} && {unavailable}")),
+            "body_format_override": anthropic_error_format(UNAVAILABLE_MESSAGE, "api_error"),
+        }),
+        json!({
+            "filter": cel(unavailable.to_string()),
+            "body_format_override": openai_error_format(
+                UNAVAILABLE_MESSAGE,
                 "api_error",
                 "rate_limit_service_unavailable",
             ),
         }),
     ]
 }
+
+const LIMITED_MESSAGE: &str = "Rate limit exceeded: this key or its team is over a requests, tokens or budget limit shared by all gateway replicas. Retry after the time in the Retry-After header.";
+const UNAVAILABLE_MESSAGE: &str = "The gateway's rate limit service is unavailable, and the gateway is configured to refuse requests until it answers.";
 
 #[cfg(test)]
 mod tests {
@@ -293,13 +299,47 @@ mod tests {
             .iter()
             .all(|r| r["route"].get("rate_limits").is_none()));
         let mappers = hcm["local_reply_config"]["mappers"].as_array().unwrap();
-        let rl_mapper = mappers
-            .iter()
-            .find(|m| m["filter"]["response_flag_filter"]["flags"] == json!(["RL"]))
-            .unwrap();
+        // First the service's 429 and 500 on the Messages endpoints in Anthropic's shape,
+        // then in OpenAI's, before the generic mappers.
+        assert_eq!(mappers[..4], local_reply_mappers()[..]);
+        let anthropic = &mappers[0];
+        assert_eq!(
+            anthropic["filter"]["and_filter"]["filters"][0],
+            json!({"response_flag_filter": {"flags": ["RL"]}})
+        );
+        assert_eq!(
+            anthropic["filter"]["and_filter"]["filters"][1]["extension_filter"]["typed_config"]
+                ["expression"],
+            super::super::anthropic_request_cel()
+        );
+        assert_eq!(
+            anthropic["body_format_override"]["json_format"]["error"]["type"],
+            "rate_limit_error"
+        );
+        assert_eq!(
+            anthropic["body_format_override"]["json_format"]["type"],
+            "error"
+        );
+        let rl_mapper = &mappers[1];
+        assert_eq!(
+            rl_mapper["filter"],
+            json!({"response_flag_filter": {"flags": ["RL"]}})
+        );
+        assert_eq!(anthropic["headers_to_add"], rl_mapper["headers_to_add"]);
         assert_eq!(
             rl_mapper["body_format_override"]["json_format"]["error"]["type"],
             "rate_limit_error"
+        );
+        assert_eq!(
+            mappers[2]["body_format_override"]["json_format"]["error"]["type"],
+            "api_error"
+        );
+        assert!(mappers[2]["filter"]
+            .to_string()
+            .contains("rate_limiter_error"));
+        assert_eq!(
+            mappers[3]["body_format_override"]["json_format"]["error"]["code"],
+            "rate_limit_service_unavailable"
         );
         let clusters = b["static_resources"]["clusters"].as_array().unwrap();
         let c = clusters.iter().find(|c| c["name"] == CLUSTER).unwrap();

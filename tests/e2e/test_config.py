@@ -1,11 +1,15 @@
-"""Configs: rendered bootstraps and the repo's Envoy files validate; `check` and `render`
-refuse invalid gateway configs naming the field; Envoy refuses a bad plugin config; the
-master key can come from the environment."""
+"""Configs: rendered bootstraps and the repo's Envoy files (the bench's too) validate;
+`check` and `render` refuse invalid gateway configs naming the field; Envoy refuses a bad
+plugin config; the master key can come from the environment."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,6 +107,35 @@ def test_repo_envoy_bootstrap_validates(path, problem):
     assert problem is None, f"{path}: {problem}"
     v = envoy_validate(path, cwd=REPO_ROOT)
     assert v.returncode == 0, f"envoy --mode validate {path.relative_to(REPO_ROOT)} failed:\n{v.stdout}\n{v.stderr}"
+
+
+BENCH = REPO_ROOT / "bench"
+
+
+def test_bench_configs_validate(tmp_path):
+    """`make bench`'s Envoys: the gateway config passes `check` and renders, with Bedrock's
+    signer and Vertex AI's token cluster, into a bootstrap Envoy accepts; the floor and the
+    fake provider the harness generates (canned answers, token endpoint, signature checks)
+    validate too."""
+    r = run_cli("check", "--config", str(BENCH / "gateway.yaml"))
+    assert r.returncode == 0, f"check refused bench/gateway.yaml:\n{r.stderr}"
+    out = render(BENCH / "gateway.yaml", tmp_path / "bench-envoy.yaml")
+    text = out.read_text()
+    assert "envoy.filters.http.aws_request_signing" in text and "llm_gcp_token" in text
+    fx = tmp_path / "fixtures"
+    fx.mkdir()
+    fake = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+         "import run; print(run.fake_provider_yaml(Path(sys.argv[2])))", str(BENCH), str(fx)],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    # The answers `driver fixtures` writes for the bench; any bytes do for validation.
+    for name in set(re.findall(r'filename: "([^"]+)"', fake)):
+        (fx / Path(name).name).write_text("{}")
+    fake_cfg = tmp_path / "fake-provider.yaml"
+    fake_cfg.write_text(fake)
+    for path in (out, BENCH / "floor.yaml", fake_cfg):
+        v = envoy_validate(path, cwd=tmp_path)
+        assert v.returncode == 0, f"envoy --mode validate {path.name} failed:\n{v.stdout}\n{v.stderr}"
 
 
 # --- invalid gateway configs ---------------------------------------------------------------

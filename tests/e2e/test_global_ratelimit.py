@@ -24,13 +24,14 @@ from harness import (Envoy, assert_openai_error, free_port, gateway_config, key_
 from ratelimit_server import RateLimitServer
 
 KEYS = {name: f"sk-gw-test-{name}-rl-0123456789abcdef" for name in
-        ("alice", "bob", "carol", "dave", "erin", "frank")}
+        ("alice", "bob", "carol", "dave", "erin", "frank", "grace")}
 
 RLS_CONFIG = {
     "domain": "llm_gateway",
     "descriptors": [
         {"key": "generic_key", "value": "requests", "descriptors": [
             {"key": "key", "value": "alice", "rate_limit": {"unit": "minute", "requests_per_unit": 5}},
+            {"key": "key", "value": "grace", "rate_limit": {"unit": "minute", "requests_per_unit": 1}},
         ]},
         {"key": "generic_key", "value": "tokens", "descriptors": [
             {"key": "key", "value": "erin", "rate_limit": {"unit": "minute", "requests_per_unit": 30}},
@@ -162,6 +163,24 @@ def test_requests_per_minute_hold_across_replicas(rl, openai_fake):
         assert not [h for h in rec.headers if h.startswith("x-llm-")], rec.headers
 
 
+def test_anthropic_clients_get_the_429_in_their_shape(rl, anthropic_fake):
+    """The service's 429 on `/v1/messages`: Anthropic's error shape, which the `anthropic`
+    SDK raises as a RateLimitError, with the same Retry-After."""
+    anthropic = pytest.importorskip("anthropic")
+    a, b = rl["replicas"]
+    clients = [anthropic.Anthropic(base_url=f"http://127.0.0.1:{r['port']}", api_key=KEYS["grace"], max_retries=0,
+                                   timeout=harness.HTTP_TIMEOUT) for r in (a, b)]
+    ask = {"model": "claude-test", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    assert clients[0].messages.create(**ask).content
+    with pytest.raises(anthropic.RateLimitError) as e:
+        clients[1].messages.create(**ask)
+    assert e.value.body == {"type": "error", "error": {"type": "rate_limit_error",
+                                                       "message": e.value.body["error"]["message"]}}
+    assert "Rate limit exceeded" in e.value.body["error"]["message"]
+    assert 1 <= int(e.value.response.headers["retry-after"]) <= 60
+    assert len(anthropic_fake.requests) == 1
+
+
 def test_tokens_and_cost_are_counted_at_stream_end_as_used(rl):
     a, b = rl["replicas"]
     rls = rl["rls"]
@@ -233,6 +252,11 @@ def test_rate_limit_service_down(rl):
         # failure_mode_deny true: an OpenAI-shaped 500 instead.
         err = assert_openai_error(chat(rl["deny"], KEYS["dave"]), 500, "api_error")
         assert err["code"] == "rate_limit_service_unavailable"
+        # In Anthropic's shape on the Messages API.
+        r = request(rl["deny"]["port"], "POST", "/v1/messages",
+                    body(max_tokens=10), key=None, headers={"x-api-key": KEYS["dave"]})
+        assert r.status == 500 and r.json["type"] == "error", (r.status, r.body)
+        assert r.json["error"]["type"] == "api_error" and "rate limit service" in r.json["error"]["message"]
         # The master key has no limits to check: served all the same.
         assert chat(rl["deny"], harness.MASTER_KEY).status == 200
     finally:

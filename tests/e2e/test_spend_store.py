@@ -244,6 +244,10 @@ def test_store_down_and_slow_during_traffic(ls, openai_fake):
         store.stop_redis()
         outage_start = len(results["closed"]), len(results["open"])
         time.sleep(1.5)
+        # A Messages client is refused in Anthropic's shape.
+        m = request(a["port"], "POST", "/v1/messages",
+                    {"model": "gpt-test", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+                    key=None, headers={"x-api-key": KEYS["steady"]})
         # webdis frozen: the store accepts connections and never answers.
         store.pause_webdis()
         time.sleep(1.5)
@@ -265,6 +269,10 @@ def test_store_down_and_slow_during_traffic(ls, openai_fake):
         if s == 503:
             assert body["error"]["code"] == "spend_store_unavailable", body
     assert all(s == 200 for s, _, _ in opened), [s for s, _, _ in opened]
+    assert m.status == 503 and m.header("retry-after") == "1", (m.status, m.body)
+    assert m.json == {"type": "error", "error": {"type": "overloaded_error",
+                                                 "message": m.json["error"]["message"]}}, m.json
+    assert "spend store" in m.json["error"]["message"], m.json
     # Nobody waited much longer than timeout_ms for the store (the provider answers at once).
     slowest = max(d for _, d, _ in closed + opened)
     assert slowest < STORE_TIMEOUT_MS / 1000 + 1.0, slowest

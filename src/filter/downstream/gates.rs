@@ -385,7 +385,8 @@ impl DownstreamHttp {
                 "The spend store that holds this key's shared budget did not answer in time; retry the request.",
             )
             .with_code("spend_store_unavailable");
-            return Some(self.reply_json(e.status, &e.to_json(), &[("retry-after", "1")]));
+            let body = self.error_body(&e);
+            return Some(self.reply_json(e.status, &body, &[("retry-after", "1")]));
         }
         if decision != "ok" {
             spend::count("llm_spend_store_decisions_without_store_total", 1);

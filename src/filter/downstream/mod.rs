@@ -488,6 +488,11 @@ impl HttpContext for DownstreamHttp {
                     return self.reply_json(200, b"", &[]);
                 }
                 None => {
+                    // An Anthropic client (its SDKs send `anthropic-version` on every call)
+                    // reads the refusal in its own shape.
+                    if path.starts_with("/v1/messages") || text("anthropic-version").is_some() {
+                        self.api = InboundApi::Messages;
+                    }
                     let e = GatewayError::new(
                         ErrorKind::NotFound,
                         format!("Unknown path `{path}`: the gateway serves POST /v1/chat/completions, POST /v1/embeddings, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models."),
