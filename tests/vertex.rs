@@ -318,3 +318,61 @@ fn prices_by_model_name() {
         price(json!({"model": "gemini/gemini-2.5-flash", "api_key": "os.environ/K"})),
     );
 }
+
+/// Anthropic's Messages API to Claude on Vertex AI is passed through like to Anthropic:
+/// everything the client wrote is kept (thinking blocks with their signatures, cache marks,
+/// `metadata`, `top_k`), `model` gives way to the body's `anthropic_version`, and the path
+/// and bearer token are Vertex AI's. The answer reaches the client as Vertex AI sent it.
+#[test]
+fn messages_to_claude_on_vertex_pass_through() {
+    use llm_gateway::messages_api::translator::translator;
+    use llm_gateway::messages_api::InboundApi;
+
+    let target = target_for(ProviderKind::VertexAnthropic);
+    let client = json!({
+        "model": "claude-alias", "max_tokens": 64, "top_k": 5, "metadata": {"user_id": "u1"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "t", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "hello"}]},
+            {"role": "user", "content": "again"}]
+    });
+    for stream in [false, true] {
+        let mut body = client.clone();
+        body["stream"] = json!(stream);
+        let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages);
+        let up = t
+            .request(&serde_json::to_vec(&body).unwrap(), &target)
+            .unwrap();
+        let method = if stream { "streamRawPredict" } else { "rawPredict" };
+        assert_eq!(
+            up.path,
+            format!(
+                "/v1/projects/my-project/locations/us-central1/publishers/anthropic/models/{}:{method}",
+                target.upstream_model
+            )
+        );
+        assert_eq!(
+            up.headers,
+            vec![("authorization", "Bearer ya29.test-access-token".to_string())]
+        );
+        let mut sent: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(sent["anthropic_version"], ANTHROPIC_VERSION);
+        sent.as_object_mut().unwrap().remove("anthropic_version");
+        let mut expected = body.clone();
+        expected.as_object_mut().unwrap().remove("model");
+        assert_eq!(sent, expected, "everything else is kept as the client wrote it");
+        assert_eq!(t.is_stream(), stream);
+    }
+    let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages);
+    t.request(&serde_json::to_vec(&client).unwrap(), &target)
+        .unwrap();
+    let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":6}}"#;
+    let r = t.response(200, answer);
+    assert_eq!(r.body, answer.to_vec(), "the answer is passed on as sent");
+    let usage = r.usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 6));
+}

@@ -363,9 +363,15 @@ impl UpstreamHttp {
         })?;
         let present = header_map::decode(&raw)
             .ok_or_else(|| GatewayError::internal("the request headers could not be read"))?;
-        if api.is_anthropic() && deployment.provider.spec().wire == WireApi::AnthropicMessages {
-            // The client's beta features and API version reach Anthropic as sent.
-            for name in messages_api::translator::FORWARDED_HEADERS {
+        let forwarded = match deployment.provider.spec().wire {
+            _ if !api.is_anthropic() => &[][..],
+            WireApi::AnthropicMessages => messages_api::translator::FORWARDED_HEADERS,
+            WireApi::VertexAnthropic => messages_api::translator::VERTEX_FORWARDED_HEADERS,
+            _ => &[][..],
+        };
+        if !forwarded.is_empty() {
+            // The client's beta features (and API version) reach Anthropic's API as sent.
+            for name in forwarded {
                 let value = match &handed {
                     Some(h) => h
                         .anthropic_headers

@@ -8,6 +8,7 @@ use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::provider::anthropic::schema::MessagesResponse;
 use crate::provider::registry::WireApi;
+use crate::provider::vertex::{self, VertexTranslator};
 use crate::provider::{
     join_path, translator_for, Guarded, ProviderKind, StreamPreamble, Target, TranslatedResponse,
     Translator, UpstreamRequest,
@@ -16,11 +17,25 @@ use crate::usage::Usage;
 
 /// The translator of one attempt of a Messages (or `count_tokens`) request to `kind`.
 pub fn translator(kind: ProviderKind, api: InboundApi) -> Box<dyn Translator> {
-    if kind.spec().wire == WireApi::AnthropicMessages {
-        return Box::new(Guarded::new(Box::new(Passthrough {
-            api,
-            ..Passthrough::default()
-        })));
+    match kind.spec().wire {
+        WireApi::AnthropicMessages => {
+            return Box::new(Guarded::new(Box::new(Passthrough {
+                api,
+                ..Passthrough::default()
+            })));
+        }
+        // Claude on Vertex AI takes Anthropic's own body: passed through like Anthropic's,
+        // with the version in the body instead of `model` (Vertex AI places path and token).
+        WireApi::VertexAnthropic => {
+            return Box::new(Guarded::new(Box::new(VertexTranslator::claude(Box::new(
+                Passthrough {
+                    api,
+                    body_version: Some(vertex::ANTHROPIC_VERSION),
+                    ..Passthrough::default()
+                },
+            )))));
+        }
+        _ => {}
     }
     Box::new(Bridge {
         inner: translator_for(kind),
@@ -31,6 +46,9 @@ pub fn translator(kind: ProviderKind, api: InboundApi) -> Box<dyn Translator> {
 
 /// The client's headers an Anthropic deployment receives as sent.
 pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta", "anthropic-version"];
+
+/// The client's headers Claude on Vertex AI receives as sent (its version is in the body).
+pub const VERTEX_FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
 
 /// An error answer turned into Anthropic's shape, status kept.
 fn anthropic_error(mut answer: TranslatedResponse) -> TranslatedResponse {
@@ -52,6 +70,9 @@ pub fn preamble_in_anthropic_shape(p: StreamPreamble) -> StreamPreamble {
 #[derive(Debug, Default)]
 pub struct Passthrough {
     api: InboundApi,
+    /// Where the platform takes `anthropic_version` in the body instead of `model` (Claude
+    /// on Vertex AI); `None` for Anthropic's API, which takes `model` and a header.
+    body_version: Option<&'static str>,
     stream: Option<stream::AnthropicUsageTracker>,
 }
 
@@ -72,7 +93,11 @@ impl Translator for Passthrough {
         chat: &ChatRequest,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let body = request::rewrite_model(body, target.upstream_model).ok_or_else(|| {
+        let body = match self.body_version {
+            Some(version) => request::model_to_version(body, version),
+            None => request::rewrite_model(body, target.upstream_model),
+        }
+        .ok_or_else(|| {
             GatewayError::invalid_request("request body must be a JSON object with `model`")
         })?;
         let endpoint = match self.api {

@@ -148,6 +148,44 @@ def test_claude_stream_on_vertex(vx, vertex_fake):
     assert req.json["stream"] is True and "model" not in req.json
 
 
+def test_messages_to_claude_on_vertex_pass_through(vx, vertex_fake, metadata):
+    """Anthropic's Messages API to Claude on Vertex AI, through the official `anthropic` SDK:
+    passed through like to Anthropic (thinking signatures, cache marks, metadata and beta
+    headers kept), with the version in the body instead of `model`; streamed and not."""
+    import anthropic
+    client = anthropic.Anthropic(base_url=vx.url, api_key=vx.master_key, max_retries=0)
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"},
+                                          {"type": "text", "text": "ok"}]},
+        {"role": "user", "content": "Hello Claude"}]
+    msg = client.messages.create(
+        model="claude-vertex", max_tokens=40, messages=history, metadata={"user_id": "u-1"},
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
+    assert msg.content[0].text == "echo: Hello Claude"
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (12, 6)
+    req = vertex_fake.last
+    assert req.path == (f"/v1/projects/{PROJECT}/locations/global"
+                        "/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict")
+    assert bearer(req) in metadata.issued()
+    assert req.json["anthropic_version"] == "vertex-2023-10-16" and "model" not in req.json
+    assert req.json["messages"] == history, "thinking signatures and cache marks kept"
+    assert req.json["metadata"] == {"user_id": "u-1"}
+    assert req.json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert req.headers.get("anthropic-beta") == "context-1m-2025-08-07"
+    assert "x-api-key" not in req.headers and "anthropic-version" not in req.headers
+
+    with client.messages.stream(model="claude-vertex", max_tokens=40,
+                                messages=[{"role": "user", "content": "stream me"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "echo: stream me" and final.stop_reason == "end_turn"
+    req = vertex_fake.last
+    assert req.path.endswith("/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict")
+    assert req.json["stream"] is True and "model" not in req.json
+
+
 def test_tokens_are_refreshed_shared_and_never_logged(vx, vertex_fake, metadata):
     client = vx.client()
     client.chat.completions.create(model="gemini-vertex", messages=[{"role": "user", "content": "one"}])

@@ -74,6 +74,16 @@ impl VertexTranslator {
         }
     }
 
+    /// Claude on Vertex AI around another Anthropic-bodied translator (the Messages API's
+    /// passthrough), which sends no credential of its own.
+    pub fn claude(inner: Box<dyn Translator>) -> Self {
+        VertexTranslator {
+            inner,
+            publisher: "anthropic",
+            no_token: false,
+        }
+    }
+
     /// The publisher's method path for `model`.
     fn path(&self, base_path: &str, model: &str, stream: bool) -> String {
         let method = match (self.publisher, stream) {
