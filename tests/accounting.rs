@@ -8,10 +8,11 @@ use std::sync::Barrier;
 use llm_gateway::auth;
 use llm_gateway::config::keys::{find_key, KeyTable};
 use llm_gateway::config::GatewayConfig;
-use llm_gateway::limits::{
-    admit, prepare, settle, spend, Account, Admission, MemoryStore, Refusal, RefusalReason,
-    RequestFacts, Settlement,
-};
+use llm_gateway::limits::admission::{admit, Admission, RequestFacts};
+use llm_gateway::limits::records::prepare;
+use llm_gateway::limits::refusal::{Refusal, RefusalReason};
+use llm_gateway::limits::settlement::{settle, spend, Account, Settlement, Spend};
+use llm_gateway::limits::store::MemoryStore;
 use llm_gateway::usage::Usage;
 use serde_json::{json, Value};
 
@@ -172,7 +173,7 @@ fn team_budget_under_concurrency() {
             );
         }
         let team = t.team("research").unwrap();
-        let key_totals = |f: &dyn Fn(llm_gateway::limits::Spend) -> u64| -> u64 {
+        let key_totals = |f: &dyn Fn(Spend) -> u64| -> u64 {
             t.keys
                 .iter()
                 .map(|k| f(spend(&store, Account::Key(k), NOW)))

@@ -56,7 +56,11 @@ use llm_gateway::auth;
 use llm_gateway::config::keys::{self, BudgetDuration};
 use llm_gateway::config::model::Secret;
 use llm_gateway::config::{GatewayConfig, PluginConfig};
-use llm_gateway::limits::{self, MemoryStore, RequestFacts, Settlement, Store};
+use llm_gateway::limits::admission::{admit, rate_limit_headers, RequestFacts};
+use llm_gateway::limits::records::prepare;
+use llm_gateway::limits::refusal::format_dollars;
+use llm_gateway::limits::settlement::{settle, spend, Account, Settlement};
+use llm_gateway::limits::store::{key_store_key, team_store_key, MemoryStore, Store};
 use llm_gateway::openai::{annotate_usage_chunk, AnswerMeta, UsageBody};
 use llm_gateway::pricing::{self, PriceOverride};
 use llm_gateway::provider::registry::WireApi;
@@ -1371,15 +1375,15 @@ fn check_config(input: &BytesInput) -> Result<(), String> {
     }
     // Every key and team can be prepared, admitted and settled.
     let store = MemoryStore::new();
-    limits::prepare(&store, &config.keys);
+    prepare(&store, &config.keys);
     let request = parse_chat_request(MINIMAL_REQUEST).map_err(|e| e.to_string())?;
     for route in &config.routes {
         let facts = RequestFacts::for_route(&config, route, &request);
         let _ = facts.worst_case_micro_usd();
         for k in &config.keys.keys {
-            match limits::admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610) {
+            match admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610) {
                 Ok(a) => {
-                    let _ = limits::settle(&store, a, Settlement::Failed, 1_773_489_611);
+                    let _ = settle(&store, a, Settlement::Failed, 1_773_489_611);
                 }
                 Err(r) => check_status(r.error.status)?,
             }
@@ -1423,14 +1427,10 @@ fn check_request(input: &BytesInput) -> Result<(), String> {
                         let store = MemoryStore::new();
                         for k in &config.keys.keys {
                             let _ = keys::check_model(k, &alias.name);
-                            if let Ok(a) = limits::admit(
-                                &store,
-                                k,
-                                config.keys.team_of(k),
-                                &facts,
-                                1_773_489_610,
-                            ) {
-                                limits::settle(&store, a, Settlement::Failed, 1_773_489_611)
+                            if let Ok(a) =
+                                admit(&store, k, config.keys.team_of(k), &facts, 1_773_489_610)
+                            {
+                                settle(&store, a, Settlement::Failed, 1_773_489_611)
                                     .map_err(|e| format!("settle: {e}"))?;
                             }
                         }
@@ -1978,9 +1978,9 @@ fn valid_record(rng: &mut Rng) -> Vec<u8> {
         input_price_per_token: 1e-6,
         output_price_per_token: 1e-6,
     };
-    let _ = limits::admit(&store, key, config.keys.team_of(key), &facts, NOW);
+    let _ = admit(&store, key, config.keys.team_of(key), &facts, NOW);
     store
-        .get(&limits::key_store_key(&key.name))
+        .get(&key_store_key(&key.name))
         .map(|(v, _)| v)
         .unwrap_or_else(|| b"v1 0 0 0 t0 0 0 0 0 0 0 0".to_vec())
 }
@@ -2071,10 +2071,10 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
     let team = config.keys.team_of(key);
     let store = MemoryStore::new();
     if let Some(v) = &input.key_value {
-        let _ = store.set(&limits::key_store_key(&key.name), v, None);
+        let _ = store.set(&key_store_key(&key.name), v, None);
     }
     if let (Some(v), Some(t)) = (&input.team_value, team) {
-        let _ = store.set(&limits::team_store_key(&t.name), v, None);
+        let _ = store.set(&team_store_key(&t.name), v, None);
     }
     let facts = RequestFacts {
         estimated_prompt_tokens: input.prompt_tokens,
@@ -2082,13 +2082,13 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
         input_price_per_token: 3e-6,
         output_price_per_token: 15e-6,
     };
-    let before = limits::spend(&store, limits::Account::Key(key), input.now);
-    match limits::admit(&store, key, team, &facts, input.now) {
+    let before = spend(&store, Account::Key(key), input.now);
+    match admit(&store, key, team, &facts, input.now) {
         Ok(admission) => {
-            for (name, value) in limits::rate_limit_headers(&admission) {
+            for (name, value) in rate_limit_headers(&admission) {
                 no_control(name, value.as_str())?;
             }
-            let during = limits::spend(&store, limits::Account::Key(key), input.now);
+            let during = spend(&store, Account::Key(key), input.now);
             if during.in_flight < 1 && !key.is_master {
                 return Err(format!("admitted but not in flight: {during:?}"));
             }
@@ -2104,9 +2104,8 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
                     so_far: None,
                 },
             };
-            limits::settle(&store, admission, how, input.later)
-                .map_err(|e| format!("settle: {e}"))?;
-            let after = limits::spend(&store, limits::Account::Key(key), input.now);
+            settle(&store, admission, how, input.later).map_err(|e| format!("settle: {e}"))?;
+            let after = spend(&store, Account::Key(key), input.now);
             // Settling frees the slot it took (a slot taken then is never still held).
             if input.later == input.now && after.in_flight > before.in_flight {
                 return Err(format!(
@@ -2127,9 +2126,9 @@ fn check_store(input: &StoreInput) -> Result<(), String> {
         }
     }
     if let Some(t) = team {
-        let _ = limits::spend(&store, limits::Account::Team(t), input.later);
+        let _ = spend(&store, Account::Team(t), input.later);
     }
-    let _ = limits::prepare(&store, &config.keys);
+    let _ = prepare(&store, &config.keys);
     Ok(())
 }
 
@@ -2221,7 +2220,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
         }
     }
     let _ = pricing::format_usd(n);
-    let _ = limits::format_dollars(n);
+    let _ = format_dollars(n);
     let _ = keys::usd_to_micro(f);
     let facts = RequestFacts {
         estimated_prompt_tokens: n,

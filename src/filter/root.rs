@@ -107,7 +107,7 @@ impl RootContext for GatewayRoot {
             .collect();
         if plugin.role == FilterRole::Downstream {
             // Records exist before traffic, so every later write is a compare-and-swap.
-            crate::limits::prepare(&super::store::SharedData, &plugin.gateway.keys);
+            crate::limits::records::prepare(&super::store::SharedData, &plugin.gateway.keys);
             if let Some(store) = &plugin.gateway.general.spend_store {
                 let subjects = super::spend::all_subjects(&plugin.gateway.keys);
                 let period = u32::try_from(store.flush_interval_ms).unwrap_or(200);

@@ -2,7 +2,7 @@
 //! shared by every worker's VM, so limits and budgets hold across threads.
 
 use super::host;
-use crate::limits::{Store, StoreError};
+use crate::limits::store::{Store, StoreError};
 
 /// The shared-data store.
 pub struct SharedData;

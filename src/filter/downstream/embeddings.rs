@@ -12,7 +12,7 @@ use crate::config::GatewayConfig;
 use crate::embeddings::{self, EmbeddingsRequest};
 use crate::error::GatewayError;
 use crate::filter::host::{self, Buffer};
-use crate::limits::RequestFacts;
+use crate::limits::admission::RequestFacts;
 use crate::routing;
 
 /// A chat request to an alias whose deployments are all embedding models.

@@ -14,7 +14,8 @@ use crate::filter::host::{self, Buffer};
 use crate::filter::spend;
 use crate::filter::store::SharedData;
 use crate::limits::ledger::{self, BudgetFailureMode, ReserveReply};
-use crate::limits::{self, Settlement};
+use crate::limits::refusal::format_dollars;
+use crate::limits::settlement::{self, Settlement};
 
 /// The parsed request, its route and its body, kept while a gate waits.
 type Parts = (HandedRequest, String, Vec<u8>);
@@ -399,7 +400,7 @@ impl DownstreamHttp {
     fn undo_admission(&mut self) {
         self.ledger = None;
         if let Some(a) = self.admission.take() {
-            let _ = limits::settle(&SharedData, a, Settlement::Failed, super::now_secs());
+            let _ = settlement::settle(&SharedData, a, Settlement::Failed, super::now_secs());
         }
     }
 
@@ -418,10 +419,10 @@ impl DownstreamHttp {
             ErrorKind::RateLimit,
             format!(
                 "Budget exceeded for {who}: {} spent of its {} {duration} budget across all gateway replicas, {} reserved by requests in flight, and this request may cost up to {}.",
-                limits::format_dollars(spent),
-                limits::format_dollars(max),
-                limits::format_dollars(reserved),
-                limits::format_dollars(cost),
+                format_dollars(spent),
+                format_dollars(max),
+                format_dollars(reserved),
+                format_dollars(cost),
             ),
         )
         .with_code("budget_exceeded")

@@ -19,7 +19,9 @@ use crate::auth;
 use crate::config::keys::{self, VirtualKey};
 use crate::error::{ErrorKind, GatewayError};
 use crate::header_map;
-use crate::limits::{self, Admission, Ending, RequestFacts, Settlement};
+use crate::limits::admission::{self, Admission, RequestFacts};
+use crate::limits::refusal::Refusal;
+use crate::limits::settlement::{self, Account, Ending, Settlement};
 use crate::messages_api::{self, InboundApi};
 use crate::metrics::{self, Outcome};
 use crate::provider::ProviderKind;
@@ -177,7 +179,7 @@ impl DownstreamHttp {
     }
 
     /// A limit's refusal, with its `retry-after` and `x-ratelimit-*` headers.
-    fn reply_refusal(&mut self, refusal: limits::Refusal) -> Action {
+    fn reply_refusal(&mut self, refusal: Refusal) -> Action {
         let headers = refusal.headers();
         let error = GatewayError::from(refusal);
         let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -379,7 +381,7 @@ impl DownstreamHttp {
             return Ok(());
         }
         let config = &self.runtime.config;
-        match limits::admit(
+        match admission::admit(
             &SharedData,
             key,
             config.keys.team_of(key),
@@ -388,7 +390,7 @@ impl DownstreamHttp {
             self.started_nanos / 1_000_000_000,
         ) {
             Ok(a) => {
-                self.rate_headers = limits::rate_limit_headers(&a);
+                self.rate_headers = admission::rate_limit_headers(&a);
                 self.admission = Some(a);
                 Ok(())
             }
@@ -583,7 +585,7 @@ impl HttpContext for DownstreamHttp {
         let key = self.virtual_key();
         if !key.is_master && self.counted {
             let team = self.runtime.config.keys.team_of(key);
-            if let Err(refusal) = limits::precheck(&SharedData, key, team, now / 1_000_000_000) {
+            if let Err(refusal) = admission::precheck(&SharedData, key, team, now / 1_000_000_000) {
                 return self.reply_refusal(refusal);
             }
         }
@@ -685,7 +687,7 @@ impl HttpContext for DownstreamHttp {
                 let cost = admission.charge_of(how).map_or(0, |(_, c)| c);
                 super::spend::enqueue_settlement(&reservation, cost, now_secs());
             }
-            if let Err(e) = limits::settle(&SharedData, admission, how, now_secs()) {
+            if let Err(e) = settlement::settle(&SharedData, admission, how, now_secs()) {
                 log::error!("could not settle the request's reservation: {e:?}");
             }
             self.record_spend();
@@ -708,7 +710,7 @@ impl DownstreamHttp {
         let config = &self.runtime.config;
         let key = self.virtual_key();
         let now = now_secs();
-        let s = limits::spend(&SharedData, limits::Account::Key(key), now);
+        let s = settlement::spend(&SharedData, Account::Key(key), now);
         let mut records = metrics::budget_gauges(
             "key",
             &key.name,
@@ -716,7 +718,7 @@ impl DownstreamHttp {
             key.limits.max_budget_micro_usd,
         );
         if let Some(team) = config.keys.team_of(key) {
-            let s = limits::spend(&SharedData, limits::Account::Team(team), now);
+            let s = settlement::spend(&SharedData, Account::Team(team), now);
             records.extend(metrics::budget_gauges(
                 "team",
                 &team.name,
