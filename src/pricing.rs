@@ -110,23 +110,27 @@ pub fn lookup(model: &str) -> Option<Price> {
 }
 
 fn find(model: &str) -> Option<Rates> {
-    find_listed(model).or_else(|| find_listed(bedrock_name(model)?))
+    find_listed(model)
+        .or_else(|| find_listed(without_geography(model)?))
+        .or_else(|| find_listed(bedrock_name(model)?))
 }
+
+/// A Bedrock model id without its inference profile's geography (`us.cohere.embed-v4:0`
+/// → `cohere.embed-v4:0`), for the models listed with their version.
+fn without_geography(model: &str) -> Option<&str> {
+    let (geo, rest) = model.trim().split_once('.')?;
+    GEOGRAPHIES.contains(&geo).then_some(rest)
+}
+
+/// The geographies of Bedrock's inference profiles.
+const GEOGRAPHIES: [&str; 8] = ["us", "eu", "apac", "global", "jp", "au", "ca", "us-gov"];
 
 /// A Bedrock model id as the table lists it: the inference profile's geography
 /// (`us.`, `eu.`, `global.`, ...) and the `-v1:0` version removed, Claude under Anthropic's
 /// own name (`us.anthropic.claude-sonnet-4-5-20250929-v1:0` → `claude-sonnet-4-5-20250929`),
 /// the other families with their vendor (`amazon.nova-pro`).
 fn bedrock_name(model: &str) -> Option<&str> {
-    let mut name = model.trim();
-    for geo in [
-        "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.",
-    ] {
-        if let Some(rest) = name.strip_prefix(geo) {
-            name = rest;
-            break;
-        }
-    }
+    let mut name = without_geography(model).unwrap_or(model.trim());
     if let Some((head, version)) = name.rsplit_once("-v") {
         let (major, minor) = version.split_once(':').unwrap_or((version, "0"));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -415,11 +419,21 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   Sonnet 4.5 and later cost 10 % more, which a deployment sets with
 ///   `input_cost_per_token` / `output_cost_per_token`. Nova lists cache reads (no write
 ///   price); Llama and Mistral have none.
+/// - **Bedrock embedding models**, <https://aws.amazon.com/bedrock/pricing/> (on-demand,
+///   input tokens only), taken 2026-12-07 and cross-checked against published price
+///   tables: Titan Text Embeddings V2 $0.02, Cohere Embed 3 English and Multilingual
+///   $0.10, Cohere Embed 4 $0.12 (text). Listed by their full ids (Titan V1 costs more
+///   than V2, so the version is not stripped), found also behind an inference profile.
+///   Vertex AI's `text-embedding-005` and `text-multilingual-embedding-002` bill per
+///   character, not per token: left unpriced (set `input_cost_per_token` to price them);
+///   `gemini-embedding-001` on Vertex AI is priced per token like the Gemini API, by the
+///   row above.
 static TABLE: &[(&str, Rates)] = &[
     ("amazon.nova-lite", p(0.06, 0.015, 0.24)),
     ("amazon.nova-micro", p(0.035, 0.00875, 0.14)),
     ("amazon.nova-premier", p(2.50, 2.50, 12.50)),
     ("amazon.nova-pro", p(0.80, 0.20, 3.20)),
+    ("amazon.titan-embed-text-v2:0", embed(0.02)),
     ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
     ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
     ("claude-3-haiku", anthropic(0.25, 0.03, 0.30, 1.25)),
@@ -442,6 +456,9 @@ static TABLE: &[(&str, Rates)] = &[
     ("claude-sonnet-4-6", anthropic(3.00, 0.30, 3.75, 15.00)),
     ("claude-sonnet-5", anthropic(2.00, 0.20, 2.50, 10.00)),
     ("claude-sonnet-5-5", anthropic(2.00, 0.10, 2.50, 10.00)),
+    ("cohere.embed-english-v3", embed(0.10)),
+    ("cohere.embed-multilingual-v3", embed(0.10)),
+    ("cohere.embed-v4:0", embed(0.12)),
     ("command-a-03-2025", p(2.50, 2.50, 10.00)),
     ("command-r-08-2024", p(0.15, 0.15, 0.60)),
     ("command-r-plus-08-2024", p(2.50, 2.50, 10.00)),
@@ -787,6 +804,11 @@ mod tests {
             lookup("eu.amazon.nova-pro-v1:0"),
             Some(price("amazon.nova-pro"))
         );
+        // Embedding models keep their version: Titan V1 is not V2's price.
+        assert_eq!(price("amazon.titan-embed-text-v2:0").input, 20_000);
+        assert_eq!(lookup("amazon.titan-embed-text-v1"), None);
+        assert_eq!(price("us.cohere.embed-v4:0").input, 120_000);
+        assert_eq!(is_embedding_model("cohere.embed-english-v3"), Some(true));
         assert_eq!(
             lookup("meta.llama3-3-70b-instruct-v1:0"),
             Some(price("meta.llama3-3-70b-instruct"))

@@ -13,6 +13,30 @@ use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;
 
+/// Every fixture folder.
+const PROVIDERS: [&str; 6] = [
+    "openai",
+    "azure",
+    "gemini",
+    "cohere",
+    "bedrock",
+    "vertex_ai",
+];
+
+/// The upstream model of a case: Bedrock's `cohere_*` cases are Cohere Embed on Bedrock,
+/// its others Titan Text Embeddings V2.
+fn case_model(provider: &str, case: &Path, model: &'static str) -> &'static str {
+    let name = case
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if provider == "bedrock" && name.starts_with("cohere_") {
+        "cohere.embed-english-v3"
+    } else {
+        model
+    }
+}
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embeddings")
 }
@@ -46,6 +70,19 @@ fn deployment(
             Some("AIza-test-key"),
         ),
         "cohere" => (ProviderKind::Cohere, "embed-v4.0", "", Some("co-test-key")),
+        // Signed by Envoy: no key. `cohere_*` cases are Cohere Embed (`case_model`).
+        "bedrock" => (
+            ProviderKind::Bedrock,
+            "amazon.titan-embed-text-v2:0",
+            "",
+            None,
+        ),
+        "vertex_ai" => (
+            ProviderKind::VertexGemini,
+            "text-embedding-005",
+            "/v1/projects/p-1/locations/us-central1",
+            Some("ya29.test-token"),
+        ),
         other => panic!("no deployment for fixture folder {other}"),
     }
 }
@@ -102,7 +139,7 @@ fn golden_cases() {
     let options = ProviderOptions::default();
     let mut failures = Vec::new();
     let mut n = 0;
-    for provider in ["openai", "azure", "gemini", "cohere"] {
+    for provider in PROVIDERS {
         let (kind, model, base_path, api_key) = deployment(provider);
         let mut cases: Vec<PathBuf> = fs::read_dir(dir().join(provider))
             .unwrap()
@@ -113,7 +150,7 @@ fn golden_cases() {
         for case in cases {
             n += 1;
             let target = Target {
-                upstream_model: model,
+                upstream_model: case_model(provider, &case, model),
                 base_path,
                 api_key,
                 now_unix_secs: NOW,
@@ -129,6 +166,14 @@ fn golden_cases() {
             let status: u16 =
                 read(&case.join("upstream_status")).map_or(200, |s| s.trim().parse().unwrap());
             let answer = read(&case.join("upstream_response.json")).unwrap();
+            // `upstream_headers`: `name: value` lines the provider answers with.
+            let headers = read(&case.join("upstream_headers")).unwrap_or_default();
+            let headers: Vec<(&[u8], &[u8])> = headers
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+                .collect();
+            t.response_headers(&headers);
             let out = t.response(status, answer.as_bytes());
             let body = String::from_utf8(out.body).unwrap();
             assert!(!body.contains(api_key.unwrap_or("none")));
@@ -155,7 +200,7 @@ fn golden_cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(n >= 12, "only {n} cases");
+    assert!(n >= 20, "only {n} cases");
 }
 
 /// The OpenAI family's body is the client's, byte for byte, but for the model.
@@ -201,6 +246,8 @@ fn openai_family_forwards_the_body() {
     };
     t.request(br#"{"model":"e","input":"abcdefgh"}"#, &target)
         .unwrap();
+    let out = t.response(200, br#"{"embeddings":[{"values":[0.5]}]}"#);
+    assert_eq!(out.usage.unwrap().prompt_tokens, 2);
     assert!(t.usage_estimated());
 }
 
@@ -230,11 +277,11 @@ fn provider_limits() {
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
     }
-    // No embeddings API (Anthropic), or embeddings not translated (the clouds' own APIs).
+    // No embeddings API (Anthropic, Claude on Vertex AI), or a Bedrock model that is not
+    // Titan Text Embeddings or Cohere Embed.
     for kind in [
         ProviderKind::Anthropic,
         ProviderKind::Bedrock,
-        ProviderKind::VertexGemini,
         ProviderKind::VertexAnthropic,
     ] {
         let e = translator_for(kind)
@@ -248,6 +295,98 @@ fn provider_limits() {
     }
 }
 
+/// Titan and `gemini-embedding-001` on Vertex AI embed one input a request: more is a
+/// 400 naming `input`; Cohere on Bedrock takes 96 and Vertex AI's other models 250.
+#[test]
+fn one_input_models() {
+    let options = ProviderOptions::default();
+    let target = |model| Target {
+        upstream_model: model,
+        base_path: "",
+        api_key: Some("t"),
+        now_unix_secs: NOW,
+        options: &options,
+    };
+    let texts =
+        |n: usize| serde_json::to_vec(&json!({"model": "e", "input": vec!["t"; n]})).unwrap();
+    for (kind, model, limit) in [
+        (ProviderKind::Bedrock, "amazon.titan-embed-text-v2:0", 1),
+        (ProviderKind::VertexGemini, "gemini-embedding-001", 1),
+        (ProviderKind::Bedrock, "us.cohere.embed-v4:0", 96),
+        (ProviderKind::VertexGemini, "text-embedding-005", 250),
+    ] {
+        translator_for(kind)
+            .request(&texts(limit), &target(model))
+            .unwrap();
+        let e = translator_for(kind)
+            .request(&texts(limit + 1), &target(model))
+            .unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("input")), "{e}");
+        if limit == 1 {
+            assert!(e.message.contains("embeds one input per request"), "{e}");
+        }
+    }
+    let e = translator_for(ProviderKind::Bedrock)
+        .request(&texts(2), &target("amazon.titan-embed-text-v2:0"))
+        .unwrap_err();
+    assert!(
+        e.message.contains("Titan embeds one input per request"),
+        "{e}"
+    );
+    // Text only.
+    let e = translator_for(ProviderKind::VertexGemini)
+        .request(
+            br#"{"model":"e","input":[1,2]}"#,
+            &target("text-embedding-005"),
+        )
+        .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("input"));
+}
+
+/// A Vertex AI attempt without an access token is a 503, whatever Vertex answers, so
+/// Envoy falls back; Bedrock's exception names decide the status.
+#[test]
+fn cloud_statuses() {
+    let options = ProviderOptions::default();
+    let mut t = translator_for(ProviderKind::VertexGemini);
+    let target = Target {
+        upstream_model: "text-embedding-005",
+        base_path: "",
+        api_key: None,
+        now_unix_secs: NOW,
+        options: &options,
+    };
+    let up = t.request(br#"{"model":"e","input":"x"}"#, &target).unwrap();
+    assert!(up.headers.is_empty());
+    assert_eq!(t.response_status(401), 503);
+    let out = t.response(401, br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#);
+    assert_eq!(out.status, 503);
+
+    let mut t = translator_for(ProviderKind::Bedrock);
+    let host = ProviderOptions {
+        host: Some("bedrock-runtime.us-east-1.amazonaws.com".into()),
+        ..ProviderOptions::default()
+    };
+    let target = Target {
+        upstream_model: "cohere.embed-v4:0",
+        base_path: "",
+        api_key: None,
+        now_unix_secs: NOW,
+        options: &host,
+    };
+    let up = t.request(br#"{"model":"e","input":"x"}"#, &target).unwrap();
+    assert_eq!(up.path, "/model/cohere.embed-v4%3A0/invoke");
+    assert_eq!(
+        up.headers,
+        [(
+            ":authority",
+            "bedrock-runtime.us-east-1.amazonaws.com".to_string()
+        )]
+    );
+    t.response_headers(&[(b"x-amzn-errortype", b"ModelNotReadyException")]);
+    assert_eq!(t.response_status(429), 503);
+}
+
 fn config() -> GatewayConfig {
     GatewayConfig::from_json(
         json!({
@@ -258,7 +397,10 @@ fn config() -> GatewayConfig {
                 {"model_name": "gpt", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},
                 {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/ANTHROPIC_API_KEY"}},
                 {"model_name": "local", "litellm_params": {"model": "openai/my-embedder", "api_base": "http://127.0.0.1:8000/v1"}, "model_info": {"mode": "embedding"}},
-                {"model_name": "unknown", "litellm_params": {"model": "openai/llama3", "api_base": "http://127.0.0.1:8000/v1"}}
+                {"model_name": "unknown", "litellm_params": {"model": "openai/llama3", "api_base": "http://127.0.0.1:8000/v1"}},
+                {"model_name": "titan", "litellm_params": {"model": "bedrock/amazon.titan-embed-text-v2:0"}},
+                {"model_name": "nova", "litellm_params": {"model": "bedrock/amazon.nova-pro-v1:0"}, "model_info": {"mode": "chat"}},
+                {"model_name": "vertex-embed", "litellm_params": {"model": "vertex_ai/text-embedding-005", "vertex_project": "p-1"}, "model_info": {"mode": "embedding"}}
             ]
         })
         .to_string()
@@ -279,6 +421,8 @@ fn modes_from_config_and_table() {
     assert_eq!(mode("claude"), Some(ModelMode::Chat));
     assert_eq!(mode("local"), Some(ModelMode::Embedding));
     assert_eq!(mode("unknown"), None);
+    assert_eq!(mode("titan"), Some(ModelMode::Embedding));
+    assert_eq!(mode("vertex-embed"), Some(ModelMode::Embedding));
     // Priced on input tokens only.
     let price = c.deployment("embed").unwrap().price.unwrap();
     assert_eq!((price.input, price.output), (20_000, 0));
@@ -295,6 +439,14 @@ fn modes_from_config_and_table() {
     assert_eq!(e.field, "model_list[0].model_info.mode");
     let e = bad(json!({"mode": "embedding"}), "anthropic/claude-sonnet-4-5");
     assert!(e.message.contains("no embeddings API"), "{}", e.message);
+    // On Bedrock, Titan Text Embeddings and Cohere Embed only.
+    let e = bad(json!({"mode": "embedding"}), "bedrock/amazon.nova-pro-v1:0");
+    assert!(
+        e.message
+            .contains("`amazon.nova-pro-v1:0` has no embeddings API"),
+        "{}",
+        e.message
+    );
 }
 
 /// Every deployment of a route is checked before the request goes out.
@@ -325,6 +477,19 @@ fn deployment_checks() {
         .unwrap_err();
     assert_eq!(e.param.as_deref(), Some("input"));
     assert!(e.message.contains("at most 96"), "{}", e.message);
+    // Titan: one input a request, refused before any call.
+    let two = parse_request(br#"{"model":"x","input":["a","b"]}"#).unwrap();
+    let e = two
+        .check_deployment(c.deployment("titan").unwrap())
+        .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("input"));
+    assert!(request
+        .check_deployment(c.deployment("titan").unwrap())
+        .is_ok());
+    let e = request
+        .check_deployment(c.deployment("nova").unwrap())
+        .unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("model"));
 }
 
 /// Mangled requests and answers (bytes flipped, cut, spliced from other cases; bounded and
@@ -340,20 +505,21 @@ fn mangled_inputs_never_panic() {
         seed ^= seed << 17;
         (seed % n.max(1) as u64) as usize
     };
-    let mut files: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
-    for provider in ["openai", "azure", "gemini", "cohere"] {
+    let mut files: Vec<(String, &'static str, Vec<u8>, Vec<u8>)> = Vec::new();
+    for provider in PROVIDERS {
         for e in fs::read_dir(dir().join(provider)).unwrap() {
             let case = e.unwrap().path();
             if case.is_dir() {
                 let request = fs::read(case.join("request.json")).unwrap();
                 let answer = fs::read(case.join("upstream_response.json")).unwrap();
-                files.push((provider.to_string(), request, answer));
+                let model = case_model(provider, &case, deployment(provider).1);
+                files.push((provider.to_string(), model, request, answer));
             }
         }
     }
     let donors: Vec<Vec<u8>> = files
         .iter()
-        .flat_map(|f| [f.1.clone(), f.2.clone()])
+        .flat_map(|f| [f.2.clone(), f.3.clone()])
         .collect();
     let mangle = |bytes: &[u8], next: &mut dyn FnMut(usize) -> usize| -> Vec<u8> {
         let mut out = bytes.to_vec();
@@ -380,8 +546,8 @@ fn mangled_inputs_never_panic() {
         out
     };
     for round in 0..4000 {
-        let (provider, request, answer) = &files[round % files.len()];
-        let (kind, model, base_path, api_key) = deployment(provider);
+        let (provider, model, request, answer) = &files[round % files.len()];
+        let (kind, _, base_path, api_key) = deployment(provider);
         let target = Target {
             upstream_model: model,
             base_path,

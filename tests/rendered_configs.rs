@@ -47,6 +47,11 @@ fn bench_gateway_config_is_valid() {
         rendered.contains("aws_sigv4_us-east-1"),
         "no Bedrock signer"
     );
+    // It signs the embedding models' InvokeModel calls as well as Converse.
+    assert!(
+        rendered.contains("/model/[^/]+/(converse(-stream)?|invoke)$"),
+        "the signer skips InvokeModel"
+    );
     assert!(
         rendered.contains("llm_gcp_token"),
         "no Vertex AI token cluster"

@@ -403,11 +403,13 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
 
         let mode = match entry.model_info.mode.as_deref() {
             Some("chat") => Some(ModelMode::Chat),
-            Some("embedding") if !spec.wire.embeds() => {
+            Some("embedding")
+                if crate::embeddings::Api::of(spec, &upstream_model).is_none() =>
+            {
                 return Err(ConfigError::new(
                     at("model_info.mode"),
                     format!(
-                        "{} has no embeddings API the gateway translates: use `chat`, or an OpenAI-compatible, Azure, Gemini or Cohere embedding model",
+                        "{} `{upstream_model}` has no embeddings API the gateway translates: use `chat`, or an OpenAI-compatible, Azure, Gemini or Cohere embedding model, Titan Text Embeddings or Cohere Embed on Bedrock, or a Vertex AI text embedding model",
                         spec.display_name
                     ),
                 ))

@@ -3,13 +3,18 @@
 //!
 //! The OpenAI family (OpenAI, Azure OpenAI, the OpenAI-compatible presets) gets the
 //! client's body with only the model rewritten, and its answer back as sent (a `base64`
-//! answer stays bytes). Gemini (`batchEmbedContents`) and Cohere (`/v2/embed`) are
-//! translated both ways ([`translate`]). Everything here is kept apart from the chat path:
-//! the downstream instance branches off by path before any chat work is done.
+//! answer stays bytes). Gemini (`batchEmbedContents`), Cohere (`/v2/embed`), Bedrock's
+//! Titan Text Embeddings and Cohere Embed (`InvokeModel`) and Vertex AI's text embeddings
+//! (`:predict`) are translated both ways ([`translate`]). Everything here is kept apart
+//! from the chat path: the downstream instance branches off by path before any chat work
+//! is done.
 //!
 //! References: <https://platform.openai.com/docs/api-reference/embeddings/create>,
 //! <https://ai.google.dev/api/embeddings#method:-models.batchembedcontents>,
-//! <https://docs.cohere.com/reference/embed>.
+//! <https://docs.cohere.com/reference/embed>,
+//! <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html>,
+//! <https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html>,
+//! <https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api>.
 
 pub mod translate;
 
@@ -24,8 +29,55 @@ use crate::usage::UsageBound;
 pub const MAX_INPUTS: usize = 2048;
 /// The most texts one Gemini `batchEmbedContents` call takes.
 pub const GEMINI_MAX_INPUTS: usize = 100;
-/// The most texts one Cohere `/v2/embed` call takes.
+/// The most texts one Cohere `/v2/embed` call takes (on Bedrock too).
 pub const COHERE_MAX_INPUTS: usize = 96;
+/// The most instances one Vertex AI `:predict` call takes (`gemini-embedding-001`: one).
+pub const VERTEX_MAX_INPUTS: usize = 250;
+
+/// The embeddings API a deployment's model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI's `/embeddings` (OpenAI, Azure, the compatible family).
+    OpenAi,
+    /// Gemini's `batchEmbedContents`.
+    Gemini,
+    /// Cohere's `/v2/embed`.
+    Cohere,
+    /// Amazon Titan Text Embeddings on Bedrock (`InvokeModel`): one text a call.
+    Titan,
+    /// Cohere Embed on Bedrock (`InvokeModel`).
+    BedrockCohere,
+    /// Vertex AI's text embeddings (`:predict`).
+    VertexPredict,
+}
+
+impl Api {
+    /// The embeddings API of `model` on a provider, `None` when there is none: on Bedrock
+    /// the model family decides (ids may carry an inference profile's `us.` prefix).
+    pub fn of(spec: &ProviderSpec, model: &str) -> Option<Api> {
+        Some(match spec.wire {
+            WireApi::OpenAiChat | WireApi::AzureOpenAi => Api::OpenAi,
+            WireApi::GeminiGenerate => Api::Gemini,
+            WireApi::CohereChat => Api::Cohere,
+            WireApi::VertexGemini => Api::VertexPredict,
+            WireApi::BedrockConverse if model.contains("titan-embed-text") => Api::Titan,
+            WireApi::BedrockConverse if model.contains("cohere.embed") => Api::BedrockCohere,
+            _ => return None,
+        })
+    }
+
+    /// The most inputs one call takes (`usize::MAX`: OpenAI's own limit only).
+    fn max_inputs(self, model: &str) -> usize {
+        match self {
+            Api::OpenAi => usize::MAX,
+            Api::Gemini => GEMINI_MAX_INPUTS,
+            Api::Cohere | Api::BedrockCohere => COHERE_MAX_INPUTS,
+            Api::Titan => 1,
+            Api::VertexPredict if model.contains("gemini-embedding") => 1,
+            Api::VertexPredict => VERTEX_MAX_INPUTS,
+        }
+    }
+}
 
 /// What the client asked to embed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,33 +151,47 @@ impl EmbeddingsRequest {
             )
             .with_code("model_not_embedding"));
         }
-        if !spec.wire.embeds() {
+        if Api::of(spec, &deployment.upstream_model).is_none() {
             return Err(GatewayError::invalid_param(
                 "model",
                 format!(
-                    "`{}` cannot embed: deployment `{}` is on {}, whose embeddings the gateway does not translate; route the alias to an OpenAI-compatible, Azure, Gemini or Cohere embedding model",
-                    deployment.alias, deployment.id, spec.display_name
+                    "`{}` cannot embed: deployment `{}` ({} `{}`) has no embeddings API the gateway translates; route the alias to an OpenAI-compatible, Azure, Gemini or Cohere embedding model, Titan Text Embeddings or Cohere Embed on Bedrock, or a Vertex AI text embedding model",
+                    deployment.alias, deployment.id, spec.display_name, deployment.upstream_model
                 ),
             )
             .with_code("model_not_embedding"));
         }
-        self.check_input(spec)
+        self.check_input(spec, &deployment.upstream_model).map(drop)
     }
 
-    /// Whether a provider can take this input: Gemini and Cohere take text only, and a
-    /// bounded number of texts per call.
-    pub fn check_input(&self, spec: &ProviderSpec) -> Result<(), GatewayError> {
-        let limit = match spec.wire {
-            WireApi::GeminiGenerate => GEMINI_MAX_INPUTS,
-            WireApi::CohereChat => COHERE_MAX_INPUTS,
-            _ => return Ok(()),
+    /// The embeddings API `model` speaks on `spec`'s provider, if this input fits it:
+    /// the OpenAI family takes anything OpenAI does; the others take text only, and a
+    /// bounded number of texts per call (Titan and `gemini-embedding-001` on Vertex AI
+    /// one).
+    pub fn check_input(&self, spec: &ProviderSpec, model: &str) -> Result<Api, GatewayError> {
+        let Some(api) = Api::of(spec, model) else {
+            return Err(GatewayError::invalid_param(
+                "model",
+                format!(
+                    "{} `{model}` has no embeddings API the gateway translates",
+                    spec.display_name
+                ),
+            )
+            .with_code("model_not_embedding"));
         };
+        let limit = api.max_inputs(model);
         let why = match &self.input {
+            _ if api == Api::OpenAi => return Ok(api),
             Input::Tokens { .. } => "token ids; send text".to_string(),
+            Input::Texts(t) if t.len() > 1 && limit == 1 => format!(
+                "{} items; {} embeds one input per request: send one text per request",
+                t.len(),
+                if api == Api::Titan { "Titan" } else { model }
+            ),
             Input::Texts(t) if t.len() > limit => {
                 format!("{} items; it takes at most {limit} a request", t.len())
             }
-            Input::Texts(_) => return Ok(()),
+            Input::Texts(_) => return Ok(api),
         };
         Err(GatewayError::invalid_param(
             "input",

@@ -12,16 +12,25 @@
 //! - **Cohere** (`/v2/embed`): `texts`, `input_type` (`search_document` unless the client
 //!   names one), `embedding_types` `float` or `base64` from `encoding_format`,
 //!   `output_dimension` from `dimensions`; usage from `meta.billed_units.input_tokens`.
+//! - **Bedrock** (`/model/{id}/invoke`, signed by Envoy like Converse): Titan Text
+//!   Embeddings takes one `inputText` (and `dimensions`; `normalize: true` for V2) and
+//!   answers `{"embedding", "inputTextTokenCount"}`; Cohere Embed takes Cohere's body
+//!   without `model`, always `float` (Bedrock has no `base64` type), and answers
+//!   `{"embeddings": [[...]] | {"float": [[...]]}}` with its token count only in the
+//!   `x-amzn-bedrock-input-token-count` header (the estimate, said so, without it).
+//! - **Vertex AI** (`publishers/google/models/{m}:predict`): `instances[]` of `{content,
+//!   task_type}`, `parameters.outputDimensionality`; the answer's `predictions[].embeddings`
+//!   hold `values` and `statistics.token_count`, the usage.
 
 use serde_json::Value;
 
-use super::{cohere_input_type, gemini_task_type, EmbeddingsRequest, Input};
+use super::{cohere_input_type, gemini_task_type, Api, EmbeddingsRequest, Input};
 use crate::error::{ErrorKind, GatewayError};
 use crate::json::scan::Scan;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::provider::{
-    cohere, gemini, join_path, openai_compatible, openai_family, ProviderKind, Target,
-    TranslatedResponse, Translator, UpstreamRequest,
+    bedrock, cohere, gemini, join_path, openai_compatible, openai_family, vertex, ProviderKind,
+    Target, TranslatedResponse, Translator, UpstreamRequest,
 };
 use crate::usage::Usage;
 
@@ -30,9 +39,14 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
     Box::new(crate::provider::Guarded::new(Box::new(
         EmbeddingsTranslator {
             spec: kind.spec(),
+            api: Api::OpenAi,
             model: String::new(),
             base64: false,
             estimated_tokens: 0,
+            estimated: false,
+            header_tokens: None,
+            error_type: String::new(),
+            no_token: false,
         },
     )))
 }
@@ -40,12 +54,22 @@ pub fn translator_for(kind: ProviderKind) -> Box<dyn Translator> {
 /// Translator for one embeddings attempt.
 struct EmbeddingsTranslator {
     spec: &'static ProviderSpec,
+    /// The embeddings API the upstream model speaks.
+    api: Api,
     /// The upstream model, for the translated answer's `model`.
     model: String,
     /// The client asked for base64.
     base64: bool,
-    /// The request's estimated tokens (Gemini's usage).
+    /// The request's estimated tokens (the usage of an answer that reports none).
     estimated_tokens: u64,
+    /// The answer's usage is the estimate.
+    estimated: bool,
+    /// Bedrock's `x-amzn-bedrock-input-token-count`.
+    header_tokens: Option<u64>,
+    /// Bedrock's `x-amzn-errortype`.
+    error_type: String,
+    /// A Vertex AI attempt without an access token: a 503 whatever the answer.
+    no_token: bool,
 }
 
 impl Translator for EmbeddingsTranslator {
@@ -58,41 +82,60 @@ impl Translator for EmbeddingsTranslator {
         self.model = target.upstream_model.to_string();
         self.base64 = request.base64;
         self.estimated_tokens = request.estimated_tokens();
-        request.check_input(self.spec)?;
+        self.api = request.check_input(self.spec, target.upstream_model)?;
         let key = target.api_key;
-        let (path, header, body) = match (self.spec.wire, &request.input) {
-            (WireApi::GeminiGenerate, Input::Texts(texts)) => (
-                gemini::method_path(
-                    target.base_path,
-                    target.upstream_model,
-                    "batchEmbedContents",
-                ),
-                key.map(|k| ("x-goog-api-key", k.to_string())),
-                gemini_request(&request, texts, target.upstream_model),
+        let bearer = || key.map(|k| ("authorization", format!("Bearer {k}")));
+        let model = target.upstream_model;
+        // Only the OpenAI family takes token ids (`check_input`).
+        let texts: &[String] = match &request.input {
+            Input::Texts(texts) => texts,
+            Input::Tokens { .. } => &[],
+        };
+        let (path, headers, body) = match self.api {
+            Api::Gemini => (
+                gemini::method_path(target.base_path, model, "batchEmbedContents"),
+                key.map(|k| ("x-goog-api-key", k.to_string()))
+                    .into_iter()
+                    .collect(),
+                gemini_request(&request, texts, model),
             ),
-            (WireApi::CohereChat, Input::Texts(texts)) => (
+            Api::Cohere => (
                 cohere_path(target.base_path),
-                key.map(|k| ("authorization", format!("Bearer {k}"))),
-                cohere_request(&request, texts, target.upstream_model),
+                bearer().into_iter().collect(),
+                cohere_request(&request, texts, Some(model)),
             ),
-            (wire, _) if !wire.embeds() => {
-                return Err(GatewayError::invalid_param(
-                    "model",
-                    format!(
-                        "{} embeddings are not translated by the gateway",
-                        self.spec.display_name
-                    ),
-                ))
+            Api::Titan | Api::BedrockCohere => {
+                // The signature covers the Host: the final one is set here, as for Converse.
+                let host = target.options.host.clone().map(|h| (":authority", h));
+                (
+                    bedrock::model_path(target.base_path, model, "invoke"),
+                    host.into_iter().chain(bearer()).collect(),
+                    if self.api == Api::Titan {
+                        titan_request(&request, texts, model)
+                    } else {
+                        cohere_request(&request, texts, None)
+                    },
+                )
             }
-            _ => (
+            Api::VertexPredict => {
+                self.no_token = key.is_none();
+                (
+                    vertex::model_path(target.base_path, "google", model, "predict"),
+                    bearer().into_iter().collect(),
+                    vertex_request(&request, texts),
+                )
+            }
+            Api::OpenAi => (
                 openai_path(self.spec, target),
-                openai_family::credential_header(self.spec, target),
-                openai_compatible::with_model(body, target.upstream_model)?,
+                openai_family::credential_header(self.spec, target)
+                    .into_iter()
+                    .collect(),
+                openai_compatible::with_model(body, model)?,
             ),
         };
         Ok(UpstreamRequest {
             path,
-            headers: header.into_iter().collect(),
+            headers,
             body,
             dropped: Vec::new(),
         })
@@ -111,23 +154,50 @@ impl Translator for EmbeddingsTranslator {
         false
     }
 
+    fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
+        let find = |name| crate::header_map::find(headers, name);
+        self.error_type = find("x-amzn-errortype")
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        self.header_tokens = find("x-amzn-bedrock-input-token-count")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse().ok());
+    }
+
+    fn response_status(&self, upstream_status: u16) -> u16 {
+        let bedrock = matches!(self.api, Api::Titan | Api::BedrockCohere);
+        match bedrock::response::exception_status(&self.error_type) {
+            _ if self.no_token => 503,
+            Some((status, _)) if bedrock && upstream_status >= 400 => status,
+            _ if upstream_status == 529 => 503,
+            _ => upstream_status,
+        }
+    }
+
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
+        if self.no_token {
+            return TranslatedResponse::error(&vertex::VertexTranslator::no_token_error());
+        }
         if !(200..300).contains(&upstream_status) {
-            let error = match self.spec.wire {
-                WireApi::GeminiGenerate => {
+            let error = match self.api {
+                Api::Gemini | Api::VertexPredict => {
                     gemini::response::provider_error(upstream_status, status, body)
                 }
-                WireApi::CohereChat => {
-                    cohere::response::provider_error(upstream_status, status, body)
-                }
-                _ => openai_compatible::openai_error(status, body),
+                Api::Cohere => cohere::response::provider_error(upstream_status, status, body),
+                Api::Titan | Api::BedrockCohere => bedrock::response::provider_error(
+                    upstream_status,
+                    status,
+                    &self.error_type,
+                    body,
+                ),
+                Api::OpenAi => openai_compatible::openai_error(status, body),
             };
             return TranslatedResponse::error(&error);
         }
-        let answer = match self.spec.wire {
-            WireApi::GeminiGenerate | WireApi::CohereChat => self.translated_answer(body),
-            _ => openai_answer(body),
+        let answer = match self.api {
+            Api::OpenAi => openai_answer(body),
+            _ => self.translated_answer(body),
         };
         match answer {
             Ok((body, usage)) => TranslatedResponse {
@@ -146,7 +216,7 @@ impl Translator for EmbeddingsTranslator {
     }
 
     fn usage_estimated(&self) -> bool {
-        self.spec.wire == WireApi::GeminiGenerate
+        self.estimated
     }
 }
 
@@ -219,8 +289,9 @@ fn gemini_request(request: &EmbeddingsRequest, texts: &[String], model: &str) ->
     out
 }
 
-/// `{"model", "texts", "input_type", "embedding_types", "output_dimension"?}`.
-fn cohere_request(request: &EmbeddingsRequest, texts: &[String], model: &str) -> Vec<u8> {
+/// `{"model", "texts", "input_type", "embedding_types", "output_dimension"?}`; on Bedrock
+/// (`model: None`) without `model`, and `float` always.
+fn cohere_request(request: &EmbeddingsRequest, texts: &[String], model: Option<&str>) -> Vec<u8> {
     let input_type = request
         .input_type
         .as_deref()
@@ -228,9 +299,14 @@ fn cohere_request(request: &EmbeddingsRequest, texts: &[String], model: &str) ->
         .unwrap_or("search_document");
     let size: usize = texts.iter().map(|t| t.len() + 4).sum();
     let mut out = Vec::with_capacity(size + 160);
-    out.extend_from_slice(b"{\"model\":");
-    push_str(&mut out, model);
-    out.extend_from_slice(b",\"texts\":[");
+    if let Some(model) = model {
+        out.extend_from_slice(b"{\"model\":");
+        push_str(&mut out, model);
+        out.push(b',');
+    } else {
+        out.push(b'{');
+    }
+    out.extend_from_slice(b"\"texts\":[");
     for (i, text) in texts.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -239,13 +315,60 @@ fn cohere_request(request: &EmbeddingsRequest, texts: &[String], model: &str) ->
     }
     out.extend_from_slice(b"],\"input_type\":");
     push_str(&mut out, input_type);
-    out.extend_from_slice(if request.base64 {
+    out.extend_from_slice(if request.base64 && model.is_some() {
         b",\"embedding_types\":[\"base64\"]"
     } else {
         b",\"embedding_types\":[\"float\"]"
     });
     if let Some(d) = request.dimensions {
         out.extend_from_slice(format!(",\"output_dimension\":{d}").as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+/// Titan's `{"inputText", "dimensions"?, "normalize"?}`: the one text (`check_input`);
+/// `normalize` (V2 only) as Titan's default, `true`, like OpenAI's unit vectors.
+fn titan_request(request: &EmbeddingsRequest, texts: &[String], model: &str) -> Vec<u8> {
+    let text = texts.first().map_or("", String::as_str);
+    let mut out = Vec::with_capacity(text.len() + 64);
+    out.extend_from_slice(b"{\"inputText\":");
+    push_str(&mut out, text);
+    if let Some(d) = request.dimensions {
+        out.extend_from_slice(b",\"dimensions\":");
+        out.extend_from_slice(d.to_string().as_bytes());
+    }
+    if model.contains("text-v2") {
+        out.extend_from_slice(b",\"normalize\":true");
+    }
+    out.push(b'}');
+    out
+}
+
+/// Vertex AI's `{"instances": [{"content", "task_type"?}], "parameters":
+/// {"outputDimensionality"}?}`.
+fn vertex_request(request: &EmbeddingsRequest, texts: &[String]) -> Vec<u8> {
+    let task = request.input_type.as_deref().and_then(gemini_task_type);
+    let size: usize = texts.iter().map(|t| t.len() + 48).sum();
+    let mut out = Vec::with_capacity(size + 64);
+    out.extend_from_slice(b"{\"instances\":[");
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"content\":");
+        push_str(&mut out, text);
+        if let Some(task) = task {
+            out.extend_from_slice(b",\"task_type\":");
+            push_str(&mut out, task);
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    if let Some(d) = request.dimensions {
+        out.extend_from_slice(b",\"parameters\":{\"outputDimensionality\":");
+        out.extend_from_slice(d.to_string().as_bytes());
+        out.push(b'}');
     }
     out.push(b'}');
     out
@@ -299,43 +422,79 @@ fn openai_answer(body: &[u8]) -> Result<(Vec<u8>, Usage), &'static str> {
 }
 
 impl EmbeddingsTranslator {
-    /// Gemini's `{"embeddings": [{"values": [...]}, ...]}` (no usage: the estimate) or
-    /// Cohere's `{"embeddings": {"float": [[...]]} | {"base64": ["..."]}, "meta":
-    /// {"billed_units": {"input_tokens"}}}` → OpenAI's list.
-    fn translated_answer(&self, body: &[u8]) -> Result<(Vec<u8>, Usage), &'static str> {
+    /// The provider's list of vectors and its token count → OpenAI's list:
+    /// Gemini's `{"embeddings": [{"values"}]}` (no usage), Cohere's `{"embeddings":
+    /// {"float": [[...]]} | {"base64": [...]}, "meta": {"billed_units": {"input_tokens"}}}`,
+    /// Titan's `{"embedding", "inputTextTokenCount"}`, Cohere on Bedrock's `{"embeddings":
+    /// [[...]] | {"float": [[...]]}}` (tokens in a header) and Vertex AI's `{"predictions":
+    /// [{"embeddings": {"values", "statistics": {"token_count"}}}]}`. Without a count the
+    /// estimate is the usage.
+    fn translated_answer(&mut self, body: &[u8]) -> Result<(Vec<u8>, Usage), &'static str> {
         let value: Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
-        let gemini = self.spec.wire == WireApi::GeminiGenerate;
-        let mut list = value.get("embeddings");
-        let mut prompt_tokens = self.estimated_tokens;
-        if !gemini {
-            list = list.and_then(|e| e.get(if self.base64 { "base64" } else { "float" }));
-            let meta = value.get("meta");
-            let tokens = |path: &str| {
-                meta.and_then(|m| m.get(path))
-                    .and_then(|u| u.get("input_tokens"))
+        let embeddings = value.get("embeddings");
+        let float = if self.base64 { "base64" } else { "float" };
+        let (list, tokens) = match self.api {
+            Api::Cohere => {
+                let meta = value.get("meta");
+                let tokens = |path: &str| {
+                    meta.and_then(|m| m.get(path))
+                        .and_then(|u| u.get("input_tokens"))
+                        .and_then(Value::as_u64)
+                };
+                let billed = tokens("billed_units").or_else(|| tokens("tokens"));
+                (embeddings.and_then(|e| e.get(float)), billed.or(Some(0)))
+            }
+            Api::BedrockCohere => (
+                embeddings.and_then(|e| e.get("float").or(Some(e))),
+                self.header_tokens,
+            ),
+            Api::Titan => (
+                value.get("embedding"),
+                value
+                    .get("inputTextTokenCount")
                     .and_then(Value::as_u64)
-            };
-            prompt_tokens = tokens("billed_units")
-                .or_else(|| tokens("tokens"))
-                .unwrap_or(0);
-        }
-        let vectors = list
-            .and_then(Value::as_array)
-            .ok_or("no list of embeddings")?
+                    .or(self.header_tokens),
+            ),
+            Api::VertexPredict => {
+                let list = value.get("predictions");
+                let statistics = |p: &Value| p.get("embeddings")?.get("statistics").cloned();
+                let count = |s: Value| s.get("token_count").or(s.get("tokenCount"))?.as_u64();
+                let tokens = list.and_then(Value::as_array).and_then(|l| {
+                    l.iter()
+                        .map(|p| statistics(p).and_then(count))
+                        .sum::<Option<u64>>()
+                });
+                (list, tokens)
+            }
+            _ => (embeddings, None),
+        };
+        let list = list.ok_or("no list of embeddings")?;
+        // Titan's answer is one vector, not a list of them.
+        let items = match self.api {
+            Api::Titan => std::slice::from_ref(list),
+            _ => list.as_array().ok_or("no list of embeddings")?.as_slice(),
+        };
+        let vectors = items
             .iter()
-            .map(
-                |item| match item.get("values").filter(|_| gemini).unwrap_or(item) {
+            .map(|item| {
+                let item = match self.api {
+                    Api::Gemini => item.get("values")?,
+                    Api::VertexPredict => item.get("embeddings")?.get("values")?,
+                    _ => item,
+                };
+                match item {
                     Value::Array(floats) if floats.iter().all(Value::is_number) => {
                         Some(Vector::Floats(floats))
                     }
-                    Value::String(b) if !gemini => Some(Vector::Base64(b)),
+                    Value::String(b) if self.api == Api::Cohere => Some(Vector::Base64(b)),
                     _ => None,
-                },
-            )
+                }
+            })
             .collect::<Option<Vec<_>>>()
             .ok_or("an embedding that is not a list of numbers")?;
+        self.estimated = tokens.is_none();
         let usage = Usage {
-            prompt_tokens,
+            prompt_tokens: tokens.unwrap_or(self.estimated_tokens),
             ..Usage::default()
         };
         Ok((self.openai_list(vectors, usage), usage))

@@ -83,8 +83,10 @@ pub enum WireApi {
 }
 
 impl WireApi {
-    /// Whether the gateway speaks this API's embeddings (`/v1/embeddings`): Anthropic has
-    /// none; Bedrock's and Vertex AI's embedding models are not translated.
+    /// Whether the gateway speaks this API's embeddings (`/v1/embeddings`) for some of its
+    /// models: Anthropic has none; on Bedrock, Titan Text Embeddings and Cohere Embed
+    /// (`crate::embeddings::Api::of` tells the models apart); on Vertex AI, Google's
+    /// text embedding models.
     pub fn embeds(self) -> bool {
         matches!(
             self,
@@ -92,6 +94,8 @@ impl WireApi {
                 | WireApi::AzureOpenAi
                 | WireApi::GeminiGenerate
                 | WireApi::CohereChat
+                | WireApi::BedrockConverse
+                | WireApi::VertexGemini
         )
     }
 }

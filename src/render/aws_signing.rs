@@ -9,8 +9,8 @@
 //! metadata); no AWS secret passes through the module.
 //!
 //! One signer per region (a signature names its region), each wrapped in a matcher that
-//! skips it unless the attempt is a Converse call to one of that region's hosts without an
-//! `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
+//! skips it unless the attempt is a Converse call (or an `InvokeModel` call, which the
+//! embedding models take) to one of that region's hosts without an `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
 //! to other providers pass through untouched. Deployments signed at one host share its
 //! region (the config refuses two), so at most one signer matches an attempt.
 
@@ -70,7 +70,10 @@ fn escape(host: &str) -> String {
 fn signer(region: &str, hosts: &[&str]) -> Value {
     let hosts: Vec<String> = hosts.iter().map(|h| escape(h)).collect();
     let signed_here = json!({"and_matcher": {"predicate": [
-        regex_predicate(":path", "^.*/model/[^/]+/converse(-stream)?$".to_string()),
+        regex_predicate(
+            ":path",
+            "^.*/model/[^/]+/(converse(-stream)?|invoke)$".to_string(),
+        ),
         regex_predicate(":authority", format!("^({})$", hosts.join("|"))),
         {"not_matcher": regex_predicate("authorization", "^.*$".to_string())},
     ]}});
@@ -130,6 +133,11 @@ mod tests {
         let text = s[1].to_string();
         assert!(
             text.contains(r"bedrock\\-runtime\\.eu\\-west\\-1\\.amazonaws\\.com"),
+            "{text}"
+        );
+        // Converse for chat, InvokeModel for the embedding models.
+        assert!(
+            text.contains("/model/[^/]+/(converse(-stream)?|invoke)$"),
             "{text}"
         );
         assert!(signers(&config(json!([

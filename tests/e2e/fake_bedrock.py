@@ -7,6 +7,12 @@ Written from AWS's public references:
 * ConverseStream: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
 * Event-stream framing: https://docs.aws.amazon.com/transcribe/latest/dg/streaming-setting-up.html
 * SigV4: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
+* InvokeModel: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModel.html;
+  Titan's ``{"inputText", "dimensions", "normalize"}`` -> ``{"embedding", "inputTextTokenCount"}``
+  (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html),
+  Cohere Embed's ``{"texts", "input_type", "embedding_types"}`` -> ``{"id", "embeddings",
+  "texts", "response_type"}`` with the token count only in ``X-Amzn-Bedrock-Input-Token-Count``
+  (https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html)
 * Errors (``x-amzn-ErrorType`` header, ``{"message"}`` body):
   https://docs.aws.amazon.com/bedrock/latest/APIReference/CommonErrors.html
 
@@ -37,7 +43,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from fakes import Event, FakeProvider, Recorded, Reply, last_user_text
+from fakes import Event, FakeProvider, Recorded, Reply, fake_vector, last_user_text
 
 ACCESS_KEY = "AKIDFAKEBEDROCK00001"
 SECRET_KEY = "fake-bedrock-secret-key-0123456789abcdefgh"
@@ -213,7 +219,7 @@ class BedrockFake(FakeProvider):
     def routes(self, rec: Recorded) -> Optional[str]:
         parts = rec.path.split("/")
         if rec.method == "POST" and len(parts) == 4 and parts[1] == "model" and \
-                parts[3] in ("converse", "converse-stream"):
+                parts[3] in ("converse", "converse-stream", "invoke"):
             return parts[3]
         return None
 
@@ -253,6 +259,8 @@ class BedrockFake(FakeProvider):
 
     def default_reply(self, rec: Recorded) -> Reply:
         body = rec.json
+        if self.routes(rec) == "invoke":
+            return self._invoke(self.model_id(rec), body)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return bedrock_error(400, "ValidationException", "messages is required")
         if "model" in body or "stream" in body:
@@ -264,6 +272,48 @@ class BedrockFake(FakeProvider):
         if self.routes(rec) == "converse-stream":
             return stream_reply(converse_stream(text))
         return Reply(json=converse_message(text))
+
+
+    @staticmethod
+    def _invoke(model: str, body: Any) -> Reply:
+        """The embedding models' InvokeModel answers: a vector from ``fake_vector`` per text,
+        one token a word; Cohere's count only in the header, as Bedrock sends it."""
+        if not isinstance(body, dict):
+            return bedrock_error(400, "ValidationException", "Malformed input request")
+        if "titan-embed-text" in model:
+            text = body.get("inputText")
+            extra = set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}
+            if not isinstance(text, str) or not text or extra:
+                return bedrock_error(400, "ValidationException",
+                                     f"Malformed input request: extraneous key {sorted(extra)} is not permitted"
+                                     if extra else "Malformed input request: inputText is required")
+            dims = body.get("dimensions", 1024)
+            if dims not in (256, 512, 1024):
+                return bedrock_error(400, "ValidationException", "dimensions must be 256, 512 or 1024")
+            vector = fake_vector(text, dims)
+            tokens = len(text.split())
+            return Reply(json={"embedding": vector, "inputTextTokenCount": tokens,
+                               "embeddingsByType": {"float": vector}},
+                         headers={"X-Amzn-Bedrock-Input-Token-Count": str(tokens)})
+        if "cohere.embed" in model:
+            texts, types = body.get("texts"), body.get("embedding_types")
+            extra = set(body) - {"texts", "input_type", "truncate", "embedding_types", "output_dimension",
+                                 "images", "inputs", "max_tokens"}
+            if extra or not isinstance(texts, list) or not 0 < len(texts) <= 96 or \
+                    body.get("input_type") not in ("search_document", "search_query", "classification",
+                                                   "clustering"):
+                return bedrock_error(400, "ValidationException", "Malformed input request")
+            dims = body.get("output_dimension", 8)
+            vectors = [fake_vector(t, dims) for t in texts]
+            headers = {"X-Amzn-Bedrock-Input-Token-Count": str(sum(len(t.split()) for t in texts))}
+            if types is None:
+                return Reply(json={"id": "emb-fake", "embeddings": vectors, "texts": texts,
+                                   "response_type": "embeddings_floats"}, headers=headers)
+            if types != ["float"]:
+                return bedrock_error(400, "ValidationException", f"embedding_types {types} not scripted")
+            return Reply(json={"id": "emb-fake", "embeddings": {"float": vectors}, "texts": texts,
+                               "response_type": "embeddings_by_type"}, headers=headers)
+        return bedrock_error(400, "ValidationException", f"{model} is not scripted for InvokeModel")
 
 
 def _last_user_text(messages: list) -> str:

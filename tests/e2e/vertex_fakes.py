@@ -11,7 +11,12 @@
   (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference), and
   ``.../publishers/anthropic/models/{m}:rawPredict`` / ``:streamRawPredict`` with an
   Anthropic Messages body carrying ``anthropic_version: vertex-2023-10-16`` and no ``model``
-  (https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude).
+  (https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude),
+  and the text embedding models' ``.../publishers/google/models/{m}:predict`` with
+  ``{"instances": [{"content", "task_type"}], "parameters": {"outputDimensionality"}}``,
+  answering ``{"predictions": [{"embeddings": {"values", "statistics": {"token_count",
+  "truncated"}}}]}``; at most 250 instances, one for ``gemini-embedding-001``
+  (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api).
   It accepts only ``Authorization: Bearer <token>`` with a token the metadata fake (or
   another issuer) issued and that has not expired; anything else gets Google's 401
   ``UNAUTHENTICATED``.
@@ -35,7 +40,7 @@ import urllib.parse
 from typing import Optional
 
 from fakes import (Event, FakeProvider, Recorded, Reply, _pieces, anthropic_error, anthropic_message,
-                   anthropic_stream, gemini_response, last_user_text)
+                   anthropic_stream, fake_vector, gemini_response, last_user_text)
 
 TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 
@@ -90,7 +95,7 @@ class MetadataFake(FakeProvider):
 _VERTEX_PATH = re.compile(
     r"^/v1/projects/(?P<project>[a-z0-9-]+)/locations/(?P<location>[a-z0-9-]+)"
     r"/publishers/(?P<publisher>google|anthropic)/models/(?P<model>[^/:]+)"
-    r":(?P<op>generateContent|streamGenerateContent|rawPredict|streamRawPredict)$")
+    r":(?P<op>generateContent|streamGenerateContent|rawPredict|streamRawPredict|predict)$")
 
 
 class VertexFake(FakeProvider):
@@ -107,7 +112,7 @@ class VertexFake(FakeProvider):
         if rec.method != "POST" or not m:
             return None
         publisher, op = m.group("publisher"), m.group("op")
-        if publisher == "google" and op in ("generateContent", "streamGenerateContent"):
+        if publisher == "google" and op in ("generateContent", "streamGenerateContent", "predict"):
             return op
         if publisher == "anthropic" and op in ("rawPredict", "streamRawPredict"):
             return op
@@ -131,6 +136,8 @@ class VertexFake(FakeProvider):
         body = rec.json if isinstance(rec.json, dict) else {}
         if m.group("publisher") == "anthropic":
             return self._claude(model, op, body)
+        if op == "predict":
+            return self._embed(model, body)
         text = ""
         for c in reversed(body.get("contents") or []):
             if isinstance(c, dict) and c.get("role", "user") == "user":
@@ -152,6 +159,25 @@ class VertexFake(FakeProvider):
                 events.append(Event(chunk))
             return Reply.sse(events)
         return Reply(json=gemini_response(answer, model=model))
+
+    @staticmethod
+    def _embed(model: str, body: dict) -> Reply:
+        """Text embeddings: a ``fake_vector`` per instance, one token a word."""
+        instances = body.get("instances")
+        limit = 1 if model.startswith("gemini-embedding") else 250
+        if not isinstance(instances, list) or not 0 < len(instances) <= limit:
+            return google_error(400, f"{model} takes 1 to {limit} instances per request", "INVALID_ARGUMENT")
+        dims = (body.get("parameters") or {}).get("outputDimensionality", 8)
+        predictions = []
+        for i in instances:
+            text = i.get("content") if isinstance(i, dict) else None
+            if not isinstance(text, str) or set(i) - {"content", "task_type", "title"}:
+                return google_error(400, "Invalid instance: content is required", "INVALID_ARGUMENT")
+            predictions.append({"embeddings": {
+                "statistics": {"truncated": False, "token_count": len(text.split())},
+                "values": fake_vector(text, dims)}})
+        return Reply(json={"predictions": predictions, "metadata": {
+            "billableCharacterCount": sum(len(i["content"]) for i in instances)}})
 
     def _claude(self, model: str, op: str, body: dict) -> Reply:
         if body.get("anthropic_version") != "vertex-2023-10-16":

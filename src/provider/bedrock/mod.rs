@@ -52,6 +52,19 @@ pub struct BedrockTranslator {
 /// percent-encoded (`:` in `...-v1:0`, `/` in ARNs). LiteLLM's `converse/` route prefix
 /// is dropped.
 pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
+    model_path(
+        base_path,
+        model,
+        if stream {
+            "converse-stream"
+        } else {
+            "converse"
+        },
+    )
+}
+
+/// `/model/{modelId}/{method}` under the base path (`invoke` for the embedding models).
+pub fn model_path(base_path: &str, model: &str, method: &str) -> String {
     let model = model.strip_prefix("converse/").unwrap_or(model);
     let mut path = String::with_capacity(model.len() + 32);
     path.push_str("/model/");
@@ -68,11 +81,8 @@ pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
             }
         }
     }
-    path.push_str(if stream {
-        "/converse-stream"
-    } else {
-        "/converse"
-    });
+    path.push('/');
+    path.push_str(method);
     join_path(base_path, &path)
 }
 

@@ -47,6 +47,31 @@ pub fn is_anthropic_model(model: &str) -> bool {
     model.starts_with("claude-")
 }
 
+/// `{base}/publishers/{publisher}/models/{model}:{method}`, the model percent-encoded.
+pub fn model_path(base_path: &str, publisher: &str, model: &str, method: &str) -> String {
+    let mut path = join_path(base_path, "/publishers/");
+    path.push_str(publisher);
+    path.push_str("/models/");
+    // Model versions (`claude-sonnet-4-5@20250929`) keep their `@`.
+    let hex = |n: u8| {
+        char::from_digit(u32::from(n), 16)
+            .unwrap_or('0')
+            .to_ascii_uppercase()
+    };
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            path.push(char::from(b));
+        } else {
+            path.push('%');
+            path.push(hex(b >> 4));
+            path.push(hex(b & 15));
+        }
+    }
+    path.push(':');
+    path.push_str(method);
+    path
+}
+
 /// Translator for Vertex AI deployments of either publisher.
 pub struct VertexTranslator {
     inner: Box<dyn Translator>,
@@ -92,30 +117,11 @@ impl VertexTranslator {
             (_, false) => "generateContent",
             (_, true) => "streamGenerateContent?alt=sse",
         };
-        let mut path = join_path(base_path, "/publishers/");
-        path.push_str(self.publisher);
-        path.push_str("/models/");
-        // Model versions (`claude-sonnet-4-5@20250929`) keep their `@`.
-        let hex = |n: u8| {
-            char::from_digit(u32::from(n), 16)
-                .unwrap_or('0')
-                .to_ascii_uppercase()
-        };
-        for b in model.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-                path.push(char::from(b));
-            } else {
-                path.push('%');
-                path.push(hex(b >> 4));
-                path.push(hex(b & 15));
-            }
-        }
-        path.push(':');
-        path.push_str(method);
-        path
+        model_path(base_path, self.publisher, model, method)
     }
 
-    fn no_token_error() -> GatewayError {
+    /// The answer to an attempt made without an access token.
+    pub fn no_token_error() -> GatewayError {
         GatewayError::new(
             ErrorKind::Overloaded,
             "The gateway has no Google Cloud access token for Vertex AI yet (it fetches one from general_settings.gcp_token_url; the Envoy log says why it failed).",
