@@ -9,8 +9,8 @@
 //! metadata); no AWS secret passes through the module.
 //!
 //! One signer per region (a signature names its region), each wrapped in a matcher that
-//! skips it unless the attempt is a Converse call to one of that region's hosts without an
-//! `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
+//! skips it unless the attempt is a Converse call (or InvokeModel, which Claude's Messages
+//! take) to one of that region's hosts without an `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
 //! to other providers pass through untouched. Deployments signed at one host share its
 //! region (the config refuses two), so at most one signer matches an attempt.
 
@@ -70,7 +70,10 @@ fn escape(host: &str) -> String {
 fn signer(region: &str, hosts: &[&str]) -> Value {
     let hosts: Vec<String> = hosts.iter().map(|h| escape(h)).collect();
     let signed_here = json!({"and_matcher": {"predicate": [
-        regex_predicate(":path", "^.*/model/[^/]+/converse(-stream)?$".to_string()),
+        regex_predicate(
+            ":path",
+            "^.*/model/[^/]+/(converse(-stream)?|invoke(-with-response-stream)?)$".to_string(),
+        ),
         regex_predicate(":authority", format!("^({})$", hosts.join("|"))),
         {"not_matcher": regex_predicate("authorization", "^.*$".to_string())},
     ]}});
@@ -131,6 +134,14 @@ mod tests {
         assert!(
             text.contains(r"bedrock\\-runtime\\.eu\\-west\\-1\\.amazonaws\\.com"),
             "{text}"
+        );
+        // Converse and InvokeModel (Claude's Messages) calls are signed, nothing else.
+        let path = &s[1]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+            ["not_matcher"]["and_matcher"]["predicate"][0]["single_predicate"];
+        assert_eq!(path["input"]["name"], ":path");
+        assert_eq!(
+            path["value_match"]["safe_regex"]["regex"],
+            "^.*/model/[^/]+/(converse(-stream)?|invoke(-with-response-stream)?)$"
         );
         assert!(signers(&config(json!([
             {"model_name": "o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},

@@ -15,6 +15,7 @@
 //! bearer token instead and the signer stands aside.
 
 pub mod eventstream;
+pub mod invoke;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -53,7 +54,20 @@ pub struct BedrockTranslator {
 /// is dropped.
 pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
     let model = model.strip_prefix("converse/").unwrap_or(model);
-    let mut path = String::with_capacity(model.len() + 32);
+    model_path(
+        base_path,
+        model,
+        if stream {
+            "/converse-stream"
+        } else {
+            "/converse"
+        },
+    )
+}
+
+/// `/model/{modelId}{method}` under the base path, the model id percent-encoded.
+pub(crate) fn model_path(base_path: &str, model: &str, method: &str) -> String {
+    let mut path = String::with_capacity(model.len() + 40);
     path.push_str("/model/");
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in model.bytes() {
@@ -68,12 +82,27 @@ pub fn endpoint_path(base_path: &str, model: &str, stream: bool) -> String {
             }
         }
     }
-    path.push_str(if stream {
-        "/converse-stream"
-    } else {
-        "/converse"
-    });
+    path.push_str(method);
     join_path(base_path, &path)
+}
+
+/// The answer's `x-amzn-errortype` (empty without one).
+fn error_type_header(headers: &[(&[u8], &[u8])]) -> String {
+    crate::header_map::find(headers, "x-amzn-errortype")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// The status the client and Envoy's retry policy see: the exception type's, else the
+/// upstream's (an overloaded 529 as 503).
+fn status_for(error_type: &str, upstream_status: u16) -> u16 {
+    match response::exception_status(error_type) {
+        Some((status, _)) if upstream_status >= 400 => status,
+        _ => match upstream_status {
+            529 => 503,
+            s => s,
+        },
+    }
 }
 
 impl Translator for BedrockTranslator {
@@ -120,19 +149,11 @@ impl Translator for BedrockTranslator {
     }
 
     fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
-        self.error_type = crate::header_map::find(headers, "x-amzn-errortype")
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        self.error_type = error_type_header(headers);
     }
 
     fn response_status(&self, upstream_status: u16) -> u16 {
-        match response::exception_status(&self.error_type) {
-            Some((status, _)) if upstream_status >= 400 => status,
-            _ => match upstream_status {
-                529 => 503,
-                s => s,
-            },
-        }
+        status_for(&self.error_type, upstream_status)
     }
 
     fn stream_media_type(&self) -> &'static str {
