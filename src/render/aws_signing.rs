@@ -10,8 +10,9 @@
 //!
 //! One signer per region (a signature names its region), each wrapped in a matcher that
 //! skips it unless the attempt is a Converse call (or InvokeModel, which Claude's Messages
-//! take) to one of that region's hosts without an `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
-//! to other providers pass through untouched. Deployments signed at one host share its
+//! take) to one of that region's hosts without an `authorization` header (a Bedrock API
+//! key travels as a bearer token instead). Attempts to other providers pass through
+//! untouched. Deployments signed at one host share its
 //! region (the config refuses two), so at most one signer matches an attempt.
 
 use serde_json::{json, Value};
