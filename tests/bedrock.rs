@@ -93,3 +93,236 @@ fn corrupt_streams_are_errors_not_panics() {
         assert!(n < 8 || d.error().is_none(), "byte {at}");
     }
 }
+
+/// Anthropic's Messages API to Claude on Bedrock goes through InvokeModel with the client's
+/// body: everything it wrote is kept (thinking blocks with their signatures, cache marks,
+/// `metadata`, `top_k`), `model` and `stream` give way to `anthropic_version`, the path
+/// says the model and whether to stream. Other models and ARNs stay on Converse.
+#[test]
+fn messages_to_claude_on_bedrock_pass_through() {
+    use llm_gateway::messages_api::translator::translator;
+    use llm_gateway::messages_api::InboundApi;
+    use serde_json::{json, Value};
+
+    let options = ProviderOptions {
+        host: Some("bedrock-runtime.us-west-2.amazonaws.com".into()),
+        ..ProviderOptions::default()
+    };
+    let target = Target {
+        options: &options,
+        ..target_for(ProviderKind::Bedrock)
+    };
+    let model = target.upstream_model;
+    let client = json!({
+        "model": "claude-alias", "max_tokens": 64, "top_k": 5, "metadata": {"user_id": "u1"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "t", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "hello"}]},
+            {"role": "user", "content": "again"}]
+    });
+    for stream in [false, true] {
+        let mut body = client.clone();
+        body["stream"] = json!(stream);
+        let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
+        let up = t
+            .request(&serde_json::to_vec(&body).unwrap(), &target)
+            .unwrap();
+        let method = if stream {
+            "invoke-with-response-stream"
+        } else {
+            "invoke"
+        };
+        assert_eq!(
+            up.path,
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/".to_string() + method
+        );
+        let mut headers = vec![(
+            ":authority",
+            "bedrock-runtime.us-west-2.amazonaws.com".to_string(),
+        )];
+        if stream {
+            headers.push(("accept", "application/vnd.amazon.eventstream".to_string()));
+        }
+        assert_eq!(up.headers, headers, "signed by Envoy: no authorization");
+        let mut sent: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(sent["anthropic_version"], "bedrock-2023-05-31");
+        sent.as_object_mut().unwrap().remove("anthropic_version");
+        let mut expected = client.clone();
+        expected.as_object_mut().unwrap().remove("model");
+        assert_eq!(
+            sent, expected,
+            "everything else is kept as the client wrote it"
+        );
+        assert_eq!(t.is_stream(), stream);
+        assert_eq!(t.stream_media_type(), "application/vnd.amazon.eventstream");
+    }
+
+    // A Bedrock API key travels as a bearer token.
+    let keyed = Target {
+        api_key: Some("bedrock-api-key"),
+        ..target
+    };
+    let up = translator(ProviderKind::Bedrock, InboundApi::Messages, model)
+        .request(&serde_json::to_vec(&client).unwrap(), &keyed)
+        .unwrap();
+    assert!(up
+        .headers
+        .contains(&("authorization", "Bearer bedrock-api-key".to_string())));
+
+    // The JSON answer is Anthropic's Message, passed on with its usage read.
+    let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
+    t.request(&serde_json::to_vec(&client).unwrap(), &target)
+        .unwrap();
+    let answer = br#"{"id":"msg_bdrk_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"cache_read_input_tokens":30,"output_tokens":6}}"#;
+    t.response_headers(&[]);
+    let r = t.response(200, answer);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, answer.to_vec(), "the answer is passed on as sent");
+    let usage = r.usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (42, 6));
+
+    // Other models and ARNs (which do not say the model) stay on Converse.
+    for other in [
+        "amazon.nova-pro-v1:0",
+        "converse/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc",
+    ] {
+        let t = Target {
+            upstream_model: other,
+            ..target
+        };
+        let up = translator(ProviderKind::Bedrock, InboundApi::Messages, other)
+            .request(&serde_json::to_vec(&client).unwrap(), &t)
+            .unwrap();
+        assert!(up.path.ends_with("/converse"), "{other}: {}", up.path);
+    }
+}
+
+/// Bedrock's errors reach the client in Anthropic's shape at the status the Converse
+/// translator gives them; a stream that opens with an exception answers its status.
+#[test]
+fn claude_on_bedrock_errors_in_anthropic_shape() {
+    use llm_gateway::messages_api::translator::translator;
+    use llm_gateway::messages_api::InboundApi;
+    use llm_gateway::provider::StreamPreamble;
+    use serde_json::{json, Value};
+
+    let target = target_for(ProviderKind::Bedrock);
+    let body = br#"{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+    for (error_type, upstream, status, kind) in [
+        ("ThrottlingException", 429, 429, "rate_limit_error"),
+        ("ModelNotReadyException", 429, 503, "overloaded_error"),
+        ("ValidationException", 400, 400, "invalid_request_error"),
+        ("AccessDeniedException", 403, 403, "permission_error"),
+        (
+            "ServiceUnavailableException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            503,
+            503,
+            "overloaded_error",
+        ),
+    ] {
+        let mut t = translator(
+            ProviderKind::Bedrock,
+            InboundApi::Messages,
+            target.upstream_model,
+        );
+        t.request(body, &target).unwrap();
+        t.response_headers(&[(b"x-amzn-errortype", error_type.as_bytes())]);
+        assert_eq!(t.response_status(upstream), status, "{error_type}");
+        let r = t.response(upstream, br#"{"message":"went wrong"}"#);
+        assert_eq!(r.status, status, "{error_type}");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "error", "error": {"type": kind, "message": "went wrong"}}),
+            "{error_type}"
+        );
+    }
+
+    let streamed = br#"{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut t = translator(
+        ProviderKind::Bedrock,
+        InboundApi::Messages,
+        target.upstream_model,
+    );
+    t.request(streamed, &target).unwrap();
+    let first = llm_gateway::provider::bedrock::eventstream::encode(
+        &[
+            (":exception-type", "throttlingException"),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
+        ],
+        br#"{"message":"slow down"}"#,
+    );
+    let StreamPreamble::Fail(answer) = t.stream_preamble(&first, false) else {
+        panic!("an exception first is the answer");
+    };
+    assert_eq!(answer.status, 429);
+    let v: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert_eq!(v["error"]["message"], "slow down");
+}
+
+/// A corrupt frame, a `chunk` that is not base64 of JSON, or a stream cut inside a frame
+/// ends the stream with one Anthropic `error` event, never a panic.
+#[test]
+fn claude_on_bedrock_bad_streams_end_with_an_error_event() {
+    use llm_gateway::messages_api::translator::translator;
+    use llm_gateway::messages_api::InboundApi;
+
+    let target = target_for(ProviderKind::Bedrock);
+    let body = br#"{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let start = common::encode_frames(
+        br#"[{"chunk": {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "content": [], "model": "c", "usage": {"input_tokens": 3, "output_tokens": 1}}}}]"#,
+    );
+    let mut corrupt = encode_event("chunk", r#"{"bytes":"eyJ0eXBlIjoicGluZyJ9"}"#);
+    if let Some(last) = corrupt.last_mut() {
+        *last ^= 0xFF;
+    }
+    let cut = encode_event("chunk", r#"{"bytes":"eyJ0eXBlIjoicGluZyJ9"}"#);
+    for (name, tail) in [
+        ("corrupt frame", corrupt),
+        ("not base64", encode_event("chunk", r#"{"bytes":"%%%"}"#)),
+        (
+            "not JSON",
+            encode_event("chunk", r#"{"bytes":"bm90IGpzb24="}"#),
+        ),
+        ("no type", encode_event("chunk", r#"{"bytes":"e30="}"#)),
+        ("no bytes", encode_event("chunk", r#"{"p":"abc"}"#)),
+        ("cut", cut[..cut.len() - 3].to_vec()),
+    ] {
+        let mut stream = start.clone();
+        stream.extend_from_slice(&tail);
+        // Anything after the error is dropped.
+        stream.extend(encode_event("chunk", r#"{"bytes":"eyJ0eXBlIjoicGluZyJ9"}"#));
+        if name == "cut" {
+            stream = start.clone();
+            stream.extend_from_slice(&tail);
+        }
+        let mut t = translator(
+            ProviderKind::Bedrock,
+            InboundApi::Messages,
+            target.upstream_model,
+        );
+        t.request(body, &target).unwrap();
+        let mut out = Vec::new();
+        let (a, b) = stream.split_at(stream.len() / 2);
+        t.stream(a, false, &mut out);
+        t.stream(b, true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: message_start\n"), "{name}: {text}");
+        assert_eq!(text.matches("event: error\n").count(), 1, "{name}: {text}");
+        assert!(
+            text.ends_with("\n\n") && !text.contains("ping"),
+            "{name}: {text}"
+        );
+        let usage = t.stream_usage().unwrap();
+        assert_eq!(usage.prompt_tokens, 3, "{name}");
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Each `tests/fixtures/messages/stream_<provider>_<case>/` holds the client's Anthropic
 //! request (`messages_request.json`), the provider (`provider`), the provider's wire stream
-//! (`upstream.sse`) and the stream the client must receive (`messages.sse`). The output is
+//! (`upstream.sse`, or Bedrock's event stream written out as `upstream.frames.json`) and
+//! the stream the client must receive (`messages.sse`). The output is
 //! compared event by event as JSON; then the same upstream bytes are cut into two pieces at
 //! every offset, three pieces around every offset, single bytes, and rewritten with CRLF
 //! line ends: every variant must give byte-identical output. `GOLDEN_BLESS=1` rewrites
@@ -25,11 +26,24 @@ struct Case {
     provider: ProviderKind,
     request: Vec<u8>,
     upstream: Vec<u8>,
+    /// The upstream is AWS's binary event stream (Claude on Bedrock through InvokeModel).
+    frames: bool,
+}
+
+impl Case {
+    /// Anthropic's own stream, passed on as it came (Claude on Bedrock: unwrapped).
+    fn passed_through(&self) -> bool {
+        self.provider == ProviderKind::Anthropic || self.frames
+    }
 }
 
 impl Case {
     fn run(&self, pieces: &[&[u8]]) -> (Vec<u8>, Option<Usage>) {
-        let mut t: Box<dyn Translator> = translator(self.provider, InboundApi::Messages);
+        let mut t: Box<dyn Translator> = translator(
+            self.provider,
+            InboundApi::Messages,
+            common::target_for(self.provider).upstream_model,
+        );
         let target = common::target_for(self.provider);
         t.request(&self.request, &target)
             .unwrap_or_else(|e| panic!("{}: request refused: {e}", self.name));
@@ -54,11 +68,17 @@ fn cases() -> Vec<Case> {
     dirs.into_iter()
         .map(|dir| {
             let provider = std::fs::read_to_string(dir.join("provider")).unwrap();
+            let frames = dir.join("upstream.frames.json");
+            let (upstream, frames) = match std::fs::read(&frames) {
+                Ok(json) => (common::encode_frames(&json), true),
+                Err(_) => (std::fs::read(dir.join("upstream.sse")).unwrap(), false),
+            };
             Case {
                 name: dir.file_name().unwrap().to_string_lossy().into_owned(),
                 provider: ProviderKind::from_name(provider.trim()).unwrap(),
                 request: std::fs::read(dir.join("messages_request.json")).unwrap(),
-                upstream: std::fs::read(dir.join("upstream.sse")).unwrap(),
+                upstream,
+                frames,
                 dir,
             }
         })
@@ -161,7 +181,7 @@ fn messages_streams_at_every_split_point() {
                 "{}",
                 case.name
             );
-            if case.provider != ProviderKind::Anthropic {
+            if !case.passed_through() {
                 let input = delta["usage"]["input_tokens"].as_u64().unwrap()
                     + delta["usage"]["cache_read_input_tokens"].as_u64().unwrap()
                     + delta["usage"]["cache_creation_input_tokens"]
@@ -181,7 +201,7 @@ fn messages_streams_at_every_split_point() {
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(case.run(&bytes).0, whole, "{}: 1-byte pieces", case.name);
-        if case.provider != ProviderKind::Anthropic {
+        if !case.passed_through() {
             // A pass-through forwards the provider's own line ends.
             let variant = crlf(input);
             assert_eq!(case.run(&[&variant]).0, whole, "{}: CRLF", case.name);
@@ -194,7 +214,7 @@ fn messages_streams_at_every_split_point() {
 #[test]
 fn messages_streams_cut_anywhere_end_cleanly() {
     for case in cases() {
-        if case.provider == ProviderKind::Anthropic {
+        if case.passed_through() {
             continue; // passed through as it came
         }
         for end in 0..=case.upstream.len() {
@@ -245,7 +265,7 @@ fn malformed_messages_requests_are_refused() {
     ] {
         let target = common::target_for(kind);
         for body in bodies {
-            let mut t = translator(kind, InboundApi::Messages);
+            let mut t = translator(kind, InboundApi::Messages, target.upstream_model);
             if let Err(e) = t.request(body.as_bytes(), &target) {
                 assert_eq!(e.status, 400, "{kind:?} {body}: {e}");
             }

@@ -47,9 +47,9 @@ fn bench_gateway_config_is_valid() {
         rendered.contains("aws_sigv4_us-east-1"),
         "no Bedrock signer"
     );
-    // It signs the embedding models' InvokeModel calls as well as Converse.
+    // It signs InvokeModel calls (embedding models, Claude's Messages) as well as Converse.
     assert!(
-        rendered.contains("/model/[^/]+/(converse(-stream)?|invoke)$"),
+        rendered.contains("/model/[^/]+/(converse(-stream)?|invoke(-with-response-stream)?)$"),
         "the signer skips InvokeModel"
     );
     assert!(

@@ -343,11 +343,15 @@ fn messages_to_claude_on_vertex_pass_through() {
     for stream in [false, true] {
         let mut body = client.clone();
         body["stream"] = json!(stream);
-        let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages);
+        let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
         let up = t
             .request(&serde_json::to_vec(&body).unwrap(), &target)
             .unwrap();
-        let method = if stream { "streamRawPredict" } else { "rawPredict" };
+        let method = if stream {
+            "streamRawPredict"
+        } else {
+            "rawPredict"
+        };
         assert_eq!(
             up.path,
             format!(
@@ -364,10 +368,13 @@ fn messages_to_claude_on_vertex_pass_through() {
         sent.as_object_mut().unwrap().remove("anthropic_version");
         let mut expected = body.clone();
         expected.as_object_mut().unwrap().remove("model");
-        assert_eq!(sent, expected, "everything else is kept as the client wrote it");
+        assert_eq!(
+            sent, expected,
+            "everything else is kept as the client wrote it"
+        );
         assert_eq!(t.is_stream(), stream);
     }
-    let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages);
+    let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
     t.request(&serde_json::to_vec(&client).unwrap(), &target)
         .unwrap();
     let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":6}}"#;

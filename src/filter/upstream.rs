@@ -337,7 +337,11 @@ impl UpstreamHttp {
                     (None, InboundApi::Chat | InboundApi::Responses) => {
                         translator_for(deployment.provider)
                     }
-                    (None, _) => messages_api::translator::translator(deployment.provider, api),
+                    (None, _) => messages_api::translator::translator(
+                        deployment.provider,
+                        api,
+                        &deployment.upstream_model,
+                    ),
                 };
                 (translator, bound)
             }
@@ -385,6 +389,24 @@ impl UpstreamHttp {
                     upstream.headers.retain(|(n, _)| n != name);
                     upstream.headers.push((name, value));
                 }
+            }
+        }
+        if api == InboundApi::Messages
+            && deployment.provider.spec().wire == WireApi::BedrockConverse
+            && messages_api::translator::bedrock_invoke(&deployment.upstream_model)
+        {
+            // Claude on Bedrock takes the client's beta features in the body.
+            let beta = match &handed {
+                Some(h) => h
+                    .anthropic_headers
+                    .iter()
+                    .find(|(n, _)| *n == "anthropic-beta")
+                    .map(|(_, v)| v.clone()),
+                None => header_map::find(&present, "anthropic-beta")
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            };
+            if let Some(beta) = beta {
+                crate::provider::bedrock::invoke::add_betas(&mut upstream.body, &beta);
             }
         }
         let set = upstream.gateway_headers();

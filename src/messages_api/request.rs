@@ -422,12 +422,16 @@ pub fn rewrite_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The body without `model` and with `anthropic_version` set to `version`, as Claude on
-/// Vertex AI takes it (the model is in the path); `None` when the body is not a JSON object.
-pub fn model_to_version(body: &[u8], version: &str) -> Option<Vec<u8>> {
+/// The body without `model` (and the members in `drop`) and with `anthropic_version` set
+/// to `version`, as Claude on Vertex AI and Bedrock take it (the model is in the path);
+/// `None` when the body is not a JSON object.
+pub fn model_to_version(body: &[u8], version: &str, drop: &[&str]) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let object = v.as_object_mut()?;
     object.remove("model");
+    for name in drop {
+        object.remove(*name);
+    }
     object.insert("anthropic_version".into(), Value::String(version.into()));
     serde_json::to_vec(&v).ok()
 }

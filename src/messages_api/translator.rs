@@ -1,5 +1,6 @@
-//! The per-attempt translators of a Messages request: [`Passthrough`] to Anthropic, and
-//! [`Bridge`] to every other provider through its chat translator.
+//! The per-attempt translators of a Messages request: [`Passthrough`] to Anthropic (and
+//! Claude on Vertex AI and Bedrock), and [`Bridge`] to every other provider through its
+//! chat translator.
 
 use serde_json::Value;
 
@@ -7,6 +8,7 @@ use super::{error_body_to_anthropic, request, response, stream, InboundApi};
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
 use crate::provider::anthropic::schema::MessagesResponse;
+use crate::provider::bedrock::invoke::{self, ClaudeInvoke};
 use crate::provider::registry::WireApi;
 use crate::provider::vertex::{self, VertexTranslator};
 use crate::provider::{
@@ -15,8 +17,13 @@ use crate::provider::{
 };
 use crate::usage::Usage;
 
-/// The translator of one attempt of a Messages (or `count_tokens`) request to `kind`.
-pub fn translator(kind: ProviderKind, api: InboundApi) -> Box<dyn Translator> {
+/// The translator of one attempt of a Messages (or `count_tokens`) request to `kind`'s
+/// `upstream_model`.
+pub fn translator(
+    kind: ProviderKind,
+    api: InboundApi,
+    upstream_model: &str,
+) -> Box<dyn Translator> {
     match kind.spec().wire {
         WireApi::AnthropicMessages => {
             return Box::new(Guarded::new(Box::new(Passthrough {
@@ -35,6 +42,20 @@ pub fn translator(kind: ProviderKind, api: InboundApi) -> Box<dyn Translator> {
                 },
             )))));
         }
+        // Claude on Bedrock takes Anthropic's body too, through InvokeModel (the version in
+        // the body, no `model` or `stream`); other models (and ARNs) go through Converse.
+        WireApi::BedrockConverse
+            if api == InboundApi::Messages && bedrock_invoke(upstream_model) =>
+        {
+            return Box::new(Guarded::new(Box::new(ClaudeInvoke::new(Box::new(
+                Passthrough {
+                    api,
+                    body_version: Some(invoke::ANTHROPIC_VERSION),
+                    body_drop: &["stream"],
+                    ..Passthrough::default()
+                },
+            )))));
+        }
         _ => {}
     }
     Box::new(Bridge {
@@ -49,6 +70,12 @@ pub const FORWARDED_HEADERS: &[&str] = &["anthropic-beta", "anthropic-version"];
 
 /// The client's headers Claude on Vertex AI receives as sent (its version is in the body).
 pub const VERTEX_FORWARDED_HEADERS: &[&str] = &["anthropic-beta"];
+
+/// Whether a Messages request to a Bedrock deployment of `upstream_model` is passed
+/// through InvokeModel (Claude) rather than bridged to Converse.
+pub fn bedrock_invoke(upstream_model: &str) -> bool {
+    invoke::is_claude(upstream_model)
+}
 
 /// An error answer turned into Anthropic's shape, status kept.
 fn anthropic_error(mut answer: TranslatedResponse) -> TranslatedResponse {
@@ -73,6 +100,9 @@ pub struct Passthrough {
     /// Where the platform takes `anthropic_version` in the body instead of `model` (Claude
     /// on Vertex AI); `None` for Anthropic's API, which takes `model` and a header.
     body_version: Option<&'static str>,
+    /// Members the platform refuses in the body besides `model` (Bedrock's `stream`: the
+    /// path says it).
+    body_drop: &'static [&'static str],
     stream: Option<stream::AnthropicUsageTracker>,
 }
 
@@ -94,7 +124,7 @@ impl Translator for Passthrough {
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         let body = match self.body_version {
-            Some(version) => request::model_to_version(body, version),
+            Some(version) => request::model_to_version(body, version, self.body_drop),
             None => request::rewrite_model(body, target.upstream_model),
         }
         .ok_or_else(|| {

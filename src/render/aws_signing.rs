@@ -9,8 +9,9 @@
 //! metadata); no AWS secret passes through the module.
 //!
 //! One signer per region (a signature names its region), each wrapped in a matcher that
-//! skips it unless the attempt is a Converse call (or an `InvokeModel` call, which the
-//! embedding models take) to one of that region's hosts without an `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
+//! skips it unless the attempt is a Converse or InvokeModel call (which the embedding
+//! models and Claude's Messages take) to one of that region's hosts without an
+//! `authorization` header (a Bedrock API key travels as a bearer token instead). Attempts
 //! to other providers pass through untouched. Deployments signed at one host share its
 //! region (the config refuses two), so at most one signer matches an attempt.
 
@@ -72,7 +73,7 @@ fn signer(region: &str, hosts: &[&str]) -> Value {
     let signed_here = json!({"and_matcher": {"predicate": [
         regex_predicate(
             ":path",
-            "^.*/model/[^/]+/(converse(-stream)?|invoke)$".to_string(),
+            "^.*/model/[^/]+/(converse(-stream)?|invoke(-with-response-stream)?)$".to_string(),
         ),
         regex_predicate(":authority", format!("^({})$", hosts.join("|"))),
         {"not_matcher": regex_predicate("authorization", "^.*$".to_string())},
@@ -135,10 +136,13 @@ mod tests {
             text.contains(r"bedrock\\-runtime\\.eu\\-west\\-1\\.amazonaws\\.com"),
             "{text}"
         );
-        // Converse for chat, InvokeModel for the embedding models.
-        assert!(
-            text.contains("/model/[^/]+/(converse(-stream)?|invoke)$"),
-            "{text}"
+        // Converse and InvokeModel (Claude's Messages) calls are signed, nothing else.
+        let path = &s[1]["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+            ["not_matcher"]["and_matcher"]["predicate"][0]["single_predicate"];
+        assert_eq!(path["input"]["name"], ":path");
+        assert_eq!(
+            path["value_match"]["safe_regex"]["regex"],
+            "^.*/model/[^/]+/(converse(-stream)?|invoke(-with-response-stream)?)$"
         );
         assert!(signers(&config(json!([
             {"model_name": "o", "litellm_params": {"model": "openai/gpt-4o", "api_key": "os.environ/OPENAI_API_KEY"}},

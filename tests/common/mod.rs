@@ -460,8 +460,9 @@ pub fn run_all(provider: &str, kind: ProviderKind, target: &Target<'_>) -> usize
 
 /// A Bedrock stream fixture (`upstream.frames.json`) in AWS's binary event-stream framing:
 /// the frames are written out readably as a list of `{"event": <type>, "payload": <JSON>}`,
-/// `{"exception": <type>, "payload": <JSON>}`, or `{"corrupt": <the same>}` for a frame
-/// whose message checksum is wrong.
+/// `{"exception": <type>, "payload": <JSON>}`, `{"chunk": <JSON>}` for an InvokeModel
+/// `chunk` event (the JSON base64-encoded in its payload's `bytes`), or
+/// `{"corrupt": <the same>}` for a frame whose message checksum is wrong.
 pub fn encode_frames(json: &[u8]) -> Vec<u8> {
     use llm_gateway::provider::bedrock::eventstream::{encode, encode_event};
     let frames: Vec<Value> = serde_json::from_slice(json).expect("frames are JSON");
@@ -472,7 +473,10 @@ pub fn encode_frames(json: &[u8]) -> Vec<u8> {
             None => (f, false),
         };
         let payload = f["payload"].to_string();
-        let mut bytes = if let Some(event) = f["event"].as_str() {
+        let mut bytes = if let Some(chunk) = f.get("chunk") {
+            let bytes = base64(chunk.to_string().as_bytes());
+            encode_event("chunk", &serde_json::json!({"bytes": bytes}).to_string())
+        } else if let Some(event) = f["event"].as_str() {
             encode_event(event, &payload)
         } else {
             let kind = f["exception"].as_str().expect("an event or an exception");
@@ -491,6 +495,26 @@ pub fn encode_frames(json: &[u8]) -> Vec<u8> {
             }
         }
         out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in bytes.chunks(3) {
+        let n = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
     }
     out
 }

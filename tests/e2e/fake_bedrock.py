@@ -1,10 +1,15 @@
 """A fake AWS Bedrock runtime: the Converse API (``POST /model/{modelId}/converse``) and
-ConverseStream (``POST /model/{modelId}/converse-stream``, binary event-stream framing).
+ConverseStream (``POST /model/{modelId}/converse-stream``, binary event-stream framing), and
+InvokeModel for Claude's Messages API (``POST /model/{modelId}/invoke`` and
+``/invoke-with-response-stream``: Anthropic's body with ``anthropic_version`` and without
+``model`` or ``stream``; the stream's ``chunk`` events carry base64 Anthropic events).
 
 Written from AWS's public references:
 
 * Converse: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
 * ConverseStream: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
+* InvokeModel with Claude: https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages-request-response.html
+  and https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModelWithResponseStream.html
 * Event-stream framing: https://docs.aws.amazon.com/transcribe/latest/dg/streaming-setting-up.html
 * SigV4: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
 * InvokeModel: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_InvokeModel.html;
@@ -31,6 +36,7 @@ botocore's own ``EventStreamBuffer`` decodes them.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import datetime
 import hashlib
@@ -125,6 +131,61 @@ def converse_stream(text: str = "Hello there!", stop_reason: str = "end_turn",
     return events
 
 
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+
+def invoke_chunk(event: dict) -> Event:
+    """An InvokeModelWithResponseStream ``chunk`` frame carrying one Anthropic stream event."""
+    data = base64.b64encode(json.dumps(event).encode()).decode()
+    return converse_event("chunk", {"bytes": data})
+
+
+def invoke_usage(input_tokens: int = 12, output_tokens: int = 6) -> dict:
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+
+
+def invoke_message(text: str = "Hello!", model: str = "claude-sonnet-4-5-20250929",
+                   usage: Optional[dict] = None, thinking: Optional[tuple] = None) -> dict:
+    """Claude's Message as InvokeModel answers it; ``thinking`` is (text, signature)."""
+    content = [{"type": "thinking", "thinking": thinking[0], "signature": thinking[1]}] if thinking else []
+    content.append({"type": "text", "text": text})
+    return {"id": "msg_bdrk_01", "type": "message", "role": "assistant", "model": model,
+            "content": content, "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": usage or invoke_usage()}
+
+
+def invoke_stream(text: str = "Hello there!", usage: Optional[dict] = None,
+                  thinking: Optional[tuple] = None) -> list:
+    """Claude's stream as InvokeModelWithResponseStream sends it: Anthropic's events in
+    ``chunk`` frames, Bedrock's invocation metrics on ``message_stop``."""
+    u = usage or invoke_usage()
+    events = [{"type": "message_start", "message": {**invoke_message("", usage={**u, "output_tokens": 1}),
+                                                    "content": [], "stop_reason": None}}]
+    index = 0
+    if thinking:
+        events += [{"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+                   {"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": thinking[0]}},
+                   {"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "signature_delta", "signature": thinking[1]}},
+                   {"type": "content_block_stop", "index": 0}]
+        index = 1
+    events.append({"type": "content_block_start", "index": index,
+                   "content_block": {"type": "text", "text": ""}})
+    for i in range(0, len(text), 4):
+        events.append({"type": "content_block_delta", "index": index,
+                       "delta": {"type": "text_delta", "text": text[i:i + 4]}})
+    events += [{"type": "content_block_stop", "index": index},
+               {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": u["output_tokens"]}},
+               {"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+                   "inputTokenCount": u["input_tokens"], "outputTokenCount": u["output_tokens"],
+                   "invocationLatency": 120, "firstByteLatency": 40}}]
+    return [invoke_chunk(e) for e in events]
+
+
 def bedrock_error(status: int, error_type: str, message: str) -> Reply:
     """An error as Bedrock sends it: the type in ``x-amzn-ErrorType``, the message in JSON."""
     return Reply(status=status, json={"message": message}, headers={
@@ -199,7 +260,8 @@ def verify_sigv4(rec: Recorded, access_key: str, secret_key: str, region: str,
 
 
 class BedrockFake(FakeProvider):
-    """Bedrock runtime: Converse and ConverseStream, signatures verified on every request."""
+    """Bedrock runtime: Converse, ConverseStream and InvokeModel (Claude's Messages),
+    signatures verified on every request."""
 
     kind = "bedrock"
 
@@ -219,7 +281,7 @@ class BedrockFake(FakeProvider):
     def routes(self, rec: Recorded) -> Optional[str]:
         parts = rec.path.split("/")
         if rec.method == "POST" and len(parts) == 4 and parts[1] == "model" and \
-                parts[3] in ("converse", "converse-stream", "invoke"):
+                parts[3] in ("converse", "converse-stream", "invoke", "invoke-with-response-stream"):
             return parts[3]
         return None
 
@@ -265,6 +327,15 @@ class BedrockFake(FakeProvider):
             return bedrock_error(400, "ValidationException", "messages is required")
         if "model" in body or "stream" in body:
             return bedrock_error(400, "ValidationException", "extraneous key in the request body")
+        route = self.routes(rec)
+        if route in ("invoke", "invoke-with-response-stream"):
+            if body.get("anthropic_version") != ANTHROPIC_VERSION:
+                return bedrock_error(400, "ValidationException",
+                                     f"anthropic_version must be {ANTHROPIC_VERSION}")
+            text = f"echo: {last_user_text(body['messages'])}"
+            if route == "invoke":
+                return Reply(json=invoke_message(text))
+            return stream_reply(invoke_stream(text))
         for i, m in enumerate(body["messages"]):
             if m.get("role") not in ("user", "assistant") or not isinstance(m.get("content"), list):
                 return bedrock_error(400, "ValidationException", f"messages.{i} is malformed")

@@ -10,15 +10,18 @@ fallbacks included.
 
 from __future__ import annotations
 
+import base64
 import json
 
+import anthropic
 import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from fake_bedrock import (ACCESS_KEY, EVENT_STREAM, REGION, SECRET_KEY, BedrockFake, bedrock_error,
                           converse_event, converse_exception, converse_message, converse_stream,
-                          converse_usage, encode_message, stream_reply)
+                          converse_usage, encode_message, invoke_chunk, invoke_message,
+                          invoke_stream, invoke_usage, stream_reply)
 from fakes import Reply, openai_error
 from harness import start_gateway
 
@@ -47,6 +50,7 @@ def br_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake):
               _bedrock("bedrock-wrong-region", f"http://localhost:{bedrock_fake.port}",
                        aws_region_name="eu-west-1"),
               _bedrock("bedrock-key", bedrock_fake.url, api_key=f"os.environ/{API_KEY_ENV}"),
+              _bedrock("bedrock-nova", bedrock_fake.url, model="bedrock/amazon.nova-pro-v1:0"),
               {"model_name": "gpt-fb", "litellm_params": {
                   "model": "openai/gpt-4o-mini", "api_base": f"{openai_fake.url}/v1",
                   "api_key": "os.environ/FAKE_OPENAI_KEY"}}]
@@ -96,6 +100,13 @@ def test_fake_event_streams_decode_with_botocore():
     kinds = [m.headers.get(":event-type") or m.headers.get(":exception-type") for m in messages]
     assert kinds[0] == "messageStart" and kinds[-3:] == ["messageStop", "metadata", "throttlingException"]
     assert json.loads(messages[1].payload) == {"contentBlockIndex": 0, "delta": {"text": "Hi t"}}
+    # InvokeModel's chunks: base64 of one Anthropic event each.
+    buf = EventStreamBuffer()
+    buf.add_data(b"".join(e.raw for e in invoke_stream("Hi")))
+    chunks = list(buf)
+    assert {m.headers[":event-type"] for m in chunks} == {"chunk"}
+    first = json.loads(base64.b64decode(json.loads(chunks[0].payload)["bytes"]))
+    assert first["type"] == "message_start"
     assert encode_message({":message-type": "event"}, b"{}")[-4:] != b"\0\0\0\0"
 
 
@@ -284,3 +295,92 @@ def test_bedrock_api_key_is_a_bearer_token(br, bedrock_fake):
     req = bedrock_fake.last
     assert req.headers["authorization"] == f"Bearer {API_KEY}"
     assert "x-amz-date" not in req.headers and bedrock_fake.signed_ok == 0
+
+
+INVOKE_PATH = f"/model/{MODEL.replace(':', '%3A')}/invoke"
+
+
+def test_messages_to_claude_on_bedrock_pass_through(br, bedrock_fake):
+    """Anthropic's Messages API to Claude on Bedrock, through the official `anthropic` SDK:
+    InvokeModel with the client's body (thinking signatures, cache marks, metadata kept),
+    `anthropic_version` instead of `model`, the beta header as `anthropic_beta`, signed by
+    Envoy; the stream's base64 chunks reach the SDK as Anthropic's SSE."""
+    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"},
+                                          {"type": "text", "text": "ok"}]},
+        {"role": "user", "content": "Hello Claude"}]
+    msg = client.messages.create(
+        model="bedrock-test", max_tokens=2048, messages=history, metadata={"user_id": "u-1"},
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"})
+    assert msg.content[0].text == "echo: Hello Claude"
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (12, 6)
+    req = bedrock_fake.last
+    assert req.raw_path == INVOKE_PATH
+    assert bedrock_fake.signature_failures == [] and bedrock_fake.signed_ok == 1
+    assert req.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert req.json["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in req.json and "stream" not in req.json
+    assert req.json["messages"] == history, "thinking signatures and cache marks kept"
+    assert req.json["metadata"] == {"user_id": "u-1"}
+    assert req.json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert req.json["anthropic_beta"] == ["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"]
+    assert "x-api-key" not in req.headers and "anthropic-version" not in req.headers
+
+    bedrock_fake.enqueue(stream_reply(invoke_stream("streamed answer", thinking=("think", "sig-xyz"),
+                                                    usage=invoke_usage(20, 9))))
+    with client.messages.stream(model="bedrock-test", max_tokens=2048, messages=history,
+                                thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "streamed answer" and final.stop_reason == "end_turn"
+    assert final.content[0].type == "thinking" and final.content[0].signature == "sig-xyz"
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (20, 9)
+    req = bedrock_fake.last
+    assert req.raw_path == INVOKE_PATH + "-with-response-stream"
+    assert req.headers.get("accept") == EVENT_STREAM
+    assert "stream" not in req.json and req.json["messages"] == history
+    assert bedrock_fake.signature_failures == [] and bedrock_fake.signed_ok == 2
+
+
+def test_messages_to_claude_on_bedrock_errors(br, bedrock_fake):
+    """Bedrock's errors, before and inside the stream, in Anthropic's shape and status."""
+    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    args = {"model": "bedrock-test", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    bedrock_fake.enqueue(bedrock_error(429, "ThrottlingException", "Too many requests"))
+    with pytest.raises(anthropic.RateLimitError) as e:
+        client.messages.create(**args)
+    assert e.value.body["error"] == {"type": "rate_limit_error", "message": "Too many requests"}
+    bedrock_fake.enqueue(stream_reply([converse_exception("throttlingException", "slow down")]))
+    with pytest.raises(anthropic.RateLimitError):
+        with client.messages.stream(**args) as stream:
+            "".join(stream.text_stream)
+    events = invoke_stream("partial answer")[:3]
+    bedrock_fake.enqueue(stream_reply(events + [converse_exception("modelStreamErrorException", "the model broke")]))
+    with pytest.raises(anthropic.APIStatusError) as e:
+        with client.messages.stream(**args) as stream:
+            "".join(stream.text_stream)
+    assert "the model broke" in str(e.value)
+
+
+def test_messages_to_claude_on_bedrock_with_an_api_key(br, bedrock_fake):
+    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    msg = client.messages.create(model="bedrock-key", max_tokens=16,
+                                 messages=[{"role": "user", "content": "key"}])
+    assert msg.content[0].text == "echo: key"
+    req = bedrock_fake.last
+    assert req.raw_path == INVOKE_PATH
+    assert req.headers["authorization"] == f"Bearer {API_KEY}"
+    assert "x-amz-date" not in req.headers and bedrock_fake.signed_ok == 0
+
+
+def test_messages_to_other_bedrock_models_are_bridged(br, bedrock_fake):
+    """A model that is not Claude goes through Converse, its answer back in Anthropic's shape."""
+    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    msg = client.messages.create(model="bedrock-nova", max_tokens=16,
+                                 messages=[{"role": "user", "content": "nova"}])
+    assert msg.content[0].text == "echo: nova"
+    assert bedrock_fake.last.raw_path == "/model/amazon.nova-pro-v1%3A0/converse"
+    assert bedrock_fake.signed_ok == 1

@@ -15,6 +15,7 @@
 //! bearer token instead and the signer stands aside.
 
 pub mod eventstream;
+pub mod invoke;
 pub mod request;
 pub mod response;
 pub mod stream;
@@ -86,6 +87,25 @@ pub fn model_path(base_path: &str, model: &str, method: &str) -> String {
     join_path(base_path, &path)
 }
 
+/// The answer's `x-amzn-errortype` (empty without one).
+fn error_type_header(headers: &[(&[u8], &[u8])]) -> String {
+    crate::header_map::find(headers, "x-amzn-errortype")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+/// The status the client and Envoy's retry policy see: the exception type's, else the
+/// upstream's (an overloaded 529 as 503).
+fn status_for(error_type: &str, upstream_status: u16) -> u16 {
+    match response::exception_status(error_type) {
+        Some((status, _)) if upstream_status >= 400 => status,
+        _ => match upstream_status {
+            529 => 503,
+            s => s,
+        },
+    }
+}
+
 impl Translator for BedrockTranslator {
     fn request_parsed(
         &mut self,
@@ -130,19 +150,11 @@ impl Translator for BedrockTranslator {
     }
 
     fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
-        self.error_type = crate::header_map::find(headers, "x-amzn-errortype")
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        self.error_type = error_type_header(headers);
     }
 
     fn response_status(&self, upstream_status: u16) -> u16 {
-        match response::exception_status(&self.error_type) {
-            Some((status, _)) if upstream_status >= 400 => status,
-            _ => match upstream_status {
-                529 => 503,
-                s => s,
-            },
-        }
+        status_for(&self.error_type, upstream_status)
     }
 
     fn stream_media_type(&self) -> &'static str {

@@ -256,7 +256,7 @@ fn finish(sse: &mut Vec<u8>, reason: &str, u: Option<&Value>) {
     close(sse);
 }
 
-fn error_event(sse: &mut Vec<u8>, kind: &str, message: &str) {
+pub(super) fn error_event(sse: &mut Vec<u8>, kind: &str, message: &str) {
     open(sse, "error");
     sse.extend_from_slice(format!("\"error\":{{\"type\":\"{kind}\",\"message\":").as_bytes());
     push_str(sse, message);
@@ -265,7 +265,7 @@ fn error_event(sse: &mut Vec<u8>, kind: &str, message: &str) {
 }
 
 /// The Messages error type and message of an `exception` (or `error`) frame.
-fn exception(m: &Message<'_>) -> (&'static str, String) {
+pub(super) fn exception(m: &Message<'_>) -> (&'static str, String) {
     let name = if m.exception_type.is_empty() {
         m.error_code
     } else {
