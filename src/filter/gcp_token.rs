@@ -4,18 +4,31 @@
 //! deployments without a static token. On a tick, when the shared token is missing or due
 //! for refresh and no other worker holds the fetch lease, it takes the lease (a
 //! compare-and-swap in shared data) and calls the token server through the cluster the
-//! renderer emits. The answer goes into shared data, where every attempt reads it. The
-//! pure parts (answer, record, timing) live in `provider::vertex::token`. The token itself
-//! is never logged.
+//! renderer emits. The answer goes into shared data. Every tick also copies the shared
+//! record into this worker's [`LocalCopy`] when its version changed, and attempts read that
+//! copy (shared data only when the copy is expired or missing). The pure parts (answer,
+//! record, copy, timing) live in `provider::vertex::token`. The token itself is never
+//! logged.
+
+use std::cell::RefCell;
 
 use super::host::{self, Buffer, Map};
 use crate::config::model::Endpoint;
 use crate::provider::vertex::token::{
-    self, SharedToken, FETCH_TIMEOUT_SECS, LEASE_KEY, RETRY_AFTER_SECS, TOKEN_KEY,
+    self, LocalCopy, FETCH_TIMEOUT_SECS, LEASE_KEY, RETRY_AFTER_SECS, TOKEN_KEY,
 };
 
 /// The Envoy cluster of the token server (`general_settings.gcp_token_url`).
 pub const CLUSTER: &str = token::CLUSTER;
+
+thread_local! {
+    /// This worker's copy of the shared token (one VM per worker, shared by both instances).
+    static LOCAL: RefCell<LocalCopy> = RefCell::default();
+}
+
+fn read_shared() -> Option<(Vec<u8>, u32)> {
+    host::get_shared_data(TOKEN_KEY).ok().flatten()
+}
 
 fn now_secs() -> u64 {
     host::now_nanos() / 1_000_000_000
@@ -34,21 +47,22 @@ pub type Dispatch<'a> = dyn Fn(&[(&str, &str)], u32) -> Result<u32, u32> + 'a;
 
 /// The token an attempt may carry now, if there is one.
 pub fn current() -> Option<String> {
-    let (bytes, _) = host::get_shared_data(TOKEN_KEY).ok().flatten()?;
-    let t = SharedToken::decode(&bytes)?;
-    t.usable(now_secs()).then_some(t.token)
+    let now = now_secs();
+    LOCAL.with_borrow_mut(|local| local.get(now, read_shared).map(str::to_string))
 }
 
-/// On a tick: starts a fetch when one is due and this worker wins the lease, through
-/// `dispatch` (the root context's HTTP call, which the SDK must register to route the
-/// answer back). Returns the call's token.
+/// On a tick: refreshes this worker's copy of the shared token, then starts a fetch when
+/// one is due and this worker wins the lease, through `dispatch` (the root context's HTTP
+/// call, which the SDK must register to route the answer back). Returns the call's token.
 pub fn tick(url: &Endpoint, dispatch: &Dispatch<'_>) -> Option<u32> {
     let now = now_secs();
-    let current = host::get_shared_data(TOKEN_KEY)
-        .ok()
-        .flatten()
-        .and_then(|(b, _)| SharedToken::decode(&b));
-    if !token::fetch_due(current.as_ref(), now) {
+    let due = LOCAL.with_borrow_mut(|local| {
+        if let Some((record, cas)) = read_shared() {
+            local.update(&record, cas);
+        }
+        token::fetch_due(local.token.as_ref(), now)
+    });
+    if !due {
         return None;
     }
     let (lease, cas) = match host::get_shared_data(LEASE_KEY).ok().flatten() {

@@ -211,6 +211,24 @@ def test_tokens_are_refreshed_shared_and_never_logged(vx, vertex_fake, metadata)
         assert token not in log
 
 
+def test_steady_traffic_moves_to_each_refreshed_token(vx, vertex_fake, metadata):
+    """Each worker sends its own copy of the token, refreshed every second: requests sent
+    throughout two lifetimes all carry a token the fake still accepts, and move on to the
+    refreshed ones as the old expire."""
+    client = vx.client()
+    seen = []
+    deadline = time.monotonic() + 2 * LIFETIME + 0.5
+    while time.monotonic() < deadline and len(seen) < 200:
+        client.chat.completions.create(model="claude-vertex", messages=[{"role": "user", "content": "tick"}])
+        seen.append(bearer(vertex_fake.last))
+        time.sleep(0.2)
+    # The fake refuses expired tokens: every answer being 200 means none was sent.
+    assert all(r.reply_status == 200 for r in vertex_fake.requests), [r.reply_status for r in vertex_fake.requests]
+    distinct = list(dict.fromkeys(seen))
+    assert len(distinct) >= 3, distinct
+    assert all(t in metadata.issued() for t in distinct)
+
+
 def test_token_outage_falls_back_and_recovers(vx, vertex_fake, metadata, openai_fake):
     metadata.failing = True
     # The last good token expires; the module keeps trying and says why in the log.

@@ -5,8 +5,9 @@
 //! Google` (the metadata server of GCE and GKE Workload Identity; reference:
 //! <https://cloud.google.com/compute/docs/access/authenticate-workloads#applications>),
 //! which answers `{"access_token": "...", "expires_in": 3599, "token_type": "Bearer"}`,
-//! and keeps the token in Envoy's shared data, where every worker reads it. One fetch runs
-//! at a time across workers: a lease in shared data says until when a fetch may be running.
+//! and keeps the token in Envoy's shared data. One fetch runs at a time across workers: a
+//! lease in shared data says until when a fetch may be running. Each worker keeps a copy of
+//! the record ([`LocalCopy`]), refreshed by its tick, so that an attempt reads no shared data.
 
 /// The Envoy cluster the renderer emits for the token server.
 pub const CLUSTER: &str = "llm_gcp_token";
@@ -65,6 +66,41 @@ impl SharedToken {
         let lifetime = self.expires_at.saturating_sub(self.fetched_at);
         let margin = (lifetime / 2).min(240);
         now.saturating_add(margin) >= self.expires_at
+    }
+}
+
+/// A worker's copy of the shared record: reading shared data costs an attempt about 21,000
+/// Envoy instructions, reading this copy nothing.
+#[derive(Debug, Default)]
+pub struct LocalCopy {
+    /// The shared record's version (its cas) when copied.
+    cas: u32,
+    /// The copied token (`None`: none yet, or the record could not be read).
+    pub token: Option<SharedToken>,
+}
+
+impl LocalCopy {
+    /// Takes the shared record read at version `cas`, decoding it only when it changed.
+    pub fn update(&mut self, record: &[u8], cas: u32) {
+        if self.token.is_none() || cas != self.cas {
+            self.token = SharedToken::decode(record);
+            self.cas = cas;
+        }
+    }
+
+    /// The token an attempt sent at `now` may carry: the copy's while it is usable, else
+    /// the shared record's, read once through `read` (a tick may not have run since it
+    /// changed). `None`: no usable token anywhere.
+    pub fn get(&mut self, now: u64, read: impl FnOnce() -> Option<(Vec<u8>, u32)>) -> Option<&str> {
+        if !self.token.as_ref().is_some_and(|t| t.usable(now)) {
+            if let Some((record, cas)) = read() {
+                self.update(&record, cas);
+            }
+        }
+        self.token
+            .as_ref()
+            .filter(|t| t.usable(now))
+            .map(|t| t.token.as_str())
     }
 }
 
@@ -155,6 +191,52 @@ mod tests {
         }
         assert_eq!(SharedToken::decode(&[0; 16]), None);
         assert_eq!(SharedToken::decode(b"short"), None);
+    }
+
+    #[test]
+    fn the_local_copy_serves_while_usable_and_reads_shared_data_once_otherwise() {
+        let record = |token: &str, expires_at: u64| {
+            let t = SharedToken {
+                fetched_at: 0,
+                expires_at,
+                token: token.into(),
+            };
+            t.encode()
+        };
+        let mut local = LocalCopy::default();
+        // Nothing copied yet: shared data is read once; nothing there, no token.
+        let mut reads = 0;
+        assert_eq!(
+            local.get(5, || {
+                reads += 1;
+                None
+            }),
+            None
+        );
+        assert_eq!(reads, 1);
+        // The tick copies the record; attempts then read no shared data.
+        local.update(&record("old", 10), 7);
+        assert_eq!(local.get(8, || unreachable!()), Some("old"));
+        // The same version is not decoded again, a new one is.
+        local.update(&record("ignored", 99), 7);
+        assert_eq!(local.get(8, || unreachable!()), Some("old"));
+        local.update(&record("new", 20), 8);
+        assert_eq!(local.get(8, || unreachable!()), Some("new"));
+        // Expired (less than a second left): never used; shared data is read once.
+        let mut reads = 0;
+        let fresh = record("fresher", 40);
+        assert_eq!(
+            local.get(19, || {
+                reads += 1;
+                Some((fresh.clone(), 9))
+            }),
+            Some("fresher")
+        );
+        assert_eq!(reads, 1);
+        // Shared data holds no usable token either: none (the attempt answers 503).
+        assert_eq!(local.get(39, || Some((fresh.clone(), 9))), None);
+        assert_eq!(local.get(39, || Some((b"junk".to_vec(), 10))), None);
+        assert!(local.token.is_none());
     }
 
     #[test]
