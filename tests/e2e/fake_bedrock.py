@@ -321,7 +321,8 @@ class BedrockFake(FakeProvider):
 
     def default_reply(self, rec: Recorded) -> Reply:
         body = rec.json
-        if self.routes(rec) == "invoke":
+        # InvokeModel serves the embedding models and Claude's Messages bodies alike.
+        if self.routes(rec) == "invoke" and "embed" in self.model_id(rec):
             return self._invoke(self.model_id(rec), body)
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return bedrock_error(400, "ValidationException", "messages is required")
