@@ -115,7 +115,7 @@ impl RootContext for GatewayRoot {
                     self.spend = Some(SpendFlush {
                         store: store.clone(),
                         subjects,
-                        flusher: super::spend::Flusher::default(),
+                        flusher: super::spend::Flusher::new(),
                     });
                 }
             }

@@ -143,19 +143,42 @@ pub fn all_subjects(table: &KeyTable) -> Vec<Subject> {
 }
 
 /// The root context's writer of the queues.
-#[derive(Default)]
 pub struct Flusher {
     /// The queue generation last read in full.
     seen_generation: Option<Vec<u8>>,
-    /// The call in flight and the entries it carries, by queue.
-    in_flight: Option<(u32, Vec<(String, Pending)>)>,
+    /// Numbers this worker's batches.
+    writer: ledger::Writer,
+    /// The batch not yet written (in flight, or failed and due again) and the entries it
+    /// carries.
+    batch: Option<(ledger::Batch, u64)>,
+    /// The call carrying `batch`, while one is in flight.
+    in_flight: Option<u32>,
 }
 
 impl Flusher {
-    /// One timer tick: claims every non-empty queue (emptying it by compare-and-swap, so
-    /// no two workers write the same entries) and writes them in one call.
+    /// A writer named at random (the host's randomness, which std's hash seeds draw on,
+    /// mixed with the clock).
+    pub fn new() -> Flusher {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(host::now_nanos());
+        Flusher {
+            seen_generation: None,
+            writer: ledger::Writer::new(h.finish()),
+            batch: None,
+            in_flight: None,
+        }
+    }
+
+    /// One timer tick: sends the batch a failed call left, or else claims every non-empty
+    /// queue (emptying it by compare-and-swap, so no two workers write the same entries)
+    /// and writes them in one new batch.
     pub fn tick(&mut self, ctx: &dyn Context, store: &ledger::SpendStore, subjects: &[Subject]) {
         if self.in_flight.is_some() {
+            return;
+        }
+        if let Some((batch, _)) = &self.batch {
+            self.in_flight = call(ctx, store, &batch.body);
             return;
         }
         let generation = host::get_shared_data(GENERATION_KEY)
@@ -165,7 +188,7 @@ impl Flusher {
         if generation.is_none() || generation == self.seen_generation {
             return;
         }
-        let mut claimed = Vec::new();
+        let mut entries = Vec::new();
         for s in subjects {
             let key = s.pending_key();
             for _ in 0..MAX_TRIES {
@@ -178,7 +201,7 @@ impl Flusher {
                 }
                 match host::set_shared_data(&key, b"", cas) {
                     Ok(()) => {
-                        claimed.push((key.clone(), q));
+                        entries.extend(q.entries);
                         break;
                     }
                     Err(e) if e.0 == host::CAS_MISMATCH => continue,
@@ -187,45 +210,31 @@ impl Flusher {
             }
         }
         self.seen_generation = generation;
-        if claimed.is_empty() {
+        if entries.is_empty() {
             return;
         }
-        let entries: Vec<(String, i64)> = claimed
-            .iter()
-            .flat_map(|(_, q)| q.entries.iter().cloned())
-            .collect();
-        match call(ctx, store, &ledger::settle_body(&entries)) {
-            Some(token) => self.in_flight = Some((token, claimed)),
-            None => self.give_back(claimed),
-        }
+        let batch = self.writer.batch(&entries);
+        self.in_flight = call(ctx, store, &batch.body);
+        self.batch = Some((batch, entries.len() as u64));
     }
 
     /// The answer to the flush call `token`.
     pub fn answered(&mut self, token: u32, status: u16, body: &[u8]) {
-        let Some((t, claimed)) = self.in_flight.take() else {
-            return;
-        };
-        if t != token {
-            self.in_flight = Some((t, claimed));
+        if self.in_flight != Some(token) {
             return;
         }
+        self.in_flight = None;
         if ledger::settle_ok(status, body) {
-            let n = claimed.iter().map(|(_, q)| q.entries.len() as u64).sum();
-            count("llm_spend_store_entries_written_total", n);
+            if let Some((_, n)) = self.batch.take() {
+                count("llm_spend_store_entries_written_total", n);
+            }
+            // Queues filled meanwhile are claimed at the next tick.
+            self.seen_generation = None;
         } else {
             log::warn!(
-                "spend store: settlements not written (HTTP {status}); kept for the next try"
+                "spend store: settlements not written (HTTP {status}); sent again at the next tick"
             );
-            self.give_back(claimed);
+            count("llm_spend_store_errors_total", 1);
         }
-    }
-
-    /// Puts entries back in their queues, and has the next tick look again.
-    fn give_back(&mut self, claimed: Vec<(String, Pending)>) {
-        count("llm_spend_store_errors_total", 1);
-        for (key, q) in claimed {
-            enqueue_at(&key, q.entries);
-        }
-        self.seen_generation = None;
     }
 }

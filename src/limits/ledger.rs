@@ -23,8 +23,10 @@
 //! # When the store cannot answer
 //!
 //! Settlements go through a bounded queue in Envoy's shared data ([`Pending`], one per
-//! key and team, at most [`MAX_PENDING_ENTRIES`] entries each), flushed by a timer; a
-//! flush that fails puts its entries back. Admission without the store follows
+//! key and team, at most [`MAX_PENDING_ENTRIES`] entries each), flushed by a timer in
+//! numbered batches ([`Writer`]); a batch that fails is sent again as it is, and the
+//! store applies each batch number once, so a write that lands after its timeout is not
+//! counted again by its retry. Admission without the store follows
 //! [`BudgetFailureMode`].
 
 use serde_json::Value;
@@ -183,13 +185,23 @@ if s+r+c>tonumber(ARGV[2+i]) then return 'no '..i..' '..string.format('%d',s)..'
 for i=1,n do local k=KEYS[(i-1)*3+2] redis.call('INCRBY',k,ARGV[1]) redis.call('EXPIRE',k,ARGV[2]) end \
 return 'ok'";
 
-/// Applies queued deltas: a positive one is added (spend), a negative one taken from a
-/// reservation bucket that still exists (never below 0). KEYS and ARGV pair up.
-pub const SETTLE_SCRIPT: &str = "for i,k in ipairs(KEYS) do local d=tonumber(ARGV[i]) \
+/// Applies a writer's batch of queued deltas once: KEYS[1] holds the last batch number
+/// that writer applied (ARGV[1] this batch's, ARGV[2] that record's expiry in seconds), so
+/// a batch whose first try landed after its timeout, and its retries, count once. Then
+/// KEYS[i+1] and ARGV[i+2] pair up: a positive delta is added (spend), a negative one
+/// taken from a reservation bucket that still exists (never below 0).
+pub const SETTLE_SCRIPT: &str = "local n=tonumber(ARGV[1]) \
+if n<=tonumber(redis.call('GET',KEYS[1]) or '0') then return 'ok' end \
+redis.call('SET',KEYS[1],ARGV[1],'EX',ARGV[2]) \
+for i=2,#KEYS do local k=KEYS[i] local d=tonumber(ARGV[i+1]) \
 if d>0 then redis.call('INCRBY',k,d) \
 elseif d<0 and redis.call('EXISTS',k)==1 then \
 if redis.call('DECRBY',k,-d)<0 then redis.call('SET',k,'0','KEEPTTL') end end end \
 return 'ok'";
+
+/// How long the store remembers a writer's last batch number: far longer than any write
+/// can wait in a socket, and renewed by every batch.
+pub const WRITER_RECORD_SECS: u64 = 7 * 24 * 3600;
 
 /// Largest amount the scripts handle exactly (Lua numbers are doubles).
 const MAX_EXACT: u64 = 1 << 53;
@@ -453,11 +465,6 @@ impl Pending {
         lost
     }
 
-    /// Puts back entries a failed flush had taken.
-    pub fn merge(&mut self, other: Pending) -> u64 {
-        other.entries.into_iter().map(|(k, d)| self.add(k, d)).sum()
-    }
-
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -496,11 +503,50 @@ pub fn settlement_entries(
     out
 }
 
-/// The webdis body writing the queued `entries` (of any number of subjects).
-pub fn settle_body(entries: &[(String, i64)]) -> Vec<u8> {
-    let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
-    let args: Vec<String> = entries.iter().map(|(_, d)| d.to_string()).collect();
-    eval_body(SETTLE_SCRIPT, &keys, &args)
+/// One writer's numbered batch of settlements: sent again as it is until the store says
+/// it is written, so the store can tell a retry from a new batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Its number, rising by one per batch of the writer.
+    pub number: u64,
+    /// The webdis body.
+    pub body: Vec<u8>,
+}
+
+/// A source of numbered batches: one per flushing worker, named at random so no two
+/// writers (of any replica, before or after a restart) share a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    /// The Redis key of its last applied batch number: `llmgw:writer:<hex id>`.
+    record: String,
+    /// Number of the last batch it made.
+    last: u64,
+}
+
+impl Writer {
+    /// A writer named `id`.
+    pub fn new(id: u64) -> Writer {
+        Writer {
+            record: format!("llmgw:writer:{id:016x}"),
+            last: 0,
+        }
+    }
+
+    /// The next batch writing `entries` (of any number of subjects).
+    pub fn batch(&mut self, entries: &[(String, i64)]) -> Batch {
+        self.last += 1;
+        let mut keys = Vec::with_capacity(entries.len() + 1);
+        keys.push(self.record.clone());
+        keys.extend(entries.iter().map(|(k, _)| k.clone()));
+        let mut args = Vec::with_capacity(entries.len() + 2);
+        args.push(self.last.to_string());
+        args.push(WRITER_RECORD_SECS.to_string());
+        args.extend(entries.iter().map(|(_, d)| d.to_string()));
+        Batch {
+            number: self.last,
+            body: eval_body(SETTLE_SCRIPT, &keys, &args),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -626,10 +672,6 @@ mod tests {
         // Only spend: the oldest is dropped and reported lost.
         assert_eq!(spends.entries.len(), MAX_PENDING_ENTRIES);
         assert_eq!(spends.entries[0].0, "s:1");
-        let mut back = Pending::default();
-        back.add("s:1".into(), 2);
-        assert_eq!(back.merge(q), 0);
-        assert_eq!(back.spend_micro(), 14);
     }
 
     #[test]
@@ -646,7 +688,13 @@ mod tests {
             settlement_entries(&r, &s, 0, now),
             vec![(s.held_key(now / 60), -40)]
         );
-        let body = String::from_utf8(settle_body(&[("a".into(), 5), ("b".into(), -2)])).unwrap();
-        assert!(body.ends_with("/2/a/b/5/-2"), "{body}");
+        let mut w = Writer::new(0xab);
+        let first = w.batch(&[("a".into(), 5), ("b".into(), -2)]);
+        let body = String::from_utf8(first.body).unwrap();
+        assert!(
+            body.ends_with("/3/llmgw%3Awriter%3A00000000000000ab/a/b/1/604800/5/-2"),
+            "{body}"
+        );
+        assert_eq!(w.batch(&[("a".into(), 1)]).number, 2);
     }
 }

@@ -297,3 +297,36 @@ def test_store_down_and_slow_during_traffic(ls, openai_fake):
           f"({sum(1 for s, _, _ in during_closed if s == 503)} refused 503), open replica "
           f"{len(during_open)} served; slowest {slowest * 1000:.0f} ms; "
           f"{local} micro-USD settled, {written} in the store after it returned")
+
+
+def team_spend(replicas, team: str) -> int:
+    """The replicas' own per-process spend of `team` this period (their budget gauges)."""
+    return sum(v or 0 for r in replicas for k, v in stats(r["admin"]).items()
+               if k.startswith("llm_team_spend_micro_usd") and f"team={team}" in k)
+
+
+def test_a_write_that_lands_after_its_timeout_is_counted_once(ls):
+    """webdis frozen with Redis up: each flush times out while its request waits in the
+    socket, and is sent again at every tick; webdis runs all of them when it wakes. The
+    store applies a batch once, however many copies of it arrive."""
+    _, _, c = *ls["replicas"], ls["open"]
+    store = ls["store"]
+    replicas = ls["replicas"] + [c]
+    before = store.get_int(spent_key("team", "research"))
+    local_before = team_spend(replicas, "research")
+    store.pause_webdis()
+    try:
+        for _ in range(15):
+            assert chat(c, "frank").status == 200
+            time.sleep(0.1)
+    finally:
+        store.resume_webdis()
+    local = team_spend(replicas, "research") - local_before
+    assert local > 0
+    wait_for(lambda: store.get_int(spent_key("team", "research")) - before == local, timeout=15,
+             what=f"{local} micro-USD of team spend written")
+    # Late copies still arriving would only ever add: the total stays put.
+    time.sleep(1.0)
+    assert store.get_int(spent_key("team", "research")) - before == local
+    assert stat(c, "llm_spend_store_errors_total") > 0
+    assert store.keys("llmgw:writer:*"), "each flushing worker keeps its last batch number"
