@@ -45,6 +45,8 @@ pub struct Report {
     pub complete: bool,
     /// An attempt reported usage the request cannot have caused (see `UsageBound`).
     pub usage_rejected: bool,
+    /// The answer's text, scrubbed and capped, for a captured request.
+    pub captured_text: Option<String>,
 }
 
 /// What the downstream instance hands to each attempt.
@@ -58,6 +60,8 @@ pub struct Handed {
     /// Messages request: an earlier attempt to another provider removes them from the
     /// shared header map.
     pub anthropic_headers: Rc<[(&'static str, String)]>,
+    /// The request's messages and answer go on its spans.
+    pub capture: bool,
 }
 
 /// The parsed request, by endpoint.
