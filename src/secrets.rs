@@ -315,16 +315,17 @@ fn is_key_char(c: char) -> bool {
 
 /// Masks every word that looks like a provider key: `sk-` or `AIza` at the start of a word
 /// followed by at least 16 key characters (`A-Z a-z 0-9 - _`). `sk-ant-api03-AbC...`
-/// becomes `sk-***`. Meant for error messages quoted from a provider.
+/// becomes `sk-***`. Meant for error messages quoted from a provider, and for prompts and
+/// answers put on spans: a JSON escape (`\n`) ends a word too, so the text may be JSON.
 pub fn redact_key_like(text: &str) -> Cow<'_, str> {
     if !text.contains("sk-") && !text.contains("AIza") {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let mut prev: Option<char> = None;
+    let (mut prev, mut before): (Option<char>, Option<char>) = (None, None);
     while let Some(c) = rest.chars().next() {
-        let at_word_start = !prev.is_some_and(is_key_char);
+        let at_word_start = !prev.is_some_and(is_key_char) || before == Some('\\');
         let prefix = ["sk-", "AIza"]
             .into_iter()
             .find(|p| at_word_start && rest.starts_with(p));
@@ -338,12 +339,12 @@ pub fn redact_key_like(text: &str) -> Cow<'_, str> {
                 out.push_str(p);
                 out.push_str("***");
                 rest = after.get(tail..).unwrap_or("");
-                prev = Some('*');
+                (before, prev) = (None, Some('*'));
                 continue;
             }
         }
         out.push(c);
-        prev = Some(c);
+        (before, prev) = (prev, Some(c));
         rest = rest.get(c.len_utf8()..).unwrap_or("");
     }
     Cow::Owned(out)
@@ -542,6 +543,13 @@ mod tests {
             "key AIza*** is invalid"
         );
         assert_eq!(redact_key_like("sk-ant-api03-0123456789abcdef"), "sk-***");
+        // In JSON text, an escape ends the word before the key.
+        assert_eq!(
+            redact_key_like(
+                r#"{"content":"mine:\nsk-0123456789abcdefghij\tAIza0123456789abcdefghij"}"#
+            ),
+            r#"{"content":"mine:\nsk-***\tAIza***"}"#
+        );
         for kept in [
             "task-0123456789abcdefghij",
             "sk-short",

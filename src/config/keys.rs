@@ -331,6 +331,8 @@ pub struct VirtualKey {
     pub limits: Limits,
     /// True only for the master key: unlimited and never accounted.
     pub is_master: bool,
+    /// Its requests' messages and answers go on their spans (`capture_content`).
+    pub capture_content: bool,
 }
 
 /// A group of keys with shared limits and budget.
@@ -389,6 +391,7 @@ fn master_entry(inflight_lease_secs: u64) -> VirtualKey {
         expires_unix_secs: None,
         limits: Limits::unlimited(inflight_lease_secs),
         is_master: true,
+        capture_content: false,
     }
 }
 
@@ -524,6 +527,8 @@ pub(crate) struct RawVirtualKey {
     pub(crate) max_budget: Option<f64>,
     #[serde(default)]
     pub(crate) budget_duration: Option<String>,
+    #[serde(default)]
+    pub(crate) capture_content: bool,
 }
 
 /// One `teams` entry as written.
@@ -764,6 +769,7 @@ pub(crate) fn validate_key(
         expires_unix_secs,
         limits,
         is_master: false,
+        capture_content: raw.capture_content,
     })
 }
 
@@ -910,6 +916,7 @@ impl KeySpec {
             max_parallel_requests: self.max_parallel_requests,
             max_budget: self.max_budget,
             budget_duration: self.budget_duration.clone(),
+            capture_content: false,
         }
     }
 

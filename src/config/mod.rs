@@ -182,6 +182,12 @@ impl GatewayConfig {
         })
     }
 
+    /// Some model name or virtual key has its messages and answers captured on spans.
+    pub fn captures_content(&self) -> bool {
+        self.aliases.iter().any(|a| a.capture_content)
+            || self.keys.keys.iter().any(|k| k.capture_content)
+    }
+
     /// The deployment with id `id`.
     pub fn deployment(&self, id: &str) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.id == id)
@@ -211,6 +217,37 @@ impl GatewayConfig {
         names.sort_unstable();
         names.dedup();
         names
+    }
+}
+
+/// `capture_content` as written: only with tracing, and the same on every entry of a model
+/// name. Checked where configs are checked and rendered (the CLI), which every config
+/// Envoy loads has passed; the module, where each check costs size, takes a name's first
+/// entry.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_capture(raw: &RawConfig, tracing: bool) -> Result<(), ConfigError> {
+    const NEEDS_TRACING: &str = "needs `general_settings.opentelemetry`: the captured messages travel on spans; add that section or remove this field";
+    for (i, e) in raw.model_list.iter().enumerate() {
+        let at = || format!("model_list[{i}].model_info.capture_content");
+        let capture = e.model_info.capture_content;
+        if capture && !tracing {
+            return Err(ConfigError::new(at(), NEEDS_TRACING));
+        }
+        let mut earlier = raw.model_list.iter().take(i);
+        if earlier.any(|f| f.model_name == e.model_name && f.model_info.capture_content != capture)
+        {
+            return Err(ConfigError::new(
+                at(),
+                "differs from an earlier entry of the same model_name: capture is decided per model name; set it the same on each of its entries",
+            ));
+        }
+    }
+    match raw.virtual_keys.iter().position(|k| k.capture_content) {
+        Some(i) if !tracing => Err(ConfigError::new(
+            format!("virtual_keys[{i}].capture_content"),
+            NEEDS_TRACING,
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -487,6 +524,7 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                 name: alias.to_string(),
                 deployments: vec![index],
                 mode,
+                capture_content: entry.model_info.capture_content,
             }),
         }
     }
@@ -505,6 +543,8 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         &master_key,
         longest_timeout,
     )?;
+    #[cfg(not(target_arch = "wasm32"))]
+    check_capture(&raw, general.opentelemetry.is_some())?;
     let mut general = general;
     if let Some(c) = &raw.general_settings.response_cache {
         let names = |it: &mut dyn Iterator<Item = &String>| it.cloned().collect::<Vec<_>>();

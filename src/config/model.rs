@@ -222,6 +222,9 @@ pub struct Alias {
     /// The mode all its deployments share, when known: a chat request to an embedding
     /// model is refused at once.
     pub mode: Option<ModelMode>,
+    /// Its requests' messages and answers go on their spans (`model_info.capture_content`,
+    /// the same on every entry of the name).
+    pub capture_content: bool,
 }
 
 pub(crate) fn check_env_name(name: &str, field: &str) -> Result<(), ConfigError> {

@@ -126,6 +126,10 @@ pub(crate) struct RawModelInfo {
     /// LiteLLM's `mode`: `chat` or `embedding`.
     #[serde(default)]
     pub(crate) mode: Option<String>,
+    /// Prompts and answers of this model name on its spans (see
+    /// [`Alias::capture_content`](super::model::Alias::capture_content)).
+    #[serde(default)]
+    pub(crate) capture_content: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

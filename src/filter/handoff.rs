@@ -45,6 +45,8 @@ pub struct Report {
     pub complete: bool,
     /// An attempt reported usage the request cannot have caused (see `UsageBound`).
     pub usage_rejected: bool,
+    /// The answer's text, scrubbed and capped, for a captured request.
+    pub captured_text: Option<String>,
 }
 
 /// What the downstream instance hands to each attempt.
@@ -60,6 +62,8 @@ pub struct Handed {
     pub anthropic_headers: Rc<[(&'static str, String)]>,
     /// A `/v1/responses` request (`chat` is its chat form).
     pub responses: Option<Rc<crate::responses_api::ResponsesCall>>,
+    /// The request's messages and answer go on its spans.
+    pub capture: bool,
 }
 
 /// The parsed request, by endpoint.

@@ -21,6 +21,7 @@ use crate::header_policy;
 use crate::messages_api::{self, InboundApi};
 use crate::metrics;
 use crate::openai::{annotate_usage_chunk, write_error_event, AnswerMeta, DONE_EVENT};
+use crate::otel::AnswerFacts;
 use crate::pricing;
 use crate::provider::registry::WireApi;
 use crate::provider::{
@@ -79,6 +80,9 @@ pub struct UpstreamHttp {
     stream_held: Holding,
     /// The API the client spoke: its answers and errors take that API's shape.
     api: InboundApi,
+    /// With tracing, for a chat or Messages answer: what it says about itself, for its
+    /// span.
+    facts: Option<Box<AnswerFacts>>,
 }
 
 impl UpstreamHttp {
@@ -101,6 +105,7 @@ impl UpstreamHttp {
             usage_rejected: false,
             stream_held: Holding::default(),
             api: InboundApi::Chat,
+            facts: None,
         }
     }
 
@@ -179,6 +184,20 @@ impl UpstreamHttp {
             }
         }
         cost
+    }
+
+    /// Writes what the answer said about itself where the spans read it; a captured text
+    /// goes to the downstream instance, which writes it for the client's span alone.
+    fn publish_facts(facts: &AnswerFacts, report: Option<&Rc<RefCell<Report>>>) {
+        if let Some(id) = &facts.id {
+            let _ = host::set_property(&[crate::otel::RESPONSE_ID_STATE], id.as_bytes());
+        }
+        if let Some(reasons) = facts.finish_reasons() {
+            let _ = host::set_property(&[crate::otel::FINISH_REASONS_STATE], reasons);
+        }
+        if let Some(report) = report {
+            report.borrow_mut().captured_text = facts.captured_text();
+        }
     }
 
     /// Ends a stream whose unfinished event would pass the worker's byte limit: what was
@@ -263,6 +282,16 @@ impl UpstreamHttp {
         })?;
         let (api, handed) = handoff::lookup(&body);
         self.api = api;
+        if let Some(otel) = &self.runtime.config.general.opentelemetry {
+            if matches!(api, InboundApi::Chat | InboundApi::Messages) {
+                // A request that could not be handed over (a worker with more than the
+                // hand-off's limit in flight) has its messages captured, not its answer.
+                let capture = handed.as_ref().is_some_and(|h| h.capture);
+                self.facts = Some(Box::new(AnswerFacts::new(
+                    capture.then_some(otel.capture_max_bytes),
+                )));
+            }
+        }
         let deployment = self
             .deployment()
             .ok_or_else(|| GatewayError::internal("no deployment for this attempt"))?;
@@ -782,6 +811,12 @@ impl HttpContext for UpstreamHttp {
                         self.usage_annotated = self.annotate(&mut out, cost);
                     }
                 }
+                if let Some(facts) = self.facts.as_mut() {
+                    facts.read(&out, self.api.is_anthropic());
+                    if complete && !self.stream_finished {
+                        Self::publish_facts(facts, self.report.as_ref());
+                    }
+                }
                 if !self.stream_finished {
                     // Publish usage as it becomes known, so a stream cut in the middle still
                     // accounts the prompt the provider already reported.
@@ -824,6 +859,12 @@ impl HttpContext for UpstreamHttp {
                         translated.status = e.status;
                         translated.body = self.error_body(&e);
                         translated.usage = None;
+                    }
+                }
+                if let Some(facts) = self.facts.as_mut() {
+                    if (200..300).contains(&translated.status) {
+                        facts.read(&translated.body, self.api.is_anthropic());
+                        Self::publish_facts(facts, self.report.as_ref());
                     }
                 }
                 if translated.status != self.upstream_status {

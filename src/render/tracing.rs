@@ -7,8 +7,10 @@
 //! follow the OpenTelemetry GenAI semantic conventions and are Envoy custom tags read
 //! from what the gateway already leaves where Envoy can see it: the route's metadata (the
 //! alias), the answering endpoint's metadata (provider, model, deployment) and the filter
-//! state the module writes for the access log (tokens, cost, key name, team). Nothing is
-//! rendered, and the module writes nothing more, when the section is absent.
+//! state the module writes for the access log (tokens, cost, key name, team) and, with
+//! tracing, for the spans alone (the answer's id and finish reasons; the captured prompt
+//! and answer of the models and keys that ask for it). Nothing is rendered, and the module
+//! writes nothing more, when the section is absent.
 
 use serde_json::{json, Value};
 
@@ -16,7 +18,8 @@ use super::access_log::{endpoint_metadata, filter_state, route_metadata};
 use crate::config::model::Secret;
 use crate::config::GatewayConfig;
 use crate::otel::{
-    OpenTelemetry, OtlpProtocol, REQUEST_MAX_TOKENS_STATE, REQUEST_TEMPERATURE_STATE,
+    OpenTelemetry, OtlpProtocol, FINISH_REASONS_STATE, INPUT_STATE, INPUT_TYPE_STATE, OUTPUT_STATE,
+    OUTPUT_TYPE_STATE, REQUEST_MAX_TOKENS_STATE, REQUEST_TEMPERATURE_STATE, RESPONSE_ID_STATE,
 };
 use crate::routing::{COST_USD_STATE, METADATA_DEPLOYMENT_KEY, OPERATION_METADATA_KEY};
 
@@ -28,9 +31,12 @@ const EXPORT_TIMEOUT: &str = "5s";
 
 /// Span attributes and the Envoy formatter each is read with: GenAI semantic
 /// conventions first, then the gateway's own (`llm_gateway.*`). The key's name and team
-/// are attributes, never the key itself.
-pub fn span_attributes() -> Vec<(&'static str, String)> {
-    vec![
+/// are attributes, never the key itself. With `capture` (some model or key captures its
+/// messages), OpenInference's `input.value` and `output.value` too, which Phoenix shows
+/// as the span's input and output and Langfuse as the observation's; the tags are only
+/// rendered then, as Envoy formats every tag of every span.
+pub fn span_attributes(capture: bool) -> Vec<(&'static str, String)> {
+    let mut attributes = vec![
         (
             "gen_ai.operation.name",
             route_metadata(OPERATION_METADATA_KEY),
@@ -38,6 +44,11 @@ pub fn span_attributes() -> Vec<(&'static str, String)> {
         ("gen_ai.provider.name", endpoint_metadata("provider")),
         ("gen_ai.request.model", route_metadata("model")),
         ("gen_ai.response.model", endpoint_metadata("model")),
+        ("gen_ai.response.id", filter_state(RESPONSE_ID_STATE)),
+        (
+            "gen_ai.response.finish_reasons",
+            filter_state(FINISH_REASONS_STATE),
+        ),
         (
             "gen_ai.request.max_tokens",
             filter_state(REQUEST_MAX_TOKENS_STATE),
@@ -73,12 +84,21 @@ pub fn span_attributes() -> Vec<(&'static str, String)> {
         ),
         ("llm_gateway.key_name", filter_state("llm_key")),
         ("llm_gateway.team", filter_state("llm_team")),
-    ]
+    ];
+    if capture {
+        attributes.extend([
+            ("input.value", filter_state(INPUT_STATE)),
+            ("input.mime_type", filter_state(INPUT_TYPE_STATE)),
+            ("output.value", filter_state(OUTPUT_STATE)),
+            ("output.mime_type", filter_state(OUTPUT_TYPE_STATE)),
+        ]);
+    }
+    attributes
 }
 
 /// The custom tags of every span (formatters; an unknown value is an empty string).
-pub fn custom_tags() -> Vec<Value> {
-    span_attributes()
+pub fn custom_tags(capture: bool) -> Vec<Value> {
+    span_attributes(capture)
         .into_iter()
         .map(|(tag, value)| json!({"tag": tag, "value": value}))
         .collect()
@@ -143,13 +163,13 @@ pub fn provider(otel: &OpenTelemetry) -> Value {
 }
 
 /// The connection manager's `tracing`: sampling, the tracer, one span per attempt and the
-/// GenAI attributes.
-pub fn hcm_tracing(otel: &OpenTelemetry) -> Value {
+/// GenAI attributes (`capture`: and the captured messages).
+pub fn hcm_tracing(otel: &OpenTelemetry, capture: bool) -> Value {
     json!({
         "random_sampling": {"value": otel.sampling_percent},
         "spawn_upstream_span": true,
         "provider": provider(otel),
-        "custom_tags": custom_tags(),
+        "custom_tags": custom_tags(capture),
     })
 }
 
@@ -213,7 +233,7 @@ pub fn add_to_listener(config: &GatewayConfig, listener: &mut Value, otel: &Open
 
 /// Adds `tracing` (and the OTLP access logger) to a connection manager's typed config.
 pub fn add_to_hcm(config: &GatewayConfig, hcm: &mut Value, otel: &OpenTelemetry) {
-    hcm["tracing"] = hcm_tracing(otel);
+    hcm["tracing"] = hcm_tracing(otel, config.captures_content());
     if otel.access_log {
         let logger = access_logger(otel, &super::access_log_fields(config));
         if let Some(logs) = hcm.get_mut("access_log").and_then(Value::as_array_mut) {
@@ -325,6 +345,20 @@ mod tests {
             tag("llm_gateway.key_name"),
             "%FILTER_STATE(wasm.llm_key:PLAIN)%"
         );
+        // What the answer says about itself, from what the upstream instance writes.
+        assert_eq!(
+            tag("gen_ai.response.id"),
+            "%FILTER_STATE(wasm.llm_response_id:PLAIN)%"
+        );
+        assert_eq!(
+            tag("gen_ai.response.finish_reasons"),
+            "%FILTER_STATE(wasm.llm_finish_reasons:PLAIN)%"
+        );
+        // No capture configured: no capture tags for Envoy to format.
+        assert!(tags
+            .iter()
+            .all(|t| !t["tag"].as_str().unwrap().starts_with("input.")
+                && !t["tag"].as_str().unwrap().starts_with("output.")));
         assert!(tags
             .iter()
             .all(|t| !t["tag"].as_str().unwrap().contains("sha")));
@@ -341,6 +375,90 @@ mod tests {
             "%FILTER_STATE(wasm.llm_operation:PLAIN)%"
         );
         assert_eq!(fields["trace_id"], "%TRACE_ID%");
+    }
+
+    /// The connection manager the Istio resources patch in.
+    fn istio_hcm(c: &GatewayConfig, v: &Value) -> Value {
+        use crate::render::istio::{render_istio, IstioOptions, WasmSource};
+        let options = IstioOptions {
+            wasm: WasmSource::parse("file:///x.wasm", None).unwrap(),
+            namespace: "istio-system".into(),
+            selector: vec![("app".into(), "istio-ingressgateway".into())],
+        };
+        let files = render_istio(c, v, &options).unwrap();
+        let filter = files.iter().find(|f| f.name == "envoyfilter.yaml").unwrap();
+        filter.documents[0]["spec"]["configPatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["applyTo"] == "NETWORK_FILTER")
+            .unwrap()["patch"]["value"]["typed_config"]
+            .clone()
+    }
+
+    /// With a model or a key capturing, OpenInference's input and output attributes are
+    /// rendered, in every form.
+    #[test]
+    fn capture_tags() {
+        let tags_of = |hcm: &Value| -> Vec<(String, String)> {
+            hcm["tracing"]["custom_tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["tag"].as_str().unwrap().to_string(),
+                        t["value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let expected = [
+            (
+                "input.value",
+                "%FILTER_STATE(wasm.llm_capture_input:PLAIN)%",
+            ),
+            (
+                "input.mime_type",
+                "%FILTER_STATE(wasm.llm_capture_input_type:PLAIN)%",
+            ),
+            (
+                "output.value",
+                "%FILTER_STATE(wasm.llm_capture_output:PLAIN)%",
+            ),
+            (
+                "output.mime_type",
+                "%FILTER_STATE(wasm.llm_capture_output_type:PLAIN)%",
+            ),
+        ];
+        let base = json!({
+            "model_list": [{"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_base": "http://127.0.0.1:8000/v1"}}],
+            "general_settings": {"master_key": "sk-x", "opentelemetry": {"endpoint": "http://127.0.0.1:6006"}},
+        });
+        let mut by_model = base.clone();
+        by_model["model_list"][0]["model_info"] = json!({"capture_content": true});
+        let mut by_key = base.clone();
+        by_key["virtual_keys"] =
+            json!([{"name": "k", "key_sha256": "ab".repeat(32), "capture_content": true}]);
+        let o = RenderOptions {
+            wasm_path: "x.wasm".into(),
+        };
+        for v in [by_model, by_key] {
+            let c = GatewayConfig::from_value(v.clone()).unwrap();
+            let b = render_bootstrap(&c, &v, &o);
+            let d = crate::render::render_dynamic(&c, &v, &o, "/etc/gw");
+            let dynamic = &d.lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+            let istio = istio_hcm(&c, &v);
+            for hcm in [hcm(&b), dynamic, &istio] {
+                let tags = tags_of(hcm);
+                for (tag, value) in expected {
+                    assert!(
+                        tags.contains(&(tag.to_string(), value.to_string())),
+                        "{tag}: {tags:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// gRPC: metadata headers, an HTTP/2 cluster, the OTLP access logger and stats sink.

@@ -33,6 +33,11 @@ from harness import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV, key_sha256, start_gateway
 REPO = Path(__file__).resolve().parents[2]
 SPAN_TIMEOUT = 30.0
 ALICE_KEY = "sk-gw-tracing-alice-0123456789abcdef"
+CAROL_KEY = "sk-gw-tracing-carol-0123456789abcdef"
+# A key a user pasted into a prompt: masked wherever the capture puts it.
+LEAKED_KEY = "sk-proj-LEAKED0123456789abcdefXYZ"
+CAPTURE_MAX = 2048
+ROOTS = 9
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 
@@ -101,14 +106,17 @@ def ask(model: str, **kw) -> dict:
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory, openai_fake, anthropic_fake):
     """Phoenix, a gateway exporting to it, and the known mix of requests; yields the
-    requests' responses by name and Phoenix."""
+    requests' responses by name and Phoenix. `m-captured` (by its model entry) and Carol's
+    key capture their prompts and answers; nothing else does."""
     tmp = tmp_path_factory.mktemp("tracing")
     phoenix = Phoenix(tmp)
     g = None
     try:
         phoenix.wait_ready()
         models = [_model("m-first", "openai", "gpt-first", openai_fake.url),
-                  _model("m-second", "anthropic", "claude-second", anthropic_fake.url)]
+                  _model("m-second", "anthropic", "claude-second", anthropic_fake.url),
+                  {**_model("m-captured", "openai", "gpt-captured", openai_fake.url),
+                   "model_info": {"capture_content": True}}]
         g = start_gateway(
             tmp, openai_fake, anthropic_fake, extra_models=models,
             router_settings={"fallbacks": [{"m-first": ["m-second"]}]},
@@ -116,9 +124,11 @@ def traced(tmp_path_factory, openai_fake, anthropic_fake):
                 "endpoint": phoenix.url("/v1/traces"),
                 "service_name": "llm-gateway-e2e",
                 "headers": {"x-gateway-test": "tracing"},
+                "capture_max_bytes": CAPTURE_MAX,
             }},
             config_extra={
-                "virtual_keys": [{"name": "alice", "key_sha256": key_sha256(ALICE_KEY), "team": "research"}],
+                "virtual_keys": [{"name": "alice", "key_sha256": key_sha256(ALICE_KEY), "team": "research"},
+                                 {"name": "carol", "key_sha256": key_sha256(CAROL_KEY), "capture_content": True}],
                 "teams": [{"name": "research"}],
             })
         openai_fake.reset()
@@ -132,11 +142,24 @@ def traced(tmp_path_factory, openai_fake, anthropic_fake):
         openai_fake.enqueue(openai_error(400, "bad parameter"))
         seen["error"] = g.chat(ask("gpt-test"))
         seen["alice"] = g.chat(ask("gpt-test"), key=ALICE_KEY)
+        seen["captured"] = g.chat({"model": "m-captured", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": f"my key is {LEAKED_KEY} ok"}]})
+        seen["carol"] = g.stream(ask("claude-test", stream=True), key=CAROL_KEY)
+        seen["long"] = g.chat({"model": "m-captured", "messages": [
+            {"role": "user", "content": "long " + "\u00e9" * 3000}]})
+        seen["messages"] = g.request("POST", "/v1/messages", {
+            "model": "claude-test", "max_tokens": 50, "system": "Be kind.",
+            "messages": [{"role": "user", "content": "hello"}]}, key=CAROL_KEY,
+            headers={"anthropic-version": "2023-06-01"})
         assert seen["plain"].status == 200, seen["plain"].body
         assert seen["stream"].status == 200 and seen["stream"].done_count == 1
         assert seen["fallback"].status == 200 and seen["fallback"].header("x-llm-attempts") == "2"
         assert seen["error"].status == 400
         assert seen["alice"].status == 200, seen["alice"].body
+        assert seen["captured"].status == 200 and seen["long"].status == 200
+        assert seen["carol"].status == 200 and seen["carol"].done_count == 1
+        assert seen["messages"].status == 200, seen["messages"].body
         yield g, phoenix, seen
     finally:
         if g is not None:
@@ -161,12 +184,13 @@ def _traces(phoenix: Phoenix, expected_roots: int) -> dict:
     raise AssertionError(f"expected {expected_roots} traced requests in Phoenix, got {by_trace}")
 
 
-def _one(traces: dict, **attrs) -> tuple:
-    """The trace whose client span has these attributes: (client span, attempt spans)."""
+def _one(traces: dict, where=lambda attributes: True, **attrs) -> tuple:
+    """The trace whose client span has these attributes (and passes `where`): (client
+    span, attempt spans)."""
     found = []
     for spans in traces.values():
         root = next((s for s in spans if s["name"] == "ingress"), None)
-        if root and all(root["attributes"].get(k) == v for k, v in attrs.items()):
+        if root and all(root["attributes"].get(k) == v for k, v in attrs.items()) and where(root["attributes"]):
             children = sorted((s for s in spans if s["parent_id"] == root["context"]["span_id"]),
                               key=lambda s: s["start_time"])
             found.append((root, children))
@@ -176,7 +200,7 @@ def _one(traces: dict, **attrs) -> tuple:
 
 def test_client_trace_is_joined_with_genai_attributes(traced):
     _, phoenix, _ = traced
-    traces = _traces(phoenix, 5)
+    traces = _traces(phoenix, ROOTS)
     root, attempts = _one(traces, **{"gen_ai.request.model": "gpt-test", "http.status_code": "200",
                                      "llm_gateway.key_name": "master"})
     # The client's traceparent: same trace, the client's span is the parent.
@@ -199,7 +223,8 @@ def test_client_trace_is_joined_with_genai_attributes(traced):
 
 def test_streamed_answer_is_traced_with_its_usage(traced):
     _, phoenix, _ = traced
-    root, attempts = _one(_traces(phoenix, 5), **{"gen_ai.request.model": "claude-test"})
+    root, attempts = _one(_traces(phoenix, ROOTS), **{"gen_ai.request.model": "claude-test",
+                                                      "llm_gateway.key_name": "master"})
     a = root["attributes"]
     assert a["gen_ai.provider.name"] == "anthropic"
     assert a["gen_ai.response.model"] == "claude-sonnet-4-5"
@@ -214,7 +239,7 @@ def test_streamed_answer_is_traced_with_its_usage(traced):
 
 def test_fallback_has_one_child_span_per_attempt(traced):
     _, phoenix, _ = traced
-    root, attempts = _one(_traces(phoenix, 5), **{"gen_ai.request.model": "m-first"})
+    root, attempts = _one(_traces(phoenix, ROOTS), **{"gen_ai.request.model": "m-first"})
     assert root["attributes"]["llm_gateway.attempts"] == "2"
     assert root["attributes"]["gen_ai.provider.name"] == "anthropic"
     assert root["attributes"]["llm_gateway.deployment"] == "m-second"
@@ -228,7 +253,7 @@ def test_fallback_has_one_child_span_per_attempt(traced):
 
 def test_provider_error_is_traced(traced):
     _, phoenix, _ = traced
-    root, attempts = _one(_traces(phoenix, 5), **{"gen_ai.request.model": "gpt-test", "http.status_code": "400"})
+    root, attempts = _one(_traces(phoenix, ROOTS), **{"gen_ai.request.model": "gpt-test", "http.status_code": "400"})
     # A 4xx is the client's error on the server span, a failed call on the attempt's
     # (OpenTelemetry's HTTP conventions).
     assert root["status_code"] == "UNSET"
@@ -239,12 +264,118 @@ def test_provider_error_is_traced(traced):
 
 def test_virtual_key_name_and_team_never_the_key(traced):
     _, phoenix, _ = traced
-    traces = _traces(phoenix, 5)
+    traces = _traces(phoenix, ROOTS)
     root, _ = _one(traces, **{"llm_gateway.key_name": "alice"})
     assert root["attributes"]["llm_gateway.team"] == "research"
     text = json.dumps(traces)
     for secret in (ALICE_KEY, harness.MASTER_KEY, harness.OPENAI_KEY, harness.ANTHROPIC_KEY):
         assert secret not in text
+
+
+def test_answer_id_and_finish_reasons(traced):
+    """`gen_ai.response.id` and `gen_ai.response.finish_reasons` (a JSON array in a string:
+    Envoy's tracer tags with strings) for JSON, streamed and fallen-back answers, and none
+    for a failed request."""
+    _, phoenix, seen = traced
+    traces = _traces(phoenix, ROOTS)
+    plain, _ = _one(traces, **{"gen_ai.request.model": "gpt-test", "http.status_code": "200",
+                               "llm_gateway.key_name": "master"})
+    assert plain["attributes"]["gen_ai.response.id"] == seen["plain"].json["id"]
+    assert plain["attributes"]["gen_ai.response.finish_reasons"] == '["stop"]'
+    streamed, _ = _one(traces, **{"gen_ai.request.model": "claude-test", "llm_gateway.key_name": "master"})
+    assert streamed["attributes"]["gen_ai.response.id"] == seen["stream"].chunks[0]["id"]
+    assert streamed["attributes"]["gen_ai.response.id"].startswith("chatcmpl-msg_fake")
+    assert json.loads(streamed["attributes"]["gen_ai.response.finish_reasons"]) == seen["stream"].finish_reasons()
+    fallback, _ = _one(traces, **{"gen_ai.request.model": "m-first"})
+    assert fallback["attributes"]["gen_ai.response.id"] == seen["fallback"].json["id"]
+    assert fallback["attributes"]["gen_ai.response.finish_reasons"] == '["stop"]'
+    error, _ = _one(traces, **{"gen_ai.request.model": "gpt-test", "http.status_code": "400"})
+    assert "gen_ai.response.id" not in error["attributes"]
+    assert "gen_ai.response.finish_reasons" not in error["attributes"]
+
+
+def _io(span: dict) -> dict:
+    """The span's OpenInference input and output attributes."""
+    return {k: v for k, v in span["attributes"].items() if k.startswith(("input.", "output."))}
+
+
+def test_content_is_not_captured_by_default(traced):
+    """Only `m-captured` and Carol's key capture: no other span carries a prompt or an
+    answer (Phoenix itself may show the answer's id and model as its output)."""
+    _, phoenix, seen = traced
+    traces = _traces(phoenix, ROOTS)
+    for attrs in ({"gen_ai.request.model": "gpt-test", "http.status_code": "200", "llm_gateway.key_name": "master"},
+                  {"gen_ai.request.model": "claude-test", "llm_gateway.key_name": "master"},
+                  {"llm_gateway.key_name": "alice"}):
+        root, attempts = _one(traces, **attrs)
+        for span in [root, *attempts]:
+            io = _io(span)
+            assert "input.value" not in io, (attrs, io)
+            assert "echo:" not in json.dumps(io), (attrs, io)
+
+
+def test_prompt_and_completion_captured_per_model(traced):
+    """`model_info.capture_content`: the request as the client sent it (JSON) and the
+    answer's text, as OpenInference's input and output, which Phoenix shows as the
+    span's; a key in the prompt (and echoed in the answer) is masked."""
+    _, phoenix, seen = traced
+    traces = _traces(phoenix, ROOTS)
+    root, attempts = _one(traces, where=lambda a: "Be brief" in a.get("input.value", ""),
+                          **{"gen_ai.request.model": "m-captured"})
+    io = _io(root)
+    assert io["input.mime_type"] == "application/json" and io["output.mime_type"] == "text/plain"
+    # Written as the answer ends, after the attempt's span is finished: not repeated there.
+    assert len(attempts) == 1
+    assert "input.value" not in attempts[0]["attributes"] and "echo:" not in json.dumps(_io(attempts[0]))
+    sent = json.loads(io["input.value"])
+    assert sent["model"] == "m-captured"
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."},
+                                {"role": "user", "content": "my key is sk-*** ok"}]
+    assert seen["captured"].json["choices"][0]["message"]["content"] == f"echo: my key is {LEAKED_KEY} ok"
+    assert io["output.value"] == "echo: my key is sk-*** ok"
+    assert LEAKED_KEY not in json.dumps(traces)
+
+
+def test_streamed_completion_captured_per_key(traced):
+    """`virtual_keys[].capture_content`: a streamed answer's text, joined from its deltas."""
+    _, phoenix, seen = traced
+    root, _ = _one(_traces(phoenix, ROOTS), where=lambda a: "Be kind" not in a.get("input.value", ""),
+                   **{"llm_gateway.key_name": "carol"})
+    io = _io(root)
+    assert json.loads(io["input.value"])["messages"] == [{"role": "user", "content": "hi"}]
+    assert io["output.value"] == seen["carol"].content() == "echo: hi"
+    assert root["attributes"]["gen_ai.response.finish_reasons"] == '["stop"]'
+
+
+def test_messages_api_answer_in_anthropic_shape(traced):
+    """A Messages client's answer, in Anthropic's shape: its message id, its `stop_reason`
+    and its text blocks; the request as sent, its `system` included."""
+    _, phoenix, seen = traced
+    root, _ = _one(_traces(phoenix, ROOTS), where=lambda a: "Be kind" in a.get("input.value", ""),
+                   **{"llm_gateway.key_name": "carol"})
+    a = root["attributes"]
+    assert a["gen_ai.response.id"] == seen["messages"].json["id"]
+    assert a["gen_ai.response.finish_reasons"] == '["end_turn"]'
+    assert json.loads(a["input.value"])["system"] == "Be kind."
+    assert a["output.value"] == seen["messages"].json["content"][0]["text"] == "echo: hello"
+
+
+def test_captured_content_is_capped(traced):
+    """Past `capture_max_bytes`, prompt and answer are cut at a character boundary and
+    marked with their whole size; the cut prompt is no longer JSON, so it has no JSON
+    mime type."""
+    _, phoenix, seen = traced
+    root, _ = _one(_traces(phoenix, ROOTS), where=lambda a: "Be brief" not in a.get("input.value", ""),
+                   **{"gen_ai.request.model": "m-captured"})
+    io = _io(root)
+    assert "input.mime_type" not in io
+    for name, whole in (("input.value", None), ("output.value", seen["long"].json["choices"][0]["message"]["content"])):
+        kept, marker = io[name].rsplit("...[truncated: ", 1)
+        assert marker.endswith(" bytes]") and int(marker[:-len(" bytes]")]) > CAPTURE_MAX, io[name]
+        assert CAPTURE_MAX - 1 <= len(kept.encode()) <= CAPTURE_MAX, len(kept.encode())
+        if whole is not None:
+            assert whole.startswith(kept) and int(marker[:-len(" bytes]")]) == len(whole.encode())
+    assert io["input.value"].startswith('{"model": "m-captured"')
 
 
 def _access_log(g, expected: int) -> list:
@@ -263,8 +394,8 @@ def _access_log(g, expected: int) -> list:
 
 def test_access_log_carries_operation_and_trace_id(traced):
     g, _, _ = traced
-    chat = _access_log(g, 5)
-    assert all(l["operation"] == "chat" for l in chat), chat
+    chat = _access_log(g, ROOTS)
+    assert sorted(l["operation"] for l in chat) == ["chat"] * (ROOTS - 1) + ["messages"], chat
     assert all(isinstance(l["trace_id"], str) and len(l["trace_id"]) == 32 for l in chat), chat
     assert CLIENT_TRACE in [l["trace_id"] for l in chat]
 
@@ -403,3 +534,5 @@ def test_rendered_tracing_passes_envoy_validation(tmp_path, otel, form):
     v = harness.envoy_validate(out, cwd=tmp_path)
     assert v.returncode == 0, v.stdout + v.stderr
     assert "Deprecated" not in v.stdout + v.stderr, v.stdout + v.stderr
+
+

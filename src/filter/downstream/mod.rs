@@ -92,6 +92,11 @@ pub struct DownstreamHttp {
     anthropic_headers: Vec<(&'static str, String)>,
     /// A Responses request, parsed, for the attempts.
     responses: Option<Rc<crate::responses_api::ResponsesCall>>,
+    /// Its messages and answer go on its spans (its model's or key's `capture_content`).
+    capture: bool,
+    /// The captured request (scrubbed, capped) and whether it is whole JSON, written as
+    /// the answer ends.
+    captured: Option<(String, bool)>,
 }
 
 impl Drop for DownstreamHttp {
@@ -129,6 +134,8 @@ impl DownstreamHttp {
             api: InboundApi::Chat,
             anthropic_headers: Vec::new(),
             responses: None,
+            capture: false,
+            captured: None,
         }
     }
 
@@ -314,6 +321,7 @@ impl DownstreamHttp {
             Err(e) => return self.reply_error(&e),
         };
         self.alias = Some(alias.name.clone());
+        self.capture = alias.capture_content || self.virtual_key().capture_content;
         if let Err(e) = keys::check_model(self.virtual_key(), &alias.name) {
             return self.reply_error(&e);
         }
@@ -363,13 +371,40 @@ impl DownstreamHttp {
         }
         // Span attributes: written only when there are spans to carry them.
         if let HandedRequest::Chat(chat) = &request {
-            if self.runtime.config.general.opentelemetry.is_some() {
+            if let Some(otel) = &self.runtime.config.general.opentelemetry {
                 for (name, value) in crate::otel::request_span_values(chat) {
                     let _ = host::set_property(&[name], value.as_bytes());
+                }
+                if self.capture {
+                    self.captured = crate::otel::captured_input(body, otel.capture_max_bytes);
                 }
             }
         }
         self.hand_off(request, body)
+    }
+
+    /// Writes the captured request and answer where the client's span reads them, as the
+    /// answer ends: after every attempt's span is finished (Envoy finishes the answering
+    /// attempt's before it passes on the answer's end), so that they do not repeat them.
+    fn publish_capture(&mut self) {
+        let Some((input, whole)) = self.captured.take() else {
+            return;
+        };
+        let set = |name, value: &[u8]| {
+            let _ = host::set_property(&[name], value);
+        };
+        set(crate::otel::INPUT_STATE, input.as_bytes());
+        if whole {
+            set(crate::otel::INPUT_TYPE_STATE, b"application/json");
+        }
+        let text = self
+            .report
+            .as_ref()
+            .and_then(|r| r.borrow_mut().captured_text.take());
+        if let Some(text) = text {
+            set(crate::otel::OUTPUT_STATE, text.as_bytes());
+            set(crate::otel::OUTPUT_TYPE_STATE, b"text/plain");
+        }
     }
 
     /// Admits the request against its key's limits in this Envoy (`facts` only computed
@@ -418,6 +453,7 @@ impl DownstreamHttp {
             report: Rc::default(),
             anthropic_headers: std::mem::take(&mut self.anthropic_headers).into(),
             responses: self.responses.take(),
+            capture: self.capture,
         };
         let report = Rc::clone(&handed.report);
         self.handoff = handoff::register(handed, body, self.api);
@@ -631,6 +667,9 @@ impl HttpContext for DownstreamHttp {
         self.status = host::header_text(Map::ResponseHeaders, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if end_of_stream {
+            self.publish_capture();
+        }
         if self.answered_locally {
             return Action::Continue;
         }
@@ -647,6 +686,9 @@ impl HttpContext for DownstreamHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.publish_capture();
+        }
         if self.cache.as_ref().is_some_and(|c| c.buffering) {
             return self.cache_response_body(body_size, end_of_stream);
         }
@@ -764,6 +806,7 @@ impl DownstreamHttp {
             if r.answered {
                 return Report {
                     upstream_model: r.upstream_model.clone(),
+                    captured_text: None,
                     ..*r
                 };
             }
@@ -790,6 +833,7 @@ impl DownstreamHttp {
             },
             complete: state_text(routing::ANSWER_COMPLETE_STATE) == "1",
             usage_rejected: state_text(routing::USAGE_REJECTED_STATE) == "1",
+            captured_text: None,
         }
     }
 }
