@@ -218,6 +218,31 @@ impl<'a> Strings<'a> {
     }
 }
 
+/// The next object value of `key` in `bytes` from `*from` on (see [`AnswerFacts`]), its
+/// braces included.
+#[inline(never)]
+fn object_of<'a>(bytes: &'a [u8], key: &[u8], from: &mut usize) -> Option<&'a [u8]> {
+    loop {
+        let rest = bytes.get(*from..)?;
+        let mut s = crate::json::scan::Scan {
+            bytes,
+            at: *from + crate::bytes::find(rest, key)? + key.len(),
+        };
+        *from = s.at;
+        if !s.take(b':') {
+            continue;
+        }
+        s.space();
+        if s.peek() != Some(b'{') {
+            continue;
+        }
+        let start = s.at;
+        s.skip_value()?;
+        *from = s.at;
+        return bytes.get(start..s.at);
+    }
+}
+
 /// The text of a JSON string literal.
 fn text_of(literal: &[u8], escaped: bool) -> Option<std::borrow::Cow<'_, str>> {
     if escaped {
@@ -267,8 +292,15 @@ impl AnswerFacts {
             self.reasons.extend_from_slice(literal);
             self.reasons.push(b']');
         }
-        if let Some(text) = self.text.as_mut() {
-            let mut pieces = strings(text_key);
+        let Some(text) = self.text.as_mut() else {
+            return;
+        };
+        let mut add = |within: &[u8]| {
+            let mut pieces = Strings {
+                bytes: within,
+                key: text_key,
+                from: 0,
+            };
             while let Some((literal, escaped)) = pieces.next() {
                 if let Some(piece) = text_of(literal, escaped) {
                     self.text_len += piece.len();
@@ -276,6 +308,21 @@ impl AnswerFacts {
                     text.push_str(prefix(&piece, room));
                 }
             }
+        };
+        // A whole answer (JSON, not stream events) or Anthropic's shape: every text key.
+        let answer = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if anthropic || answer {
+            return add(bytes);
+        }
+        // A chunk's text is in its `delta`s: a chunk may also repeat the text so far in a
+        // `message` (Perplexity's do), which is not more text.
+        let (mut from, mut chunks) = (0, false);
+        while let Some(delta) = object_of(bytes, b"\"delta\"", &mut from) {
+            chunks = true;
+            add(delta);
+        }
+        if !chunks {
+            add(bytes);
         }
     }
 
@@ -759,6 +806,24 @@ mod tests {
         assert_eq!(facts.id.as_deref(), Some("chatcmpl-7"));
         assert_eq!(reasons(&facts).as_deref(), Some(r#"["stop"]"#));
         assert_eq!(facts.captured_text().as_deref(), Some("Hello é"));
+    }
+
+    /// Chunks that also carry the text so far in a `message` (Perplexity's): the deltas'
+    /// text only, once, whichever comes first.
+    #[test]
+    fn chat_stream_facts_with_message_so_far() {
+        let events = [
+            "data: {\"id\":\"p-1\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"It \"},\"delta\":{\"role\":\"assistant\",\"content\":\"It \"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"was.\"},\"finish_reason\":\"stop\",\"index\":0,\"message\":{\"content\":\"It was.\"}}],\"id\":\"p-1\"}\n\n",
+        ];
+        let facts = read(&events, false, Some(1024));
+        assert_eq!(facts.captured_text().as_deref(), Some("It was."));
+        assert_eq!(
+            read(&[&events.concat()], false, Some(1024))
+                .captured_text()
+                .as_deref(),
+            Some("It was.")
+        );
     }
 
     /// Anthropic's shape for a Messages client: the message id (not a tool's), its

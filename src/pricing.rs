@@ -8,9 +8,10 @@
 //! summed into counters; nano-USD per token could not hold $0.0375 / MTok.
 //!
 //! A model the table does not know is *unpriced* ([`lookup`] returns `None`): it costs
-//! nothing and must be counted as unpriced, never priced by a guess. Deployments can set or
-//! correct prices in the gateway config with LiteLLM's field names ([`PriceOverride`],
-//! [`resolve`]).
+//! nothing and must be counted as unpriced, never priced by a guess. The OpenAI-compatible
+//! presets' models are listed under their provider's name (`groq/openai/gpt-oss-120b`).
+//! Deployments can set or correct prices in the gateway config with LiteLLM's field names
+//! ([`PriceOverride`], [`resolve`]).
 
 use crate::usage::Usage;
 
@@ -87,6 +88,13 @@ pub fn cost_micro_usd(usage: &Usage, price: &Price) -> u64 {
     u64::try_from(micro).unwrap_or(u64::MAX)
 }
 
+/// A cost a provider reports in USD as micro-USD (rounded to the nearest); `None` for a
+/// negative or non-finite figure.
+pub fn micro_usd(usd: f64) -> Option<u64> {
+    // A float cast saturates: more than u64::MAX micro-USD reads as u64::MAX.
+    (usd.is_finite() && usd >= 0.0).then(|| (usd * 1e6).round() as u64)
+}
+
 /// Cost of `usage` at `price` in USD, for logs and display (not for summing).
 pub fn cost_usd(usage: &Usage, price: &Price) -> f64 {
     cost_pico_usd(usage, price) as f64 / 1e12
@@ -113,6 +121,7 @@ fn find(model: &str) -> Option<Rates> {
     find_listed(model)
         .or_else(|| find_listed(without_geography(model)?))
         .or_else(|| find_listed(bedrock_name(model)?))
+        .map(Row::rates)
 }
 
 /// A Bedrock model id without its inference profile's geography (`us.cohere.embed-v4:0`
@@ -142,12 +151,12 @@ fn bedrock_name(model: &str) -> Option<&str> {
     (name != model && !name.is_empty()).then_some(name)
 }
 
-fn find_listed(model: &str) -> Option<Rates> {
+fn find_listed(model: &str) -> Option<Row> {
     let name = model.trim();
     let name = name.strip_prefix("models/").unwrap_or(name).as_bytes();
     let lower = |b: &u8| b.to_ascii_lowercase();
     if let Ok(i) = TABLE.binary_search_by(|(key, _)| key.bytes().cmp(name.iter().map(lower))) {
-        return TABLE.get(i).map(|(_, rates)| *rates);
+        return TABLE.get(i).map(|(_, row)| *row);
     }
     TABLE
         .iter()
@@ -161,7 +170,7 @@ fn find_listed(model: &str) -> Option<Rates> {
                     })
         })
         .max_by_key(|(key, _)| key.len())
-        .map(|(_, rates)| *rates)
+        .map(|(_, row)| *row)
 }
 
 /// `-20250929`, `@20250929`, `-2024-08-06`, `-001`, `-latest`: snapshots of one model that
@@ -225,6 +234,27 @@ pub struct PriceError {
 /// Where a price is not given, cache reads and writes cost the input price and reasoning
 /// costs the output price, also when only the input or output price is overridden.
 pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>, PriceError> {
+    resolve_over(find(upstream_model), upstream_model, o)
+}
+
+/// The price of a deployment of a provider that charges nothing per token (a local
+/// server): 0, with the overrides replacing single fields.
+pub fn resolve_free(o: &PriceOverride) -> Result<Option<Price>, PriceError> {
+    let free = Row {
+        input: 0,
+        cached: 0,
+        write: 0,
+        output: 0,
+        kind: RowKind::Chat,
+    };
+    resolve_over(Some(free.rates()), "", o)
+}
+
+fn resolve_over(
+    listed: Option<Rates>,
+    upstream_model: &str,
+    o: &PriceOverride,
+) -> Result<Option<Price>, PriceError> {
     let input = usd_per_token("input_cost_per_token", o.input_cost_per_token)?;
     let output = usd_per_token("output_cost_per_token", o.output_cost_per_token)?;
     let cache_read = usd_per_token("cache_read_input_token_cost", o.cache_read_input_token_cost)?;
@@ -240,7 +270,7 @@ pub fn resolve(upstream_model: &str, o: &PriceOverride) -> Result<Option<Price>,
         "output_cost_per_reasoning_token",
         o.output_cost_per_reasoning_token,
     )?;
-    let base = match (find(upstream_model), input, output) {
+    let base = match (listed, input, output) {
         (Some(rates), _, _) => rates,
         (None, Some(input), Some(output)) => Rates {
             input,
@@ -329,44 +359,86 @@ impl Rates {
 
 /// USD per million tokens to pico-USD per token, exact for up to six decimals. Evaluated at
 /// compile time: the table holds integers only.
-const fn usd(per_mtok: f64) -> u64 {
-    (per_mtok * 1e6 + 0.5) as u64
+const fn usd(per_mtok: f64) -> u32 {
+    (per_mtok * 1e6 + 0.5) as u32
 }
 
-/// Input, cached input, output (USD per million tokens); cache writes cost the input price.
-const fn p(input: f64, cached: f64, output: f64) -> Rates {
-    Rates {
-        input: usd(input),
-        output: usd(output),
-        cache_read: Some(usd(cached)),
-        cache_write: None,
-        cache_write_1h: None,
-        reasoning: None,
-        embedding: false,
+/// A row of the built-in table: its prices in pico-USD per token (= micro-USD per million
+/// tokens) as `u32`, up to $4,294 per million tokens: under a quarter of the size of
+/// [`Rates`], which only a lookup builds, since every row is in the module's data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Row {
+    input: u32,
+    /// Cache reads; the input price where a provider lists none.
+    cached: u32,
+    /// Cache writes; 0 where they cost the input price.
+    write: u32,
+    output: u32,
+    kind: RowKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RowKind {
+    Chat,
+    /// Anthropic's: 1-hour cache writes cost twice the input price.
+    Anthropic,
+    /// An embedding model: input tokens only.
+    Embedding,
+}
+
+impl Row {
+    fn rates(self) -> Rates {
+        let input = u64::from(self.input);
+        Rates {
+            input,
+            output: u64::from(self.output),
+            cache_read: Some(u64::from(self.cached)),
+            cache_write: (self.write > 0).then_some(u64::from(self.write)),
+            cache_write_1h: (self.kind == RowKind::Anthropic).then_some(input * 2),
+            reasoning: None,
+            embedding: self.kind == RowKind::Embedding,
+        }
     }
 }
 
+/// Input, cached input, output (USD per million tokens); cache writes cost the input price.
+const fn p(input: f64, cached: f64, output: f64) -> Row {
+    Row {
+        input: usd(input),
+        cached: usd(cached),
+        write: 0,
+        output: usd(output),
+        kind: RowKind::Chat,
+    }
+}
+
+/// Input and output (USD per million tokens), for a provider that lists no cache price:
+/// cache reads and writes cost the input price.
+const fn io(input: f64, output: f64) -> Row {
+    p(input, input, output)
+}
+
 /// An embedding model: input only (USD per million tokens).
-const fn embed(input: f64) -> Rates {
-    Rates {
-        embedding: true,
+const fn embed(input: f64) -> Row {
+    Row {
+        kind: RowKind::Embedding,
         ..p(input, input, 0.0)
     }
 }
 
 /// Input, cached input, cache write, output (USD per million tokens).
-const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Rates {
-    Rates {
-        cache_write: Some(usd(write)),
+const fn pw(input: f64, cached: f64, write: f64, output: f64) -> Row {
+    Row {
+        write: usd(write),
         ..p(input, cached, output)
     }
 }
 
 /// An Anthropic model: input, cached input, 5-minute cache write, output (USD per million
 /// tokens); 1-hour cache writes cost twice the input price.
-const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
-    Rates {
-        cache_write_1h: Some(usd(input * 2.0)),
+const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Row {
+    Row {
+        kind: RowKind::Anthropic,
         ..pw(input, cached, write, output)
     }
 }
@@ -428,12 +500,42 @@ const fn anthropic(input: f64, cached: f64, write: f64, output: f64) -> Rates {
 ///   character, not per token: left unpriced (set `input_cost_per_token` to price them);
 ///   `gemini-embedding-001` on Vertex AI is priced per token like the Gemini API, by the
 ///   row above.
-static TABLE: &[(&str, Rates)] = &[
+///
+/// **The OpenAI-compatible presets** are listed as `<provider>/<model>` (a hosted open
+/// model costs differently at each provider, so no row is shared), taken on 2026-12-07
+/// from the price pages below: from the page itself where a copy could be read (DeepSeek,
+/// Fireworks AI, Groq's caching, xAI's Grok 4.6, Mistral's caching), else from the
+/// figures quoted from it by the model cards and other catalogs, with at least two
+/// agreeing, all cross-checked against the models.dev catalog. Only models whose price
+/// could be read are listed; the others stay unpriced. Where a provider lists no
+/// cached-input price, cache reads cost the input price.
+///
+/// - **DeepSeek**, <https://api-docs.deepseek.com/quick_start/pricing>. DeepSeek bills half
+///   its rates off-peak (every hour but 01:00–04:00 and 06:00–10:00 UTC on weekdays); the
+///   table holds the peak rates, so a cost is never under the bill (off-peak it reads up to
+///   twice it). `deepseek-v4-flash` is served and billed as `deepseek-flash`.
+/// - **Groq**, <https://console.groq.com/docs/models>; cached input at half the input price
+///   (<https://console.groq.com/docs/prompt-caching>).
+/// - **xAI**, <https://docs.x.ai/developers/models>. Requests over 200K tokens cost twice
+///   as much: not modelled.
+/// - **Mistral**, <https://mistral.ai/pricing>; cached input at 10 % of the input price
+///   (<https://docs.mistral.ai/studio-api/conversations/advanced/prompt-caching>). Dated
+///   names only: the `-latest` aliases move to models of other prices.
+/// - **Together AI**, <https://docs.together.ai/docs/serverless/models>.
+/// - **Fireworks AI**, <https://docs.fireworks.ai/serverless/pricing> (standard tier).
+/// - **Cerebras**, <https://www.cerebras.ai/pricing>.
+/// - Not listed: **DeepInfra** (no price page could be read), **Perplexity** (Sonar's chat
+///   completions were retired on 2026-09-27, and its per-request search fees are not
+///   per token). **OpenRouter** answers report their own cost, **Ollama** and **LM
+///   Studio** cost nothing and **vLLM** is unpriced unless configured (see
+///   [`crate::provider::registry::Prices`]).
+static TABLE: &[(&str, Row)] = &[
     ("amazon.nova-lite", p(0.06, 0.015, 0.24)),
     ("amazon.nova-micro", p(0.035, 0.00875, 0.14)),
     ("amazon.nova-premier", p(2.50, 2.50, 12.50)),
     ("amazon.nova-pro", p(0.80, 0.20, 3.20)),
     ("amazon.titan-embed-text-v2:0", embed(0.02)),
+    ("cerebras/gpt-oss-120b", io(0.35, 0.75)),
     ("claude-3-5-haiku", anthropic(0.80, 0.08, 1.00, 4.00)),
     ("claude-3-7-sonnet", anthropic(3.00, 0.30, 3.75, 15.00)),
     ("claude-3-haiku", anthropic(0.25, 0.03, 0.30, 1.25)),
@@ -463,11 +565,34 @@ static TABLE: &[(&str, Rates)] = &[
     ("command-r-08-2024", p(0.15, 0.15, 0.60)),
     ("command-r-plus-08-2024", p(2.50, 2.50, 10.00)),
     ("command-r7b-12-2024", p(0.0375, 0.0375, 0.15)),
+    ("deepseek/deepseek-flash", p(0.30, 0.006, 1.20)),
+    ("deepseek/deepseek-v4-flash", p(0.30, 0.006, 1.20)),
+    ("deepseek/deepseek-v4-pro", p(1.32, 0.044, 3.96)),
     ("embed-english-light-v3.0", embed(0.10)),
     ("embed-english-v3.0", embed(0.10)),
     ("embed-multilingual-light-v3.0", embed(0.10)),
     ("embed-multilingual-v3.0", embed(0.10)),
     ("embed-v4.0", embed(0.12)),
+    (
+        "fireworks_ai/accounts/fireworks/models/deepseek-v4-pro",
+        p(1.74, 0.145, 3.48),
+    ),
+    (
+        "fireworks_ai/accounts/fireworks/models/glm-5p1",
+        p(1.40, 0.26, 4.40),
+    ),
+    (
+        "fireworks_ai/accounts/fireworks/models/gpt-oss-120b",
+        p(0.15, 0.015, 0.60),
+    ),
+    (
+        "fireworks_ai/accounts/fireworks/models/gpt-oss-20b",
+        p(0.07, 0.035, 0.30),
+    ),
+    (
+        "fireworks_ai/accounts/fireworks/models/kimi-k2p6",
+        p(0.95, 0.16, 4.00),
+    ),
     ("gemini-2.5-flash", p(0.30, 0.03, 2.50)),
     ("gemini-2.5-flash-lite", p(0.10, 0.01, 0.40)),
     ("gemini-2.5-pro", p(1.25, 0.125, 10.00)),
@@ -496,6 +621,8 @@ static TABLE: &[(&str, Rates)] = &[
     ("gpt-6-luna", pw(0.10, 0.01, 0.125, 0.50)),
     ("gpt-6-sol", pw(2.00, 0.20, 2.50, 10.00)),
     ("gpt-6.2-sol", pw(2.00, 0.10, 2.50, 10.00)),
+    ("groq/openai/gpt-oss-120b", p(0.15, 0.075, 0.60)),
+    ("groq/openai/gpt-oss-20b", p(0.075, 0.0375, 0.30)),
     ("meta.llama3-1-70b-instruct", p(0.72, 0.72, 0.72)),
     ("meta.llama3-1-8b-instruct", p(0.22, 0.22, 0.22)),
     ("meta.llama3-3-70b-instruct", p(0.72, 0.72, 0.72)),
@@ -504,6 +631,8 @@ static TABLE: &[(&str, Rates)] = &[
     ("mistral.mistral-large-2407", p(2.00, 2.00, 6.00)),
     ("mistral.mistral-small-2402", p(1.00, 1.00, 3.00)),
     ("mistral.pixtral-large-2502", p(2.00, 2.00, 6.00)),
+    ("mistral/mistral-large-2512", p(0.50, 0.05, 1.50)),
+    ("mistral/mistral-medium-2604", p(1.50, 0.15, 7.50)),
     ("o1", p(15.00, 7.50, 60.00)),
     ("o3", p(2.00, 0.50, 8.00)),
     ("o3-mini", p(1.10, 0.55, 4.40)),
@@ -512,6 +641,10 @@ static TABLE: &[(&str, Rates)] = &[
     ("text-embedding-3-large", embed(0.13)),
     ("text-embedding-3-small", embed(0.02)),
     ("text-embedding-ada-002", embed(0.10)),
+    ("together_ai/openai/gpt-oss-120b", io(0.15, 0.60)),
+    ("together_ai/qwen/qwen3.5-9b", io(0.17, 0.25)),
+    ("xai/grok-4.3", p(1.25, 0.20, 2.50)),
+    ("xai/grok-4.6", p(2.00, 0.50, 6.00)),
 ];
 
 #[cfg(test)]
@@ -557,10 +690,10 @@ mod tests {
         for pair in TABLE.windows(2) {
             assert!(pair[0].0 < pair[1].0, "{} !< {}", pair[0].0, pair[1].0);
         }
-        for (name, rates) in TABLE {
+        for (name, row) in TABLE {
             assert_eq!(*name, name.to_ascii_lowercase());
-            let p = rates.price();
-            if rates.embedding {
+            let p = row.rates().price();
+            if row.kind == RowKind::Embedding {
                 // Input only; Google's text-embedding-004 is free of charge.
                 assert_eq!(p.output, 0, "{name}");
             } else {
@@ -576,7 +709,7 @@ mod tests {
             );
             assert_eq!(p.reasoning, p.output, "{name}");
         }
-        assert!(TABLE.len() < 100);
+        assert!(TABLE.len() < 150);
     }
 
     /// Published prices become exact integers at compile time.
@@ -720,6 +853,7 @@ mod tests {
             cache_write_tokens: 1_000,
             cache_write_1h_tokens: 0,
             reasoning_tokens: 50,
+            reported_cost_micro_usd: None,
         };
         // No uncached input, no visible output; the reported counts are priced as reported.
         let expected = 1_000 * 300_000 + 1_000 * 3_750_000 + 50 * 15_000_000;
@@ -731,6 +865,7 @@ mod tests {
             cache_write_tokens: u64::MAX,
             cache_write_1h_tokens: u64::MAX,
             reasoning_tokens: u64::MAX,
+            reported_cost_micro_usd: None,
         };
         let max = Price {
             input: u64::MAX,
@@ -814,6 +949,74 @@ mod tests {
             Some(price("meta.llama3-3-70b-instruct"))
         );
         assert_eq!(lookup("us.amazon.nova-unknown-v1:0"), None);
+    }
+
+    /// The presets' rows are found under `<provider>/<model>` only: the same open model is
+    /// another price at another host, and none of them is OpenAI's.
+    #[test]
+    fn preset_rows_are_scoped() {
+        let groq = price("groq/openai/gpt-oss-120b");
+        assert_eq!(
+            (groq.input, groq.cache_read, groq.output),
+            (150_000, 75_000, 600_000)
+        );
+        assert_eq!(lookup("GROQ/openai/GPT-OSS-120B"), Some(groq));
+        assert_ne!(
+            lookup("fireworks_ai/accounts/fireworks/models/gpt-oss-120b"),
+            Some(groq)
+        );
+        for bare in [
+            "openai/gpt-oss-120b",
+            "gpt-oss-120b",
+            "deepseek-v4-pro",
+            "grok-4.6",
+        ] {
+            assert_eq!(lookup(bare), None, "{bare}");
+        }
+        // DeepSeek at its peak rate: 1000 × 1.32 + 1000 cached × 0.044 + 100 × 3.96.
+        let u = Usage {
+            cache_read_tokens: 1_000,
+            ..usage(2_000, 100)
+        };
+        assert_eq!(
+            cost_micro_usd(&u, &price("deepseek/deepseek-v4-pro")),
+            1_760
+        );
+        // Anthropic rows keep their 1-hour write price through the compact row.
+        assert_eq!(price("claude-opus-4-1").cache_write_1h, 30_000_000);
+        assert_eq!(price("text-embedding-3-small").output, 0);
+    }
+
+    /// A free provider costs 0 until the deployment prices a field; other fields stay 0.
+    #[test]
+    fn free_providers() {
+        assert_eq!(resolve_free(&over()).unwrap(), Some(Price::default()));
+        let o = PriceOverride {
+            output_cost_per_token: Some(0.000001),
+            ..over()
+        };
+        let p = resolve_free(&o).unwrap().unwrap();
+        assert_eq!((p.input, p.output, p.reasoning), (0, 1_000_000, 1_000_000));
+        let bad = PriceOverride {
+            input_cost_per_token: Some(-1.0),
+            ..over()
+        };
+        assert_eq!(
+            resolve_free(&bad).unwrap_err().field,
+            "input_cost_per_token"
+        );
+    }
+
+    /// A reported USD cost becomes micro-USD, rounded; nonsense is no cost.
+    #[test]
+    fn reported_costs() {
+        assert_eq!(micro_usd(0.000505), Some(505));
+        assert_eq!(micro_usd(0.0000004), Some(0));
+        assert_eq!(micro_usd(0.0), Some(0));
+        assert_eq!(micro_usd(1e30), Some(u64::MAX));
+        for bad in [-0.1, f64::NAN, f64::INFINITY] {
+            assert_eq!(micro_usd(bad), None, "{bad}");
+        }
     }
 
     /// Unknown models are unpriced, never priced like a neighbour.

@@ -21,6 +21,10 @@ pub struct Usage {
     pub cache_write_1h_tokens: u64,
     /// Output tokens spent on reasoning.
     pub reasoning_tokens: u64,
+    /// What the provider says it charged for the answer, in micro-USD, where its
+    /// registry entry reads one (OpenRouter's `usage.cost`): the answer's cost when the
+    /// deployment has no price.
+    pub reported_cost_micro_usd: Option<u64>,
 }
 
 impl Usage {
@@ -61,6 +65,7 @@ impl Usage {
                 .unwrap_or(0),
             cache_write_tokens: details.and_then(|d| d.cache_creation_tokens).unwrap_or(0),
             cache_write_1h_tokens: 0,
+            reported_cost_micro_usd: None,
             reasoning_tokens: body
                 .completion_tokens_details
                 .as_ref()
@@ -96,6 +101,9 @@ impl UsageBound {
     const UNLIMITED_OUTPUT_TOKENS: u64 = 1 << 20;
     const REASONING_TOKENS: u64 = 1 << 17;
     const MAX_CHOICES: u64 = 128;
+    /// A reported cost above $0.01 per token of the bound is not a price any model has
+    /// (the most a price override may say, too).
+    const MAX_MICRO_USD_PER_TOKEN: u64 = 10_000;
 
     /// The bound of `request`, whose body is `body_len` bytes.
     pub fn for_request(request: &crate::openai::ChatRequest, body_len: u64) -> UsageBound {
@@ -150,6 +158,12 @@ impl UsageBound {
         .all(|&t| t <= self.prompt_tokens)
             && usage.completion_tokens <= self.output_tokens
             && usage.reasoning_tokens <= self.output_tokens
+            && usage.reported_cost_micro_usd.is_none_or(|c| {
+                c <= self
+                    .prompt_tokens
+                    .saturating_add(self.output_tokens)
+                    .saturating_mul(Self::MAX_MICRO_USD_PER_TOKEN)
+            })
     }
 }
 
@@ -180,6 +194,10 @@ mod tests {
             ..Usage::default()
         };
         assert!(bound.admits(&ok));
+        assert!(bound.admits(&Usage {
+            reported_cost_micro_usd: Some(12_000),
+            ..ok
+        }));
         for bad in [
             Usage {
                 completion_tokens: bound.output_tokens + 1,
@@ -195,6 +213,10 @@ mod tests {
             },
             Usage {
                 reasoning_tokens: u64::MAX,
+                ..ok
+            },
+            Usage {
+                reported_cost_micro_usd: Some(u64::MAX),
                 ..ok
             },
         ] {

@@ -251,7 +251,7 @@ fn conformance_matrix_cites_existing_tests() {
 }
 
 /// The presets table lists every OpenAI-compatible preset of the registry with its
-/// prefix, default base and key variable.
+/// prefix, default base, key variable, quirks and where its prices come from.
 #[test]
 fn presets_table_matches_the_registry() {
     let doc = fs::read_to_string(root().join("docs/conformance.md")).unwrap();
@@ -259,7 +259,7 @@ fn presets_table_matches_the_registry() {
         .lines()
         .filter(|l| l.starts_with('|'))
         .map(cells)
-        .filter(|r| r.len() == 5)
+        .filter(|r| r.len() == 6)
         .collect();
     let mut failures = Vec::new();
     for spec in PROVIDERS
@@ -291,10 +291,19 @@ fn presets_table_matches_the_registry() {
             .rejected_params
             .iter()
             .chain(&spec.quirks.reasoning_field)
+            .chain(&spec.quirks.stream_usage_in)
         {
             if !row[4].contains(&format!("`{q}`")) {
                 failures.push(format!("{}: quirk `{q}` missing", spec.display_name));
             }
+        }
+        if !row[5].starts_with(spec.prices.describe()) {
+            failures.push(format!(
+                "{}: prices `{}` != {}",
+                spec.display_name,
+                row[5],
+                spec.prices.describe()
+            ));
         }
     }
     assert!(

@@ -1173,7 +1173,12 @@ fn check_response(t: &TranslatedResponse, key: &str, input_has_marker: bool) -> 
             .and_then(|u| serde_json::from_value::<UsageBody>(u.clone()).ok())
             .map(|b| Usage::from_body(&b));
         if let (Some(accounted), Some(shown)) = (t.usage, shown) {
-            if accounted != shown {
+            // A reported cost (OpenRouter's) is accounted, not shown as a token count.
+            let tokens = Usage {
+                reported_cost_micro_usd: None,
+                ..accounted
+            };
+            if tokens != shown {
                 return Err(format!(
                     "accounted usage {accounted:?} but the body shows {shown:?}"
                 ));
@@ -1927,6 +1932,7 @@ impl StoreInput {
                             cache_write_tokens: cw,
                             cache_write_1h_tokens: 0,
                             reasoning_tokens: r,
+                            reported_cost_micro_usd: None,
                         },
                         cost,
                     ));
@@ -2053,6 +2059,7 @@ fn gen_store(rng: &mut Rng) -> StoreInput {
                     cache_write_tokens: 0,
                     cache_write_1h_tokens: 0,
                     reasoning_tokens: rng.below(10) as u64,
+                    reported_cost_micro_usd: None,
                 },
                 interesting_u64(rng),
             )
@@ -2196,6 +2203,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
     let (n, f) = (*n, *f);
     // Pricing.
     let _ = pricing::lookup(text);
+    let _ = pricing::micro_usd(f);
     let o = PriceOverride {
         input_cost_per_token: Some(f),
         output_cost_per_token: (n % 2 == 0).then_some(f),
@@ -2211,6 +2219,7 @@ fn check_text(input: &TextInput) -> Result<(), String> {
         cache_write_tokens: n / 5,
         cache_write_1h_tokens: n / 13,
         reasoning_tokens: n / 7,
+        reported_cost_micro_usd: None,
     };
     for over in [o, PriceOverride::default()] {
         if let Ok(Some(price)) = pricing::resolve(text, &over) {

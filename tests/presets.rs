@@ -5,7 +5,7 @@
 mod common;
 
 use common::{fixtures_dir, run_all, target_for};
-use llm_gateway::provider::registry::{OwnedOption, WireApi, PROVIDERS};
+use llm_gateway::provider::registry::{OwnedOption, Prices, WireApi, PROVIDERS};
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use serde_json::Value;
 
@@ -53,6 +53,7 @@ fn every_provider_documents_its_fixtures() {
             .rejected_params
             .iter()
             .chain(spec.quirks.reasoning_field.iter())
+            .chain(spec.quirks.stream_usage_in.iter())
         {
             if !readme.contains(&format!("`{quirk}`")) {
                 missing.push(format!(
@@ -60,6 +61,23 @@ fn every_provider_documents_its_fixtures() {
                     spec.name
                 ));
             }
+        }
+        if let Some(field) = spec.quirks.stream_usage_in {
+            let case = format!("stream_{field}_usage");
+            if !dir.join(&case).is_dir() {
+                missing.push(format!(
+                    "provider `{}` reads stream usage from `{field}` but has no tests/fixtures/{}/{case}",
+                    spec.name, spec.name
+                ));
+            }
+        }
+        if spec.prices == Prices::Reported
+            && !(readme.contains("`usage.cost`") && dir.join("reported_cost").is_dir())
+        {
+            missing.push(format!(
+                "provider `{}` reports its cost but tests/fixtures/{}/ has no reported_cost case or its README does not name `usage.cost`",
+                spec.name, spec.name
+            ));
         }
         if spec.quirks.reasoning_field.is_some() {
             for case in ["reasoning_field_renamed", "stream_reasoning"] {
@@ -208,4 +226,167 @@ fn deepseek_cache_hits_are_cache_reads() {
         &mut out,
     );
     assert_eq!(t.stream_usage().unwrap().cache_read_tokens, 1536);
+}
+
+/// OpenRouter's answers report what they were charged (`usage.cost`, USD): accounted as the
+/// answer's cost (in micro-USD), for an answer and a stream alike; other providers' `cost`
+/// fields (Perplexity's object) are not read.
+#[test]
+fn openrouter_answers_report_their_cost() {
+    let answer =
+        std::fs::read(fixtures_dir().join("openrouter/reported_cost/upstream_response.json"))
+            .unwrap();
+    let mut t = translator_for(ProviderKind::OpenRouter);
+    t.request(
+        common::MINIMAL_REQUEST,
+        &target_for(ProviderKind::OpenRouter),
+    )
+    .unwrap();
+    let usage = t.response(200, &answer).usage.unwrap();
+    assert_eq!(usage.reported_cost_micro_usd, Some(505));
+    assert_eq!(usage.prompt_tokens, 194);
+    // The same answer from a provider that is not known to report its cost.
+    let mut t = translator_for(ProviderKind::Together);
+    t.request(common::MINIMAL_REQUEST, &target_for(ProviderKind::Together))
+        .unwrap();
+    assert_eq!(
+        t.response(200, &answer)
+            .usage
+            .unwrap()
+            .reported_cost_micro_usd,
+        None
+    );
+    // Perplexity's `cost` is an object: the usage is still read.
+    let answer =
+        std::fs::read(fixtures_dir().join("perplexity/citations/upstream_response.json")).unwrap();
+    let mut t = translator_for(ProviderKind::Perplexity);
+    t.request(
+        common::MINIMAL_REQUEST,
+        &target_for(ProviderKind::Perplexity),
+    )
+    .unwrap();
+    let usage = t.response(200, &answer).usage.unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (9, 31));
+    assert_eq!(usage.reported_cost_micro_usd, None);
+}
+
+/// Perplexity's `citations` and `search_results` reach the client unchanged, in an answer
+/// and in every chunk of a stream (also when the gateway removes the usage the client did
+/// not ask for).
+#[test]
+fn perplexity_citations_reach_the_client() {
+    let dir = fixtures_dir().join("perplexity");
+    let answer = std::fs::read(dir.join("citations/upstream_response.json")).unwrap();
+    let sent: Value = serde_json::from_slice(&answer).unwrap();
+    let mut t = translator_for(ProviderKind::Perplexity);
+    t.request(
+        common::MINIMAL_REQUEST,
+        &target_for(ProviderKind::Perplexity),
+    )
+    .unwrap();
+    let got: Value = serde_json::from_slice(&t.response(200, &answer).body).unwrap();
+    for field in ["citations", "search_results"] {
+        assert_eq!(got[field], sent[field], "{field}");
+    }
+    let mut t = translator_for(ProviderKind::Perplexity);
+    t.request(
+        &std::fs::read(dir.join("stream_citations/openai_request.json")).unwrap(),
+        &target_for(ProviderKind::Perplexity),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    t.stream(
+        &std::fs::read(dir.join("stream_citations/upstream.sse")).unwrap(),
+        true,
+        &mut out,
+    );
+    let text = String::from_utf8(out).unwrap();
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 3);
+    for c in &chunks {
+        for field in ["citations", "search_results"] {
+            assert_eq!(c[field], sent[field], "{field}");
+        }
+        assert!(c.get("usage").is_none());
+    }
+    assert_eq!(t.stream_usage().unwrap().completion_tokens, 31);
+}
+
+/// The presets' models are priced under their provider's name, so one open model hosted
+/// by several providers has each one's price; a model the table does not list stays
+/// unpriced; local servers are free unless priced; OpenRouter and vLLM have no built-in
+/// price (OpenRouter's answers report theirs).
+#[test]
+fn preset_prices_come_from_the_registry() {
+    let price = |model: &str| {
+        common::one_deployment(&serde_json::json!({"model": model, "api_key": "os.environ/K"}))
+            .unwrap_or_else(|e| panic!("{model}: {e}"))
+            .deployments[0]
+            .price
+    };
+    let groq = price("groq/openai/gpt-oss-120b").unwrap();
+    assert_eq!(
+        (groq.input, groq.cache_read, groq.output),
+        (150_000, 75_000, 600_000)
+    );
+    let cerebras = price("cerebras/gpt-oss-120b").unwrap();
+    assert_eq!((cerebras.input, cerebras.output), (350_000, 750_000));
+    assert_ne!(price("together_ai/openai/gpt-oss-120b"), Some(groq));
+    assert_eq!(price("deepseek/deepseek-v4-pro").unwrap().output, 3_960_000);
+    // Snapshots of a listed model share its price; other names are other models.
+    assert_eq!(price("xai/grok-4.6-latest"), price("xai/grok-4.6"));
+    for unpriced in [
+        "groq/llama-3.3-70b-versatile",
+        "mistral/mistral-large-latest",
+        "deepinfra/meta-llama/Llama-3.3-70B-Instruct",
+        "perplexity/sonar",
+        "openrouter/openai/gpt-4o",
+        "hosted_vllm/openai/gpt-oss-120b",
+        // The OpenAI-compatible `openai/` prefix lists OpenAI's own models only.
+        "openai/gpt-oss-120b",
+    ] {
+        let d = if unpriced.starts_with("hosted_vllm") {
+            common::one_deployment(
+                &serde_json::json!({"model": unpriced, "api_base": "http://vllm.internal:8000/v1"}),
+            )
+        } else {
+            common::one_deployment(
+                &serde_json::json!({"model": unpriced, "api_key": "os.environ/K"}),
+            )
+        };
+        assert_eq!(d.unwrap().deployments[0].price, None, "{unpriced}");
+    }
+    for free in ["ollama_chat/llama3.2", "lm_studio/qwen2.5-7b-instruct"] {
+        let p = common::one_deployment(&serde_json::json!({"model": free}))
+            .unwrap()
+            .deployments[0]
+            .price;
+        assert_eq!(p, Some(Default::default()), "{free}");
+    }
+    // A price set on a free server or through `base_model` (a preset's row named whole).
+    let local = common::one_deployment(&serde_json::json!({
+        "model": "ollama_chat/llama3.2", "output_cost_per_token": 0.000001}))
+    .unwrap()
+    .deployments[0]
+        .price
+        .unwrap();
+    assert_eq!((local.input, local.output), (0, 1_000_000));
+    let vllm = common::one_deployment(&serde_json::json!({
+        "model": "hosted_vllm/gpt-oss-120b", "api_base": "http://vllm.internal:8000/v1"}))
+    .map(|c| c.deployments[0].price)
+    .unwrap();
+    assert_eq!(vllm, None);
+    let named = llm_gateway::config::GatewayConfig::from_value(serde_json::json!({
+        "general_settings": {"master_key": "os.environ/LLM_GATEWAY_MASTER_KEY"},
+        "model_list": [{"model_name": "m",
+            "litellm_params": {"model": "hosted_vllm/gpt-oss-120b", "api_base": "http://vllm.internal:8000/v1"},
+            "model_info": {"base_model": "groq/openai/gpt-oss-120b"}}],
+    }))
+    .unwrap();
+    assert_eq!(named.deployments[0].price, Some(groq));
 }

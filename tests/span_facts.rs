@@ -209,11 +209,7 @@ fn every_provider_answer_is_read_as_parsed() {
         )
         .unwrap();
         let mut out = Vec::new();
-        t.stream(
-            &fs::read(case.join("upstream.sse")).unwrap(),
-            true,
-            &mut out,
-        );
+        t.stream(&stream_upstream(&case), true, &mut out);
         let what = format!("{}", case.display());
         let said = check(&what, said_by_events(&out), Some(&out), &out, true);
         streams += 1;

@@ -480,6 +480,11 @@ fixture_tests! {
     azure_truncated: Azure / "stream_truncated";
     azure_prompt_filter_with_usage: Azure / "stream_prompt_filter_with_usage";
     groq_reasoning: Groq / "stream_reasoning";
+    groq_x_groq_usage: Groq / "stream_x_groq_usage";
+    groq_x_groq_usage_not_asked: Groq / "stream_x_groq_usage_not_asked";
+    groq_usage_top_level_too: Groq / "stream_usage_top_level_too";
+    perplexity_citations: Perplexity / "stream_citations";
+    openrouter_usage_cost: OpenRouter / "stream_usage_cost";
     openrouter_reasoning: OpenRouter / "stream_reasoning";
     together_reasoning: Together / "stream_reasoning";
     cerebras_reasoning: Cerebras / "stream_reasoning";
@@ -596,6 +601,58 @@ fn usage_recorded_always() {
     assert!(text
         .iter()
         .all(|e| e.get("usage").is_none_or(Value::is_null)));
+}
+
+/// Groq's streams report usage in `x_groq.usage` on the chunk that finishes (and lately at
+/// the top level too): recorded either way, never twice, whether or not the client asked;
+/// a client that asked gets it as an OpenAI usage chunk (`choices: []`) before `[DONE]`.
+#[test]
+fn groq_x_groq_usage_is_recorded() {
+    let g = ProviderKind::Groq;
+    expect_usage(&case(g, "stream_x_groq_usage"), 23, 19);
+    expect_usage(&case(g, "stream_x_groq_usage_not_asked"), 23, 19);
+    expect_usage(&case(g, "stream_usage_top_level_too"), 42, 8);
+    let asked = case(g, "stream_x_groq_usage");
+    let got = events("asked", &asked.run(&[&asked.upstream]));
+    let usage_chunks: Vec<&Value> = got
+        .iter()
+        .filter(|e| e.get("usage").is_some_and(|u| !u.is_null()))
+        .collect();
+    assert_eq!(usage_chunks.len(), 1);
+    assert_eq!(usage_chunks[0]["choices"], json!([]));
+    assert_eq!(usage_chunks[0]["usage"]["total_tokens"], 42);
+    assert_eq!(got[got.len() - 2], *usage_chunks[0]);
+    for name in [
+        "stream_x_groq_usage_not_asked",
+        "stream_usage_top_level_too",
+    ] {
+        let c = case(g, name);
+        let got = events(name, &c.run(&[&c.upstream]));
+        let usage_chunks = got
+            .iter()
+            .filter(|e| e.get("usage").is_some_and(|u| !u.is_null()))
+            .count();
+        assert_eq!(
+            usage_chunks,
+            usize::from(name != "stream_x_groq_usage_not_asked")
+        );
+    }
+    // Other providers' `x_groq` members are just members.
+    let mut other = common::target_for(ProviderKind::OpenAi);
+    other.upstream_model = "m";
+    let mut t = translator_for(ProviderKind::OpenAi);
+    t.request(&asked.request, &other).unwrap();
+    let mut out = Vec::new();
+    t.stream(&asked.upstream, true, &mut out);
+    assert!(t.stream_usage().is_none());
+}
+
+/// OpenRouter reports what it charged in `usage.cost`: recorded with the usage.
+#[test]
+fn openrouter_stream_reports_its_cost() {
+    let c = case(ProviderKind::OpenRouter, "stream_usage_cost");
+    let (_, usage) = c.run_with_usage(&c.upstream);
+    assert_eq!(usage.unwrap().reported_cost_micro_usd, Some(1_234));
 }
 
 /// Gemini repeats its running totals in several events: the last report counts, never a

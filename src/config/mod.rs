@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::pricing::PriceOverride;
+use crate::provider::registry::Prices;
 use crate::provider::ProviderKind;
 
 pub mod chains;
@@ -401,12 +402,19 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
         };
 
         // The built-in table lists the models of the providers that publish them under
-        // these names; elsewhere (Azure deployment names, hosted open models) the
-        // deployment's `base_model` names the row, or only its own prices apply.
+        // these names (the presets' under `<provider>/<model>`); elsewhere (Azure
+        // deployment names, hosted open models) the deployment's `base_model` names the
+        // row, or only its own prices apply.
         let base_model = match entry.model_info.base_model.as_deref().map(str::trim) {
             Some(name) => {
-                // `azure/gpt-4o` as LiteLLM writes it: the table knows `gpt-4o`.
-                let name = name.rsplit_once('/').map_or(name, |(_, model)| model);
+                // `azure/gpt-4o` as LiteLLM writes it: the table knows `gpt-4o`; a preset's
+                // row (`groq/openai/gpt-oss-120b`) is named whole.
+                let tail = name.rsplit_once('/').map_or(name, |(_, model)| model);
+                let name = if crate::pricing::lookup(name).is_some() {
+                    name
+                } else {
+                    tail
+                };
                 if crate::pricing::lookup(name).is_none() {
                     return Err(ConfigError::new(
                         at("model_info.base_model"),
@@ -416,26 +424,29 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
                         ),
                     ));
                 }
-                Some(name)
+                Some(name.to_string())
             }
             None => None,
         };
-        let price = crate::pricing::resolve(
-            match base_model {
-                Some(name) => name,
-                None if spec.listed_prices => &upstream_model,
-                None => "",
-            },
-            &PriceOverride {
-                input_cost_per_token: params.input_cost_per_token,
-                output_cost_per_token: params.output_cost_per_token,
-                cache_read_input_token_cost: params.cache_read_input_token_cost,
-                cache_creation_input_token_cost: params.cache_creation_input_token_cost,
-                cache_creation_input_token_cost_above_1hr: params
-                    .cache_creation_input_token_cost_above_1hr,
-                output_cost_per_reasoning_token: params.output_cost_per_reasoning_token,
-            },
-        )
+        let listed_as = match spec.prices {
+            Prices::Listed => Some(upstream_model.clone()),
+            Prices::Scoped => Some(format!("{}/{upstream_model}", spec.name)),
+            Prices::Reported | Prices::Free | Prices::Unlisted => None,
+        };
+        let overrides = PriceOverride {
+            input_cost_per_token: params.input_cost_per_token,
+            output_cost_per_token: params.output_cost_per_token,
+            cache_read_input_token_cost: params.cache_read_input_token_cost,
+            cache_creation_input_token_cost: params.cache_creation_input_token_cost,
+            cache_creation_input_token_cost_above_1hr: params
+                .cache_creation_input_token_cost_above_1hr,
+            output_cost_per_reasoning_token: params.output_cost_per_reasoning_token,
+        };
+        let price = match (&base_model, &listed_as) {
+            (Some(name), _) | (None, Some(name)) => crate::pricing::resolve(name, &overrides),
+            (None, None) if spec.prices == Prices::Free => crate::pricing::resolve_free(&overrides),
+            (None, None) => crate::pricing::resolve("", &overrides),
+        }
         .map_err(|e| ConfigError::new(at(&format!("litellm_params.{}", e.field)), e.message))?;
 
         let mode = match entry.model_info.mode.as_deref() {
@@ -463,16 +474,16 @@ fn validate(raw: RawConfig) -> Result<GatewayConfig, ConfigError> {
             None if spec.wire == crate::provider::registry::WireApi::AnthropicMessages => {
                 Some(ModelMode::Chat)
             }
-            None if spec.listed_prices => {
-                crate::pricing::is_embedding_model(&upstream_model).map(|e| {
+            None => listed_as
+                .as_deref()
+                .and_then(crate::pricing::is_embedding_model)
+                .map(|e| {
                     if e {
                         ModelMode::Embedding
                     } else {
                         ModelMode::Chat
                     }
-                })
-            }
-            None => None,
+                }),
         };
         if let Some(other) = sigv4_region_clash(&deployments, &endpoint, &options, &api_key) {
             return Err(ConfigError::new(

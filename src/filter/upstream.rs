@@ -485,11 +485,13 @@ impl UpstreamHttp {
         }
     }
 
-    /// Cost of `usage` at this attempt's deployment, `None` when unpriced.
+    /// Cost of `usage` at this attempt's deployment's price, else the cost the provider
+    /// reported (OpenRouter's); `None` when unpriced.
     fn cost_of(&self, usage: &Usage) -> Option<u64> {
-        self.deployment()
-            .and_then(|d| d.price)
-            .map(|p| pricing::cost_micro_usd(usage, &p))
+        match self.deployment()?.price {
+            Some(p) => Some(pricing::cost_micro_usd(usage, &p)),
+            None => usage.reported_cost_micro_usd,
+        }
     }
 
     fn provider_error_record(&self, status: u16) -> metrics::Record {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::openai_family;
-use super::registry::{ProviderSpec, WireApi, OPENAI};
+use super::registry::{Prices, ProviderSpec, WireApi, OPENAI};
 use super::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::{ErrorKind, GatewayError};
 use crate::json::scan::Scan;
@@ -39,6 +39,20 @@ impl Default for OpenAiTranslator {
 }
 
 impl OpenAiTranslator {
+    /// The usage of a complete answer, with its reported cost where the provider's
+    /// answers report one.
+    fn answer_usage(&self, usage: Option<&Value>) -> Option<Usage> {
+        let value = usage?;
+        let mut u = Usage::from_body(&UsageBody::deserialize(value).ok()?);
+        if self.provider.prices == Prices::Reported {
+            u.reported_cost_micro_usd = value
+                .get("cost")
+                .and_then(Value::as_f64)
+                .and_then(crate::pricing::micro_usd);
+        }
+        Some(u)
+    }
+
     /// The translator for one attempt to `provider`, an OpenAI-compatible one.
     pub fn for_provider(provider: &'static ProviderSpec) -> Self {
         OpenAiTranslator {
@@ -510,20 +524,14 @@ impl Translator for OpenAiTranslator {
                             status,
                             body: openai_family::answer_with_reasoning_renamed(self.provider, body)
                                 .unwrap_or_else(|| body.to_vec()),
-                            usage: shape
-                                .usage
-                                .and_then(|u| UsageBody::deserialize(&u).ok())
-                                .map(|u| Usage::from_body(&u)),
+                            usage: self.answer_usage(shape.usage.as_ref()),
                         };
                     }
                 }
             }
             let why = match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(o)) if o.get("choices").is_some_and(Value::is_array) => {
-                    let usage = o
-                        .get("usage")
-                        .and_then(|u| UsageBody::deserialize(u).ok())
-                        .map(|u| Usage::from_body(&u));
+                    let usage = self.answer_usage(o.get("usage"));
                     return TranslatedResponse {
                         status,
                         body: openai_family::answer_with_reasoning_renamed(self.provider, body)
@@ -680,6 +688,7 @@ impl LenientUsage {
     fn to_usage(&self) -> Usage {
         let prompt = self.prompt_tokens_details.as_ref();
         Usage {
+            reported_cost_micro_usd: None,
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
             cache_read_tokens: prompt
@@ -855,7 +864,8 @@ impl StreamState {
             return;
         }
         let choices = probe.choices.as_ref().map(|c| c.count).unwrap_or(0);
-        self.finished |= probe.choices.as_ref().is_some_and(|c| c.finished);
+        let finishes = probe.choices.as_ref().is_some_and(|c| c.finished);
+        self.finished |= finishes;
         let provider = self.provider;
         if choices == 0
             && probe.usage.is_none()
@@ -867,8 +877,40 @@ impl StreamState {
         }
         let renamed =
             provider.and_then(|p| openai_family::chunk_with_reasoning_renamed(p, payload));
+        // Groq's streams carry the usage in `x_groq.usage` on the chunk that finishes.
+        let nested = if probe.usage.is_none() && (finishes || choices == 0) {
+            provider
+                .and_then(|p| p.quirks.stream_usage_in)
+                .and_then(|field| openai_family::nested_stream_usage(payload, field))
+        } else {
+            None
+        };
+        if let Some(usage_chunk) = nested {
+            if let Some(u) = usage_chunk
+                .get("usage")
+                .and_then(|u| UsageBody::deserialize(u).ok())
+            {
+                self.usage = Some(Usage::from_body(&u));
+            }
+            match renamed {
+                Some(v) => write_value(out, &v),
+                None => write_payload(out, payload),
+            }
+            if self.client_wants_usage {
+                write_value(out, &usage_chunk);
+            }
+            return;
+        }
         if let Some(u) = probe.usage {
-            self.usage = Some(u.to_usage());
+            let mut usage = u.to_usage();
+            if provider.is_some_and(|p| p.prices == Prices::Reported) {
+                // OpenRouter's charge, in the usage chunk (once a stream).
+                usage.reported_cost_micro_usd = crate::json::path::from_str::<Value>(payload)
+                    .ok()
+                    .and_then(|v| v.get("usage")?.get("cost")?.as_f64())
+                    .and_then(crate::pricing::micro_usd);
+            }
+            self.usage = Some(usage);
             if !self.client_wants_usage {
                 if choices == 0 {
                     return; // the usage-only chunk the client did not ask for

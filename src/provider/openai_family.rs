@@ -183,6 +183,25 @@ pub fn chunk_with_reasoning_renamed(spec: &ProviderSpec, payload: &str) -> Optio
     rename_reasoning(&mut value, field, "delta").then_some(value)
 }
 
+/// The OpenAI usage chunk that tells a client the usage a stream chunk carries in
+/// `<field>.usage` (Groq's `x_groq`): the chunk with `choices: []` and that usage as its
+/// `usage`; `None` when the chunk has no such usage.
+pub fn nested_stream_usage(payload: &str, field: &str) -> Option<Value> {
+    if !payload.contains(field) {
+        return None;
+    }
+    let Ok(Value::Object(mut chunk)) = crate::json::path::from_str::<Value>(payload) else {
+        return None;
+    };
+    let usage = chunk.remove(field)?.get_mut("usage")?.take();
+    if !usage.is_object() {
+        return None;
+    }
+    chunk.insert("choices".into(), Value::Array(Vec::new()));
+    chunk.insert("usage".into(), usage);
+    Some(Value::Object(chunk))
+}
+
 /// The client's error body for an Azure error: the OpenAI-shaped error with Azure's
 /// `innererror` (the content filter's verdict per category) kept, as the OpenAI SDK
 /// exposes it on the raised error's body.

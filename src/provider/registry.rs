@@ -113,6 +113,10 @@ pub struct Quirks {
     pub reasoning_field: Option<&'static str>,
     /// The tool-call ids it accepts in a conversation.
     pub tool_call_ids: ToolCallIds,
+    /// The member whose `usage` carries a stream's usage when the chunk has no top-level
+    /// `usage` (Groq's `x_groq`): read on the chunk that finishes the answer, and sent to
+    /// a client that asked for usage as an OpenAI usage chunk.
+    pub stream_usage_in: Option<&'static str>,
 }
 
 /// Tool-call ids a provider accepts in the messages it is sent.
@@ -130,7 +134,36 @@ pub const NO_QUIRKS: Quirks = Quirks {
     rejected_params: &[],
     reasoning_field: None,
     tool_call_ids: ToolCallIds::Any,
+    stream_usage_in: None,
 };
+
+/// Where the cost of a provider's answers comes from when the deployment sets no price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prices {
+    /// The built-in table lists its models under the names deployments use (`gpt-4o`).
+    Listed,
+    /// The built-in table lists its models as `<provider name>/<model>`: hosted open
+    /// models cost differently at each provider, so a row is never shared.
+    Scoped,
+    /// Each answer reports what it was charged (`usage.cost`, in USD): that is its cost.
+    Reported,
+    /// Nothing is charged per token (a local server): its answers cost 0.
+    Free,
+    /// Unpriced unless the deployment sets a price (`base_model` or the cost fields).
+    Unlisted,
+}
+
+impl Prices {
+    /// How the docs name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Prices::Listed | Prices::Scoped => "built-in table",
+            Prices::Reported => "the cost each answer reports (`usage.cost`)",
+            Prices::Free => "free ($0)",
+            Prices::Unlisted => "unpriced unless configured",
+        }
+    }
+}
 
 /// A provider-owned `litellm_params` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,8 +231,8 @@ pub struct ProviderSpec {
     pub options: &'static [OwnedOption],
     /// Differences from OpenAI's Chat Completions (OpenAI-compatible family only).
     pub quirks: Quirks,
-    /// The built-in price table lists its models by the names deployments use.
-    pub listed_prices: bool,
+    /// Where its answers' cost comes from without a configured price.
+    pub prices: Prices,
     /// A model of the provider, for docs and the test matrices.
     pub example_model: &'static str,
     /// The API reference its translation follows.
@@ -219,7 +252,7 @@ const PRESET: ProviderSpec = ProviderSpec {
     key_env: None,
     options: &[],
     quirks: NO_QUIRKS,
-    listed_prices: false,
+    prices: Prices::Scoped,
     example_model: "",
     reference: "",
 };
@@ -228,6 +261,7 @@ const PRESET: ProviderSpec = ProviderSpec {
 const KEYLESS_PRESET: ProviderSpec = ProviderSpec {
     credential: Credential::None,
     key_required: false,
+    prices: Prices::Free,
     ..PRESET
 };
 
@@ -244,7 +278,7 @@ pub const OPENAI: ProviderSpec = ProviderSpec {
     key_env: Some("OPENAI_API_KEY"),
     options: &[],
     quirks: NO_QUIRKS,
-    listed_prices: true,
+    prices: Prices::Listed,
     example_model: "gpt-4o-2024-08-06",
     reference: "https://platform.openai.com/docs/api-reference/chat",
 };
@@ -264,7 +298,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_env: Some("ANTHROPIC_API_KEY"),
         options: &[OwnedOption::AnthropicVersion],
         quirks: NO_QUIRKS,
-        listed_prices: true,
+        prices: Prices::Listed,
         example_model: "claude-sonnet-4-5",
         reference: "https://docs.anthropic.com/en/api/messages",
     },
@@ -280,7 +314,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_env: Some("GEMINI_API_KEY"),
         options: &[],
         quirks: NO_QUIRKS,
-        listed_prices: true,
+        prices: Prices::Listed,
         example_model: "gemini-2.5-flash",
         reference: "https://ai.google.dev/api/generate-content",
     },
@@ -296,7 +330,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_env: Some("COHERE_API_KEY"),
         options: &[],
         quirks: NO_QUIRKS,
-        listed_prices: true,
+        prices: Prices::Listed,
         example_model: "command-a-03-2025",
         reference: "https://docs.cohere.com/reference/chat",
     },
@@ -313,7 +347,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_env: Some("AWS_BEARER_TOKEN_BEDROCK"),
         options: &[OwnedOption::AwsRegionName],
         quirks: NO_QUIRKS,
-        listed_prices: true,
+        prices: Prices::Listed,
         example_model: "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
         reference: "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html",
     },
@@ -329,7 +363,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         key_env: Some("AZURE_API_KEY"),
         options: &[OwnedOption::ApiVersion, OwnedOption::AzureAdToken],
         quirks: NO_QUIRKS,
-        listed_prices: false,
+        prices: Prices::Unlisted,
         example_model: "my-gpt-4o",
         reference: "https://learn.microsoft.com/azure/ai-foundry/openai/reference",
     },
@@ -344,6 +378,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
             rejected_params: &["logit_bias", "logprobs", "top_logprobs"],
             reasoning_field: None,
             tool_call_ids: ToolCallIds::Alphanumeric9,
+            ..NO_QUIRKS
         },
         example_model: "mistral-large-latest",
         reference: "https://docs.mistral.ai/api/#tag/chat/operation/chat_completion_v1_chat_completions_post",
@@ -359,6 +394,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
         quirks: Quirks {
             rejected_params: &["logit_bias", "logprobs", "top_logprobs", "n"],
             reasoning_field: Some("reasoning"),
+            stream_usage_in: Some("x_groq"),
             ..NO_QUIRKS
         },
         example_model: "llama-3.3-70b-versatile",
@@ -404,6 +440,7 @@ pub static PROVIDERS: &[ProviderSpec] = &[
             reasoning_field: Some("reasoning"),
             ..NO_QUIRKS
         },
+        prices: Prices::Reported,
         example_model: "openai/gpt-4o",
         reference: "https://openrouter.ai/docs/api-reference/chat-completion",
         ..PRESET
@@ -514,6 +551,8 @@ pub static PROVIDERS: &[ProviderSpec] = &[
             reasoning_field: Some("reasoning"),
             ..NO_QUIRKS
         },
+        // A server someone runs: its cost per token is theirs to set.
+        prices: Prices::Unlisted,
         example_model: "meta-llama/Llama-3.1-8B-Instruct",
         reference: "https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
         ..KEYLESS_PRESET
@@ -557,7 +596,7 @@ const VERTEX_GEMINI: ProviderSpec = ProviderSpec {
     key_env: None,
     options: &[OwnedOption::VertexProject, OwnedOption::VertexLocation],
     quirks: NO_QUIRKS,
-    listed_prices: true,
+    prices: Prices::Listed,
     example_model: "gemini-2.5-flash",
     reference: "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference",
 };
@@ -595,6 +634,16 @@ mod tests {
             }
             if spec.wire != WireApi::OpenAiChat {
                 assert_eq!(spec.quirks, NO_QUIRKS, "{}", spec.name);
+                // Only the OpenAI translator reads a reported cost; every other
+                // translator's provider is free only if it says so.
+                assert!(
+                    !matches!(
+                        spec.prices,
+                        Prices::Reported | Prices::Free | Prices::Scoped
+                    ),
+                    "{}",
+                    spec.name
+                );
             }
         }
     }

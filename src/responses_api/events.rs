@@ -451,5 +451,6 @@ fn chat_usage(u: &Value) -> Option<Usage> {
         cache_write_tokens: 0,
         cache_write_1h_tokens: 0,
         reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+        reported_cost_micro_usd: None,
     })
 }

@@ -33,6 +33,7 @@ pub fn usage_of(usage: &Value) -> Option<Usage> {
         cache_write_tokens: 0,
         cache_write_1h_tokens: 0,
         reasoning_tokens: n(usage.pointer("/output_tokens_details/reasoning_tokens")),
+        reported_cost_micro_usd: None,
     })
 }
 

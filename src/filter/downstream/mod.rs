@@ -826,6 +826,8 @@ impl DownstreamHttp {
                 // Only the cost tells 1-hour writes apart, and it comes priced already.
                 cache_write_1h_tokens: 0,
                 reasoning_tokens: state_u64("llm_reasoning_tokens").unwrap_or(0),
+                // The cost comes apart, below.
+                reported_cost_micro_usd: None,
             }),
             cost_micro_usd: match host::property_text(&["llm_priced"]).as_deref() {
                 Some("1") => state_u64("llm_cost_micro_usd"),

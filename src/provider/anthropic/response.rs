@@ -45,6 +45,7 @@ pub fn usage_from_anthropic(u: &AnthropicUsage) -> Usage {
             .unwrap_or(0)
             .min(write),
         reasoning_tokens: 0,
+        reported_cost_micro_usd: None,
     }
 }
 

@@ -132,6 +132,7 @@ pub fn usage_from_gemini(u: &UsageMetadata) -> Usage {
         cache_write_tokens: 0,
         cache_write_1h_tokens: 0,
         reasoning_tokens: thoughts,
+        reported_cost_micro_usd: None,
     }
 }
 
