@@ -6,7 +6,9 @@
 mod common;
 
 use common::{run_all, target_for};
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::bedrock::eventstream::{encode_event, EventStreamDecoder};
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use std::ops::ControlFlow;
 
@@ -36,7 +38,9 @@ fn request_path_host_and_credentials() {
     };
     let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
     let mut t = translator_for(ProviderKind::Bedrock);
-    let up = t.request(body, &target).unwrap();
+    let up = t
+        .request_from_body(InboundApi::Chat, body, &target)
+        .unwrap();
     assert_eq!(
         up.path,
         "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream"
@@ -56,7 +60,7 @@ fn request_path_host_and_credentials() {
         ..target
     };
     let up = translator_for(ProviderKind::Bedrock)
-        .request(body, &keyed)
+        .request_from_body(InboundApi::Chat, body, &keyed)
         .unwrap();
     assert!(up
         .headers

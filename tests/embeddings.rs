@@ -2,6 +2,8 @@
 //! (layout in its README) for every wire API, and the refusals of what a provider cannot
 //! take.
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +123,9 @@ fn golden_cases() {
             };
             let request = read(&case.join("request.json")).unwrap();
             let mut t = translator_for(kind);
-            let up = t.request(request.as_bytes(), &target).unwrap();
+            let up = t
+                .request_from_body(InboundApi::Embeddings, request.as_bytes(), &target)
+                .unwrap();
             assert!(!t.is_stream());
             failures.extend(check(&case, "upstream_path", &up.path, false, bless));
             let sent = String::from_utf8(up.body).unwrap();
@@ -176,7 +180,9 @@ fn openai_family_forwards_the_body() {
             now_unix_secs: NOW,
             options: &options,
         };
-        let up = t.request(body, &target).unwrap();
+        let up = t
+            .request_from_body(InboundApi::Embeddings, body, &target)
+            .unwrap();
         let expected = String::from_utf8_lossy(body).replace("\"embed\"", "\"m-1\"");
         assert_eq!(String::from_utf8(up.body).unwrap(), expected);
         assert_eq!(up.path, "/v1/embeddings");
@@ -199,8 +205,12 @@ fn openai_family_forwards_the_body() {
         now_unix_secs: NOW,
         options: &options,
     };
-    t.request(br#"{"model":"e","input":"abcdefgh"}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Embeddings,
+        br#"{"model":"e","input":"abcdefgh"}"#,
+        &target,
+    )
+    .unwrap();
     assert!(t.usage_estimated());
 }
 
@@ -219,14 +229,18 @@ fn provider_limits() {
         |n: usize| serde_json::to_vec(&json!({"model": "e", "input": vec!["t"; n]})).unwrap();
     for (kind, limit) in [(ProviderKind::Gemini, 100), (ProviderKind::Cohere, 96)] {
         translator_for(kind)
-            .request(&texts(limit), &target)
+            .request_from_body(InboundApi::Embeddings, &texts(limit), &target)
             .unwrap();
         let e = translator_for(kind)
-            .request(&texts(limit + 1), &target)
+            .request_from_body(InboundApi::Embeddings, &texts(limit + 1), &target)
             .unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("input")), "{e}");
         let e = translator_for(kind)
-            .request(br#"{"model":"e","input":[[1,2]]}"#, &target)
+            .request_from_body(
+                InboundApi::Embeddings,
+                br#"{"model":"e","input":[[1,2]]}"#,
+                &target,
+            )
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
     }
@@ -238,7 +252,11 @@ fn provider_limits() {
         ProviderKind::VertexAnthropic,
     ] {
         let e = translator_for(kind)
-            .request(br#"{"model":"e","input":"x"}"#, &target)
+            .request_from_body(
+                InboundApi::Embeddings,
+                br#"{"model":"e","input":"x"}"#,
+                &target,
+            )
             .unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref()),
@@ -394,12 +412,13 @@ fn mangled_inputs_never_panic() {
             assert_eq!(e.status, 400);
         }
         let mut t = translator_for(kind);
-        if let Err(e) = t.request(&bad_request, &target) {
+        if let Err(e) = t.request_from_body(InboundApi::Embeddings, &bad_request, &target) {
             assert_eq!(e.status, 400, "{e}");
         }
         // The answer side, after a well-formed request.
         let mut t = translator_for(kind);
-        t.request(request, &target).unwrap();
+        t.request_from_body(InboundApi::Embeddings, request, &target)
+            .unwrap();
         let status = [200, 200, 400, 429, 500, 503][next(6)];
         let out = t.response(status, &mangle(answer, &mut next));
         assert!((200..300).contains(&out.status) || (400..600).contains(&out.status));

@@ -9,12 +9,13 @@
 //! line ends: every variant must give byte-identical output. `GOLDEN_BLESS=1` rewrites
 //! `messages.sse`.
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::path::{Path, PathBuf};
 
 mod common;
 
 use llm_gateway::messages_api::translator::translator;
-use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::{ProviderKind, Translator};
 use llm_gateway::usage::Usage;
 use serde_json::Value;
@@ -31,7 +32,7 @@ impl Case {
     fn run(&self, pieces: &[&[u8]]) -> (Vec<u8>, Option<Usage>) {
         let mut t: Box<dyn Translator> = translator(self.provider, InboundApi::Messages);
         let target = common::target_for(self.provider);
-        t.request(&self.request, &target)
+        t.request_from_body(InboundApi::Messages, &self.request, &target)
             .unwrap_or_else(|e| panic!("{}: request refused: {e}", self.name));
         assert!(t.is_stream(), "{}", self.name);
         let mut out = Vec::new();
@@ -246,7 +247,7 @@ fn malformed_messages_requests_are_refused() {
         let target = common::target_for(kind);
         for body in bodies {
             let mut t = translator(kind, InboundApi::Messages);
-            if let Err(e) = t.request(body.as_bytes(), &target) {
+            if let Err(e) = t.request_from_body(InboundApi::Messages, body.as_bytes(), &target) {
                 assert_eq!(e.status, 400, "{kind:?} {body}: {e}");
             }
         }

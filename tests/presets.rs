@@ -5,7 +5,9 @@
 mod common;
 
 use common::{fixtures_dir, run_all, target_for};
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::registry::{OwnedOption, WireApi, PROVIDERS};
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use serde_json::Value;
 
@@ -102,7 +104,7 @@ fn rejected_params_are_refused_dropped_or_removed() {
             let bytes = serde_json::to_vec(&body).unwrap();
 
             let e = translator_for(kind)
-                .request(&bytes, &target_for(kind))
+                .request_from_body(InboundApi::Chat, &bytes, &target_for(kind))
                 .expect_err(param);
             assert_eq!(e.status, 400, "{} {param}", spec.name);
             assert_eq!(e.param.as_deref(), Some(*param), "{}", spec.name);
@@ -112,7 +114,9 @@ fn rejected_params_are_refused_dropped_or_removed() {
                 options: &lenient,
                 ..target_for(kind)
             };
-            let up = translator_for(kind).request(&bytes, &target).unwrap();
+            let up = translator_for(kind)
+                .request_from_body(InboundApi::Chat, &bytes, &target)
+                .unwrap();
             assert_eq!(up.dropped, vec![param.to_string()], "{}", spec.name);
             let sent: Value = serde_json::from_slice(&up.body).unwrap();
             assert!(sent.get(*param).is_none(), "{} {param}", spec.name);
@@ -120,7 +124,7 @@ fn rejected_params_are_refused_dropped_or_removed() {
         if spec.quirks.rejected_params.contains(&"n") {
             let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"n":1}"#;
             let up = translator_for(kind)
-                .request(body, &target_for(kind))
+                .request_from_body(InboundApi::Chat, body, &target_for(kind))
                 .unwrap();
             let sent: Value = serde_json::from_slice(&up.body).unwrap();
             assert!(
@@ -191,14 +195,22 @@ fn deepseek_cache_hits_are_cache_reads() {
     let answer = std::fs::read(case).unwrap();
     let target = target_for(ProviderKind::DeepSeek);
     let mut t = translator_for(ProviderKind::DeepSeek);
-    t.request(br#"{"model":"m","messages":[]}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+        &target,
+    )
+    .unwrap();
     let usage = t.response(200, &answer).usage.unwrap();
     assert_eq!((usage.prompt_tokens, usage.cache_read_tokens), (1600, 1536));
 
     let mut t = translator_for(ProviderKind::DeepSeek);
-    t.request(br#"{"model":"m","messages":[],"stream":true}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+        &target,
+    )
+    .unwrap();
     let mut out = Vec::new();
     t.stream(
         b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n\

@@ -8,6 +8,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -122,7 +124,8 @@ fn translate_stream(
     pieces: &[&[u8]],
 ) -> (Vec<u8>, String) {
     let mut t = translator_for(kind);
-    t.request(request, target).unwrap();
+    t.request_from_body(InboundApi::Chat, request, target)
+        .unwrap();
     assert!(t.is_stream());
     let whole: Vec<u8> = pieces.concat();
     let preamble = match t.stream_preamble(&whole, true) {

@@ -20,8 +20,8 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::json::scan::Scan;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::provider::{
-    cohere, gemini, join_path, openai_compatible, openai_family, ProviderKind, Target,
-    TranslatedResponse, Translator, UpstreamRequest,
+    cohere, gemini, join_path, openai_compatible, openai_family, ClientRequest, ProviderKind,
+    Target, TranslatedResponse, Translator, UpstreamRequest, Validated,
 };
 use crate::usage::Usage;
 
@@ -51,10 +51,15 @@ struct EmbeddingsTranslator {
 impl Translator for EmbeddingsTranslator {
     fn request(
         &mut self,
-        body: &[u8],
+        client: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let request = super::parse_request(body)?;
+        let Validated::Embeddings(request) = client.validated else {
+            return Err(GatewayError::internal(
+                "a chat request reached an embeddings translator",
+            ));
+        };
+        let body = client.body;
         self.model = target.upstream_model.to_string();
         self.base64 = request.base64;
         self.estimated_tokens = request.estimated_tokens();
@@ -68,12 +73,12 @@ impl Translator for EmbeddingsTranslator {
                     "batchEmbedContents",
                 ),
                 key.map(|k| ("x-goog-api-key", k.to_string())),
-                gemini_request(&request, texts, target.upstream_model),
+                gemini_request(request, texts, target.upstream_model),
             ),
             (WireApi::CohereChat, Input::Texts(texts)) => (
                 cohere_path(target.base_path),
                 key.map(|k| ("authorization", format!("Bearer {k}"))),
-                cohere_request(&request, texts, target.upstream_model),
+                cohere_request(request, texts, target.upstream_model),
             ),
             (wire, _) if !wire.embeds() => {
                 return Err(GatewayError::invalid_param(
@@ -96,15 +101,6 @@ impl Translator for EmbeddingsTranslator {
             body,
             dropped: Vec::new(),
         })
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        _chat: &crate::openai::ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {
