@@ -21,9 +21,12 @@ use std::hint::black_box;
 
 use llm_gateway::auth;
 use llm_gateway::config::GatewayConfig;
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::metrics::{self, Outcome};
 use llm_gateway::openai::ChatRequest;
-use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
+use llm_gateway::provider::{
+    translator_for, ClientRequest, ProviderKind, ProviderOptions, RequestFromBody, Target,
+};
 use llm_gateway::request::{estimate_prompt_tokens, parse_chat_request};
 use llm_gateway::routing::{choose_route, resolve_alias};
 use llm_gateway::usage::Usage;
@@ -161,8 +164,8 @@ fn upstream(env: &Env, case: &Case, parsed: Option<&ChatRequest>) -> usize {
     let mut t = translator_for(case.kind);
     let target = env.target(case.kind);
     let result = match parsed {
-        Some(chat) => t.request_parsed(&case.request, chat, &target),
-        None => t.request(&case.request, &target),
+        Some(chat) => t.request(ClientRequest::chat(&case.request, chat), &target),
+        None => t.request_from_body(InboundApi::Chat, &case.request, &target),
     };
     match result {
         Ok(r) => r.body.len() + r.path.len(),
@@ -181,8 +184,8 @@ fn stream(env: &Env, case: &Case, parsed: Option<&ChatRequest>) -> usize {
     let mut t = translator_for(case.kind);
     let target = env.target(case.kind);
     let translated = match parsed {
-        Some(chat) => t.request_parsed(&case.request, chat, &target),
-        None => t.request(&case.request, &target),
+        Some(chat) => t.request(ClientRequest::chat(&case.request, chat), &target),
+        None => t.request_from_body(InboundApi::Chat, &case.request, &target),
     };
     if translated.is_err() {
         return 0;

@@ -18,6 +18,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -64,7 +66,7 @@ fn request(c: &mut Criterion) {
                 b.iter(|| {
                     let mut tr = translator_for(kind);
                     black_box(
-                        tr.request(black_box(&body), &t)
+                        tr.request_from_body(InboundApi::Chat, black_box(&body), &t)
                             .expect("translates")
                             .body
                             .len(),
@@ -80,7 +82,7 @@ fn request(c: &mut Criterion) {
         b.iter(|| {
             let mut tr = translator_for(ProviderKind::Anthropic);
             black_box(
-                tr.request(black_box(&body), &t)
+                tr.request_from_body(InboundApi::Chat, black_box(&body), &t)
                     .expect("translates")
                     .body
                     .len(),
@@ -131,7 +133,8 @@ fn stream(c: &mut Criterion) {
             b.iter_batched_ref(
                 || {
                     let mut tr = translator_for(kind);
-                    tr.request(&body, &t).expect("translates");
+                    tr.request_from_body(InboundApi::Chat, &body, &t)
+                        .expect("translates");
                     tr
                 },
                 |tr| {

@@ -5,7 +5,9 @@ use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::json;
+use crate::messages_api::{self, InboundApi};
 use crate::openai::{ChatRequest, Content, Role};
+use crate::responses_api::ResponsesCall;
 
 /// Parses and checks a `/v1/chat/completions` body. Errors are 400s naming the field.
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
@@ -18,6 +20,25 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
     check_messages(&request)?;
     check_parameters(&request)?;
     Ok(request)
+}
+
+/// The chat form of a request of `api`, validated: what the downstream instance routes by
+/// and every attempt translates from. `responses` is the Responses call already parsed
+/// from `body`, if any.
+pub fn validate_chat(
+    api: InboundApi,
+    body: &[u8],
+    responses: Option<&ResponsesCall>,
+) -> Result<ChatRequest, GatewayError> {
+    match (responses, api) {
+        (Some(call), _) => parse_chat_request(&call.chat_body),
+        (None, InboundApi::Responses) => {
+            parse_chat_request(&crate::responses_api::parse(body)?.chat_body)
+        }
+        (None, InboundApi::Chat) => parse_chat_request(body),
+        (None, api) => messages_api::request::parse(body, api == InboundApi::CountTokens)
+            .and_then(|v| messages_api::request::to_chat_request(&v)),
+    }
 }
 
 /// Why `body` is not a chat request, naming the field at fault.

@@ -5,7 +5,9 @@ mod common;
 
 use common::{anthropic_target, run_all};
 use llm_gateway::error::GatewayError;
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::anthropic::request::translate_request;
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind};
 use serde_json::{json, Value};
 
@@ -340,7 +342,7 @@ fn refuses_malformed_bodies() {
 fn translator_request_and_state() {
     let mut t = translator_for(ProviderKind::Anthropic);
     let r = t
-        .request(
+        .request_from_body(InboundApi::Chat,
             br#"{"model":"claude","messages":[{"role":"user","content":"Hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
             &anthropic_target(),
         )
@@ -410,7 +412,8 @@ fn bad_upstream_bodies() {
 fn one_hour_cache_writes_in_usage() {
     let usage = r#"{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":0,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}"#;
     let mut t = translator_for(ProviderKind::Anthropic);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         br#"{"model":"claude","messages":[{"role":"user","content":"Hi"}]}"#,
         &anthropic_target(),
     )
@@ -429,7 +432,8 @@ fn one_hour_cache_writes_in_usage() {
     );
 
     let mut t = translator_for(ProviderKind::Anthropic);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         br#"{"model":"claude","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
         &anthropic_target(),
     )

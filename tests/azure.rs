@@ -5,6 +5,8 @@ mod common;
 
 use common::target_for;
 use llm_gateway::config::GatewayConfig;
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use serde_json::{json, Value};
 
@@ -15,7 +17,7 @@ const BODY: &[u8] = br#"{"model":"gpt4o","messages":[{"role":"user","content":"H
 #[test]
 fn paths_and_credentials() {
     let classic = translator_for(ProviderKind::Azure)
-        .request(BODY, &target_for(ProviderKind::Azure))
+        .request_from_body(InboundApi::Chat, BODY, &target_for(ProviderKind::Azure))
         .unwrap();
     assert_eq!(
         classic.path,
@@ -36,7 +38,7 @@ fn paths_and_credentials() {
         ..target_for(ProviderKind::Azure)
     };
     let up = translator_for(ProviderKind::Azure)
-        .request(BODY, &target)
+        .request_from_body(InboundApi::Chat, BODY, &target)
         .unwrap();
     assert_eq!(up.path, "/openai/v1/chat/completions");
     assert_eq!(

@@ -6,7 +6,9 @@
 mod common;
 
 use common::{run_all, target_for};
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::bedrock::eventstream::{encode_event, EventStreamDecoder};
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use std::ops::ControlFlow;
 
@@ -36,7 +38,9 @@ fn request_path_host_and_credentials() {
     };
     let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
     let mut t = translator_for(ProviderKind::Bedrock);
-    let up = t.request(body, &target).unwrap();
+    let up = t
+        .request_from_body(InboundApi::Chat, body, &target)
+        .unwrap();
     assert_eq!(
         up.path,
         "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream"
@@ -56,7 +60,7 @@ fn request_path_host_and_credentials() {
         ..target
     };
     let up = translator_for(ProviderKind::Bedrock)
-        .request(body, &keyed)
+        .request_from_body(InboundApi::Chat, body, &keyed)
         .unwrap();
     assert!(up
         .headers
@@ -130,7 +134,11 @@ fn messages_to_claude_on_bedrock_pass_through() {
         body["stream"] = json!(stream);
         let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
         let up = t
-            .request(&serde_json::to_vec(&body).unwrap(), &target)
+            .request_from_body(
+                InboundApi::Messages,
+                &serde_json::to_vec(&body).unwrap(),
+                &target,
+            )
             .unwrap();
         let method = if stream {
             "invoke-with-response-stream"
@@ -168,7 +176,11 @@ fn messages_to_claude_on_bedrock_pass_through() {
         ..target
     };
     let up = translator(ProviderKind::Bedrock, InboundApi::Messages, model)
-        .request(&serde_json::to_vec(&client).unwrap(), &keyed)
+        .request_from_body(
+            InboundApi::Messages,
+            &serde_json::to_vec(&client).unwrap(),
+            &keyed,
+        )
         .unwrap();
     assert!(up
         .headers
@@ -176,8 +188,12 @@ fn messages_to_claude_on_bedrock_pass_through() {
 
     // The JSON answer is Anthropic's Message, passed on with its usage read.
     let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
-    t.request(&serde_json::to_vec(&client).unwrap(), &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Messages,
+        &serde_json::to_vec(&client).unwrap(),
+        &target,
+    )
+    .unwrap();
     let answer = br#"{"id":"msg_bdrk_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"cache_read_input_tokens":30,"output_tokens":6}}"#;
     t.response_headers(&[]);
     let r = t.response(200, answer);
@@ -197,7 +213,11 @@ fn messages_to_claude_on_bedrock_pass_through() {
             ..target
         };
         let up = translator(ProviderKind::Bedrock, InboundApi::Messages, other)
-            .request(&serde_json::to_vec(&client).unwrap(), &t)
+            .request_from_body(
+                InboundApi::Messages,
+                &serde_json::to_vec(&client).unwrap(),
+                &t,
+            )
             .unwrap();
         assert!(up.path.ends_with("/converse"), "{other}: {}", up.path);
     }
@@ -231,7 +251,8 @@ fn claude_on_bedrock_errors_in_anthropic_shape() {
             InboundApi::Messages,
             target.upstream_model,
         );
-        t.request(body, &target).unwrap();
+        t.request_from_body(InboundApi::Messages, body, &target)
+            .unwrap();
         t.response_headers(&[(b"x-amzn-errortype", error_type.as_bytes())]);
         assert_eq!(t.response_status(upstream), status, "{error_type}");
         let r = t.response(upstream, br#"{"message":"went wrong"}"#);
@@ -250,7 +271,8 @@ fn claude_on_bedrock_errors_in_anthropic_shape() {
         InboundApi::Messages,
         target.upstream_model,
     );
-    t.request(streamed, &target).unwrap();
+    t.request_from_body(InboundApi::Messages, streamed, &target)
+        .unwrap();
     let first = llm_gateway::provider::bedrock::eventstream::encode(
         &[
             (":exception-type", "throttlingException"),
@@ -310,7 +332,8 @@ fn claude_on_bedrock_bad_streams_end_with_an_error_event() {
             InboundApi::Messages,
             target.upstream_model,
         );
-        t.request(body, &target).unwrap();
+        t.request_from_body(InboundApi::Messages, body, &target)
+            .unwrap();
         let mut out = Vec::new();
         let (a, b) = stream.split_at(stream.len() / 2);
         t.stream(a, false, &mut out);

@@ -5,6 +5,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::sync::LazyLock;
 
 use common::{run_all, target_for};
@@ -36,7 +38,8 @@ fn translator(stream: bool) -> Box<dyn Translator> {
     let mut t = translator_for(ProviderKind::Cohere);
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "Hi"}], "stream": stream});
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         &serde_json::to_vec(&body).unwrap(),
         &target_for(ProviderKind::Cohere),
     )
@@ -75,7 +78,8 @@ fn drop_params_drops_and_reports() {
 fn translator_request_and_state() {
     let mut t = translator_for(ProviderKind::Cohere);
     let up = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             br#"{"model":"c","messages":[{"role":"user","content":"Hi"}],"stream":true}"#,
             &target_for(ProviderKind::Cohere),
         )
@@ -161,8 +165,12 @@ fn key_never_echoed() {
     let mut t = translator_for(ProviderKind::Cohere);
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "Hi"}], "stream": true});
-    t.request(&serde_json::to_vec(&body).unwrap(), &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        &serde_json::to_vec(&body).unwrap(),
+        &target,
+    )
+    .unwrap();
     let r = t.response(401, br#"{"message":"invalid api token co-test-key"}"#);
     assert!(!String::from_utf8_lossy(&r.body).contains(key));
     let mut out = Vec::new();

@@ -7,6 +7,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::PathBuf;
 
@@ -37,7 +39,7 @@ fn inputs() -> Vec<(String, Vec<u8>)> {
 /// What the gateway does with `body` for `kind`, as a snapshot value.
 fn translate(kind: ProviderKind, body: &[u8]) -> Value {
     let mut translator = translator_for(kind);
-    match translator.request(body, &target_for(kind)) {
+    match translator.request_from_body(InboundApi::Chat, body, &target_for(kind)) {
         Ok(up) => {
             let body: Value = serde_json::from_slice(&up.body).expect("translated body is JSON");
             let headers: Vec<Value> = up.headers.iter().map(|(k, v)| json!([k, v])).collect();

@@ -5,6 +5,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::sync::LazyLock;
 
 use common::{anthropic_target, openai_target, NOW};
@@ -49,7 +51,11 @@ fn anthropic_refuses_by_default() {
     for (param, value) in anthropic_unsupported() {
         let mut t = translator_for(ProviderKind::Anthropic);
         let e = t
-            .request(&body(json!({ param: value })), &anthropic_target())
+            .request_from_body(
+                InboundApi::Chat,
+                &body(json!({ param: value })),
+                &anthropic_target(),
+            )
             .expect_err(param);
         assert_eq!(e.status, 400);
         assert_eq!(e.param.as_deref(), Some(param));
@@ -68,7 +74,11 @@ fn anthropic_drops_with_drop_params() {
     }
     let mut t = translator_for(ProviderKind::Anthropic);
     let r = t
-        .request(&body(Value::Object(all)), &dropping(anthropic_target()))
+        .request_from_body(
+            InboundApi::Chat,
+            &body(Value::Object(all)),
+            &dropping(anthropic_target()),
+        )
         .unwrap();
     assert_eq!(
         r.dropped,
@@ -81,7 +91,11 @@ fn anthropic_drops_with_drop_params() {
         ]
     );
     let plain = t
-        .request(&body(json!({})), &dropping(anthropic_target()))
+        .request_from_body(
+            InboundApi::Chat,
+            &body(json!({})),
+            &dropping(anthropic_target()),
+        )
         .unwrap();
     assert_eq!(r.body, plain.body);
     assert!(plain.dropped.is_empty());
@@ -93,7 +107,8 @@ fn anthropic_drops_with_drop_params() {
 fn anthropic_keeps_temperature_over_top_p() {
     let mut t = translator_for(ProviderKind::Anthropic);
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             &body(json!({"temperature": 0.2, "top_p": 0.9})),
             &dropping(anthropic_target()),
         )
@@ -110,7 +125,11 @@ fn anthropic_keeps_temperature_over_top_p() {
 fn anthropic_n_is_always_refused() {
     let mut t = translator_for(ProviderKind::Anthropic);
     let e = t
-        .request(&body(json!({"n": 3})), &dropping(anthropic_target()))
+        .request_from_body(
+            InboundApi::Chat,
+            &body(json!({"n": 3})),
+            &dropping(anthropic_target()),
+        )
         .expect_err("n");
     assert_eq!(e.param.as_deref(), Some("n"));
 }
@@ -120,7 +139,8 @@ fn anthropic_n_is_always_refused() {
 fn openai_compatible_forwards_everything() {
     let mut t = translator_for(ProviderKind::OpenAi);
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             &body(json!({"logprobs": true, "top_logprobs": 3, "logit_bias": {"1": 2}, "n": 3})),
             &dropping(openai_target()),
         )

@@ -2,6 +2,8 @@
 //! (layout in its README) for every wire API, and the refusals of what a provider cannot
 //! take.
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -158,7 +160,9 @@ fn golden_cases() {
             };
             let request = read(&case.join("request.json")).unwrap();
             let mut t = translator_for(kind);
-            let up = t.request(request.as_bytes(), &target).unwrap();
+            let up = t
+                .request_from_body(InboundApi::Embeddings, request.as_bytes(), &target)
+                .unwrap();
             assert!(!t.is_stream());
             failures.extend(check(&case, "upstream_path", &up.path, false, bless));
             let sent = String::from_utf8(up.body).unwrap();
@@ -221,7 +225,9 @@ fn openai_family_forwards_the_body() {
             now_unix_secs: NOW,
             options: &options,
         };
-        let up = t.request(body, &target).unwrap();
+        let up = t
+            .request_from_body(InboundApi::Embeddings, body, &target)
+            .unwrap();
         let expected = String::from_utf8_lossy(body).replace("\"embed\"", "\"m-1\"");
         assert_eq!(String::from_utf8(up.body).unwrap(), expected);
         assert_eq!(up.path, "/v1/embeddings");
@@ -244,8 +250,12 @@ fn openai_family_forwards_the_body() {
         now_unix_secs: NOW,
         options: &options,
     };
-    t.request(br#"{"model":"e","input":"abcdefgh"}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Embeddings,
+        br#"{"model":"e","input":"abcdefgh"}"#,
+        &target,
+    )
+    .unwrap();
     let out = t.response(200, br#"{"embeddings":[{"values":[0.5]}]}"#);
     assert_eq!(out.usage.unwrap().prompt_tokens, 2);
     assert!(t.usage_estimated());
@@ -266,14 +276,18 @@ fn provider_limits() {
         |n: usize| serde_json::to_vec(&json!({"model": "e", "input": vec!["t"; n]})).unwrap();
     for (kind, limit) in [(ProviderKind::Gemini, 100), (ProviderKind::Cohere, 96)] {
         translator_for(kind)
-            .request(&texts(limit), &target)
+            .request_from_body(InboundApi::Embeddings, &texts(limit), &target)
             .unwrap();
         let e = translator_for(kind)
-            .request(&texts(limit + 1), &target)
+            .request_from_body(InboundApi::Embeddings, &texts(limit + 1), &target)
             .unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("input")), "{e}");
         let e = translator_for(kind)
-            .request(br#"{"model":"e","input":[[1,2]]}"#, &target)
+            .request_from_body(
+                InboundApi::Embeddings,
+                br#"{"model":"e","input":[[1,2]]}"#,
+                &target,
+            )
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("input"));
     }
@@ -285,7 +299,11 @@ fn provider_limits() {
         ProviderKind::VertexAnthropic,
     ] {
         let e = translator_for(kind)
-            .request(br#"{"model":"e","input":"x"}"#, &target)
+            .request_from_body(
+                InboundApi::Embeddings,
+                br#"{"model":"e","input":"x"}"#,
+                &target,
+            )
             .unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref()),
@@ -316,10 +334,10 @@ fn one_input_models() {
         (ProviderKind::VertexGemini, "text-embedding-005", 250),
     ] {
         translator_for(kind)
-            .request(&texts(limit), &target(model))
+            .request_from_body(InboundApi::Embeddings, &texts(limit), &target(model))
             .unwrap();
         let e = translator_for(kind)
-            .request(&texts(limit + 1), &target(model))
+            .request_from_body(InboundApi::Embeddings, &texts(limit + 1), &target(model))
             .unwrap_err();
         assert_eq!((e.status, e.param.as_deref()), (400, Some("input")), "{e}");
         if limit == 1 {
@@ -327,7 +345,11 @@ fn one_input_models() {
         }
     }
     let e = translator_for(ProviderKind::Bedrock)
-        .request(&texts(2), &target("amazon.titan-embed-text-v2:0"))
+        .request_from_body(
+            InboundApi::Embeddings,
+            &texts(2),
+            &target("amazon.titan-embed-text-v2:0"),
+        )
         .unwrap_err();
     assert!(
         e.message.contains("Titan embeds one input per request"),
@@ -335,7 +357,8 @@ fn one_input_models() {
     );
     // Text only.
     let e = translator_for(ProviderKind::VertexGemini)
-        .request(
+        .request_from_body(
+            InboundApi::Embeddings,
             br#"{"model":"e","input":[1,2]}"#,
             &target("text-embedding-005"),
         )
@@ -356,7 +379,13 @@ fn cloud_statuses() {
         now_unix_secs: NOW,
         options: &options,
     };
-    let up = t.request(br#"{"model":"e","input":"x"}"#, &target).unwrap();
+    let up = t
+        .request_from_body(
+            InboundApi::Embeddings,
+            br#"{"model":"e","input":"x"}"#,
+            &target,
+        )
+        .unwrap();
     assert!(up.headers.is_empty());
     assert_eq!(t.response_status(401), 503);
     let out = t.response(401, br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#);
@@ -374,7 +403,13 @@ fn cloud_statuses() {
         now_unix_secs: NOW,
         options: &host,
     };
-    let up = t.request(br#"{"model":"e","input":"x"}"#, &target).unwrap();
+    let up = t
+        .request_from_body(
+            InboundApi::Embeddings,
+            br#"{"model":"e","input":"x"}"#,
+            &target,
+        )
+        .unwrap();
     assert_eq!(up.path, "/model/cohere.embed-v4%3A0/invoke");
     assert_eq!(
         up.headers,
@@ -560,12 +595,13 @@ fn mangled_inputs_never_panic() {
             assert_eq!(e.status, 400);
         }
         let mut t = translator_for(kind);
-        if let Err(e) = t.request(&bad_request, &target) {
+        if let Err(e) = t.request_from_body(InboundApi::Embeddings, &bad_request, &target) {
             assert_eq!(e.status, 400, "{e}");
         }
         // The answer side, after a well-formed request.
         let mut t = translator_for(kind);
-        t.request(request, &target).unwrap();
+        t.request_from_body(InboundApi::Embeddings, request, &target)
+            .unwrap();
         let status = [200, 200, 400, 429, 500, 503][next(6)];
         let out = t.response(status, &mangle(answer, &mut next));
         assert!((200..300).contains(&out.status) || (400..600).contains(&out.status));

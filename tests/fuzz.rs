@@ -45,6 +45,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -1454,7 +1456,9 @@ fn check_request(input: &BytesInput) -> Result<(), String> {
     }
     for &kind in ProviderKind::ALL {
         let mut t = translator_for(kind);
-        let result = with_target(kind, |target| t.request(body, target));
+        let result = with_target(kind, |target| {
+            t.request_from_body(InboundApi::Chat, body, target)
+        });
         match result {
             Ok(up) => {
                 no_control("upstream path", &up.path)?;
@@ -1569,7 +1573,11 @@ fn gen_response(rng: &mut Rng) -> ResponseInput {
 
 fn check_response_input(input: &ResponseInput) -> Result<(), String> {
     let mut t = translator_for(input.kind);
-    if with_target(input.kind, |target| t.request(&input.request, target)).is_err() {
+    if with_target(input.kind, |target| {
+        t.request_from_body(InboundApi::Chat, &input.request, target)
+    })
+    .is_err()
+    {
         return Ok(()); // the shell never gets here for a refused request
     }
     let client_status = t.response_status(input.status);
@@ -1637,8 +1645,10 @@ fn gen_stream(rng: &mut Rng) -> StreamInput {
 
 fn run_stream(input: &StreamInput, cuts: &[usize], separate_eos: bool) -> Result<Vec<u8>, String> {
     let mut t = translator_for(input.kind);
-    with_target(input.kind, |target| t.request(&input.request, target))
-        .map_err(|e| format!("request refused: {e}"))?;
+    with_target(input.kind, |target| {
+        t.request_from_body(InboundApi::Chat, &input.request, target)
+    })
+    .map_err(|e| format!("request refused: {e}"))?;
     let has_key = contains(&input.upstream, KEY_MARKER);
     // The OpenAI-compatible family passes the provider's chunks through.
     let translating = !matches!(
@@ -1689,7 +1699,11 @@ fn run_stream(input: &StreamInput, cuts: &[usize], separate_eos: bool) -> Result
 
 fn check_stream_input(input: &StreamInput) -> Result<(), String> {
     let mut t = translator_for(input.kind);
-    if with_target(input.kind, |target| t.request(&input.request, target)).is_err() {
+    if with_target(input.kind, |target| {
+        t.request_from_body(InboundApi::Chat, &input.request, target)
+    })
+    .is_err()
+    {
         return Ok(());
     }
     if !t.is_stream() {

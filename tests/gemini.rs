@@ -6,6 +6,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::sync::LazyLock;
 
@@ -210,7 +212,11 @@ fn drop_params_drops_and_reports() {
     }));
     let mut t = translator_for(ProviderKind::Gemini);
     let r = t
-        .request(&serde_json::to_vec(&body).unwrap(), &target_with(&DROPPING))
+        .request_from_body(
+            InboundApi::Chat,
+            &serde_json::to_vec(&body).unwrap(),
+            &target_with(&DROPPING),
+        )
         .unwrap();
     assert_eq!(
         r.dropped,
@@ -225,7 +231,8 @@ fn drop_params_drops_and_reports() {
     assert_eq!(v["generationConfig"], json!({"candidateCount": 2}));
     // Without anything to drop, nothing is reported.
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             &serde_json::to_vec(&with(json!({}))).unwrap(),
             &target_with(&DROPPING),
         )
@@ -238,7 +245,8 @@ fn drop_params_drops_and_reports() {
 fn translator_request_and_state() {
     let mut t = translator_for(ProviderKind::Gemini);
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             &serde_json::to_vec(&with(json!({}))).unwrap(),
             &gemini_target(),
         )
@@ -252,7 +260,8 @@ fn translator_request_and_state() {
     assert_eq!(t.response_status(503), 503);
 
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             &serde_json::to_vec(&with(json!({"stream": true}))).unwrap(),
             &gemini_target(),
         )
@@ -269,7 +278,11 @@ fn translator_request_and_state() {
         ..gemini_target()
     };
     let r = t
-        .request(&serde_json::to_vec(&with(json!({}))).unwrap(), &keyless)
+        .request_from_body(
+            InboundApi::Chat,
+            &serde_json::to_vec(&with(json!({}))).unwrap(),
+            &keyless,
+        )
         .unwrap();
     assert!(r.headers.is_empty());
     assert_eq!(
@@ -283,7 +296,8 @@ fn translator_request_and_state() {
 #[test]
 fn signatures_round_trip() {
     let mut t = translator_for(ProviderKind::Gemini);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         &serde_json::to_vec(&with(json!({}))).unwrap(),
         &gemini_target(),
     )
@@ -401,7 +415,8 @@ fn stream_preamble_turns_opening_errors_into_statuses() {
         let case = cases.iter().find(|c| c.name == *name).unwrap();
         let upstream = case.bytes("upstream.sse").unwrap();
         let mut t = translator_for(ProviderKind::Gemini);
-        t.request(
+        t.request_from_body(
+            InboundApi::Chat,
             &case.bytes("openai_request.json").unwrap(),
             &gemini_target(),
         )

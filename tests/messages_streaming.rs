@@ -10,12 +10,13 @@
 //! line ends: every variant must give byte-identical output. `GOLDEN_BLESS=1` rewrites
 //! `messages.sse`.
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::path::{Path, PathBuf};
 
 mod common;
 
 use llm_gateway::messages_api::translator::translator;
-use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::{ProviderKind, Translator};
 use llm_gateway::usage::Usage;
 use serde_json::Value;
@@ -45,7 +46,7 @@ impl Case {
             common::target_for(self.provider).upstream_model,
         );
         let target = common::target_for(self.provider);
-        t.request(&self.request, &target)
+        t.request_from_body(InboundApi::Messages, &self.request, &target)
             .unwrap_or_else(|e| panic!("{}: request refused: {e}", self.name));
         assert!(t.is_stream(), "{}", self.name);
         let mut out = Vec::new();
@@ -266,7 +267,7 @@ fn malformed_messages_requests_are_refused() {
         let target = common::target_for(kind);
         for body in bodies {
             let mut t = translator(kind, InboundApi::Messages, target.upstream_model);
-            if let Err(e) = t.request(body.as_bytes(), &target) {
+            if let Err(e) = t.request_from_body(InboundApi::Messages, body.as_bytes(), &target) {
                 assert_eq!(e.status, 400, "{kind:?} {body}: {e}");
             }
         }

@@ -3,6 +3,8 @@
 mod common;
 
 use common::{openai_target, run_all};
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind};
 
 /// Every case directory translates to its expected files.
@@ -17,7 +19,8 @@ fn golden_cases() {
 fn endpoint_and_credentials() {
     let mut t = translator_for(ProviderKind::OpenAi);
     let r = t
-        .request(
+        .request_from_body(
+            InboundApi::Chat,
             br#"{"model":"gpt","messages":[{"role":"user","content":"Hi"}]}"#,
             &openai_target(),
         )
@@ -38,7 +41,8 @@ fn stream_errors_end_with_one_done() {
     let error = b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
 
     let mut t = translator_for(ProviderKind::OpenAi);
-    t.request(request, &openai_target()).unwrap();
+    t.request_from_body(InboundApi::Chat, request, &openai_target())
+        .unwrap();
     let mut out = Vec::new();
     t.stream(chunk, false, &mut out);
     t.stream(error, false, &mut out);
@@ -48,7 +52,8 @@ fn stream_errors_end_with_one_done() {
     assert_eq!(text.matches("[DONE]").count(), 1, "{text}");
 
     let mut t = translator_for(ProviderKind::OpenAi);
-    t.request(request, &openai_target()).unwrap();
+    t.request_from_body(InboundApi::Chat, request, &openai_target())
+        .unwrap();
     let mut out = Vec::new();
     t.stream(chunk, false, &mut out);
     t.stream(b"", true, &mut out);

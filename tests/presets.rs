@@ -5,7 +5,9 @@
 mod common;
 
 use common::{fixtures_dir, run_all, target_for};
+use llm_gateway::messages_api::InboundApi;
 use llm_gateway::provider::registry::{OwnedOption, Prices, WireApi, PROVIDERS};
+use llm_gateway::provider::RequestFromBody;
 use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
 use serde_json::Value;
 
@@ -120,7 +122,7 @@ fn rejected_params_are_refused_dropped_or_removed() {
             let bytes = serde_json::to_vec(&body).unwrap();
 
             let e = translator_for(kind)
-                .request(&bytes, &target_for(kind))
+                .request_from_body(InboundApi::Chat, &bytes, &target_for(kind))
                 .expect_err(param);
             assert_eq!(e.status, 400, "{} {param}", spec.name);
             assert_eq!(e.param.as_deref(), Some(*param), "{}", spec.name);
@@ -130,7 +132,9 @@ fn rejected_params_are_refused_dropped_or_removed() {
                 options: &lenient,
                 ..target_for(kind)
             };
-            let up = translator_for(kind).request(&bytes, &target).unwrap();
+            let up = translator_for(kind)
+                .request_from_body(InboundApi::Chat, &bytes, &target)
+                .unwrap();
             assert_eq!(up.dropped, vec![param.to_string()], "{}", spec.name);
             let sent: Value = serde_json::from_slice(&up.body).unwrap();
             assert!(sent.get(*param).is_none(), "{} {param}", spec.name);
@@ -138,7 +142,7 @@ fn rejected_params_are_refused_dropped_or_removed() {
         if spec.quirks.rejected_params.contains(&"n") {
             let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"n":1}"#;
             let up = translator_for(kind)
-                .request(body, &target_for(kind))
+                .request_from_body(InboundApi::Chat, body, &target_for(kind))
                 .unwrap();
             let sent: Value = serde_json::from_slice(&up.body).unwrap();
             assert!(
@@ -209,14 +213,22 @@ fn deepseek_cache_hits_are_cache_reads() {
     let answer = std::fs::read(case).unwrap();
     let target = target_for(ProviderKind::DeepSeek);
     let mut t = translator_for(ProviderKind::DeepSeek);
-    t.request(br#"{"model":"m","messages":[]}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+        &target,
+    )
+    .unwrap();
     let usage = t.response(200, &answer).usage.unwrap();
     assert_eq!((usage.prompt_tokens, usage.cache_read_tokens), (1600, 1536));
 
     let mut t = translator_for(ProviderKind::DeepSeek);
-    t.request(br#"{"model":"m","messages":[],"stream":true}"#, &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+        &target,
+    )
+    .unwrap();
     let mut out = Vec::new();
     t.stream(
         b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n\
@@ -237,7 +249,8 @@ fn openrouter_answers_report_their_cost() {
         std::fs::read(fixtures_dir().join("openrouter/reported_cost/upstream_response.json"))
             .unwrap();
     let mut t = translator_for(ProviderKind::OpenRouter);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         common::MINIMAL_REQUEST,
         &target_for(ProviderKind::OpenRouter),
     )
@@ -247,8 +260,12 @@ fn openrouter_answers_report_their_cost() {
     assert_eq!(usage.prompt_tokens, 194);
     // The same answer from a provider that is not known to report its cost.
     let mut t = translator_for(ProviderKind::Together);
-    t.request(common::MINIMAL_REQUEST, &target_for(ProviderKind::Together))
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Chat,
+        common::MINIMAL_REQUEST,
+        &target_for(ProviderKind::Together),
+    )
+    .unwrap();
     assert_eq!(
         t.response(200, &answer)
             .usage
@@ -260,7 +277,8 @@ fn openrouter_answers_report_their_cost() {
     let answer =
         std::fs::read(fixtures_dir().join("perplexity/citations/upstream_response.json")).unwrap();
     let mut t = translator_for(ProviderKind::Perplexity);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         common::MINIMAL_REQUEST,
         &target_for(ProviderKind::Perplexity),
     )
@@ -279,7 +297,8 @@ fn perplexity_citations_reach_the_client() {
     let answer = std::fs::read(dir.join("citations/upstream_response.json")).unwrap();
     let sent: Value = serde_json::from_slice(&answer).unwrap();
     let mut t = translator_for(ProviderKind::Perplexity);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         common::MINIMAL_REQUEST,
         &target_for(ProviderKind::Perplexity),
     )
@@ -289,7 +308,8 @@ fn perplexity_citations_reach_the_client() {
         assert_eq!(got[field], sent[field], "{field}");
     }
     let mut t = translator_for(ProviderKind::Perplexity);
-    t.request(
+    t.request_from_body(
+        InboundApi::Chat,
         &std::fs::read(dir.join("stream_citations/openai_request.json")).unwrap(),
         &target_for(ProviderKind::Perplexity),
     )

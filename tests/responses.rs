@@ -20,6 +20,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -103,7 +105,7 @@ impl Case {
         let call = responses_api::parse(&self.request)?;
         let mut t = responses_api::translator_for(self.kind, Rc::new(call));
         let target = common::target_for(self.kind);
-        let upstream = t.request(&self.request, &target)?;
+        let upstream = t.request_from_body(InboundApi::Responses, &self.request, &target)?;
         Ok((t, upstream.body))
     }
 
@@ -304,7 +306,11 @@ fn mutated_inputs_never_panic() {
             let request = mutate(&mut rng, &case.request);
             if let Ok(call) = responses_api::parse(&request) {
                 let mut t = responses_api::translator_for(case.kind, Rc::new(call));
-                let _ = t.request(&request, &common::target_for(case.kind));
+                let _ = t.request_from_body(
+                    InboundApi::Responses,
+                    &request,
+                    &common::target_for(case.kind),
+                );
             }
         }
         let Ok((_, _)) = case.translator() else {

@@ -13,7 +13,7 @@ use std::path::Path;
 use common::{cases, encode_frames, fixtures_dir, target_for, Case};
 use llm_gateway::messages_api::{translator::translator, InboundApi};
 use llm_gateway::otel::AnswerFacts;
-use llm_gateway::provider::{translator_for, ProviderKind, Translator};
+use llm_gateway::provider::{translator_for, ProviderKind, RequestFromBody, Translator};
 use llm_gateway::secrets::redact_key_like;
 use serde_json::Value;
 
@@ -156,7 +156,10 @@ fn every_provider_answer_is_read_as_parsed() {
                 .bytes("openai_request.json")
                 .unwrap_or_else(|| common::MINIMAL_REQUEST.to_vec());
             let mut t = translator_for(kind);
-            if t.request(&request, &target).is_err() || t.is_stream() {
+            if t.request_from_body(InboundApi::Chat, &request, &target)
+                .is_err()
+                || t.is_stream()
+            {
                 continue;
             }
             let answer = t.response(case.status("upstream_status").unwrap_or(200), &body);
@@ -177,7 +180,8 @@ fn every_provider_answer_is_read_as_parsed() {
                 continue;
             }
             let mut t = translator_for(kind);
-            t.request(
+            t.request_from_body(
+                InboundApi::Chat,
                 &fs::read(case.join("openai_request.json")).unwrap(),
                 &target,
             )
@@ -203,7 +207,8 @@ fn every_provider_answer_is_read_as_parsed() {
         let target = target_for(kind);
         let mut t: Box<dyn Translator> =
             translator(kind, InboundApi::Messages, target.upstream_model);
-        t.request(
+        t.request_from_body(
+            InboundApi::Messages,
             &fs::read(case.join("messages_request.json")).unwrap(),
             &target,
         )

@@ -7,6 +7,8 @@
 //! sweep, single bytes, and rewritten with CRLF and CR line ends: every variant must give
 //! byte-identical output, because an SSE stream can be split anywhere by the network.
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::path::{Path, PathBuf};
 
 use llm_gateway::provider::anthropic::stream::{self as anthropic_stream, AnthropicStream};
@@ -66,7 +68,7 @@ impl Case {
     fn subject(&self) -> Box<dyn Subject> {
         let target = common::target_for(self.provider);
         let mut translator = translator_for(self.provider);
-        match translator.request(&self.request, &target) {
+        match translator.request_from_body(InboundApi::Chat, &self.request, &target) {
             Ok(upstream) => {
                 assert!(translator.is_stream(), "{}: not a stream", self.name);
                 let body: Value = serde_json::from_slice(&upstream.body).unwrap();
@@ -641,7 +643,8 @@ fn groq_x_groq_usage_is_recorded() {
     let mut other = common::target_for(ProviderKind::OpenAi);
     other.upstream_model = "m";
     let mut t = translator_for(ProviderKind::OpenAi);
-    t.request(&asked.request, &other).unwrap();
+    t.request_from_body(InboundApi::Chat, &asked.request, &other)
+        .unwrap();
     let mut out = Vec::new();
     t.stream(&asked.upstream, true, &mut out);
     assert!(t.stream_usage().is_none());

@@ -8,6 +8,8 @@
 
 mod common;
 
+use llm_gateway::messages_api::InboundApi;
+use llm_gateway::provider::RequestFromBody;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -122,7 +124,8 @@ fn translate_stream(
     pieces: &[&[u8]],
 ) -> (Vec<u8>, String) {
     let mut t = translator_for(kind);
-    t.request(request, target).unwrap();
+    t.request_from_body(InboundApi::Chat, request, target)
+        .unwrap();
     assert!(t.is_stream());
     let whole: Vec<u8> = pieces.concat();
     let preamble = match t.stream_preamble(&whole, true) {
@@ -345,7 +348,11 @@ fn messages_to_claude_on_vertex_pass_through() {
         body["stream"] = json!(stream);
         let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
         let up = t
-            .request(&serde_json::to_vec(&body).unwrap(), &target)
+            .request_from_body(
+                InboundApi::Messages,
+                &serde_json::to_vec(&body).unwrap(),
+                &target,
+            )
             .unwrap();
         let method = if stream {
             "streamRawPredict"
@@ -375,8 +382,12 @@ fn messages_to_claude_on_vertex_pass_through() {
         assert_eq!(t.is_stream(), stream);
     }
     let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
-    t.request(&serde_json::to_vec(&client).unwrap(), &target)
-        .unwrap();
+    t.request_from_body(
+        InboundApi::Messages,
+        &serde_json::to_vec(&client).unwrap(),
+        &target,
+    )
+    .unwrap();
     let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":6}}"#;
     let r = t.response(200, answer);
     assert_eq!(r.body, answer.to_vec(), "the answer is passed on as sent");

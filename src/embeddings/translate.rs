@@ -29,8 +29,8 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::json::scan::Scan;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::provider::{
-    bedrock, cohere, gemini, join_path, openai_compatible, openai_family, vertex, ProviderKind,
-    Target, TranslatedResponse, Translator, UpstreamRequest,
+    bedrock, cohere, gemini, join_path, openai_compatible, openai_family, vertex, ClientRequest,
+    ProviderKind, Target, TranslatedResponse, Translator, UpstreamRequest, Validated,
 };
 use crate::usage::Usage;
 
@@ -75,10 +75,15 @@ struct EmbeddingsTranslator {
 impl Translator for EmbeddingsTranslator {
     fn request(
         &mut self,
-        body: &[u8],
+        client: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let request = super::parse_request(body)?;
+        let Validated::Embeddings(request) = client.validated else {
+            return Err(GatewayError::internal(
+                "a chat request reached an embeddings translator",
+            ));
+        };
+        let body = client.body;
         self.model = target.upstream_model.to_string();
         self.base64 = request.base64;
         self.estimated_tokens = request.estimated_tokens();
@@ -97,12 +102,12 @@ impl Translator for EmbeddingsTranslator {
                 key.map(|k| ("x-goog-api-key", k.to_string()))
                     .into_iter()
                     .collect(),
-                gemini_request(&request, texts, model),
+                gemini_request(request, texts, model),
             ),
             Api::Cohere => (
                 cohere_path(target.base_path),
                 bearer().into_iter().collect(),
-                cohere_request(&request, texts, Some(model)),
+                cohere_request(request, texts, Some(model)),
             ),
             Api::Titan | Api::BedrockCohere => {
                 // The signature covers the Host: the final one is set here, as for Converse.
@@ -111,9 +116,9 @@ impl Translator for EmbeddingsTranslator {
                     bedrock::model_path(target.base_path, model, "invoke"),
                     host.into_iter().chain(bearer()).collect(),
                     if self.api == Api::Titan {
-                        titan_request(&request, texts, model)
+                        titan_request(request, texts, model)
                     } else {
-                        cohere_request(&request, texts, None)
+                        cohere_request(request, texts, None)
                     },
                 )
             }
@@ -122,7 +127,7 @@ impl Translator for EmbeddingsTranslator {
                 (
                     vertex::model_path(target.base_path, "google", model, "predict"),
                     bearer().into_iter().collect(),
-                    vertex_request(&request, texts),
+                    vertex_request(request, texts),
                 )
             }
             Api::OpenAi => (
@@ -139,15 +144,6 @@ impl Translator for EmbeddingsTranslator {
             body,
             dropped: Vec::new(),
         })
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        _chat: &crate::openai::ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {

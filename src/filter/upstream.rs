@@ -25,8 +25,8 @@ use crate::otel::AnswerFacts;
 use crate::pricing;
 use crate::provider::registry::WireApi;
 use crate::provider::{
-    stream_content_type_preamble, translator_for, StreamPreamble, Target, TranslatedResponse,
-    Translator,
+    stream_content_type_preamble, translator_for, ClientRequest, StreamPreamble, Target,
+    TranslatedResponse, Translator, Validated,
 };
 use crate::responses_api;
 use crate::routing::{self, METADATA_DEPLOYMENT_KEY, METADATA_NAMESPACE};
@@ -375,10 +375,25 @@ impl UpstreamHttp {
                 (translator, bound)
             }
         };
-        let mut upstream = match &chat {
-            Some(chat) => translator.request_parsed(&body, chat, &target)?,
-            None => translator.request(&body, &target)?,
+        // Without a hand-off, the attempt validates the body as the downstream instance did.
+        let own_chat;
+        let own_embeddings;
+        let validated = match (api, &chat) {
+            (InboundApi::Embeddings, _) => {
+                own_embeddings = crate::embeddings::parse_request(&body)?;
+                Validated::Embeddings(&own_embeddings)
+            }
+            (_, Some(chat)) => Validated::Chat(chat),
+            (_, None) => {
+                own_chat = crate::request::validate_chat(api, &body, responses.as_deref())?;
+                Validated::Chat(&own_chat)
+            }
         };
+        let request = ClientRequest {
+            body: &body,
+            validated,
+        };
+        let mut upstream = translator.request(request, &target)?;
         if !upstream.dropped.is_empty() {
             log::warn!(
                 "deployment `{}` ({}) dropped unsupported parameters (drop_params): {}",

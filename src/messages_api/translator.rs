@@ -6,14 +6,13 @@ use serde_json::Value;
 
 use super::{error_body_to_anthropic, request, response, stream, InboundApi};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
 use crate::provider::anthropic::schema::MessagesResponse;
 use crate::provider::bedrock::invoke::{self, ClaudeInvoke};
 use crate::provider::registry::WireApi;
 use crate::provider::vertex::{self, VertexTranslator};
 use crate::provider::{
-    join_path, translator_for, Guarded, ProviderKind, StreamPreamble, Target, TranslatedResponse,
-    Translator, UpstreamRequest,
+    join_path, translator_for, ClientRequest, Guarded, ProviderKind, StreamPreamble, Target,
+    TranslatedResponse, Translator, UpstreamRequest,
 };
 use crate::usage::Usage;
 
@@ -109,23 +108,13 @@ pub struct Passthrough {
 impl Translator for Passthrough {
     fn request(
         &mut self,
-        body: &[u8],
+        client: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let v = request::parse(body, self.api == InboundApi::CountTokens)?;
-        let chat = request::to_chat_request(&v)?;
-        self.request_parsed(body, &chat, target)
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = client.chat_request()?;
         let body = match self.body_version {
-            Some(version) => request::model_to_version(body, version, self.body_drop),
-            None => request::rewrite_model(body, target.upstream_model),
+            Some(version) => request::model_to_version(client.body, version, self.body_drop),
+            None => request::rewrite_model(client.body, target.upstream_model),
         }
         .ok_or_else(|| {
             GatewayError::invalid_request("request body must be a JSON object with `model`")
@@ -217,33 +206,29 @@ pub struct Bridge {
 }
 
 impl Translator for Bridge {
+    /// The validated request is the lenient form (for routing); the provider's must be
+    /// strict: the body is converted again, refusing what the provider cannot honour, and
+    /// the chat body written is validated as a client's would be.
     fn request(
         &mut self,
-        body: &[u8],
+        client: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let v = request::parse(body, false)?;
+        let v = request::parse(client.body, false)?;
         self.model = v
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
         let chat_body = request::to_chat(&v, true)?;
-        let upstream = self.inner.request(&chat_body, target)?;
+        let chat = crate::request::parse_chat_request(&chat_body)?;
+        let upstream = self
+            .inner
+            .request(ClientRequest::chat(&chat_body, &chat), target)?;
         if request::is_stream(&v) {
             self.stream = Some(stream::ChatToMessages::new(&self.model));
         }
         Ok(upstream)
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        _chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        // The handed request is the lenient form (for routing); this one must be strict.
-        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {

@@ -2,9 +2,9 @@
 //!
 //! Reference: <https://platform.openai.com/docs/api-reference/chat-streaming>.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::chat::{ThinkingBlock, UsageBody};
+use super::chat::UsageBody;
 use crate::bytes::find;
 use crate::error::GatewayError;
 use crate::sse::last_events;
@@ -15,123 +15,8 @@ pub const DONE_EVENT: &[u8] = b"data: [DONE]\n\n";
 /// The `object` of every chunk.
 pub const CHUNK_OBJECT: &str = "chat.completion.chunk";
 
-/// One `data:` payload of an OpenAI stream.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-pub struct ChatChunk {
-    /// Completion id, the same in every chunk.
-    pub id: String,
-    /// Always `chat.completion.chunk`.
-    pub object: String,
-    /// Unix seconds.
-    pub created: u64,
-    /// The model that answers.
-    pub model: String,
-    /// Deltas; empty in the final usage chunk.
-    pub choices: Vec<ChunkChoice>,
-    /// Only in the usage chunk (`null` elsewhere is omitted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<UsageBody>,
-}
-
-/// One choice delta.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-pub struct ChunkChoice {
-    /// Position.
-    pub index: u32,
-    /// What this chunk adds.
-    pub delta: Delta,
-    /// Set exactly once, in the last content chunk.
-    pub finish_reason: Option<String>,
-}
-
-/// The incremental part of a chunk.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-pub struct Delta {
-    /// `assistant`, first chunk only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// Text fragment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    /// Refusal fragment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<String>,
-    /// Reasoning fragment, never mixed into `content`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reasoning_content: Option<String>,
-    /// Signed reasoning blocks, sent once each block is complete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thinking_blocks: Option<Vec<ThinkingBlock>>,
-    /// Tool-call fragments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<ToolCallDelta>>,
-}
-
-/// A fragment of one tool call; `id`, `type` and `name` come only in its first fragment.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-pub struct ToolCallDelta {
-    /// Which call of this turn (0, 1, ...).
-    pub index: u32,
-    /// Call id, first fragment only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `function`, first fragment only.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Name (first fragment) and argument text.
-    pub function: FunctionDelta,
-}
-
-/// Function part of a tool-call fragment.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-pub struct FunctionDelta {
-    /// Function name, first fragment only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// A piece of the JSON argument string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arguments: Option<String>,
-}
-
-/// Appends `data: <json>\n\n` for `chunk` to `out`.
-pub fn write_chunk(out: &mut Vec<u8>, chunk: &ChatChunk) {
-    out.extend_from_slice(b"data: ");
-    // Writing plain data into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, chunk);
-    out.extend_from_slice(b"\n\n");
-}
-
-/// Borrowed twin of [`ChatChunk`] for writing: translators emit one per upstream event from
-/// their own state and the event's strings, so nothing is copied just to be serialized.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ChunkRef<'a> {
-    /// Completion id.
-    pub id: &'a str,
-    /// Always [`CHUNK_OBJECT`].
-    pub object: &'a str,
-    /// Unix seconds.
-    pub created: u64,
-    /// The model that answers.
-    pub model: &'a str,
-    /// Deltas; empty in the usage chunk.
-    pub choices: &'a [ChoiceRef<'a>],
-    /// Only in the usage chunk.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<&'a UsageBody>,
-}
-
-/// Borrowed twin of [`ChunkChoice`].
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ChoiceRef<'a> {
-    /// Position.
-    pub index: u32,
-    /// What this chunk adds.
-    pub delta: DeltaRef<'a>,
-    /// Set exactly once, in the last content chunk; `null` before.
-    pub finish_reason: Option<&'a str>,
-}
-
-/// Borrowed twin of [`Delta`]; the default is the empty delta `{}`.
+/// What one chunk adds, borrowed from the translator's state and the provider's event
+/// (nothing is copied just to be written); the default is the empty delta `{}`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct DeltaRef<'a> {
     /// `assistant`, first chunk only.
@@ -151,7 +36,7 @@ pub struct DeltaRef<'a> {
     pub tool_calls: Option<&'a [ToolCallDeltaRef<'a>]>,
 }
 
-/// Borrowed twin of [`ThinkingBlock`].
+/// A complete signed reasoning block ([`super::chat::ThinkingBlock`]'s wire form).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ThinkingBlockRef<'a> {
     /// `thinking` or `redacted_thinking`.
@@ -168,7 +53,7 @@ pub struct ThinkingBlockRef<'a> {
     pub data: Option<&'a str>,
 }
 
-/// Borrowed twin of [`ToolCallDelta`].
+/// A fragment of one tool call; `id`, `type` and `name` come only in its first fragment.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ToolCallDeltaRef<'a> {
     /// Which call of this turn (0, 1, ...).
@@ -183,7 +68,7 @@ pub struct ToolCallDeltaRef<'a> {
     pub function: FunctionDeltaRef<'a>,
 }
 
-/// Borrowed twin of [`FunctionDelta`].
+/// Function part of a tool-call fragment.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FunctionDeltaRef<'a> {
     /// Function name, first fragment only.
@@ -194,18 +79,10 @@ pub struct FunctionDeltaRef<'a> {
     pub arguments: Option<&'a str>,
 }
 
-/// Appends `data: <json>\n\n` for a borrowed chunk to `out`.
-pub fn write_chunk_ref(out: &mut Vec<u8>, chunk: &ChunkRef<'_>) {
-    out.extend_from_slice(b"data: ");
-    // Writing plain data into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, chunk);
-    out.extend_from_slice(b"\n\n");
-}
-
-/// The bytes every chunk of one stream starts with, `data: {"id":...,"object":...,
-/// "created":...,"model":...,"choices":[`, serialized once per stream instead of once per
-/// event. What it writes is byte for byte what [`write_chunk_ref`] writes for the same
-/// [`ChunkRef`].
+/// The writer of every `chat.completion.chunk` the gateway makes. It holds the bytes every
+/// chunk of one stream starts with, `data: {"id":...,"object":...,"created":...,"model":...,
+/// "choices":[`, serialized once per stream instead of once per event. What it writes is
+/// byte for byte what serde writes for the same chunk (checked by the tests).
 #[derive(Debug, Clone, Default)]
 pub struct ChunkHead {
     bytes: Vec<u8>,
@@ -307,9 +184,9 @@ pub fn write_error_event(out: &mut Vec<u8>, error: &GatewayError) {
 mod tests {
     use super::*;
 
-    /// The borrowed chunk serializes exactly like the owned one.
+    /// A chunk with every kind of delta field, escapes included, reads back as OpenAI's shape.
     #[test]
-    fn chunk_ref_matches_owned() {
+    fn chunks_have_openais_shape() {
         let calls = [ToolCallDeltaRef {
             index: 1,
             id: Some("toolu_1"),
@@ -325,75 +202,45 @@ mod tests {
             signature: Some("s"),
             data: None,
         }];
-        let choices = [ChoiceRef {
-            index: 0,
-            delta: DeltaRef {
-                role: Some("assistant"),
-                content: Some("c\"\n"),
-                reasoning_content: Some("r"),
-                thinking_blocks: Some(&blocks),
-                tool_calls: Some(&calls),
-            },
-            finish_reason: Some("stop"),
-        }];
+        let delta = DeltaRef {
+            role: Some("assistant"),
+            content: Some("c\"\n"),
+            reasoning_content: Some("r"),
+            thinking_blocks: Some(&blocks),
+            tool_calls: Some(&calls),
+        };
         let mut out = Vec::new();
-        write_chunk_ref(
-            &mut out,
-            &ChunkRef {
-                id: "chatcmpl-1",
-                object: CHUNK_OBJECT,
-                created: 7,
-                model: "m",
-                choices: &choices,
-                usage: None,
-            },
-        );
+        ChunkHead::new("chatcmpl-1", 7, "m").write_choice(&mut out, 0, &delta, Some("stop"));
         let json = out
             .strip_prefix(b"data: ")
             .and_then(|r| r.strip_suffix(b"\n\n"))
             .unwrap();
-        let owned: ChatChunk = serde_json::from_slice(json).unwrap();
-        let expected = ChatChunk {
-            id: "chatcmpl-1".into(),
-            object: CHUNK_OBJECT.into(),
-            created: 7,
-            model: "m".into(),
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta: Delta {
-                    role: Some("assistant".into()),
-                    content: Some("c\"\n".into()),
-                    refusal: None,
-                    reasoning_content: Some("r".into()),
-                    thinking_blocks: Some(vec![ThinkingBlock {
-                        kind: "thinking".into(),
-                        thinking: Some("t".into()),
-                        signature: Some("s".into()),
-                        data: None,
-                    }]),
-                    tool_calls: Some(vec![ToolCallDelta {
-                        index: 1,
-                        id: Some("toolu_1".into()),
-                        kind: Some("function".into()),
-                        function: FunctionDelta {
-                            name: Some("f".into()),
-                            arguments: Some(String::new()),
-                        },
-                    }]),
-                },
-                finish_reason: Some("stop".into()),
-            }],
-            usage: None,
-        };
-        assert_eq!(owned, expected);
-        let mut again = Vec::new();
-        write_chunk(&mut again, &expected);
-        assert_eq!(again, out);
-        // The cached head writes the same bytes.
-        let head = ChunkHead::new("chatcmpl-1", 7, "m");
-        let mut cached = Vec::new();
-        head.write_choice(&mut cached, 0, &choices[0].delta, Some("stop"));
-        assert_eq!(cached, out);
+        let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "chatcmpl-1",
+                "object": CHUNK_OBJECT,
+                "created": 7,
+                "model": "m",
+                "choices": [{
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "content": "c\"\n",
+                        "reasoning_content": "r",
+                        "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+                        "tool_calls": [{
+                            "index": 1,
+                            "id": "toolu_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": ""}
+                        }]
+                    },
+                    "finish_reason": "stop"
+                }]
+            })
+        );
         // The empty delta is `{}`.
         assert_eq!(serde_json::to_string(&DeltaRef::default()).unwrap(), "{}");
     }
@@ -498,7 +345,32 @@ fn annotate_event(event: &[u8], meta: &AnswerMeta<'_>) -> Option<Vec<u8>> {
 mod head_tests {
     use super::*;
 
-    /// The cached head writes what the borrowed chunk writes, escapes and usage included.
+    /// The oracle: a chunk as serde writes it, which the head must match byte for byte.
+    #[derive(Serialize)]
+    struct ChunkRef<'a> {
+        id: &'a str,
+        object: &'a str,
+        created: u64,
+        model: &'a str,
+        choices: &'a [ChoiceRef<'a>],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<&'a UsageBody>,
+    }
+
+    #[derive(Serialize)]
+    struct ChoiceRef<'a> {
+        index: u32,
+        delta: DeltaRef<'a>,
+        finish_reason: Option<&'a str>,
+    }
+
+    fn write_chunk_ref(out: &mut Vec<u8>, chunk: &ChunkRef<'_>) {
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut *out, chunk).unwrap();
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// The cached head writes what serde writes for the chunk, escapes and usage included.
     #[test]
     fn head_matches_chunk_ref() {
         let usage = UsageBody {

@@ -304,27 +304,91 @@ pub fn stream_content_type_preamble(content_type: Option<&[u8]>, expected: &str)
     StreamPreamble::Fail(TranslatedResponse::error(&e))
 }
 
-/// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
-pub trait Translator {
-    /// Translates the client's OpenAI request body for this provider. Remembers what the
-    /// response side needs (streaming, whether the client wants a usage chunk, tool names).
-    /// By default: parses the body, then [`request_parsed`](Self::request_parsed).
-    fn request(
+/// What validation made of the client's request: by the downstream instance (handed to
+/// each attempt), or by the attempt itself with the same checks when nothing was handed
+/// over. Translators start from it, never from a parse of their own that skips the checks.
+#[derive(Debug, Clone, Copy)]
+pub enum Validated<'a> {
+    /// A chat request ([`crate::request::validate_chat`]): a `/v1/chat/completions` body,
+    /// the chat form of a Responses request, or the routing form of a Messages request.
+    Chat(&'a ChatRequest),
+    /// A `/v1/embeddings` request ([`crate::embeddings::parse_request`]).
+    Embeddings(&'a crate::embeddings::EmbeddingsRequest),
+}
+
+/// The client's request as one attempt receives it: the body as sent, for translators that
+/// forward it, and the same request validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRequest<'a> {
+    /// The body as the client sent it.
+    pub body: &'a [u8],
+    /// The same request, validated.
+    pub validated: Validated<'a>,
+}
+
+impl<'a> ClientRequest<'a> {
+    /// A chat request and its body.
+    pub fn chat(body: &'a [u8], chat: &'a ChatRequest) -> Self {
+        ClientRequest {
+            body,
+            validated: Validated::Chat(chat),
+        }
+    }
+
+    /// The validated chat request; an embeddings request reaching a chat translator is
+    /// the gateway's own mistake.
+    pub fn chat_request(&self) -> Result<&'a ChatRequest, GatewayError> {
+        match self.validated {
+            Validated::Chat(chat) => Ok(chat),
+            Validated::Embeddings(_) => Err(GatewayError::internal(
+                "an embeddings request reached a chat translator",
+            )),
+        }
+    }
+}
+
+/// Validates `body` as the downstream instance does for a request of `api`, then
+/// translates it: what an attempt without a hand-off does. The way in for tests and
+/// benches, which have no downstream instance.
+pub trait RequestFromBody {
+    /// [`Translator::request`] from the body alone.
+    fn request_from_body(
         &mut self,
+        api: crate::messages_api::InboundApi,
+        body: &[u8],
+        target: &Target<'_>,
+    ) -> Result<UpstreamRequest, GatewayError>;
+}
+
+impl<T: Translator + ?Sized> RequestFromBody for T {
+    fn request_from_body(
+        &mut self,
+        api: crate::messages_api::InboundApi,
         body: &[u8],
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let chat = common::parse_chat_request(body)?;
-        self.request_parsed(body, &chat, target)
+        if api == crate::messages_api::InboundApi::Embeddings {
+            let embeddings = crate::embeddings::parse_request(body)?;
+            return self.request(
+                ClientRequest {
+                    body,
+                    validated: Validated::Embeddings(&embeddings),
+                },
+                target,
+            );
+        }
+        let chat = crate::request::validate_chat(api, body, None)?;
+        self.request(ClientRequest::chat(body, &chat), target)
     }
+}
 
-    /// [`request`](Self::request) from the request the downstream instance already parsed
-    /// and validated, so that an attempt does not parse the body again; `body` is the same
-    /// request's bytes, for translators that pass them through.
-    fn request_parsed(
+/// Per-attempt translation between OpenAI's Chat Completions API and one provider's API.
+pub trait Translator {
+    /// Translates the client's request for this provider. Remembers what the response side
+    /// needs (streaming, whether the client wants a usage chunk, tool names).
+    fn request(
         &mut self,
-        body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError>;
 
@@ -492,20 +556,10 @@ fn answer_status(status: u16) -> u16 {
 impl Translator for Guarded {
     fn request(
         &mut self,
-        body: &[u8],
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let result = self.inner.request(body, target);
-        self.scrub_refusal(target, result)
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let result = self.inner.request_parsed(body, chat, target);
+        let result = self.inner.request(request, target);
         self.scrub_refusal(target, result)
     }
 
@@ -571,6 +625,8 @@ impl Translator for Guarded {
 #[cfg(test)]
 mod guard_tests {
     use super::*;
+    use crate::messages_api::InboundApi;
+    use crate::provider::RequestFromBody;
 
     const KEY: &str = "sk-fake-openai-provider-key-0123456789";
 
@@ -590,16 +646,24 @@ mod guard_tests {
     fn the_key_is_scrubbed_everywhere() {
         let o = ProviderOptions::default();
         let mut t = translator_for(ProviderKind::OpenAi);
-        t.request(br#"{"model":"a","messages":[]}"#, &target(&o))
-            .unwrap();
+        t.request_from_body(
+            InboundApi::Chat,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#,
+            &target(&o),
+        )
+        .unwrap();
         let body = format!(r#"{{"error":{{"message":"Incorrect API key provided: {KEY}"}}}}"#);
         let r = t.response(401, body.as_bytes());
         let text = String::from_utf8(r.body).unwrap();
         assert!(!text.contains(KEY) && text.contains("sk-***"), "{text}");
 
         let mut t = translator_for(ProviderKind::OpenAi);
-        t.request(br#"{"model":"a","messages":[],"stream":true}"#, &target(&o))
-            .unwrap();
+        t.request_from_body(
+            InboundApi::Chat,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+            &target(&o),
+        )
+        .unwrap();
         let sse = format!(
             "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{KEY}\"}}}}]}}\n\n"
         );
@@ -649,7 +713,8 @@ mod guard_tests {
         let o = ProviderOptions::default();
         for kind in ProviderKind::ALL {
             let mut t = translator_for(*kind);
-            t.request(
+            t.request_from_body(
+                InboundApi::Chat,
                 br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#,
                 &target(&o),
             )

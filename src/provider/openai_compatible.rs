@@ -13,10 +13,11 @@ use serde_json::{Map, Value};
 
 use super::openai_family;
 use super::registry::{Prices, ProviderSpec, WireApi, OPENAI};
-use super::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{
+    ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest,
+};
 use crate::error::{ErrorKind, GatewayError};
 use crate::json::scan::Scan;
-use crate::openai::ChatRequest;
 use crate::openai::{write_error_event, UsageBody, DONE_EVENT};
 use crate::secrets::redact_key_like;
 use crate::sse::{scan_first_event, SseDecoder, SseError, PREAMBLE_SCAN_LIMIT};
@@ -464,11 +465,14 @@ fn strip_gateway_fields(
 const GATEWAY_ONLY_MESSAGE_FIELDS: &[&str] = &["thinking_blocks", "reasoning_content"];
 
 impl Translator for OpenAiTranslator {
+    /// OpenAI-compatible servers get the client's own body (every field they may support),
+    /// so the validated request is not needed.
     fn request(
         &mut self,
-        body: &[u8],
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let body = request.body;
         let provider = self.provider;
         // A body the provider's quirks may change takes the general way, which applies them.
         let fast = !openai_family::may_need_request_quirks(provider, body);
@@ -494,17 +498,6 @@ impl Translator for OpenAiTranslator {
             body: forwarded.body,
             dropped,
         })
-    }
-
-    /// OpenAI-compatible servers get the client's own body (every field they may support),
-    /// so the parsed request is not needed.
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        _chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {
@@ -1077,7 +1070,9 @@ pub(crate) fn openai_error(status: u16, body: &[u8]) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages_api::InboundApi;
     use crate::provider::ProviderOptions;
+    use crate::provider::RequestFromBody;
 
     /// LiteLLM's `cache` controls never reach the provider.
     #[test]
@@ -1105,7 +1100,7 @@ mod tests {
         let o = ProviderOptions::default();
         let mut t = OpenAiTranslator::default();
         let r = t
-            .request(
+            .request_from_body(InboundApi::Chat,
                 br#"{"model":"alias","messages":[{"role":"assistant","content":"x","thinking_blocks":[],"reasoning_content":"r"}],"top_k":3}"#,
                 &target(&o),
             )
@@ -1160,11 +1155,11 @@ mod tests {
             br#" { "messages" : [ ] , "model" : 7 } "#,
             br#"{"messages":[{"role":"assistant","content":"x","thinking_blocks":[{"a":1}],"reasoning_content":"r"}],"model":"a"}"#,
             br#"{"messages":[{"reasoning_content":"r","role":"assistant"},{"thinking_blocks":[]},"odd",3],"model":"a"}"#,
-            br#"{"model":"a","messages":[],"stream":true}"#,
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"x":{"include_usage":true}}}"#,
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{}}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"x":{"include_usage":true}}}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{}}"#,
             br#"{"stream_options":null,"stream":true,"model":"a","messages":[]}"#,
             br#"{"model":"a","messages":[],"stream":false,"stream_options":{"include_usage":true}}"#,
             br#"{"messages":[{"role":"user","content":[{"type":"text","text":"\ud83d\ude00"}]}],"stream":true}"#,
@@ -1186,7 +1181,7 @@ mod tests {
         // What the general way must decide.
         for body in [
             &br#"{"model":"a","model":"b","messages":[]}"#[..],
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
             br#"{"mod\u0065l":"a","messages":[]}"#,
             br#"{"model":"a","messages":[]} x"#,
             br#"{"model":"a","messages":[01]}"#,
@@ -1294,11 +1289,14 @@ mod tests {
         for wants in [false, true] {
             let mut t = OpenAiTranslator::default();
             let body = if wants {
-                br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#.to_vec()
+                br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}"#.to_vec()
             } else {
-                br#"{"model":"a","messages":[],"stream":true}"#.to_vec()
+                br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true}"#
+                    .to_vec()
             };
-            let r = t.request(&body, &target(&o)).unwrap();
+            let r = t
+                .request_from_body(InboundApi::Chat, &body, &target(&o))
+                .unwrap();
             let v: Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(v["stream_options"]["include_usage"], true);
             let mut out = Vec::new();
@@ -1336,12 +1334,13 @@ mod tests {
         let o = ProviderOptions::default();
         let mut t = OpenAiTranslator::default();
         let body = if wants_usage {
-            br#"{"model":"a","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":true}}"#
                 .to_vec()
         } else {
-            br#"{"model":"a","messages":[],"stream":true}"#.to_vec()
+            br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":true}"#.to_vec()
         };
-        t.request(&body, &target(&o)).unwrap();
+        t.request_from_body(InboundApi::Chat, &body, &target(&o))
+            .unwrap();
         t
     }
 

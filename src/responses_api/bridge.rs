@@ -10,8 +10,9 @@ use super::events::EventWriter;
 use super::response;
 use super::ResponsesCall;
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
-use crate::provider::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use crate::provider::{
+    ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest,
+};
 use crate::usage::Usage;
 
 /// One attempt through the bridge.
@@ -36,19 +37,11 @@ impl Bridge {
 }
 
 impl Translator for Bridge {
+    /// `request` is the call's chat form, validated; the provider's translator gets it
+    /// with the chat body it came from.
     fn request(
         &mut self,
-        _body: &[u8],
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let chat = crate::provider::common::parse_chat_request(&self.call.chat_body)?;
-        self.request_parsed(&[], &chat, target)
-    }
-
-    fn request_parsed(
-        &mut self,
-        _body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         if let Some(field) = self.call.continues_stored {
@@ -61,8 +54,13 @@ impl Translator for Bridge {
         if let Some(refusal) = &self.call.bridge_refusal {
             return Err(refusal.clone());
         }
-        self.inner
-            .request_parsed(&self.call.chat_body, chat, target)
+        self.inner.request(
+            ClientRequest {
+                body: &self.call.chat_body,
+                validated: request.validated,
+            },
+            target,
+        )
     }
 
     fn is_stream(&self) -> bool {

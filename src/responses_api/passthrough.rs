@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 
 use super::response::usage_of;
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::ChatRequest;
 use crate::provider::registry::{ProviderSpec, WireApi};
 use crate::provider::{
-    join_path, openai_family, Target, TranslatedResponse, Translator, UpstreamRequest,
+    join_path, openai_family, ClientRequest, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
 };
 use crate::sse::SseDecoder;
 use crate::usage::Usage;
@@ -54,10 +54,10 @@ fn responses_path(provider: &ProviderSpec, target: &Target<'_>) -> String {
 impl Translator for Passthrough {
     fn request(
         &mut self,
-        body: &[u8],
+        client: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let mut request: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        let mut request: Map<String, Value> = serde_json::from_slice(client.body).map_err(|e| {
             GatewayError::invalid_request(format!("request body is not a JSON object: {e}"))
         })?;
         request.insert(
@@ -75,15 +75,6 @@ impl Translator for Passthrough {
             body,
             dropped: Vec::new(),
         })
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        _chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        self.request(body, target)
     }
 
     fn is_stream(&self) -> bool {

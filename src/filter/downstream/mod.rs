@@ -25,7 +25,7 @@ use crate::limits::settlement::{self, Account, Ending, Settlement};
 use crate::messages_api::{self, InboundApi};
 use crate::metrics::{self, Outcome};
 use crate::provider::ProviderKind;
-use crate::request::{estimate_prompt_tokens, parse_chat_request};
+use crate::request::{estimate_prompt_tokens, validate_chat};
 use crate::routing::{self, OPERATION_STATE, ROUTE_HEADER};
 use crate::usage::Usage;
 use gates::{CacheState, Stage, Waiting};
@@ -303,13 +303,7 @@ impl DownstreamHttp {
             None
         };
         self.responses.clone_from(&responses);
-        let parsed = match (&responses, self.api) {
-            (Some(call), _) => parse_chat_request(&call.chat_body),
-            (None, InboundApi::Chat | InboundApi::Responses) => parse_chat_request(&body),
-            (None, api) => messages_api::request::parse(&body, api == InboundApi::CountTokens)
-                .and_then(|v| messages_api::request::to_chat_request(&v)),
-        };
-        let request = match parsed {
+        let request = match validate_chat(self.api, &body, responses.as_deref()) {
             Ok(r) => r,
             Err(e) => return self.reply_error(&e),
         };

@@ -10,9 +10,8 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Translator for Anthropic deployments.
@@ -66,12 +65,12 @@ impl AnthropicTranslator {
 }
 
 impl Translator for AnthropicTranslator {
-    fn request_parsed(
+    fn request(
         &mut self,
-        _body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = request.chat_request()?;
         let translated = request::translate_chat_as(chat, target, self.body_version)?;
         Ok(self.prepare(translated, target))
     }

@@ -20,8 +20,9 @@ use super::eventstream::EventStreamDecoder;
 use super::stream::{error_event, exception};
 use super::{model_path, EVENT_STREAM_MEDIA_TYPE};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
-use crate::provider::{StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use crate::provider::{
+    ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest,
+};
 use crate::usage::Usage;
 
 /// The `anthropic_version` InvokeModel takes for Claude's Messages API.
@@ -182,28 +183,14 @@ impl ClaudeInvoke {
 impl Translator for ClaudeInvoke {
     fn request(
         &mut self,
-        body: &[u8],
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         let inner_target = Target {
             api_key: None,
             ..*target
         };
-        let up = self.inner.request(body, &inner_target)?;
-        Ok(self.place(up, target))
-    }
-
-    fn request_parsed(
-        &mut self,
-        body: &[u8],
-        chat: &ChatRequest,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let inner_target = Target {
-            api_key: None,
-            ..*target
-        };
-        let up = self.inner.request_parsed(body, chat, &inner_target)?;
+        let up = self.inner.request(request, &inner_target)?;
         Ok(self.place(up, target))
     }
 

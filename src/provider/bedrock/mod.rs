@@ -20,9 +20,11 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{
+    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
+};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Appends `s` as a JSON string.
@@ -107,12 +109,12 @@ fn status_for(error_type: &str, upstream_status: u16) -> u16 {
 }
 
 impl Translator for BedrockTranslator {
-    fn request_parsed(
+    fn request(
         &mut self,
-        _body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = request.chat_request()?;
         let converse = request::translate_chat(chat, target)?;
         let translated = converse.translated;
         self.now_unix_secs = target.now_unix_secs;

@@ -11,9 +11,11 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{
+    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
+};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Translator for Cohere deployments.
@@ -36,12 +38,12 @@ pub fn endpoint_path(base_path: &str) -> String {
 }
 
 impl Translator for CohereTranslator {
-    fn request_parsed(
+    fn request(
         &mut self,
-        _body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = request.chat_request()?;
         let translated = request::translate_chat(chat, target)?;
         self.now_unix_secs = target.now_unix_secs;
         self.model = target.upstream_model.to_string();

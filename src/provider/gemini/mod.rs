@@ -12,9 +12,11 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{
+    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
+};
 use crate::error::GatewayError;
-use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// Translator for Gemini deployments.
@@ -96,12 +98,12 @@ impl GeminiTranslator {
 }
 
 impl Translator for GeminiTranslator {
-    fn request_parsed(
+    fn request(
         &mut self,
-        _body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let chat = request.chat_request()?;
         let translated = request::translate_chat(chat, target)?;
         Ok(self.prepare(translated, target))
     }

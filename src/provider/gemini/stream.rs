@@ -24,8 +24,7 @@ use crate::json;
 use std::ops::ControlFlow;
 
 use crate::openai::{
-    write_chunk, write_error_event, ChatChunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta,
-    CHUNK_OBJECT, DONE_EVENT,
+    write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ToolCallDeltaRef, DONE_EVENT,
 };
 use crate::provider::common::{oversized_event_error, stream_error};
 use crate::provider::{StreamPreamble, TranslatedResponse};
@@ -49,6 +48,8 @@ struct State {
     model: String,
     /// `chatcmpl-<responseId>`, fixed by the first event.
     id: Option<String>,
+    /// What every chunk starts with, rewritten when the id or the model changes.
+    head: ChunkHead,
     response_id: Option<String>,
     /// Candidates seen so far, by first appearance.
     candidates: Vec<CandidateState>,
@@ -245,6 +246,7 @@ impl GeminiStream {
                 created: now_unix_secs,
                 model: model.to_string(),
                 id: None,
+                head: ChunkHead::new(&completion_id(None), now_unix_secs, model),
                 response_id: None,
                 candidates: Vec::new(),
                 calls: 0,
@@ -309,14 +311,21 @@ impl GeminiStream {
 
 impl State {
     fn on_chunk(&mut self, chunk: GenerateContentResponse, out: &mut Vec<u8>) {
+        let mut changed = false;
         if self.id.is_none() {
             self.response_id = chunk.response_id.clone();
             self.id = Some(completion_id(chunk.response_id.as_deref()));
+            changed = true;
         }
         if let Some(version) = chunk.model_version.as_deref().filter(|v| !v.is_empty()) {
             if version != self.model {
                 self.model = version.to_string();
+                changed = true;
             }
+        }
+        if changed {
+            let id = self.id.as_deref().unwrap_or_default();
+            self.head.set(id, self.created, &self.model);
         }
         if let Some(u) = chunk.usage_metadata {
             self.usage = Some(u);
@@ -360,8 +369,9 @@ impl State {
             return;
         }
         for part in candidate.content.iter().flat_map(|c| &c.parts) {
+            let (call_id, args, calls);
             let delta = if let Some(call) = &part.function_call {
-                let id = tool_call_id(self.response_id.as_deref(), self.calls, part);
+                call_id = tool_call_id(self.response_id.as_deref(), self.calls, part);
                 self.calls += 1;
                 let Some(state) = self.candidates.get_mut(slot) else {
                     return;
@@ -369,37 +379,39 @@ impl State {
                 let call_index = state.tool_calls;
                 state.tool_calls = state.tool_calls.saturating_add(1);
                 state.produced = true;
-                Delta {
-                    tool_calls: Some(vec![ToolCallDelta {
-                        index: call_index,
-                        id: Some(id),
-                        kind: Some("function".to_string()),
-                        function: FunctionDelta {
-                            name: Some(call.name.clone()),
-                            arguments: Some(arguments(part)),
-                        },
-                    }]),
-                    ..Delta::default()
+                args = arguments(part);
+                calls = [ToolCallDeltaRef {
+                    index: call_index,
+                    id: Some(&call_id),
+                    kind: Some("function"),
+                    function: FunctionDeltaRef {
+                        name: Some(&call.name),
+                        arguments: Some(&args),
+                    },
+                }];
+                DeltaRef {
+                    tool_calls: Some(&calls),
+                    ..DeltaRef::default()
                 }
             } else if let Some(text) = part.text.as_deref().filter(|t| !t.is_empty()) {
                 if part.thought == Some(true) {
-                    Delta {
-                        reasoning_content: Some(text.to_string()),
-                        ..Delta::default()
+                    DeltaRef {
+                        reasoning_content: Some(text),
+                        ..DeltaRef::default()
                     }
                 } else {
                     if let Some(state) = self.candidates.get_mut(slot) {
                         state.produced = true;
                     }
-                    Delta {
-                        content: Some(text.to_string()),
-                        ..Delta::default()
+                    DeltaRef {
+                        content: Some(text),
+                        ..DeltaRef::default()
                     }
                 }
             } else {
                 continue;
             };
-            self.write(out, slot, delta, None);
+            self.write(out, slot, &delta, None);
         }
         let Some(reason) = candidate.finish_reason.as_deref() else {
             return;
@@ -421,50 +433,32 @@ impl State {
         if let Some(state) = self.candidates.get_mut(slot) {
             state.finished = true;
         }
-        self.write(out, slot, Delta::default(), Some(finish_reason));
+        self.write(out, slot, &DeltaRef::default(), Some(finish_reason));
     }
 
     /// Writes one chunk for the candidate in `slot`, preceded by its role chunk the first
     /// time (so a candidate that fails before producing anything sends no chunk at all).
-    fn write(&mut self, out: &mut Vec<u8>, slot: usize, delta: Delta, finish_reason: Option<&str>) {
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        slot: usize,
+        delta: &DeltaRef<'_>,
+        finish_reason: Option<&str>,
+    ) {
         let Some(state) = self.candidates.get_mut(slot) else {
             return;
         };
         let index = state.index;
         if !state.role_sent {
             state.role_sent = true;
-            let role = Delta {
-                role: Some("assistant".to_string()),
-                content: Some(String::new()),
-                ..Delta::default()
+            let role = DeltaRef {
+                role: Some("assistant"),
+                content: Some(""),
+                ..DeltaRef::default()
             };
-            self.write_chunk(out, index, role, None);
+            self.head.write_choice(out, index, &role, None);
         }
-        self.write_chunk(out, index, delta, finish_reason);
-    }
-
-    fn write_chunk(
-        &self,
-        out: &mut Vec<u8>,
-        index: u32,
-        delta: Delta,
-        finish_reason: Option<&str>,
-    ) {
-        write_chunk(
-            out,
-            &ChatChunk {
-                id: self.id.clone().unwrap_or_else(|| completion_id(None)),
-                object: CHUNK_OBJECT.to_string(),
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![ChunkChoice {
-                    index,
-                    delta,
-                    finish_reason: finish_reason.map(str::to_string),
-                }],
-                usage: None,
-            },
-        );
+        self.head.write_choice(out, index, delta, finish_reason);
     }
 
     /// The usage chunk when asked for, then `[DONE]`.
@@ -476,17 +470,7 @@ impl State {
                 .map(usage_from_gemini)
                 .unwrap_or_default()
                 .to_body();
-            write_chunk(
-                out,
-                &ChatChunk {
-                    id: self.id.clone().unwrap_or_else(|| completion_id(None)),
-                    object: CHUNK_OBJECT.to_string(),
-                    created: self.created,
-                    model: self.model.clone(),
-                    choices: Vec::new(),
-                    usage: Some(usage),
-                },
-            );
+            self.head.write_usage(out, &usage);
         }
         out.extend_from_slice(DONE_EVENT);
         self.done = true;

@@ -22,9 +22,11 @@ pub mod token;
 
 use super::anthropic::AnthropicTranslator;
 use super::gemini::GeminiTranslator;
-use super::{join_path, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::{
+    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
+};
 use crate::error::{ErrorKind, GatewayError};
-use crate::openai::ChatRequest;
 use crate::usage::Usage;
 
 /// The `anthropic_version` Claude on Vertex AI takes, in the body.
@@ -132,10 +134,9 @@ impl VertexTranslator {
 }
 
 impl Translator for VertexTranslator {
-    fn request_parsed(
+    fn request(
         &mut self,
-        body: &[u8],
-        chat: &ChatRequest,
+        request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
         // The publisher's translator sends no credential of its own.
@@ -143,7 +144,7 @@ impl Translator for VertexTranslator {
             api_key: None,
             ..*target
         };
-        let mut up = self.inner.request_parsed(body, chat, &inner_target)?;
+        let mut up = self.inner.request(request, &inner_target)?;
         up.path = self.path(
             target.base_path,
             target.upstream_model,
@@ -199,7 +200,9 @@ impl Translator for VertexTranslator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::messages_api::InboundApi;
     use crate::provider::ProviderOptions;
+    use crate::provider::RequestFromBody;
 
     const BASE: &str = "/v1/projects/p-1/locations/us-east5";
 
@@ -220,7 +223,11 @@ mod tests {
         let stream = br#"{"model":"a","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
         let mut t = VertexTranslator::gemini();
         let up = t
-            .request(req, &target("gemini-2.5-flash", Some("ya29.t"), &o))
+            .request_from_body(
+                InboundApi::Chat,
+                req,
+                &target("gemini-2.5-flash", Some("ya29.t"), &o),
+            )
             .unwrap();
         assert_eq!(
             up.path,
@@ -228,7 +235,11 @@ mod tests {
         );
         assert_eq!(up.headers, [("authorization", "Bearer ya29.t".to_string())]);
         let up = t
-            .request(stream, &target("gemini-2.5-flash", Some("ya29.t"), &o))
+            .request_from_body(
+                InboundApi::Chat,
+                stream,
+                &target("gemini-2.5-flash", Some("ya29.t"), &o),
+            )
             .unwrap();
         assert!(
             up.path.ends_with(":streamGenerateContent?alt=sse"),
@@ -238,7 +249,9 @@ mod tests {
 
         let mut t = VertexTranslator::anthropic();
         let m = "claude-sonnet-4-5@20250929";
-        let up = t.request(req, &target(m, Some("ya29.t"), &o)).unwrap();
+        let up = t
+            .request_from_body(InboundApi::Chat, req, &target(m, Some("ya29.t"), &o))
+            .unwrap();
         assert_eq!(
             up.path,
             format!("{BASE}/publishers/anthropic/models/{m}:rawPredict")
@@ -247,7 +260,9 @@ mod tests {
         assert_eq!(body["anthropic_version"], ANTHROPIC_VERSION);
         assert!(body.get("model").is_none());
         assert_eq!(up.headers.len(), 1);
-        let up = t.request(stream, &target(m, Some("ya29.t"), &o)).unwrap();
+        let up = t
+            .request_from_body(InboundApi::Chat, stream, &target(m, Some("ya29.t"), &o))
+            .unwrap();
         assert!(up.path.ends_with(":streamRawPredict"), "{}", up.path);
     }
 
@@ -258,7 +273,7 @@ mod tests {
         let mut t = VertexTranslator::gemini();
         let req = br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#;
         let up = t
-            .request(req, &target("gemini-2.5-flash", None, &o))
+            .request_from_body(InboundApi::Chat, req, &target("gemini-2.5-flash", None, &o))
             .unwrap();
         assert!(up.headers.is_empty());
         assert_eq!(t.response_status(401), 503);
@@ -274,8 +289,12 @@ mod tests {
         let o = ProviderOptions::default();
         let mut t = VertexTranslator::anthropic();
         let req = br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#;
-        t.request(req, &target("claude-opus-4-1", Some("ya29.t"), &o))
-            .unwrap();
+        t.request_from_body(
+            InboundApi::Chat,
+            req,
+            &target("claude-opus-4-1", Some("ya29.t"), &o),
+        )
+        .unwrap();
         let r = t.response(
             429,
             br#"{"error":{"code":429,"message":"Quota exceeded for online_prediction_requests_per_base_model","status":"RESOURCE_EXHAUSTED"}}"#,
