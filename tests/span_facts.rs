@@ -208,12 +208,13 @@ fn every_provider_answer_is_read_as_parsed() {
             &target,
         )
         .unwrap();
+        // Claude on Bedrock answers in AWS event-stream frames.
+        let upstream = match fs::read(case.join("upstream.frames.json")) {
+            Ok(json) => encode_frames(&json),
+            Err(_) => fs::read(case.join("upstream.sse")).unwrap(),
+        };
         let mut out = Vec::new();
-        t.stream(
-            &fs::read(case.join("upstream.sse")).unwrap(),
-            true,
-            &mut out,
-        );
+        t.stream(&upstream, true, &mut out);
         let what = format!("{}", case.display());
         let said = check(&what, said_by_events(&out), Some(&out), &out, true);
         streams += 1;
