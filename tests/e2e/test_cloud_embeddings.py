@@ -183,7 +183,7 @@ def test_stats_and_access_log_count_tokens_and_cost(cloud):
         client.embeddings.create(model=model, input=text, encoding_format="float")
     # Titan V2 $0.02, Cohere Embed 3 $0.10, gemini-embedding-001 $0.15 per million tokens;
     # text-embedding-005 bills per character: unpriced.
-    expected = {"embed-titan": 2, "embed-bedrock-cohere": 10, "embed-vertex-gemini": 15}
+    expected = {"embed-titan": "2", "embed-bedrock-cohere": "10", "embed-vertex-gemini": "15"}
 
     def lines_now() -> list:
         return [json.loads(l) for l in cloud.envoy.log_text().splitlines() if l.startswith("{")]
@@ -198,11 +198,11 @@ def test_stats_and_access_log_count_tokens_and_cost(cloud):
     by_model = {l["model"]: l for l in lines}
     for model, cost in expected.items():
         line = by_model[model]
-        assert line["prompt_tokens"] == 100 and line["completion_tokens"] == 0, line
+        assert line["prompt_tokens"] == "100" and line["completion_tokens"] == "0", line
         assert line["cost_micro_usd"] == cost, line
     assert by_model["embed-titan"]["provider"] == "bedrock"
     assert by_model["embed-vertex"]["provider"] == "vertex_ai"
-    assert by_model["embed-vertex"]["prompt_tokens"] == 100
+    assert by_model["embed-vertex"]["prompt_tokens"] == "100"
     stats: dict = {}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

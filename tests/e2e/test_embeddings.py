@@ -240,19 +240,19 @@ def test_stats_and_access_log_count_embeddings_with_their_cost(emb):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         lines = [json.loads(l) for l in emb.envoy.log_text().splitlines() if l.startswith("{")]
-        if find(lines, "embed-openai", 100) and find(lines, "embed-fb", 3):
+        if find(lines, "embed-openai", "100") and find(lines, "embed-fb", "3"):
             break
         time.sleep(0.3)
     # 100 words reported by the fake, at text-embedding-3-small's $0.02 per million.
-    first = find(lines, "embed-openai", 100)
+    first = find(lines, "embed-openai", "100")
     assert len(first) == 1, lines
-    assert first[0]["operation"] == "embeddings" and first[0]["completion_tokens"] == 0, first
-    assert first[0]["cost_micro_usd"] == 2 and first[0]["provider"] == "openai", first
-    fb = find(lines, "embed-fb", 3)
+    assert first[0]["operation"] == "embeddings" and first[0]["completion_tokens"] == "0", first
+    assert first[0]["cost_micro_usd"] == "2" and first[0]["provider"] == "openai", first
+    fb = find(lines, "embed-fb", "3")
     assert len(fb) == 1 and fb[0]["operation"] == "embeddings", lines
     assert fb[0]["provider"] == "cohere" and fb[0]["attempts"] == 2, fb
     # 3 tokens at embed-v4.0's $0.12 per million: priced, rounded to 0.
-    assert fb[0]["cost_micro_usd"] == 0, fb
+    assert fb[0]["cost_micro_usd"] == "0", fb
     # Chat lines carry no operation.
     assert all(l.get("operation") in (None, "embeddings") for l in lines)
     # Stats carry the operation label; the pricey key's spend is counted in micro-USD.

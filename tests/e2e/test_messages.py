@@ -351,8 +351,8 @@ def test_stats_and_access_log_count_messages(m):
     lines = access_log(m, 2, operation="messages", key="acct")
     assert len(lines) == 2, lines
     by_model = {l["model"]: l for l in lines}
-    assert by_model["claude-test"]["cost_micro_usd"] == 126 and by_model["claude-test"]["prompt_tokens"] == 12
-    assert by_model["gpt-test"]["cost_micro_usd"] == 6 and by_model["gpt-test"]["completion_tokens"] == 7
+    assert by_model["claude-test"]["cost_micro_usd"] == "126" and by_model["claude-test"]["prompt_tokens"] == "12"
+    assert by_model["gpt-test"]["cost_micro_usd"] == "6" and by_model["gpt-test"]["completion_tokens"] == "7"
 
 
 # ---------------------------------------------------------------------------------------------
