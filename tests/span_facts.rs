@@ -214,6 +214,7 @@ fn every_provider_answer_is_read_as_parsed() {
         )
         .unwrap();
         let mut out = Vec::new();
+        // Claude on Bedrock answers in AWS event-stream frames.
         t.stream(&stream_upstream(&case), true, &mut out);
         let what = format!("{}", case.display());
         let said = check(&what, said_by_events(&out), Some(&out), &out, true);

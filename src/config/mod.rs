@@ -107,6 +107,10 @@ pub struct GeneralSettings {
     pub spend_store: Option<crate::limits::ledger::SpendStore>,
     /// The response cache (in shared data, or in the spend store when there is one).
     pub response_cache: Option<crate::cache::ResponseCache>,
+    /// The access log's token counts and cost are JSON numbers rather than decimal text
+    /// (`general_settings.access_log_numbers`): Envoy's typed CEL formatter reads them, at
+    /// about 46,000 instructions a request.
+    pub access_log_numbers: bool,
 }
 
 /// The GCE / GKE metadata server's token of the default service account.
@@ -715,6 +719,7 @@ fn validate_general(raw: &RawGeneralSettings) -> Result<GeneralSettings, ConfigE
         request_timeout_secs,
         max_request_body_bytes,
         max_buffered_bytes_per_worker,
+        access_log_numbers: raw.access_log_numbers,
     })
 }
 

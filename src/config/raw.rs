@@ -161,6 +161,8 @@ pub(crate) struct RawGeneralSettings {
     pub(crate) spend_store: Option<Value>,
     #[serde(default)]
     pub(crate) response_cache: Option<Value>,
+    #[serde(default)]
+    pub(crate) access_log_numbers: bool,
 }
 
 /// `general_settings.rate_limit_service`: Envoy's global rate limit service.

@@ -191,6 +191,7 @@ pub fn access_logger(otel: &OpenTelemetry, fields: &Value) -> Value {
             "grpc_service": grpc_service(otel),
             "body": {"string_value": "%REQ(:METHOD)% %RESPONSE_CODE%"},
             "attributes": {"values": attributes},
+            "formatters": [super::access_log::cel_formatter()],
             "resource_attributes": {"values": [
                 {"key": "service.name", "value": {"string_value": otel.service_name}},
             ]},

@@ -125,7 +125,7 @@ def traced(tmp_path_factory, openai_fake, anthropic_fake):
                 "service_name": "llm-gateway-e2e",
                 "headers": {"x-gateway-test": "tracing"},
                 "capture_max_bytes": CAPTURE_MAX,
-            }},
+            }, "access_log_numbers": True},
             config_extra={
                 "virtual_keys": [{"name": "alice", "key_sha256": key_sha256(ALICE_KEY), "team": "research"},
                                  {"name": "carol", "key_sha256": key_sha256(CAROL_KEY), "capture_content": True}],
@@ -398,6 +398,13 @@ def test_access_log_carries_operation_and_trace_id(traced):
     assert sorted(l["operation"] for l in chat) == ["chat"] * (ROOTS - 1) + ["messages"], chat
     assert all(isinstance(l["trace_id"], str) and len(l["trace_id"]) == 32 for l in chat), chat
     assert CLIENT_TRACE in [l["trace_id"] for l in chat]
+    # With access_log_numbers, counts and cost are JSON numbers, null where the request has none.
+    numbers = ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens",
+               "reasoning_tokens", "cost_micro_usd")
+    for l in chat:
+        assert all(l[f] is None or type(l[f]) is int for f in numbers), l
+    assert any(type(l["prompt_tokens"]) is int and l["prompt_tokens"] > 0
+               and type(l["cost_micro_usd"]) is int for l in chat), chat
 
 
 class _OtlpStandIn(BaseHTTPRequestHandler):
