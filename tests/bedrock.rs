@@ -98,6 +98,40 @@ fn corrupt_streams_are_errors_not_panics() {
     }
 }
 
+/// A corrupt frame ends a Converse stream with one error, however many pieces follow it.
+#[test]
+fn converse_stream_tells_a_corrupt_frame_once() {
+    let target = target_for(ProviderKind::Bedrock);
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"stream":true}"#;
+    let mut t = translator_for(ProviderKind::Bedrock);
+    t.request_from_body(InboundApi::Chat, body, &target)
+        .unwrap();
+    let mut out = Vec::new();
+    t.stream(
+        &encode_event("messageStart", r#"{"role":"assistant"}"#),
+        false,
+        &mut out,
+    );
+    let mut corrupt = encode_event(
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"text":"x"}}"#,
+    );
+    if let Some(last) = corrupt.last_mut() {
+        *last ^= 0xFF;
+    }
+    t.stream(&corrupt, false, &mut out);
+    for i in 0..3 {
+        let next = encode_event(
+            "contentBlockDelta",
+            &format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"after {i}"}}}}"#),
+        );
+        t.stream(&next, i == 2, &mut out);
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches("\"error\"").count(), 1, "{text}");
+    assert!(!text.contains("after"), "{text}");
+}
+
 /// Anthropic's Messages API to Claude on Bedrock goes through InvokeModel with the client's
 /// body: everything it wrote is kept (thinking blocks with their signatures, cache marks,
 /// `metadata`, `top_k`), `model` and `stream` give way to `anthropic_version`, the path

@@ -43,6 +43,8 @@ pub struct ConverseStream {
     stop: Option<String>,
     /// `message_stop` was told.
     finished: bool,
+    /// The decoder's error was told: nothing more is.
+    failed: bool,
     /// The Messages events of the current piece.
     sse: Vec<u8>,
 }
@@ -58,12 +60,17 @@ impl ConverseStream {
             started: Vec::new(),
             stop: None,
             finished: false,
+            failed: false,
             sse: Vec::new(),
         }
     }
 
     /// Translates the next piece of the stream into `out`.
     pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+        if self.failed {
+            self.inner.push(b"", end_of_stream, out);
+            return;
+        }
         let mut sse = std::mem::take(&mut self.sse);
         sse.clear();
         let mut decoder = std::mem::take(&mut self.decoder);
@@ -72,6 +79,7 @@ impl ConverseStream {
             ControlFlow::Continue(())
         });
         if let Some(e) = decoder.error() {
+            self.failed = true;
             error_event(
                 &mut sse,
                 "api_error",
