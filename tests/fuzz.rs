@@ -55,8 +55,9 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use llm_gateway::auth;
-use llm_gateway::config::keys::{self, BudgetDuration};
+use llm_gateway::config::keys;
 use llm_gateway::config::model::Secret;
+use llm_gateway::config::periods::{self, BudgetDuration};
 use llm_gateway::config::{GatewayConfig, PluginConfig};
 use llm_gateway::limits::admission::{admit, rate_limit_headers, RequestFacts};
 use llm_gateway::limits::records::prepare;
@@ -2253,14 +2254,14 @@ fn check_text(input: &TextInput) -> Result<(), String> {
     };
     let _ = facts.worst_case_micro_usd();
     // Keys and periods.
-    match keys::parse_expiry(text) {
+    match periods::parse_expiry(text) {
         Ok(t) => {
-            let _ = keys::format_utc(t);
+            let _ = periods::format_utc(t);
         }
         Err(m) if m.is_empty() => return Err("an expiry error without a message".into()),
         Err(_) => {}
     }
-    let _ = keys::format_utc(n);
+    let _ = periods::format_utc(n);
     for d in BudgetDuration::ALL {
         let p = d.period(n);
         let _ = (p.start_unix_secs(), p.end_unix_secs(), p.label());

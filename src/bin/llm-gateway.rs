@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use llm_gateway::auth;
-use llm_gateway::config::keys::{self, KeySpec};
+use llm_gateway::config::mint::{self, KeySpec};
 use llm_gateway::config::{FilterRole, GatewayConfig};
 use llm_gateway::preflight;
 use llm_gateway::render::istio::{
@@ -411,7 +411,7 @@ fn mint_key(args: MintKey) -> Result<(), String> {
     spec.validate()
         .map_err(|e| format!("mint-key: {}: {}", flag_of(&e.field), e.message))?;
 
-    let key = keys::format_minted_key(&random_bytes()?);
+    let key = mint::format_minted_key(&random_bytes()?);
     let entry = spec.entry_yaml(&auth::digest_hex(&auth::digest(&key)));
 
     if let Some(path) = args.config.as_deref() {

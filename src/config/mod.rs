@@ -18,7 +18,9 @@ use crate::provider::ProviderKind;
 
 pub mod chains;
 pub mod keys;
+pub mod mint;
 pub mod model;
+pub mod periods;
 mod provider_params;
 pub(crate) mod raw;
 

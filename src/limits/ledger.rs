@@ -31,8 +31,9 @@
 
 use serde_json::Value;
 
-use crate::config::keys::{BudgetDuration, Limits};
+use crate::config::keys::Limits;
 use crate::config::model::ConfigError;
+use crate::config::periods::BudgetDuration;
 
 const AT: &str = "general_settings.spend_store";
 

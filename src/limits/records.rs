@@ -16,7 +16,7 @@
 //! ```
 //!
 //! `minute` is `now / 60`, the fixed window of `requests` and `tokens`; `period` is the
-//! budget period (`d20526`, `w2932`, `m24315`, `t0`: see [`crate::config::keys::Period`]) of
+//! budget period (`d20526`, `w2932`, `m24315`, `t0`: see [`crate::config::periods::Period`]) of
 //! `spent` (micro-USD); then two in-flight buckets (current, previous), each the second it
 //! started, the requests admitted in it that have not settled, and their reserved
 //! micro-USD. A bucket is dropped once it is older than the in-flight lease (a little more
@@ -25,7 +25,8 @@
 //! parse (another version) is read as an empty record and replaced.
 
 use super::store::{key_store_key, team_store_key, Store};
-use crate::config::keys::{BudgetDuration, Limits};
+use crate::config::keys::Limits;
+use crate::config::periods::BudgetDuration;
 
 /// Requests admitted in one lease interval and not yet settled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

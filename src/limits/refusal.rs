@@ -3,7 +3,7 @@
 //! headers of the window that refused). Admission decides; this renders.
 
 use super::admission::{RateLimitInfo, Subject, Window};
-use crate::config::keys::format_utc;
+use crate::config::periods::format_utc;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Which limit refused a request.

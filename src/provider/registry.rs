@@ -64,7 +64,7 @@ impl Credential {
 /// The wire API a provider speaks, which picks its translator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireApi {
-    /// OpenAI Chat Completions, the body forwarded (`openai_compatible.rs`).
+    /// OpenAI Chat Completions, the body forwarded (`openai_compatible/`).
     OpenAiChat,
     /// Azure OpenAI: Chat Completions on Azure's paths and credentials.
     AzureOpenAi,
