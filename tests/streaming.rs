@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use llm_gateway::provider::anthropic::stream::{self as anthropic_stream, AnthropicStream};
 mod common;
 
+use llm_gateway::provider::native::NativeStream;
 use llm_gateway::provider::registry::WireApi;
 use llm_gateway::provider::{translator_for, ProviderKind, StreamPreamble, Translator};
 use llm_gateway::usage::Usage;
@@ -44,10 +45,10 @@ impl Subject for Box<dyn Translator> {
 /// translation is not built yet (it reports exactly that); the stream does not depend on it.
 impl Subject for AnthropicStream {
     fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        AnthropicStream::push(self, chunk, end_of_stream, out);
+        NativeStream::push(self, chunk, end_of_stream, out);
     }
     fn usage(&self) -> Option<Usage> {
-        AnthropicStream::usage(self)
+        NativeStream::usage(self)
     }
     fn preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
         anthropic_stream::preamble(buffered, end_of_stream)

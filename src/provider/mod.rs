@@ -10,6 +10,7 @@ pub mod bedrock;
 pub mod cohere;
 pub mod common;
 pub mod gemini;
+pub mod native;
 pub mod openai_compatible;
 pub mod openai_family;
 pub mod registry;

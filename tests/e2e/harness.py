@@ -614,3 +614,16 @@ def running_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: Anthropi
         yield g
     finally:
         g.envoy.stop()
+
+
+def gateway_for_test(session: Gateway, request: Any, *fakes: Any) -> Iterator[Gateway]:
+    """A module's gateway for one test, to `yield from` in its fixture: the gateway's fakes
+    and `fakes` reset before the test and `fakes` after it, the Envoy's log shown if it
+    fails."""
+    session.reset()
+    for f in fakes:
+        f.reset()
+    request.node._envoys = [session.envoy]
+    yield session
+    for f in fakes:
+        f.reset()

@@ -23,7 +23,7 @@ from fake_bedrock import (ACCESS_KEY, EVENT_STREAM, REGION, SECRET_KEY, BedrockF
                           converse_usage, encode_message, invoke_chunk, invoke_message,
                           invoke_stream, invoke_usage, stream_reply)
 from fakes import Reply, openai_error
-from harness import start_gateway
+from harness import gateway_for_test, running_gateway
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 API_KEY_ENV = "FAKE_BEDROCK_API_KEY"
@@ -56,24 +56,16 @@ def br_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake):
                   "api_key": "os.environ/FAKE_OPENAI_KEY"}}]
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_EC2_METADATA_DISABLED": "true", API_KEY_ENV: API_KEY}
-    g = start_gateway(tmp_path_factory.mktemp("bedrock"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra=env,
-                      router_settings={"fallbacks": [{"bedrock-fb": ["gpt-test"]},
-                                                     {"gpt-fb": ["bedrock-test"]}]})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("bedrock"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra=env,
+                         router_settings={"fallbacks": [{"bedrock-fb": ["gpt-test"]},
+                                                        {"gpt-fb": ["bedrock-test"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
-def br(br_session, bedrock_fake, openai_fake, request):
-    br_session.reset()
-    bedrock_fake.reset()
-    openai_fake.reset()
-    request.node._envoys = [br_session.envoy]
-    yield br_session
-    bedrock_fake.reset()
+def br(br_session, bedrock_fake, request):
+    yield from gateway_for_test(br_session, request, bedrock_fake)
 
 
 def sent(fake: BedrockFake, stream: bool = False) -> dict:

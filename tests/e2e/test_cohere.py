@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from fakes import CohereFake, Reply, cohere_error, cohere_event, cohere_message, cohere_stream, cohere_usage
-from harness import start_gateway
+from harness import gateway_for_test, running_gateway
 
 COHERE_KEY_ENV = "FAKE_COHERE_KEY"
 COHERE_KEY = "co-fake-cohere-provider-key-0123456789"
@@ -43,22 +43,15 @@ def co_session(tmp_path_factory, openai_fake, anthropic_fake, cohere_fake):
     models = [_cohere("cohere-test", cohere_fake.url),
               _cohere("cohere-drop", cohere_fake.url, drop_params=True),
               _cohere("cohere-fb", cohere_fake.url)]
-    g = start_gateway(tmp_path_factory.mktemp("cohere"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra={COHERE_KEY_ENV: COHERE_KEY},
-                      router_settings={"fallbacks": [{"cohere-fb": ["gpt-test"]}]})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("cohere"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra={COHERE_KEY_ENV: COHERE_KEY},
+                         router_settings={"fallbacks": [{"cohere-fb": ["gpt-test"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def co(co_session, cohere_fake, request):
-    co_session.reset()
-    cohere_fake.reset()
-    request.node._envoys = [co_session.envoy]
-    yield co_session
-    cohere_fake.reset()
+    yield from gateway_for_test(co_session, request, cohere_fake)
 
 
 def sent(fake) -> dict:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from fakes import Event, GeminiFake, Reply
-from harness import start_gateway
+from harness import gateway_for_test, running_gateway
 
 GEMINI_KEY_ENV = "FAKE_GEMINI_KEY"
 GEMINI_KEY = "AIzaFakeGeminiProviderKey0123456789abcde"
@@ -38,21 +38,14 @@ def gemini_fake():
 def gem_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake):
     models = [_gemini("gemini-test", gemini_fake.url),
               _gemini("gemini-drop", gemini_fake.url, drop_params=True)]
-    g = start_gateway(tmp_path_factory.mktemp("gemini"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra={GEMINI_KEY_ENV: GEMINI_KEY})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("gemini"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra={GEMINI_KEY_ENV: GEMINI_KEY}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def gem(gem_session, gemini_fake, request):
-    gem_session.reset()
-    gemini_fake.reset()
-    request.node._envoys = [gem_session.envoy]
-    yield gem_session
-    gemini_fake.reset()
+    yield from gateway_for_test(gem_session, request, gemini_fake)
 
 
 def answer(parts, finish="STOP", usage=None, rid="resp-e2e-1") -> dict:

@@ -12,7 +12,6 @@ pub mod stream;
 
 use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
-use crate::usage::Usage;
 
 /// Translator for Anthropic deployments.
 #[derive(Debug, Default)]
@@ -75,10 +74,6 @@ impl Translator for AnthropicTranslator {
         Ok(self.prepare(translated, target))
     }
 
-    fn is_stream(&self) -> bool {
-        self.stream.is_some()
-    }
-
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
         response::translate_response_with(
@@ -90,24 +85,5 @@ impl Translator for AnthropicTranslator {
         )
     }
 
-    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if let Some(s) = self.stream.as_mut() {
-            s.push(chunk, end_of_stream, out);
-        }
-    }
-
-    fn stream_usage(&self) -> Option<Usage> {
-        self.stream.as_ref().and_then(|s| s.usage())
-    }
-
-    fn stream_buffered_bytes(&self) -> usize {
-        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
-    }
-
-    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> super::StreamPreamble {
-        match self.stream {
-            Some(_) => stream::preamble(buffered, end_of_stream),
-            None => super::StreamPreamble::Proceed,
-        }
-    }
+    super::native::stream_methods!(stream);
 }

@@ -20,6 +20,7 @@ use crate::openai::{
     DONE_EVENT,
 };
 use crate::provider::common::{stream_error, unfinished_stream_error};
+use crate::provider::native::NativeStream;
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, SseEventRef, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
@@ -104,10 +105,12 @@ impl AnthropicStream {
             },
         }
     }
+}
 
+impl NativeStream for AnthropicStream {
     /// Translates the next piece of the stream into `out`. At `end_of_stream` a stream that
     /// did not reach `message_stop` ends with an error event and `[DONE]`.
-    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+    fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         if self.state.done {
             return;
         }
@@ -123,12 +126,12 @@ impl AnthropicStream {
 
     /// Usage seen so far; complete once the stream has ended. `None` before
     /// `message_start`.
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.state.usage.as_ref().map(usage_from_anthropic)
     }
 
     /// Bytes reserved by the stream's buffers, for tests and monitoring.
-    pub fn buffered_capacity(&self) -> usize {
+    fn buffered_capacity(&self) -> usize {
         let block = match &self.state.block {
             Some(OpenBlock::Thinking {
                 thinking,
@@ -138,6 +141,10 @@ impl AnthropicStream {
             _ => 0,
         };
         self.decoder.buffered_capacity() + block
+    }
+
+    fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        preamble(buffered, end_of_stream)
     }
 }
 

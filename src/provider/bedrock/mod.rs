@@ -20,12 +20,8 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use super::{
-    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
-    UpstreamRequest,
-};
+use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
-use crate::usage::Usage;
 
 /// Appends `s` as a JSON string.
 pub(crate) fn push_str(out: &mut Vec<u8>, s: &str) {
@@ -147,10 +143,6 @@ impl Translator for BedrockTranslator {
         })
     }
 
-    fn is_stream(&self) -> bool {
-        self.stream.is_some()
-    }
-
     fn response_headers(&mut self, headers: &[(&[u8], &[u8])]) {
         self.error_type = error_type_header(headers);
     }
@@ -178,26 +170,7 @@ impl Translator for BedrockTranslator {
         )
     }
 
-    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if let Some(s) = self.stream.as_mut() {
-            s.push(chunk, end_of_stream, out);
-        }
-    }
-
-    fn stream_usage(&self) -> Option<Usage> {
-        self.stream.as_ref().and_then(|s| s.usage())
-    }
-
-    fn stream_buffered_bytes(&self) -> usize {
-        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
-    }
-
-    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
-        match self.stream {
-            Some(_) => stream::preamble(buffered, end_of_stream),
-            None => StreamPreamble::Proceed,
-        }
-    }
+    super::native::stream_methods!(stream);
 }
 
 #[cfg(test)]

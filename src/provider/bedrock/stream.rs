@@ -27,6 +27,7 @@ use super::response::{exception_status, stop_reason, usage};
 use super::{push_json, push_str};
 use crate::error::ErrorKind;
 use crate::provider::anthropic::stream::AnthropicStream;
+use crate::provider::native::NativeStream;
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::usage::Usage;
 
@@ -63,48 +64,6 @@ impl ConverseStream {
             failed: false,
             sse: Vec::new(),
         }
-    }
-
-    /// Translates the next piece of the stream into `out`.
-    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if self.failed {
-            self.inner.push(b"", end_of_stream, out);
-            return;
-        }
-        let mut sse = std::mem::take(&mut self.sse);
-        sse.clear();
-        let mut decoder = std::mem::take(&mut self.decoder);
-        decoder.feed(chunk, |m| {
-            self.on_message(m, &mut sse);
-            ControlFlow::Continue(())
-        });
-        if let Some(e) = decoder.error() {
-            self.failed = true;
-            error_event(
-                &mut sse,
-                "api_error",
-                &format!("the provider sent {}", e.describe()),
-            );
-        } else if end_of_stream && !self.finished {
-            if let Some(reason) = self.stop.take() {
-                // No `metadata` after `messageStop`: finish without usage.
-                finish(&mut sse, &reason, None);
-                self.finished = true;
-            }
-        }
-        self.decoder = decoder;
-        self.inner.push(&sse, end_of_stream, out);
-        self.sse = sse;
-    }
-
-    /// Usage seen so far.
-    pub fn usage(&self) -> Option<Usage> {
-        self.inner.usage()
-    }
-
-    /// Bytes held between pieces.
-    pub fn buffered_capacity(&self) -> usize {
-        self.decoder.buffered_capacity() + self.inner.buffered_capacity() + self.sse.capacity()
     }
 
     fn on_message(&mut self, m: Message<'_>, sse: &mut Vec<u8>) {
@@ -203,6 +162,54 @@ impl ConverseStream {
         sse.extend_from_slice(format!("\"index\":{index},\"content_block\":").as_bytes());
         sse.extend_from_slice(block);
         close(sse);
+    }
+}
+
+impl NativeStream for ConverseStream {
+    /// Translates the next piece of the stream into `out`.
+    fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+        if self.failed {
+            self.inner.push(b"", end_of_stream, out);
+            return;
+        }
+        let mut sse = std::mem::take(&mut self.sse);
+        sse.clear();
+        let mut decoder = std::mem::take(&mut self.decoder);
+        decoder.feed(chunk, |m| {
+            self.on_message(m, &mut sse);
+            ControlFlow::Continue(())
+        });
+        if let Some(e) = decoder.error() {
+            self.failed = true;
+            error_event(
+                &mut sse,
+                "api_error",
+                &format!("the provider sent {}", e.describe()),
+            );
+        } else if end_of_stream && !self.finished {
+            if let Some(reason) = self.stop.take() {
+                // No `metadata` after `messageStop`: finish without usage.
+                finish(&mut sse, &reason, None);
+                self.finished = true;
+            }
+        }
+        self.decoder = decoder;
+        self.inner.push(&sse, end_of_stream, out);
+        self.sse = sse;
+    }
+
+    /// Usage seen so far.
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
+
+    /// Bytes held between pieces.
+    fn buffered_capacity(&self) -> usize {
+        self.decoder.buffered_capacity() + self.inner.buffered_capacity() + self.sse.capacity()
+    }
+
+    fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        preamble(buffered, end_of_stream)
     }
 }
 

@@ -11,12 +11,8 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{
-    join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
-    UpstreamRequest,
-};
+use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
-use crate::usage::Usage;
 
 /// Translator for Cohere deployments.
 #[derive(Debug, Default)]
@@ -66,10 +62,6 @@ impl Translator for CohereTranslator {
         })
     }
 
-    fn is_stream(&self) -> bool {
-        self.stream.is_some()
-    }
-
     fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
         let status = self.response_status(upstream_status);
         response::translate_response(
@@ -81,28 +73,7 @@ impl Translator for CohereTranslator {
         )
     }
 
-    fn stream(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
-        if let Some(s) = self.stream.as_mut() {
-            s.push(chunk, end_of_stream, out);
-        }
-    }
-
-    fn stream_usage(&self) -> Option<Usage> {
-        self.stream.as_ref().and_then(|s| s.usage())
-    }
-
-    fn stream_buffered_bytes(&self) -> usize {
-        self.stream.as_ref().map_or(0, |s| s.buffered_capacity())
-    }
-
-    /// A stream that opens with an error, or with a generation that failed before
-    /// producing anything, answers that error with its own status.
-    fn stream_preamble(&mut self, buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
-        match self.stream {
-            Some(_) => stream::preamble(buffered, end_of_stream),
-            None => StreamPreamble::Proceed,
-        }
-    }
+    super::native::stream_methods!(stream);
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::openai::{
     write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ToolCallDeltaRef, DONE_EVENT,
 };
 use crate::provider::common::{stream_error, unfinished_stream_error};
+use crate::provider::native::NativeStream;
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
@@ -138,10 +139,12 @@ impl CohereStream {
             },
         }
     }
+}
 
+impl NativeStream for CohereStream {
     /// Translates the next piece of the stream into `out`. At `end_of_stream` a stream that
     /// did not reach `message-end` ends with an error event and `[DONE]`.
-    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+    fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         let state = &mut self.state;
         if state.done {
             return;
@@ -167,13 +170,17 @@ impl CohereStream {
     }
 
     /// Usage seen so far; complete once the stream has ended.
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.state.usage.as_ref().map(usage_from_cohere)
     }
 
     /// Bytes reserved by the stream's buffers.
-    pub fn buffered_capacity(&self) -> usize {
+    fn buffered_capacity(&self) -> usize {
         self.decoder.buffered_capacity()
+    }
+
+    fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        preamble(buffered, end_of_stream)
     }
 }
 

@@ -27,6 +27,7 @@ use crate::openai::{
     write_error_event, ChunkHead, DeltaRef, FunctionDeltaRef, ToolCallDeltaRef, DONE_EVENT,
 };
 use crate::provider::common::{oversized_event_error, stream_error};
+use crate::provider::native::NativeStream;
 use crate::provider::{StreamPreamble, TranslatedResponse};
 use crate::sse::{scan_first_event, SseDecoder, PREAMBLE_SCAN_LIMIT};
 use crate::usage::Usage;
@@ -255,11 +256,13 @@ impl GeminiStream {
             },
         }
     }
+}
 
+impl NativeStream for GeminiStream {
     /// Translates the next piece of the stream into `out`. At `end_of_stream` a complete
     /// stream gets its usage chunk and `[DONE]`; an incomplete one an error event and
     /// `[DONE]`.
-    pub fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
+    fn push(&mut self, chunk: &[u8], end_of_stream: bool, out: &mut Vec<u8>) {
         let state = &mut self.state;
         if state.done {
             return;
@@ -299,13 +302,27 @@ impl GeminiStream {
     }
 
     /// Usage seen so far (the latest cumulative counts); complete once the stream ended.
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.state.usage.as_ref().map(usage_from_gemini)
     }
 
     /// Bytes reserved by the stream's buffers, for tests and monitoring.
-    pub fn buffered_capacity(&self) -> usize {
+    fn buffered_capacity(&self) -> usize {
         self.decoder.buffered_capacity()
+    }
+
+    fn preamble(buffered: &[u8], end_of_stream: bool) -> StreamPreamble {
+        preamble(buffered, end_of_stream)
+    }
+
+    /// Gemini's start is judged even without a stream: a JSON error body where an event
+    /// stream was expected fails the attempt all the same.
+    fn translator_preamble(
+        _stream: Option<&Self>,
+        buffered: &[u8],
+        end_of_stream: bool,
+    ) -> StreamPreamble {
+        preamble(buffered, end_of_stream)
     }
 }
 
