@@ -248,24 +248,12 @@ fn openrouter_answers_report_their_cost() {
     let answer =
         std::fs::read(fixtures_dir().join("openrouter/reported_cost/upstream_response.json"))
             .unwrap();
-    let mut t = translator_for(ProviderKind::OpenRouter);
-    t.request_from_body(
-        InboundApi::Chat,
-        common::MINIMAL_REQUEST,
-        &target_for(ProviderKind::OpenRouter),
-    )
-    .unwrap();
+    let mut t = common::chat_translator(ProviderKind::OpenRouter, common::MINIMAL_REQUEST);
     let usage = t.response(200, &answer).usage.unwrap();
     assert_eq!(usage.reported_cost_micro_usd, Some(505));
     assert_eq!(usage.prompt_tokens, 194);
     // The same answer from a provider that is not known to report its cost.
-    let mut t = translator_for(ProviderKind::Together);
-    t.request_from_body(
-        InboundApi::Chat,
-        common::MINIMAL_REQUEST,
-        &target_for(ProviderKind::Together),
-    )
-    .unwrap();
+    let mut t = common::chat_translator(ProviderKind::Together, common::MINIMAL_REQUEST);
     assert_eq!(
         t.response(200, &answer)
             .usage
@@ -276,13 +264,7 @@ fn openrouter_answers_report_their_cost() {
     // Perplexity's `cost` is an object: the usage is still read.
     let answer =
         std::fs::read(fixtures_dir().join("perplexity/citations/upstream_response.json")).unwrap();
-    let mut t = translator_for(ProviderKind::Perplexity);
-    t.request_from_body(
-        InboundApi::Chat,
-        common::MINIMAL_REQUEST,
-        &target_for(ProviderKind::Perplexity),
-    )
-    .unwrap();
+    let mut t = common::chat_translator(ProviderKind::Perplexity, common::MINIMAL_REQUEST);
     let usage = t.response(200, &answer).usage.unwrap();
     assert_eq!((usage.prompt_tokens, usage.completion_tokens), (9, 31));
     assert_eq!(usage.reported_cost_micro_usd, None);
@@ -296,24 +278,15 @@ fn perplexity_citations_reach_the_client() {
     let dir = fixtures_dir().join("perplexity");
     let answer = std::fs::read(dir.join("citations/upstream_response.json")).unwrap();
     let sent: Value = serde_json::from_slice(&answer).unwrap();
-    let mut t = translator_for(ProviderKind::Perplexity);
-    t.request_from_body(
-        InboundApi::Chat,
-        common::MINIMAL_REQUEST,
-        &target_for(ProviderKind::Perplexity),
-    )
-    .unwrap();
+    let mut t = common::chat_translator(ProviderKind::Perplexity, common::MINIMAL_REQUEST);
     let got: Value = serde_json::from_slice(&t.response(200, &answer).body).unwrap();
     for field in ["citations", "search_results"] {
         assert_eq!(got[field], sent[field], "{field}");
     }
-    let mut t = translator_for(ProviderKind::Perplexity);
-    t.request_from_body(
-        InboundApi::Chat,
+    let mut t = common::chat_translator(
+        ProviderKind::Perplexity,
         &std::fs::read(dir.join("stream_citations/openai_request.json")).unwrap(),
-        &target_for(ProviderKind::Perplexity),
-    )
-    .unwrap();
+    );
     let mut out = Vec::new();
     t.stream(
         &std::fs::read(dir.join("stream_citations/upstream.sse")).unwrap(),

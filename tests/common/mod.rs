@@ -110,6 +110,18 @@ pub fn one_deployment(
 pub const MINIMAL_REQUEST: &[u8] =
     br#"{"model":"alias","messages":[{"role":"user","content":"Hi"}]}"#;
 
+/// A translator of `kind` that has taken the chat request `body` for its default target.
+#[allow(dead_code)]
+pub fn chat_translator(
+    kind: ProviderKind,
+    body: &[u8],
+) -> Box<dyn llm_gateway::provider::Translator> {
+    let mut t = translator_for(kind);
+    t.request_from_body(InboundApi::Chat, body, &target_for(kind))
+        .unwrap_or_else(|e| panic!("{kind:?} refused the request: {e}"));
+    t
+}
+
 /// The directory of a provider's fixtures that holds its snapshots of the shared request
 /// corpus (`tests/corpus.rs`), not a case.
 pub const CORPUS_DIR: &str = "corpus";
