@@ -36,11 +36,7 @@ fn translate(body: Value) -> Value {
 }
 
 fn with(extra: Value) -> Value {
-    let mut body = json!({"model": "claude", "messages": [{"role": "user", "content": "Hi"}]});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body
+    common::chat_body("claude", extra)
 }
 
 fn assert_refused(body: Value, param: &str) {
@@ -55,34 +51,30 @@ fn assert_refused(body: Value, param: &str) {
 /// Parameters Anthropic cannot honour are refused by name.
 #[test]
 fn refuses_unsupported_parameters() {
-    assert_refused(with(json!({"n": 2})), "n");
-    assert_refused(with(json!({"logprobs": true})), "logprobs");
-    assert_refused(with(json!({"top_logprobs": 3})), "top_logprobs");
-    assert_refused(with(json!({"logit_bias": {"50256": -100}})), "logit_bias");
-    assert_refused(with(json!({"presence_penalty": 0.5})), "presence_penalty");
-    assert_refused(
-        with(json!({"frequency_penalty": -1.0})),
-        "frequency_penalty",
-    );
-    assert_refused(with(json!({"temperature": 1.5})), "temperature");
-    assert_refused(
-        with(json!({"reasoning_effort": "extreme"})),
-        "reasoning_effort",
-    );
-    assert_refused(
-        with(json!({"response_format": {"type": "xml"}})),
-        "response_format.type",
-    );
-    assert_refused(
-        with(json!({"response_format": {"type": "json_schema"}})),
-        "response_format.json_schema",
-    );
-    assert_refused(
-        with(
-            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "has space"}}}),
+    for (extra, param) in [
+        (json!({"n": 2}), "n"),
+        (json!({"logprobs": true}), "logprobs"),
+        (json!({"top_logprobs": 3}), "top_logprobs"),
+        (json!({"logit_bias": {"50256": -100}}), "logit_bias"),
+        (json!({"presence_penalty": 0.5}), "presence_penalty"),
+        (json!({"frequency_penalty": -1.0}), "frequency_penalty"),
+        (json!({"temperature": 1.5}), "temperature"),
+        (json!({"reasoning_effort": "extreme"}), "reasoning_effort"),
+        (
+            json!({"response_format": {"type": "xml"}}),
+            "response_format.type",
         ),
-        "response_format.json_schema.name",
-    );
+        (
+            json!({"response_format": {"type": "json_schema"}}),
+            "response_format.json_schema",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "has space"}}}),
+            "response_format.json_schema.name",
+        ),
+    ] {
+        assert_refused(with(extra), param);
+    }
 }
 
 /// What SDKs send by default is not a reason to refuse.

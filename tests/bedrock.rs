@@ -138,8 +138,6 @@ fn converse_stream_tells_a_corrupt_frame_once() {
 /// says the model and whether to stream. Other models and ARNs stay on Converse.
 #[test]
 fn messages_to_claude_on_bedrock_pass_through() {
-    use llm_gateway::messages_api::translator::translator;
-    use llm_gateway::messages_api::InboundApi;
     use serde_json::{json, Value};
 
     let options = ProviderOptions {
@@ -150,30 +148,17 @@ fn messages_to_claude_on_bedrock_pass_through() {
         options: &options,
         ..target_for(ProviderKind::Bedrock)
     };
-    let model = target.upstream_model;
-    let client = json!({
-        "model": "claude-alias", "max_tokens": 64, "top_k": 5, "metadata": {"user_id": "u1"},
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "t", "signature": "sig-1"},
-                {"type": "redacted_thinking", "data": "opaque"},
-                {"type": "text", "text": "hello"}]},
-            {"role": "user", "content": "again"}]
-    });
+    let mut client = common::claude_messages_request();
+    client["context_management"] = json!({"edits": [{"type": "clear_tool_uses_20250919"}]});
+    let client_bytes = serde_json::to_vec(&client).unwrap();
     for stream in [false, true] {
         let mut body = client.clone();
         body["stream"] = json!(stream);
-        let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
-        let up = t
-            .request_from_body(
-                InboundApi::Messages,
-                &serde_json::to_vec(&body).unwrap(),
-                &target,
-            )
-            .unwrap();
+        let (t, up) = common::messages_translator(
+            ProviderKind::Bedrock,
+            &serde_json::to_vec(&body).unwrap(),
+            &target,
+        );
         let method = if stream {
             "invoke-with-response-stream"
         } else {
@@ -209,25 +194,13 @@ fn messages_to_claude_on_bedrock_pass_through() {
         api_key: Some("bedrock-api-key"),
         ..target
     };
-    let up = translator(ProviderKind::Bedrock, InboundApi::Messages, model)
-        .request_from_body(
-            InboundApi::Messages,
-            &serde_json::to_vec(&client).unwrap(),
-            &keyed,
-        )
-        .unwrap();
+    let (_, up) = common::messages_translator(ProviderKind::Bedrock, &client_bytes, &keyed);
     assert!(up
         .headers
         .contains(&("authorization", "Bearer bedrock-api-key".to_string())));
 
     // The JSON answer is Anthropic's Message, passed on with its usage read.
-    let mut t = translator(ProviderKind::Bedrock, InboundApi::Messages, model);
-    t.request_from_body(
-        InboundApi::Messages,
-        &serde_json::to_vec(&client).unwrap(),
-        &target,
-    )
-    .unwrap();
+    let (mut t, _) = common::messages_translator(ProviderKind::Bedrock, &client_bytes, &target);
     let answer = br#"{"id":"msg_bdrk_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"cache_read_input_tokens":30,"output_tokens":6}}"#;
     t.response_headers(&[]);
     let r = t.response(200, answer);
@@ -246,13 +219,7 @@ fn messages_to_claude_on_bedrock_pass_through() {
             upstream_model: other,
             ..target
         };
-        let up = translator(ProviderKind::Bedrock, InboundApi::Messages, other)
-            .request_from_body(
-                InboundApi::Messages,
-                &serde_json::to_vec(&client).unwrap(),
-                &t,
-            )
-            .unwrap();
+        let (_, up) = common::messages_translator(ProviderKind::Bedrock, &client_bytes, &t);
         assert!(up.path.ends_with("/converse"), "{other}: {}", up.path);
     }
 }
@@ -261,8 +228,6 @@ fn messages_to_claude_on_bedrock_pass_through() {
 /// translator gives them; a stream that opens with an exception answers its status.
 #[test]
 fn claude_on_bedrock_errors_in_anthropic_shape() {
-    use llm_gateway::messages_api::translator::translator;
-    use llm_gateway::messages_api::InboundApi;
     use llm_gateway::provider::StreamPreamble;
     use serde_json::{json, Value};
 
@@ -280,13 +245,7 @@ fn claude_on_bedrock_errors_in_anthropic_shape() {
             "overloaded_error",
         ),
     ] {
-        let mut t = translator(
-            ProviderKind::Bedrock,
-            InboundApi::Messages,
-            target.upstream_model,
-        );
-        t.request_from_body(InboundApi::Messages, body, &target)
-            .unwrap();
+        let (mut t, _) = common::messages_translator(ProviderKind::Bedrock, body, &target);
         t.response_headers(&[(b"x-amzn-errortype", error_type.as_bytes())]);
         assert_eq!(t.response_status(upstream), status, "{error_type}");
         let r = t.response(upstream, br#"{"message":"went wrong"}"#);
@@ -300,13 +259,7 @@ fn claude_on_bedrock_errors_in_anthropic_shape() {
     }
 
     let streamed = br#"{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let mut t = translator(
-        ProviderKind::Bedrock,
-        InboundApi::Messages,
-        target.upstream_model,
-    );
-    t.request_from_body(InboundApi::Messages, streamed, &target)
-        .unwrap();
+    let (mut t, _) = common::messages_translator(ProviderKind::Bedrock, streamed, &target);
     let first = llm_gateway::provider::bedrock::eventstream::encode(
         &[
             (":exception-type", "throttlingException"),
@@ -329,9 +282,6 @@ fn claude_on_bedrock_errors_in_anthropic_shape() {
 /// ends the stream with one Anthropic `error` event, never a panic.
 #[test]
 fn claude_on_bedrock_bad_streams_end_with_an_error_event() {
-    use llm_gateway::messages_api::translator::translator;
-    use llm_gateway::messages_api::InboundApi;
-
     let target = target_for(ProviderKind::Bedrock);
     let body = br#"{"model":"m","max_tokens":8,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let start = common::encode_frames(
@@ -361,13 +311,7 @@ fn claude_on_bedrock_bad_streams_end_with_an_error_event() {
             stream = start.clone();
             stream.extend_from_slice(&tail);
         }
-        let mut t = translator(
-            ProviderKind::Bedrock,
-            InboundApi::Messages,
-            target.upstream_model,
-        );
-        t.request_from_body(InboundApi::Messages, body, &target)
-            .unwrap();
+        let (mut t, _) = common::messages_translator(ProviderKind::Bedrock, body, &target);
         let mut out = Vec::new();
         let (a, b) = stream.split_at(stream.len() / 2);
         t.stream(a, false, &mut out);

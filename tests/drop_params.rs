@@ -10,7 +10,10 @@ use llm_gateway::provider::RequestFromBody;
 use std::sync::LazyLock;
 
 use common::{anthropic_target, openai_target, NOW};
-use llm_gateway::provider::{translator_for, ProviderKind, ProviderOptions, Target};
+use llm_gateway::error::GatewayError;
+use llm_gateway::provider::{
+    translator_for, ProviderKind, ProviderOptions, Target, UpstreamRequest,
+};
 use serde_json::{json, Value};
 
 static DROPPING: LazyLock<ProviderOptions> = LazyLock::new(|| ProviderOptions {
@@ -27,11 +30,16 @@ fn dropping(target: Target<'static>) -> Target<'static> {
 }
 
 fn body(extra: Value) -> Vec<u8> {
-    let mut b = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
-    for (k, v) in extra.as_object().unwrap() {
-        b[k] = v.clone();
-    }
-    serde_json::to_vec(&b).unwrap()
+    serde_json::to_vec(&common::chat_body("m", extra)).unwrap()
+}
+
+/// A fresh `kind` translator's upstream request for a chat request with `extra`, to `target`.
+fn translate(
+    kind: ProviderKind,
+    extra: Value,
+    target: &Target<'_>,
+) -> Result<UpstreamRequest, GatewayError> {
+    translator_for(kind).request_from_body(InboundApi::Chat, &body(extra), target)
 }
 
 fn anthropic_unsupported() -> Vec<(&'static str, Value)> {
@@ -49,14 +57,12 @@ fn anthropic_unsupported() -> Vec<(&'static str, Value)> {
 #[test]
 fn anthropic_refuses_by_default() {
     for (param, value) in anthropic_unsupported() {
-        let mut t = translator_for(ProviderKind::Anthropic);
-        let e = t
-            .request_from_body(
-                InboundApi::Chat,
-                &body(json!({ param: value })),
-                &anthropic_target(),
-            )
-            .expect_err(param);
+        let e = translate(
+            ProviderKind::Anthropic,
+            json!({ param: value }),
+            &anthropic_target(),
+        )
+        .expect_err(param);
         assert_eq!(e.status, 400);
         assert_eq!(e.param.as_deref(), Some(param));
         assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
@@ -105,14 +111,12 @@ fn anthropic_drops_with_drop_params() {
 /// report `top_p` as dropped (Anthropic's current models refuse both together).
 #[test]
 fn anthropic_keeps_temperature_over_top_p() {
-    let mut t = translator_for(ProviderKind::Anthropic);
-    let r = t
-        .request_from_body(
-            InboundApi::Chat,
-            &body(json!({"temperature": 0.2, "top_p": 0.9})),
-            &dropping(anthropic_target()),
-        )
-        .unwrap();
+    let r = translate(
+        ProviderKind::Anthropic,
+        json!({"temperature": 0.2, "top_p": 0.9}),
+        &dropping(anthropic_target()),
+    )
+    .unwrap();
     let sent: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(sent["temperature"], json!(0.2));
     assert!(sent.get("top_p").is_none(), "{sent}");
@@ -123,28 +127,24 @@ fn anthropic_keeps_temperature_over_top_p() {
 /// the client could not detect.
 #[test]
 fn anthropic_n_is_always_refused() {
-    let mut t = translator_for(ProviderKind::Anthropic);
-    let e = t
-        .request_from_body(
-            InboundApi::Chat,
-            &body(json!({"n": 3})),
-            &dropping(anthropic_target()),
-        )
-        .expect_err("n");
+    let e = translate(
+        ProviderKind::Anthropic,
+        json!({"n": 3}),
+        &dropping(anthropic_target()),
+    )
+    .expect_err("n");
     assert_eq!(e.param.as_deref(), Some("n"));
 }
 
 /// OpenAI-compatible servers get every parameter as sent; nothing is dropped.
 #[test]
 fn openai_compatible_forwards_everything() {
-    let mut t = translator_for(ProviderKind::OpenAi);
-    let r = t
-        .request_from_body(
-            InboundApi::Chat,
-            &body(json!({"logprobs": true, "top_logprobs": 3, "logit_bias": {"1": 2}, "n": 3})),
-            &dropping(openai_target()),
-        )
-        .unwrap();
+    let r = translate(
+        ProviderKind::OpenAi,
+        json!({"logprobs": true, "top_logprobs": 3, "logit_bias": {"1": 2}, "n": 3}),
+        &dropping(openai_target()),
+    )
+    .unwrap();
     assert!(r.dropped.is_empty());
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["logprobs"], true);

@@ -243,13 +243,7 @@ fn openai_family_forwards_the_body() {
         assert_eq!(t.response(200, &trailing).status, 502);
     }
     let mut t = translator_for(ProviderKind::Gemini);
-    let target = Target {
-        upstream_model: "gemini-embedding-001",
-        base_path: "",
-        api_key: None,
-        now_unix_secs: NOW,
-        options: &options,
-    };
+    let target = keyless("gemini-embedding-001", &options);
     t.request_from_body(
         InboundApi::Embeddings,
         br#"{"model":"e","input":"abcdefgh"}"#,
@@ -261,17 +255,22 @@ fn openai_family_forwards_the_body() {
     assert!(t.usage_estimated());
 }
 
+/// A deployment of `upstream_model` with no base path and no key.
+fn keyless<'a>(upstream_model: &'a str, options: &'a ProviderOptions) -> Target<'a> {
+    Target {
+        upstream_model,
+        base_path: "",
+        api_key: None,
+        now_unix_secs: NOW,
+        options,
+    }
+}
+
 /// What a provider cannot take is a 400 naming the field, before any call.
 #[test]
 fn provider_limits() {
     let options = ProviderOptions::default();
-    let target = Target {
-        upstream_model: "m",
-        base_path: "",
-        api_key: None,
-        now_unix_secs: NOW,
-        options: &options,
-    };
+    let target = keyless("m", &options);
     let texts =
         |n: usize| serde_json::to_vec(&json!({"model": "e", "input": vec!["t"; n]})).unwrap();
     for (kind, limit) in [(ProviderKind::Gemini, 100), (ProviderKind::Cohere, 96)] {
@@ -372,13 +371,7 @@ fn one_input_models() {
 fn cloud_statuses() {
     let options = ProviderOptions::default();
     let mut t = translator_for(ProviderKind::VertexGemini);
-    let target = Target {
-        upstream_model: "text-embedding-005",
-        base_path: "",
-        api_key: None,
-        now_unix_secs: NOW,
-        options: &options,
-    };
+    let target = keyless("text-embedding-005", &options);
     let up = t
         .request_from_body(
             InboundApi::Embeddings,
@@ -396,13 +389,7 @@ fn cloud_statuses() {
         host: Some("bedrock-runtime.us-east-1.amazonaws.com".into()),
         ..ProviderOptions::default()
     };
-    let target = Target {
-        upstream_model: "cohere.embed-v4:0",
-        base_path: "",
-        api_key: None,
-        now_unix_secs: NOW,
-        options: &host,
-    };
+    let target = keyless("cohere.embed-v4:0", &host);
     let up = t
         .request_from_body(
             InboundApi::Embeddings,

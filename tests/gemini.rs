@@ -62,11 +62,7 @@ fn stream_cases() -> Vec<Case> {
 // === requests ===
 
 fn with(extra: Value) -> Value {
-    let mut body = json!({"model": "gemini", "messages": [{"role": "user", "content": "Hi"}]});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    body
+    common::chat_body("gemini", extra)
 }
 
 fn translate(body: &Value, target: &Target<'_>) -> Result<Value, GatewayError> {
@@ -115,33 +111,32 @@ fn refuses_parallel_tool_calls_false() {
 #[test]
 fn refuses_bad_parameters() {
     let tools = json!([{"type": "function", "function": {"name": "get_weather"}}]);
-    assert_refused(with(json!({"n": 0})), "n");
-    assert_refused(
-        with(json!({"reasoning_effort": "extreme"})),
-        "reasoning_effort",
-    );
-    assert_refused(
-        with(json!({"response_format": {"type": "xml"}})),
-        "response_format.type",
-    );
-    assert_refused(
-        with(json!({"response_format": {"type": "json_schema"}})),
-        "response_format.json_schema",
-    );
-    assert_refused(
-        with(
-            json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_time"}}}),
+    for (extra, param) in [
+        (json!({"n": 0}), "n"),
+        (json!({"reasoning_effort": "extreme"}), "reasoning_effort"),
+        (
+            json!({"response_format": {"type": "xml"}}),
+            "response_format.type",
         ),
-        "tool_choice.function.name",
-    );
-    assert_refused(
-        with(json!({"tools": tools, "tool_choice": "sometimes"})),
-        "tool_choice",
-    );
-    assert_refused(
-        with(json!({"tools": [{"type": "custom", "function": {"name": "x"}}]})),
-        "tools[0].type",
-    );
+        (
+            json!({"response_format": {"type": "json_schema"}}),
+            "response_format.json_schema",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "get_time"}}}),
+            "tool_choice.function.name",
+        ),
+        (
+            json!({"tools": tools, "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+        (
+            json!({"tools": [{"type": "custom", "function": {"name": "x"}}]}),
+            "tools[0].type",
+        ),
+    ] {
+        assert_refused(with(extra), param);
+    }
 }
 
 /// Bad message content is a 400 naming the message, the part and the field.

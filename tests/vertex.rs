@@ -328,32 +328,16 @@ fn prices_by_model_name() {
 /// and bearer token are Vertex AI's. The answer reaches the client as Vertex AI sent it.
 #[test]
 fn messages_to_claude_on_vertex_pass_through() {
-    use llm_gateway::messages_api::translator::translator;
-    use llm_gateway::messages_api::InboundApi;
-
     let target = target_for(ProviderKind::VertexAnthropic);
-    let client = json!({
-        "model": "claude-alias", "max_tokens": 64, "top_k": 5, "metadata": {"user_id": "u1"},
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "t", "signature": "sig-1"},
-                {"type": "redacted_thinking", "data": "opaque"},
-                {"type": "text", "text": "hello"}]},
-            {"role": "user", "content": "again"}]
-    });
+    let client = common::claude_messages_request();
     for stream in [false, true] {
         let mut body = client.clone();
         body["stream"] = json!(stream);
-        let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
-        let up = t
-            .request_from_body(
-                InboundApi::Messages,
-                &serde_json::to_vec(&body).unwrap(),
-                &target,
-            )
-            .unwrap();
+        let (t, up) = common::messages_translator(
+            ProviderKind::VertexAnthropic,
+            &serde_json::to_vec(&body).unwrap(),
+            &target,
+        );
         let method = if stream {
             "streamRawPredict"
         } else {
@@ -381,13 +365,11 @@ fn messages_to_claude_on_vertex_pass_through() {
         );
         assert_eq!(t.is_stream(), stream);
     }
-    let mut t = translator(ProviderKind::VertexAnthropic, InboundApi::Messages, "");
-    t.request_from_body(
-        InboundApi::Messages,
+    let (mut t, _) = common::messages_translator(
+        ProviderKind::VertexAnthropic,
         &serde_json::to_vec(&client).unwrap(),
         &target,
-    )
-    .unwrap();
+    );
     let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"text","text":"ok"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":6}}"#;
     let r = t.response(200, answer);
     assert_eq!(r.body, answer.to_vec(), "the answer is passed on as sent");

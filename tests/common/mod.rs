@@ -110,6 +110,16 @@ pub fn one_deployment(
 pub const MINIMAL_REQUEST: &[u8] =
     br#"{"model":"alias","messages":[{"role":"user","content":"Hi"}]}"#;
 
+/// A one-message chat request to `model` with the top-level fields of `extra` set.
+pub fn chat_body(model: &str, extra: Value) -> Value {
+    let mut body =
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]});
+    for (k, v) in extra.as_object().expect("extra fields are an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
 /// A translator of `kind` that has taken the chat request `body` for its default target.
 #[allow(dead_code)]
 pub fn chat_translator(
@@ -120,6 +130,43 @@ pub fn chat_translator(
     t.request_from_body(InboundApi::Chat, body, &target_for(kind))
         .unwrap_or_else(|e| panic!("{kind:?} refused the request: {e}"));
     t
+}
+
+/// A Messages API translator of `kind` for `target`'s model that has taken the Messages
+/// request `body`, and the upstream request it made.
+pub fn messages_translator(
+    kind: ProviderKind,
+    body: &[u8],
+    target: &Target<'_>,
+) -> (
+    Box<dyn llm_gateway::provider::Translator>,
+    llm_gateway::provider::UpstreamRequest,
+) {
+    let mut t = llm_gateway::messages_api::translator::translator(
+        kind,
+        InboundApi::Messages,
+        target.upstream_model,
+    );
+    let up = t
+        .request_from_body(InboundApi::Messages, body, target)
+        .unwrap_or_else(|e| panic!("{kind:?} refused the Messages request: {e}"));
+    (t, up)
+}
+
+/// A Messages API request to Claude with what a pass-through keeps as the client wrote it:
+/// thinking blocks with their signatures, a cache mark, `metadata` and `top_k`.
+pub fn claude_messages_request() -> Value {
+    serde_json::json!({
+        "model": "claude-alias", "max_tokens": 64, "top_k": 5, "metadata": {"user_id": "u1"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "t", "signature": "sig-1"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "hello"}]},
+            {"role": "user", "content": "again"}]
+    })
 }
 
 /// The directory of a provider's fixtures that holds its snapshots of the shared request

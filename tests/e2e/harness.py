@@ -110,6 +110,37 @@ def free_port() -> int:
     raise RuntimeError("could not find a free port")
 
 
+# A Messages API conversation with what a pass-through to Claude must keep as the client
+# wrote it: a cache mark and a thinking block with its signature.
+CLAUDE_HISTORY = [
+    {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]},
+    {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"},
+                                      {"type": "text", "text": "ok"}]},
+    {"role": "user", "content": "Hello Claude"}]
+
+
+def deployment(alias: str, model: str, api_base: str, key_env: Optional[str] = None,
+               **params: Any) -> dict:
+    """A `model_list` entry: `alias` served by `model` (`provider/name`) at `api_base`, with
+    its key read from the environment variable `key_env` when one is named, and `params`
+    added to its `litellm_params`."""
+    litellm_params: dict = {"model": model, "api_base": api_base}
+    if key_env:
+        litellm_params["api_key"] = f"os.environ/{key_env}"
+    litellm_params.update(params)
+    return {"model_name": alias, "litellm_params": litellm_params}
+
+
+def openai_deployment(alias: str, model: str, fake_url: str, **params: Any) -> dict:
+    """An OpenAI-compatible deployment of `model` on the OpenAI fake at `fake_url`."""
+    return deployment(alias, f"openai/{model}", f"{fake_url}/v1", OPENAI_KEY_ENV, **params)
+
+
+def anthropic_deployment(alias: str, model: str, fake_url: str, **params: Any) -> dict:
+    """An Anthropic deployment of `model` on the Anthropic fake at `fake_url`."""
+    return deployment(alias, f"anthropic/{model}", fake_url, ANTHROPIC_KEY_ENV, **params)
+
+
 def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], listen_port: int,
                    admin_port: int, master_key: str = MASTER_KEY, extra_models: Iterable = (),
                    router_settings: Optional[dict] = None, general_extra: Optional[dict] = None,
@@ -118,13 +149,9 @@ def gateway_config(openai_url: Optional[str], anthropic_url: Optional[str], list
     `claude-test` (Anthropic), both keyed from the environment."""
     models = []
     if openai_url:
-        models.append({"model_name": "gpt-test", "litellm_params": {
-            "model": "openai/gpt-4o-mini", "api_base": f"{openai_url}/v1",
-            "api_key": f"os.environ/{OPENAI_KEY_ENV}"}})
+        models.append(openai_deployment("gpt-test", "gpt-4o-mini", openai_url))
     if anthropic_url:
-        models.append({"model_name": "claude-test", "litellm_params": {
-            "model": "anthropic/claude-sonnet-4-5", "api_base": anthropic_url,
-            "api_key": f"os.environ/{ANTHROPIC_KEY_ENV}"}})
+        models.append(anthropic_deployment("claude-test", "claude-sonnet-4-5", anthropic_url))
     models.extend(extra_models)
     cfg: dict = {"model_list": models}
     if router_settings:
@@ -539,6 +566,13 @@ class Gateway:
         return stream(self.port, "/v1/chat/completions", body,
                       key=self.master_key if key is ... else key, **kw)
 
+    def anthropic_client(self, key: Optional[str] = None, **kw: Any):
+        """The official Anthropic SDK pointed at the gateway (no SDK retries)."""
+        import anthropic
+
+        kw.setdefault("max_retries", 0)
+        return anthropic.Anthropic(base_url=self.url, api_key=key or self.master_key, **kw)
+
     def client(self, key: Optional[str] = None, **kw: Any):
         """The official OpenAI SDK pointed at the gateway (no SDK retries)."""
         import openai
@@ -618,12 +652,12 @@ def running_gateway(tmp: Path, openai_fake: OpenAIFake, anthropic_fake: Anthropi
 
 def gateway_for_test(session: Gateway, request: Any, *fakes: Any) -> Iterator[Gateway]:
     """A module's gateway for one test, to `yield from` in its fixture: the gateway's fakes
-    and `fakes` reset before the test and `fakes` after it, the Envoy's log shown if it
-    fails."""
+    and `fakes` reset before and after the test, the Envoy's log shown if it fails."""
     session.reset()
     for f in fakes:
         f.reset()
     request.node._envoys = [session.envoy]
     yield session
+    session.reset()
     for f in fakes:
         f.reset()

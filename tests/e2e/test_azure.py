@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from fakes import AZURE_SAFE, AzureFake, Event, Reply, azure_content_filter_error, azure_prompt_filter_chunk, openai_chunk, openai_completion
-from harness import running_gateway
+from harness import deployment, gateway_for_test, running_gateway
 
 KEY_ENV, KEY = "FAKE_AZURE_KEY", "azure-fake-key-0123456789abcdef0123"
 TOKEN_ENV, TOKEN = "FAKE_AZURE_AD_TOKEN", "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-entra-token"
@@ -26,13 +26,11 @@ def azure_fake():
 
 @pytest.fixture(scope="module")
 def az_session(tmp_path_factory, openai_fake, anthropic_fake, azure_fake):
-    def azure(alias: str, **params) -> dict:
-        return {"model_name": alias, "litellm_params": {
-            "model": f"azure/{DEPLOYMENT}", "api_base": azure_fake.url, **params}}
+    model, url = f"azure/{DEPLOYMENT}", azure_fake.url
     models = [
-        azure("azure-classic", api_key=f"os.environ/{KEY_ENV}"),
-        azure("azure-v1", api_version="v1", azure_ad_token=f"os.environ/{TOKEN_ENV}"),
-        azure("azure-primary", api_key=f"os.environ/{KEY_ENV}"),
+        deployment("azure-classic", model, url, KEY_ENV),
+        deployment("azure-v1", model, url, api_version="v1", azure_ad_token=f"os.environ/{TOKEN_ENV}"),
+        deployment("azure-primary", model, url, KEY_ENV),
     ]
     with running_gateway(tmp_path_factory.mktemp("azure"), openai_fake, anthropic_fake,
                          extra_models=models, env_extra={KEY_ENV: KEY, TOKEN_ENV: TOKEN},
@@ -42,11 +40,7 @@ def az_session(tmp_path_factory, openai_fake, anthropic_fake, azure_fake):
 
 @pytest.fixture
 def az(az_session, azure_fake, request):
-    az_session.reset()
-    azure_fake.reset()
-    request.node._envoys = [az_session.envoy]
-    yield az_session
-    azure_fake.reset()
+    yield from gateway_for_test(az_session, request, azure_fake)
 
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]

@@ -23,7 +23,7 @@ from fake_bedrock import (ACCESS_KEY, EVENT_STREAM, REGION, SECRET_KEY, BedrockF
                           converse_usage, encode_message, invoke_chunk, invoke_message,
                           invoke_stream, invoke_usage, stream_reply)
 from fakes import Reply, openai_error
-from harness import gateway_for_test, running_gateway
+from harness import CLAUDE_HISTORY, deployment, gateway_for_test, openai_deployment, running_gateway
 
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 API_KEY_ENV = "FAKE_BEDROCK_API_KEY"
@@ -31,9 +31,9 @@ API_KEY = "bedrock-api-key-fake-0123456789abcdef"
 CONVERSE_KEYS = {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"}
 
 
-def _bedrock(alias: str, url: str, **params) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"bedrock/{MODEL}", "api_base": url, "aws_region_name": REGION, **params}}
+def _bedrock(alias: str, url: str, model: str = f"bedrock/{MODEL}", aws_region_name: str = REGION,
+             **params) -> dict:
+    return deployment(alias, model, url, aws_region_name=aws_region_name, **params)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,7 @@ def br_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake):
                        aws_region_name="eu-west-1"),
               _bedrock("bedrock-key", bedrock_fake.url, api_key=f"os.environ/{API_KEY_ENV}"),
               _bedrock("bedrock-nova", bedrock_fake.url, model="bedrock/amazon.nova-pro-v1:0"),
-              {"model_name": "gpt-fb", "litellm_params": {
-                  "model": "openai/gpt-4o-mini", "api_base": f"{openai_fake.url}/v1",
-                  "api_key": "os.environ/FAKE_OPENAI_KEY"}}]
+              openai_deployment("gpt-fb", "gpt-4o-mini", openai_fake.url)]
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_EC2_METADATA_DISABLED": "true", API_KEY_ENV: API_KEY}
     with running_gateway(tmp_path_factory.mktemp("bedrock"), openai_fake, anthropic_fake,
@@ -297,12 +295,8 @@ def test_messages_to_claude_on_bedrock_pass_through(br, bedrock_fake):
     InvokeModel with the client's body (thinking signatures, cache marks, metadata kept),
     `anthropic_version` instead of `model`, the beta header as `anthropic_beta`, signed by
     Envoy; the stream's base64 chunks reach the SDK as Anthropic's SSE."""
-    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
-    history = [
-        {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"},
-                                          {"type": "text", "text": "ok"}]},
-        {"role": "user", "content": "Hello Claude"}]
+    client = br.anthropic_client()
+    history = CLAUDE_HISTORY
     msg = client.messages.create(
         model="bedrock-test", max_tokens=2048, messages=history, metadata={"user_id": "u-1"},
         thinking={"type": "enabled", "budget_tokens": 1024},
@@ -339,7 +333,7 @@ def test_messages_to_claude_on_bedrock_pass_through(br, bedrock_fake):
 
 def test_messages_to_claude_on_bedrock_errors(br, bedrock_fake):
     """Bedrock's errors, before and inside the stream, in Anthropic's shape and status."""
-    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    client = br.anthropic_client()
     args = {"model": "bedrock-test", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
     bedrock_fake.enqueue(bedrock_error(429, "ThrottlingException", "Too many requests"))
     with pytest.raises(anthropic.RateLimitError) as e:
@@ -358,7 +352,7 @@ def test_messages_to_claude_on_bedrock_errors(br, bedrock_fake):
 
 
 def test_messages_to_claude_on_bedrock_with_an_api_key(br, bedrock_fake):
-    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    client = br.anthropic_client()
     msg = client.messages.create(model="bedrock-key", max_tokens=16,
                                  messages=[{"role": "user", "content": "key"}])
     assert msg.content[0].text == "echo: key"
@@ -370,7 +364,7 @@ def test_messages_to_claude_on_bedrock_with_an_api_key(br, bedrock_fake):
 
 def test_messages_to_other_bedrock_models_are_bridged(br, bedrock_fake):
     """A model that is not Claude goes through Converse, its answer back in Anthropic's shape."""
-    client = anthropic.Anthropic(base_url=br.url, api_key=br.master_key, max_retries=0)
+    client = br.anthropic_client()
     msg = client.messages.create(model="bedrock-nova", max_tokens=16,
                                  messages=[{"role": "user", "content": "nova"}])
     assert msg.content[0].text == "echo: nova"

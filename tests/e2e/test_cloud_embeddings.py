@@ -20,7 +20,7 @@ import pytest
 
 from fake_bedrock import ACCESS_KEY, REGION, SECRET_KEY, BedrockFake
 from fakes import fake_vector
-from harness import start_gateway
+from harness import deployment, running_gateway
 from vertex_fakes import TOKEN_PATH, MetadataFake, VertexFake
 
 PROJECT = "test-project"
@@ -57,13 +57,12 @@ def bedrock_fake():
 @pytest.fixture(scope="module")
 def cloud_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake, vertex_fake, metadata):
     def bedrock(alias, model):
-        return {"model_name": alias, "litellm_params": {
-            "model": f"bedrock/{model}", "api_base": bedrock_fake.url, "aws_region_name": REGION}}
+        return deployment(alias, f"bedrock/{model}", bedrock_fake.url, aws_region_name=REGION)
 
     def vertex(alias, model):
-        return {"model_name": alias, "litellm_params": {
-            "model": f"vertex_ai/{model}", "vertex_project": PROJECT, "vertex_location": "us-central1",
-            "api_base": vertex_fake.url}, "model_info": {"mode": "embedding"}}
+        return {**deployment(alias, f"vertex_ai/{model}", vertex_fake.url, vertex_project=PROJECT,
+                             vertex_location="us-central1"),
+                "model_info": {"mode": "embedding"}}
 
     models = [bedrock("embed-titan", "amazon.titan-embed-text-v2:0"),
               bedrock("embed-bedrock-cohere", "cohere.embed-english-v3"),
@@ -71,13 +70,10 @@ def cloud_session(tmp_path_factory, openai_fake, anthropic_fake, bedrock_fake, v
               vertex("embed-vertex-gemini", "gemini-embedding-001")]
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_EC2_METADATA_DISABLED": "true"}
-    g = start_gateway(tmp_path_factory.mktemp("cloud-embeddings"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra=env,
-                      general_extra={"gcp_token_url": f"{metadata.url}{TOKEN_PATH}"})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("cloud-embeddings"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra=env,
+                         general_extra={"gcp_token_url": f"{metadata.url}{TOKEN_PATH}"}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from fakes import CohereFake, Reply, cohere_error, cohere_event, cohere_message, cohere_stream, cohere_usage
-from harness import gateway_for_test, running_gateway
+from harness import deployment, gateway_for_test, running_gateway
 
 COHERE_KEY_ENV = "FAKE_COHERE_KEY"
 COHERE_KEY = "co-fake-cohere-provider-key-0123456789"
@@ -28,8 +28,7 @@ COHERE_REQUEST_KEYS = {"model", "messages", "tools", "tool_choice", "response_fo
 
 
 def _cohere(alias: str, url: str, **params) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"cohere/{MODEL}", "api_base": url, "api_key": f"os.environ/{COHERE_KEY_ENV}", **params}}
+    return deployment(alias, f"cohere/{MODEL}", url, COHERE_KEY_ENV, **params)
 
 
 @pytest.fixture(scope="module")

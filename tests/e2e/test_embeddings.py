@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from fakes import CohereFake, GeminiFake, Reply, cohere_error, fake_vector, openai_error
-from harness import OPENAI_KEY_ENV, key_sha256, start_gateway
+from harness import deployment, gateway_for_test, key_sha256, openai_deployment, running_gateway
 
 GEMINI_KEY_ENV, GEMINI_KEY = "FAKE_GEMINI_KEY", "AIza-fake-gemini-provider-key-0123456789"
 COHERE_KEY_ENV, COHERE_KEY = "FAKE_COHERE_KEY", "co-fake-cohere-provider-key-0123456789"
@@ -51,45 +51,28 @@ def cohere_fake():
 
 @pytest.fixture(scope="module")
 def emb_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake, cohere_fake):
-    def openai_embedder(alias, model, **params):
-        return {"model_name": alias, "litellm_params": {
-            "model": f"openai/{model}", "api_base": f"{openai_fake.url}/v1",
-            "api_key": f"os.environ/{OPENAI_KEY_ENV}", **params}}
-
+    o = openai_fake.url
     models = [
-        openai_embedder("embed-openai", "text-embedding-3-small"),
-        {"model_name": "embed-gemini", "litellm_params": {
-            "model": "gemini/gemini-embedding-001", "api_base": gemini_fake.url,
-            "api_key": f"os.environ/{GEMINI_KEY_ENV}"}},
-        {"model_name": "embed-cohere", "litellm_params": {
-            "model": "cohere/embed-v4.0", "api_base": cohere_fake.url,
-            "api_key": f"os.environ/{COHERE_KEY_ENV}"}},
-        openai_embedder("embed-fb", "text-embedding-3-large"),
-        openai_embedder("embed-pricey", "my-embedder", input_cost_per_token=PRICEY_USD_PER_TOKEN,
-                        output_cost_per_token=0.0),
+        openai_deployment("embed-openai", "text-embedding-3-small", o),
+        deployment("embed-gemini", "gemini/gemini-embedding-001", gemini_fake.url, GEMINI_KEY_ENV),
+        deployment("embed-cohere", "cohere/embed-v4.0", cohere_fake.url, COHERE_KEY_ENV),
+        openai_deployment("embed-fb", "text-embedding-3-large", o),
+        openai_deployment("embed-pricey", "my-embedder", o, input_cost_per_token=PRICEY_USD_PER_TOKEN,
+                          output_cost_per_token=0.0),
     ]
     models[-1]["model_info"] = {"mode": "embedding"}
-    g = start_gateway(
-        tmp_path_factory.mktemp("embeddings"), openai_fake, anthropic_fake, extra_models=models,
-        env_extra={GEMINI_KEY_ENV: GEMINI_KEY, COHERE_KEY_ENV: COHERE_KEY},
-        router_settings={"fallbacks": [{"embed-fb": ["embed-cohere"]}]},
-        config_extra={"virtual_keys": [{"name": "embedder", "key_sha256": key_sha256(EMBEDDER_KEY),
-                                        "max_budget": BUDGET_USD}]})
-    try:
+    with running_gateway(
+            tmp_path_factory.mktemp("embeddings"), openai_fake, anthropic_fake, extra_models=models,
+            env_extra={GEMINI_KEY_ENV: GEMINI_KEY, COHERE_KEY_ENV: COHERE_KEY},
+            router_settings={"fallbacks": [{"embed-fb": ["embed-cohere"]}]},
+            config_extra={"virtual_keys": [{"name": "embedder", "key_sha256": key_sha256(EMBEDDER_KEY),
+                                            "max_budget": BUDGET_USD}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def emb(emb_session, gemini_fake, cohere_fake, request):
-    emb_session.reset()
-    gemini_fake.reset()
-    cohere_fake.reset()
-    request.node._envoys = [emb_session.envoy]
-    yield emb_session
-    gemini_fake.reset()
-    cohere_fake.reset()
+    yield from gateway_for_test(emb_session, request, gemini_fake, cohere_fake)
 
 
 def test_openai_compatible_floats_and_tokens(emb):

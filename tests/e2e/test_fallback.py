@@ -8,17 +8,9 @@ import pytest
 
 import harness
 from fakes import Reply, anthropic_error, anthropic_event, openai_error
-from harness import ANTHROPIC_KEY, ANTHROPIC_KEY_ENV, OPENAI_KEY, OPENAI_KEY_ENV, assert_openai_error, start_gateway
-
-
-def _openai(alias: str, model: str, url: str) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": f"os.environ/{OPENAI_KEY_ENV}"}}
-
-
-def _anthropic(alias: str, model: str, url: str) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"anthropic/{model}", "api_base": url, "api_key": f"os.environ/{ANTHROPIC_KEY_ENV}"}}
+from harness import ANTHROPIC_KEY, OPENAI_KEY, assert_openai_error, gateway_for_test, running_gateway
+from harness import anthropic_deployment as _anthropic
+from harness import openai_deployment as _openai
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +26,14 @@ def fb_session(tmp_path_factory, openai_fake, anthropic_fake):
     ]
     fallbacks = [{"oo-first": ["oo-second"]}, {"oa-first": ["oa-second"]},
                  {"ao-first": ["ao-second"]}, {"dead-first": ["dead-second"]}]
-    g = start_gateway(tmp_path_factory.mktemp("fallback"), openai_fake, anthropic_fake,
-                      extra_models=models, router_settings={"fallbacks": fallbacks})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("fallback"), openai_fake, anthropic_fake,
+                         extra_models=models, router_settings={"fallbacks": fallbacks}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def fb(fb_session, request):
-    fb_session.reset()
-    request.node._envoys = [fb_session.envoy]
-    yield fb_session
-    fb_session.reset()
+    yield from gateway_for_test(fb_session, request)
 
 
 def ask(model: str, text: str = "hello", **fields) -> dict:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from fakes import Event, GeminiFake, Reply
-from harness import gateway_for_test, running_gateway
+from harness import deployment, gateway_for_test, running_gateway
 
 GEMINI_KEY_ENV = "FAKE_GEMINI_KEY"
 GEMINI_KEY = "AIzaFakeGeminiProviderKey0123456789abcde"
@@ -24,8 +24,7 @@ GEMINI_REQUEST_KEYS = {"contents", "systemInstruction", "tools", "toolConfig", "
 
 
 def _gemini(alias: str, url: str, **params) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"gemini/{MODEL}", "api_base": url, "api_key": f"os.environ/{GEMINI_KEY_ENV}", **params}}
+    return deployment(alias, f"gemini/{MODEL}", url, GEMINI_KEY_ENV, **params)
 
 
 @pytest.fixture(scope="module")

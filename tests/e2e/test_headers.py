@@ -18,7 +18,7 @@ import json
 import pytest
 
 from fakes import Event, GeminiFake, Reply, anthropic_message, anthropic_stream, gemini_response, openai_completion, openai_stream
-from harness import ANTHROPIC_KEY, OPENAI_KEY, start_gateway
+from harness import ANTHROPIC_KEY, OPENAI_KEY, deployment, gateway_for_test, running_gateway
 
 GEMINI_KEY_ENV = "FAKE_GEMINI_KEY"
 GEMINI_KEY = "AIzaFakeGeminiProviderKey0123456789abcde"
@@ -64,27 +64,17 @@ def gemini_fake():
 
 @pytest.fixture(scope="module")
 def hd_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake):
-    models = [{"model_name": "gemini-test", "litellm_params": {
-        "model": "gemini/gemini-2.5-flash", "api_base": gemini_fake.url,
-        "api_key": f"os.environ/{GEMINI_KEY_ENV}"}}]
+    models = [deployment("gemini-test", "gemini/gemini-2.5-flash", gemini_fake.url, GEMINI_KEY_ENV)]
     # A virtual key with a request limit, so that the gateway sets its own x-ratelimit-*.
     keys = [{"name": "headers", "key_sha256": hashlib.sha256(VIRTUAL.encode()).hexdigest(), "rpm_limit": 1000}]
-    g = start_gateway(tmp_path_factory.mktemp("headers"), openai_fake, anthropic_fake, extra_models=models,
-                      env_extra={GEMINI_KEY_ENV: GEMINI_KEY}, config_extra={"virtual_keys": keys})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("headers"), openai_fake, anthropic_fake, extra_models=models,
+                         env_extra={GEMINI_KEY_ENV: GEMINI_KEY}, config_extra={"virtual_keys": keys}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def hd(hd_session, gemini_fake, request):
-    hd_session.reset()
-    gemini_fake.reset()
-    request.node._envoys = [hd_session.envoy]
-    yield hd_session
-    hd_session.reset()
-    gemini_fake.reset()
+    yield from gateway_for_test(hd_session, request, gemini_fake)
 
 
 def fake_for(hd, gemini_fake, model):

@@ -17,7 +17,7 @@ import pytest
 
 import harness
 from fakes import Reply, openai_error
-from harness import ANTHROPIC_KEY_ENV, OPENAI_KEY_ENV, start_gateway
+from harness import anthropic_deployment, openai_deployment, start_gateway
 
 SCRAPE_TIMEOUT = 40.0
 
@@ -63,21 +63,12 @@ class Prometheus:
         self.log.close()
 
 
-def _openai(alias: str, model: str, url: str) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": f"os.environ/{OPENAI_KEY_ENV}"}}
-
-
-def _anthropic(alias: str, model: str, url: str) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"anthropic/{model}", "api_base": url, "api_key": f"os.environ/{ANTHROPIC_KEY_ENV}"}}
-
-
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, openai_fake, anthropic_fake):
     """Runs the known mix once, then scrapes; yields (gateway, prometheus)."""
     tmp = tmp_path_factory.mktemp("metrics")
-    models = [_openai("m-first", "gpt-first", openai_fake.url), _anthropic("m-second", "claude-second", anthropic_fake.url)]
+    models = [openai_deployment("m-first", "gpt-first", openai_fake.url),
+              anthropic_deployment("m-second", "claude-second", anthropic_fake.url)]
     g = start_gateway(tmp, openai_fake, anthropic_fake, extra_models=models,
                       router_settings={"fallbacks": [{"m-first": ["m-second"]}]})
     prom = Prometheus(tmp, g.admin_port)

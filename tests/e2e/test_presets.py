@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from fakes import Event, OpenAIFake, Reply, openai_chunk, openai_completion
-from harness import running_gateway
+from harness import gateway_for_test, running_gateway
 
 GROQ_ENV, GROQ_KEY = "FAKE_GROQ_KEY", "gsk_fakeGroqProviderKey0123456789abcdef"
 
@@ -63,11 +63,7 @@ def presets_session(tmp_path_factory, openai_fake, anthropic_fake, ollama_fake, 
 
 @pytest.fixture
 def ps(presets_session, ollama_fake, groq_fake, cloud_fake, request):
-    for f in (ollama_fake, groq_fake, cloud_fake):
-        f.reset()
-    presets_session.reset()
-    request.node._envoys = [presets_session.envoy]
-    yield presets_session
+    yield from gateway_for_test(presets_session, request, ollama_fake, groq_fake, cloud_fake)
 
 
 MESSAGES = [{"role": "user", "content": "Hi"}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import GeminiFake, Reply
-from harness import OPENAI_KEY_ENV, assert_openai_error, start_gateway
+from harness import assert_openai_error, deployment, gateway_for_test, openai_deployment, running_gateway
 
 GEMINI_KEY_ENV = "FAKE_GEMINI_KEY"
 GEMINI_KEY = "AIzaFakeGeminiProviderKey0123456789abcde"
@@ -27,11 +27,6 @@ EMPTY_ERRORS = {
 HTML = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
 
 
-def _openai(alias: str, model: str, url: str) -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"openai/{model}", "api_base": f"{url}/v1", "api_key": f"os.environ/{OPENAI_KEY_ENV}"}}
-
-
 @pytest.fixture(scope="module")
 def gemini_fake():
     with GeminiFake(name="gemini", api_key=GEMINI_KEY) as f:
@@ -42,28 +37,19 @@ def gemini_fake():
 def pf_session(tmp_path_factory, openai_fake, anthropic_fake, gemini_fake):
     o = openai_fake.url
     models = [
-        {"model_name": "gemini-test", "litellm_params": {
-            "model": "gemini/gemini-2.5-flash", "api_base": gemini_fake.url,
-            "api_key": f"os.environ/{GEMINI_KEY_ENV}"}},
-        _openai("html-first", "gpt-html-first", o), _openai("html-second", "gpt-html-second", o),
+        deployment("gemini-test", "gemini/gemini-2.5-flash", gemini_fake.url, GEMINI_KEY_ENV),
+        openai_deployment("html-first", "gpt-html-first", o),
+        openai_deployment("html-second", "gpt-html-second", o),
     ]
-    g = start_gateway(tmp_path_factory.mktemp("provider-failures"), openai_fake, anthropic_fake,
-                      extra_models=models, env_extra={GEMINI_KEY_ENV: GEMINI_KEY},
-                      router_settings={"fallbacks": [{"html-first": ["html-second"]}]})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("provider-failures"), openai_fake, anthropic_fake,
+                         extra_models=models, env_extra={GEMINI_KEY_ENV: GEMINI_KEY},
+                         router_settings={"fallbacks": [{"html-first": ["html-second"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
 def pf(pf_session, gemini_fake, request):
-    pf_session.reset()
-    gemini_fake.reset()
-    request.node._envoys = [pf_session.envoy]
-    yield pf_session
-    pf_session.reset()
-    gemini_fake.reset()
+    yield from gateway_for_test(pf_session, request, gemini_fake)
 
 
 def ask(model: str, stream: bool = False) -> dict:

@@ -27,7 +27,7 @@ import openai
 import pytest
 
 from fakes import Reply, anthropic_message, anthropic_stream
-from harness import OPENAI_KEY, key_sha256, start_gateway
+from harness import OPENAI_KEY, gateway_for_test, key_sha256, openai_deployment, running_gateway
 from responses_fakes import ResponsesOpenAIFake, call_item, message_item, responses_reply
 
 CODEX_KEY = "sk-gw-test-codex-0123456789abcdef"
@@ -56,22 +56,15 @@ def rgw(tmp_path_factory, oai, anthropic_fake):
     keys = {"virtual_keys": [{"name": "codex", "key_sha256": key_sha256(CODEX_KEY),
                               "models": ["gpt-test", "claude-test"], "max_budget": 5.0}]}
     # `gpt-fb` is the OpenAI deployment again, falling back to Anthropic through the bridge.
-    fb = {"model_name": "gpt-fb", "litellm_params": {
-        "model": "openai/gpt-4o-mini", "api_base": f"{oai.url}/v1", "api_key": "os.environ/FAKE_OPENAI_KEY"}}
-    g = start_gateway(tmp_path_factory.mktemp("responses"), oai, anthropic_fake, config_extra=keys,
-                      extra_models=[fb], router_settings={"fallbacks": [{"gpt-fb": ["claude-test"]}]})
-    try:
+    fb = openai_deployment("gpt-fb", "gpt-4o-mini", oai.url)
+    with running_gateway(tmp_path_factory.mktemp("responses"), oai, anthropic_fake, config_extra=keys,
+                         extra_models=[fb], router_settings={"fallbacks": [{"gpt-fb": ["claude-test"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 @pytest.fixture
-def r(rgw, oai, anthropic_fake, request):
-    oai.reset()
-    anthropic_fake.reset()
-    request.node._envoys = [rgw.envoy]
-    yield rgw
+def r(rgw, request):
+    yield from gateway_for_test(rgw, request)
 
 
 def access_log(g, count_at_least: int = 0, key: str = "codex") -> list:

@@ -21,7 +21,7 @@ import time
 import openai
 import pytest
 
-from harness import REPO_ROOT, free_port, start_gateway, stop_process
+from harness import CLAUDE_HISTORY, REPO_ROOT, deployment, free_port, running_gateway, start_gateway, stop_process
 from vertex_fakes import TOKEN_PATH, MetadataFake, OAuthFake, VertexFake
 
 PROJECT = "test-project"
@@ -29,9 +29,7 @@ LIFETIME = 4  # seconds a token lives
 
 
 def _vertex(alias: str, model: str, url: str, location: str = "us-central1") -> dict:
-    return {"model_name": alias, "litellm_params": {
-        "model": f"vertex_ai/{model}", "vertex_project": PROJECT, "vertex_location": location,
-        "api_base": url}}
+    return deployment(alias, f"vertex_ai/{model}", url, vertex_project=PROJECT, vertex_location=location)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +49,11 @@ def vx_session(tmp_path_factory, openai_fake, anthropic_fake, metadata, vertex_f
     models = [_vertex("gemini-vertex", "gemini-2.5-flash", vertex_fake.url),
               _vertex("claude-vertex", "claude-sonnet-4-5@20250929", vertex_fake.url, "global"),
               _vertex("vertex-fb", "gemini-2.5-flash", vertex_fake.url)]
-    g = start_gateway(tmp_path_factory.mktemp("vertex"), openai_fake, anthropic_fake,
-                      extra_models=models,
-                      general_extra={"gcp_token_url": f"{metadata.url}{TOKEN_PATH}"},
-                      router_settings={"fallbacks": [{"vertex-fb": ["gpt-test"]}]})
-    try:
+    with running_gateway(tmp_path_factory.mktemp("vertex"), openai_fake, anthropic_fake,
+                         extra_models=models,
+                         general_extra={"gcp_token_url": f"{metadata.url}{TOKEN_PATH}"},
+                         router_settings={"fallbacks": [{"vertex-fb": ["gpt-test"]}]}) as g:
         yield g
-    finally:
-        g.envoy.stop()
 
 
 def wait_until(what: str, check, timeout: float = 10.0, step: float = 0.1):
@@ -152,13 +147,8 @@ def test_messages_to_claude_on_vertex_pass_through(vx, vertex_fake, metadata):
     """Anthropic's Messages API to Claude on Vertex AI, through the official `anthropic` SDK:
     passed through like to Anthropic (thinking signatures, cache marks, metadata and beta
     headers kept), with the version in the body instead of `model`; streamed and not."""
-    import anthropic
-    client = anthropic.Anthropic(base_url=vx.url, api_key=vx.master_key, max_retries=0)
-    history = [
-        {"role": "user", "content": [{"type": "text", "text": "first", "cache_control": {"type": "ephemeral"}}]},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-abc"},
-                                          {"type": "text", "text": "ok"}]},
-        {"role": "user", "content": "Hello Claude"}]
+    client = vx.anthropic_client()
+    history = CLAUDE_HISTORY
     msg = client.messages.create(
         model="claude-vertex", max_tokens=40, messages=history, metadata={"user_id": "u-1"},
         thinking={"type": "enabled", "budget_tokens": 1024},
