@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::ProviderOptions;
 use crate::error::GatewayError;
 use crate::json;
-use crate::openai::{ChatRequest, ContentPart, ResponseFormat, Tool};
+use crate::openai::{ChatRequest, ContentPart, JsonSchemaFormat, ResponseFormat, Tool, ToolCall};
 use crate::sse::{SseDecoder, SseError};
 
 /// A translated request and what the response side must remember (Gemini, Cohere).
@@ -177,6 +177,74 @@ pub fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayErro
     GatewayError::invalid_param(
         format!("messages[{i}].content[{j}].type"),
         format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
+    )
+}
+
+/// The arguments of call `j` of message `i` as a JSON object (`{}` when empty), which
+/// Anthropic's `input` and Gemini's `args` must be; anything else is a 400 naming them.
+pub fn call_arguments(i: usize, j: usize, call: &ToolCall) -> Result<Value, GatewayError> {
+    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
+    let arguments = call.function.arguments.trim();
+    let args = if arguments.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        json::path::from_str::<Value>(arguments).map_err(|e| {
+            GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
+        })?
+    };
+    if !args.is_object() {
+        return Err(GatewayError::invalid_param(
+            param.clone(),
+            format!("{param} must be a JSON object"),
+        ));
+    }
+    Ok(args)
+}
+
+/// A 400 for message `i` in the legacy `function` role, which `provider`'s models cannot
+/// take.
+pub fn function_role_error(i: usize, provider: &str) -> GatewayError {
+    GatewayError::invalid_param(
+        format!("messages[{i}].role"),
+        format!(
+            "messages[{i}] has the legacy role `function`, which {provider} models cannot take; use `tool` messages with `tool_call_id`"
+        ),
+    )
+}
+
+/// A 400 for tool message `i` without a `tool_call_id`.
+pub fn missing_tool_call_id(i: usize) -> GatewayError {
+    GatewayError::invalid_param(
+        format!("messages[{i}].tool_call_id"),
+        format!("messages[{i}] has role `tool` but no `tool_call_id`"),
+    )
+}
+
+/// A 400 for an `image_url` part `j` of message `i` without its `image_url`.
+pub fn missing_image_url(i: usize, j: usize) -> GatewayError {
+    GatewayError::invalid_param(
+        format!("messages[{i}].content[{j}].image_url"),
+        format!("messages[{i}].content[{j}] has type `image_url` but no `image_url`"),
+    )
+}
+
+/// The `json_schema` of a `json_schema` response format, or a 400 when it is missing.
+pub fn required_json_schema(
+    spec: Option<JsonSchemaFormat>,
+) -> Result<JsonSchemaFormat, GatewayError> {
+    spec.ok_or_else(|| {
+        GatewayError::invalid_param(
+            "response_format.json_schema",
+            "`response_format.json_schema` is required when the type is `json_schema`",
+        )
+    })
+}
+
+/// A 400 for a `response_format.type` other than text, json_object or json_schema.
+pub fn unknown_format_type(kind: &str) -> GatewayError {
+    GatewayError::invalid_param(
+        "response_format.type",
+        format!("`response_format.type` `{kind}` is not supported; use text, json_object or json_schema"),
     )
 }
 

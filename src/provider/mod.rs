@@ -13,6 +13,7 @@ pub mod gemini;
 pub mod native;
 pub mod openai_compatible;
 pub mod openai_family;
+pub mod placement;
 pub mod registry;
 pub mod vertex;
 

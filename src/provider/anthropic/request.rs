@@ -34,11 +34,13 @@ use crate::openai::{
     ChatRequest, Content, ContentPart, ImageUrl, Message, Role, ThinkingBlock, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_function_tool, check_logprobs_and_bias, move_to_front, parse_chat_request,
-    parse_data_url, parse_response_format, split_thought_signature, stop_sequences, ParamPolicy,
+    call_arguments, check_function_tool, check_logprobs_and_bias, function_role_error,
+    missing_image_url, missing_tool_call_id, move_to_front, parse_chat_request, parse_data_url,
+    parse_response_format, part_type_error, required_json_schema, split_thought_signature,
+    stop_sequences, unknown_format_type, ParamPolicy,
 };
 use crate::provider::Target;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The translated request and what the response side must remember.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,14 +349,7 @@ fn map_messages(
             Role::User => turns.push(MessageRole::User, user_blocks(i, m.content.as_ref())?),
             Role::Assistant => turns.push(MessageRole::Assistant, assistant_blocks(i, m)?),
             Role::Tool => turns.push(MessageRole::User, vec![tool_result(i, m)?]),
-            Role::Function => {
-                return Err(GatewayError::invalid_param(
-                    format!("messages[{i}].role"),
-                    format!(
-                        "messages[{i}] has the legacy role `function`, which Anthropic models cannot take; use `tool` messages with `tool_call_id`"
-                    ),
-                ))
-            }
+            Role::Function => return Err(function_role_error(i, "Anthropic")),
         }
     }
     Ok(turns.finish())
@@ -508,25 +503,10 @@ fn thinking_block(
 }
 
 fn tool_use(i: usize, j: usize, call: &ToolCall) -> Result<ContentBlockParam, GatewayError> {
-    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
-    let arguments = call.function.arguments.trim();
-    let input = if arguments.is_empty() {
-        Value::Object(Map::new())
-    } else {
-        crate::json::path::from_str::<Value>(arguments).map_err(|e| {
-            GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
-        })?
-    };
-    if !input.is_object() {
-        return Err(GatewayError::invalid_param(
-            param.clone(),
-            format!("{param} must be a JSON object"),
-        ));
-    }
     Ok(ContentBlockParam::ToolUse {
         id: split_thought_signature(&call.id).0.to_string(),
         name: call.function.name.clone(),
-        input,
+        input: call_arguments(i, j, call)?,
     })
 }
 
@@ -539,10 +519,7 @@ fn tool_result(i: usize, m: &Message) -> Result<ContentBlockParam, GatewayError>
         .map(|id| split_thought_signature(id).0.to_string())
         .filter(|id| !id.is_empty())
     else {
-        return Err(GatewayError::invalid_param(
-            format!("messages[{i}].tool_call_id"),
-            format!("messages[{i}] has role `tool` but no `tool_call_id`"),
-        ));
+        return Err(missing_tool_call_id(i));
     };
     let content = match &m.content {
         None => None,
@@ -578,20 +555,10 @@ fn part_text(i: usize, j: usize, p: &ContentPart) -> Result<JsonText, GatewayErr
     })
 }
 
-fn part_type_error(i: usize, j: usize, kind: &str, why: &str) -> GatewayError {
-    GatewayError::invalid_param(
-        format!("messages[{i}].content[{j}].type"),
-        format!("messages[{i}].content[{j}] has type `{kind}`: {why}"),
-    )
-}
-
 fn image_block(i: usize, j: usize, p: &ContentPart) -> Result<ContentBlockParam, GatewayError> {
     let param = format!("messages[{i}].content[{j}].image_url.url");
     let Some(ImageUrl { url, .. }) = &p.image_url else {
-        return Err(GatewayError::invalid_param(
-            format!("messages[{i}].content[{j}].image_url"),
-            format!("messages[{i}].content[{j}] has type `image_url` but no `image_url`"),
-        ));
+        return Err(missing_image_url(i, j));
     };
     let cache_control = p.cache_control.clone();
     if url.starts_with("data:") {
@@ -673,12 +640,7 @@ fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
         "text" => Ok(Format::Text),
         "json_object" => Ok(Format::JsonObject),
         "json_schema" => {
-            let Some(spec) = format.json_schema else {
-                return Err(GatewayError::invalid_param(
-                    "response_format.json_schema",
-                    "`response_format.json_schema` is required when the type is `json_schema`",
-                ));
-            };
+            let spec = required_json_schema(format.json_schema)?;
             let name = spec
                 .name
                 .unwrap_or_else(|| DEFAULT_JSON_TOOL_NAME.to_string());
@@ -708,10 +670,7 @@ fn response_format(chat: &ChatRequest) -> Result<Format, GatewayError> {
                 cache_control: None,
             }))
         }
-        other => Err(GatewayError::invalid_param(
-            "response_format.type",
-            format!("`response_format.type` `{other}` is not supported; use text, json_object or json_schema"),
-        )),
+        other => Err(unknown_format_type(other)),
     }
 }
 

@@ -20,6 +20,7 @@ use super::eventstream::EventStreamDecoder;
 use super::stream::{error_event, exception};
 use super::{model_path, EVENT_STREAM_MEDIA_TYPE};
 use crate::error::GatewayError;
+use crate::provider::placement::inner_request;
 use crate::provider::{
     ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest,
 };
@@ -116,6 +117,8 @@ impl ClaudeInvoke {
         }
     }
 
+    /// Puts the body on InvokeModel with Bedrock's headers only: the passthrough's Anthropic
+    /// headers have no place here, the version is in the body.
     fn place(&self, mut up: UpstreamRequest, target: &Target<'_>) -> UpstreamRequest {
         let stream = self.inner.is_stream();
         let model = target.upstream_model;
@@ -129,8 +132,6 @@ impl ClaudeInvoke {
                 "invoke"
             },
         );
-        // The passthrough's Anthropic headers have no place here: the version is in the body.
-        up.headers.clear();
         if let Some(host) = target.options.host.as_deref() {
             up.headers.push((":authority", host.to_string()));
         }
@@ -186,11 +187,7 @@ impl Translator for ClaudeInvoke {
         request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let inner_target = Target {
-            api_key: None,
-            ..*target
-        };
-        let up = self.inner.request(request, &inner_target)?;
+        let up = inner_request(self.inner.as_mut(), request, target)?;
         Ok(self.place(up, target))
     }
 

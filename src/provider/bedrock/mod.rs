@@ -20,6 +20,8 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
+use super::native::Attempt;
+use super::placement::push_encoded_segment;
 use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
 use crate::error::GatewayError;
 
@@ -39,9 +41,7 @@ pub const EVENT_STREAM_MEDIA_TYPE: &str = "application/vnd.amazon.eventstream";
 /// Translator for Bedrock deployments.
 #[derive(Debug, Default)]
 pub struct BedrockTranslator {
-    stream: Option<stream::ConverseStream>,
-    now_unix_secs: u64,
-    model: String,
+    attempt: Attempt<stream::ConverseStream>,
     json_response_tool: Option<String>,
     /// The `x-amzn-errortype` of the answer.
     error_type: String,
@@ -67,19 +67,7 @@ pub fn model_path(base_path: &str, model: &str, method: &str) -> String {
     let model = model.strip_prefix("converse/").unwrap_or(model);
     let mut path = String::with_capacity(model.len() + 32);
     path.push_str("/model/");
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in model.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            path.push(b as char);
-        } else {
-            path.push('%');
-            for nibble in [b >> 4, b & 15] {
-                path.push(char::from(
-                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-                ));
-            }
-        }
-    }
+    push_encoded_segment(&mut path, model, b"-._~");
     path.push('/');
     path.push_str(method);
     join_path(base_path, &path)
@@ -113,16 +101,9 @@ impl Translator for BedrockTranslator {
         let chat = request.chat_request()?;
         let converse = request::translate_chat(chat, target)?;
         let translated = converse.translated;
-        self.now_unix_secs = target.now_unix_secs;
-        self.model = target.upstream_model.to_string();
+        self.attempt
+            .start(&translated, target, stream::ConverseStream::new);
         self.json_response_tool = converse.json_response_tool;
-        self.stream = translated.stream.then(|| {
-            stream::ConverseStream::new(
-                translated.client_wants_usage,
-                target.now_unix_secs,
-                target.upstream_model,
-            )
-        });
         let mut headers = Vec::with_capacity(3);
         // The signature covers the Host, and the router's host rewrite comes after the
         // signer: the final Host is set here.
@@ -163,14 +144,14 @@ impl Translator for BedrockTranslator {
             &self.error_type,
             body,
             &response::AnswerContext {
-                model: &self.model,
-                now_unix_secs: self.now_unix_secs,
+                model: &self.attempt.model,
+                now_unix_secs: self.attempt.now_unix_secs,
                 json_response_tool: self.json_response_tool.as_deref(),
             },
         )
     }
 
-    super::native::stream_methods!(stream);
+    super::native::stream_methods!(attempt.stream);
 }
 
 #[cfg(test)]

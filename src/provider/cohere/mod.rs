@@ -11,16 +11,18 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::common::TranslatedRequest;
+use super::native::{NativeApi, NativeTranslator};
+use super::{join_path, Target, TranslatedResponse};
 use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+
+/// Cohere's v2 Chat API.
+#[derive(Debug)]
+pub struct Cohere;
 
 /// Translator for Cohere deployments.
-#[derive(Debug, Default)]
-pub struct CohereTranslator {
-    stream: Option<stream::CohereStream>,
-    now_unix_secs: u64,
-    model: String,
-}
+pub type CohereTranslator = NativeTranslator<Cohere>;
 
 /// The chat endpoint under the deployment's base path; a base that already ends with
 /// `/v2` is used as is.
@@ -33,47 +35,37 @@ pub fn endpoint_path(base_path: &str) -> String {
     }
 }
 
-impl Translator for CohereTranslator {
-    fn request(
-        &mut self,
-        request: ClientRequest<'_>,
+impl NativeApi for Cohere {
+    type Stream = stream::CohereStream;
+
+    fn translate_chat(
+        chat: &ChatRequest,
         target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let chat = request.chat_request()?;
-        let translated = request::translate_chat(chat, target)?;
-        self.now_unix_secs = target.now_unix_secs;
-        self.model = target.upstream_model.to_string();
-        self.stream = translated.stream.then(|| {
-            stream::CohereStream::new(
-                translated.client_wants_usage,
-                target.now_unix_secs,
-                target.upstream_model,
-            )
-        });
-        let headers = target
-            .api_key
-            .map(|key| vec![("authorization", format!("Bearer {key}"))])
-            .unwrap_or_default();
-        Ok(UpstreamRequest {
-            path: endpoint_path(target.base_path),
-            headers,
-            body: translated.body,
-            dropped: translated.dropped,
-        })
+    ) -> Result<TranslatedRequest, GatewayError> {
+        request::translate_chat(chat, target)
     }
 
-    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
-        let status = self.response_status(upstream_status);
-        response::translate_response(
-            upstream_status,
-            status,
-            body,
-            self.now_unix_secs,
-            &self.model,
-        )
+    fn open_stream(client_wants_usage: bool, now_unix_secs: u64, model: &str) -> Self::Stream {
+        stream::CohereStream::new(client_wants_usage, now_unix_secs, model)
     }
 
-    super::native::stream_methods!(stream);
+    fn path(base_path: &str, _model: &str, _stream: bool) -> String {
+        endpoint_path(base_path)
+    }
+
+    fn credential(key: &str) -> (&'static str, String) {
+        ("authorization", format!("Bearer {key}"))
+    }
+
+    fn translate_response(
+        upstream_status: u16,
+        status: u16,
+        body: &[u8],
+        now_unix_secs: u64,
+        model: &str,
+    ) -> TranslatedResponse {
+        response::translate_response(upstream_status, status, body, now_unix_secs, model)
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@ use super::schema::{
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, Content, ContentPart, Message as ChatMessage, Role, ToolChoice};
 use crate::provider::common::{
-    check_function_tool, check_logprobs_and_bias, parse_chat_request, parse_response_format,
-    part_text, part_type_error, reasoning_budget, stop_sequences, ParamPolicy,
+    check_function_tool, check_logprobs_and_bias, function_role_error, missing_image_url,
+    missing_tool_call_id, parse_chat_request, parse_response_format, part_text, part_type_error,
+    reasoning_budget, required_json_schema, stop_sequences, unknown_format_type, ParamPolicy,
 };
 use crate::provider::Target;
 
@@ -130,14 +131,7 @@ fn map_messages(messages: &[ChatMessage]) -> Result<Vec<Message>, GatewayError> 
             }),
             Role::Assistant => out.extend(assistant(i, m)?),
             Role::Tool => out.push(tool_result(i, m)?),
-            Role::Function => {
-                return Err(GatewayError::invalid_param(
-                    format!("messages[{i}].role"),
-                    format!(
-                        "messages[{i}] has the legacy role `function`, which Cohere models cannot take; use `tool` messages with `tool_call_id`"
-                    ),
-                ))
-            }
+            Role::Function => return Err(function_role_error(i, "Cohere")),
         }
     }
     Ok(out)
@@ -197,10 +191,7 @@ fn user_content(i: usize, content: Option<&Content>) -> Result<UserContent, Gate
 
 fn image_part(i: usize, j: usize, p: &ContentPart) -> Result<UserPart, GatewayError> {
     let Some(image) = &p.image_url else {
-        return Err(GatewayError::invalid_param(
-            format!("messages[{i}].content[{j}].image_url"),
-            format!("messages[{i}].content[{j}] has type `image_url` but no `image_url`"),
-        ));
+        return Err(missing_image_url(i, j));
     };
     let url = image.url.as_str();
     if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("data:")) {
@@ -268,10 +259,7 @@ fn assistant(i: usize, m: &ChatMessage) -> Result<Option<Message>, GatewayError>
 
 fn tool_result(i: usize, m: &ChatMessage) -> Result<Message, GatewayError> {
     let Some(id) = m.tool_call_id.as_deref().filter(|id| !id.is_empty()) else {
-        return Err(GatewayError::invalid_param(
-            format!("messages[{i}].tool_call_id"),
-            format!("messages[{i}] has role `tool` but no `tool_call_id`"),
-        ));
+        return Err(missing_tool_call_id(i));
     };
     Ok(Message::Tool {
         tool_call_id: id.to_string(),
@@ -291,21 +279,13 @@ fn response_format(chat: &ChatRequest) -> Result<Option<ResponseFormat>, Gateway
             json_schema: None,
         })),
         "json_schema" => {
-            let Some(spec) = format.json_schema else {
-                return Err(GatewayError::invalid_param(
-                    "response_format.json_schema",
-                    "`response_format.json_schema` is required when the type is `json_schema`",
-                ));
-            };
+            let spec = required_json_schema(format.json_schema)?;
             Ok(Some(ResponseFormat {
                 kind: "json_object",
                 json_schema: spec.schema,
             }))
         }
-        other => Err(GatewayError::invalid_param(
-            "response_format.type",
-            format!("`response_format.type` `{other}` is not supported; use text, json_object or json_schema"),
-        )),
+        other => Err(unknown_format_type(other)),
     }
 }
 

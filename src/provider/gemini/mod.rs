@@ -12,16 +12,19 @@ pub mod response;
 pub mod schema;
 pub mod stream;
 
-use super::{join_path, ClientRequest, Target, TranslatedResponse, Translator, UpstreamRequest};
+use super::common::TranslatedRequest;
+use super::native::{NativeApi, NativeTranslator};
+use super::placement::push_encoded_segment;
+use super::{join_path, Target, TranslatedResponse};
 use crate::error::GatewayError;
+use crate::openai::ChatRequest;
+
+/// Gemini's `generateContent` API.
+#[derive(Debug)]
+pub struct Gemini;
 
 /// Translator for Gemini deployments.
-#[derive(Debug, Default)]
-pub struct GeminiTranslator {
-    stream: Option<stream::GeminiStream>,
-    now_unix_secs: u64,
-    model: String,
-}
+pub type GeminiTranslator = NativeTranslator<Gemini>;
 
 /// The endpoint for `model` under the deployment's base path. A base path that already
 /// ends with an API version (`.../v1beta`) is used as is.
@@ -54,68 +57,42 @@ pub fn method_path(base_path: &str, model: &str, method: &str) -> String {
 /// Percent-encodes what may not stand in a path segment (model names are plain today).
 fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    push_encoded_segment(&mut out, segment, b"-._~");
     out
 }
 
-impl GeminiTranslator {
-    /// Remembers what the answer needs and builds the attempt's request.
-    fn prepare(
-        &mut self,
-        translated: request::TranslatedRequest,
+impl NativeApi for Gemini {
+    type Stream = stream::GeminiStream;
+
+    fn translate_chat(
+        chat: &ChatRequest,
         target: &Target<'_>,
-    ) -> UpstreamRequest {
-        self.now_unix_secs = target.now_unix_secs;
-        self.model = target.upstream_model.to_string();
-        self.stream = translated.stream.then(|| {
-            stream::GeminiStream::new(
-                translated.client_wants_usage,
-                target.now_unix_secs,
-                target.upstream_model,
-            )
-        });
-        let headers = target
-            .api_key
-            .map(|key| vec![("x-goog-api-key", key.to_string())])
-            .unwrap_or_default();
-        UpstreamRequest {
-            path: endpoint_path(target.base_path, target.upstream_model, translated.stream),
-            headers,
-            body: translated.body,
-            dropped: translated.dropped,
-        }
-    }
-}
-
-impl Translator for GeminiTranslator {
-    fn request(
-        &mut self,
-        request: ClientRequest<'_>,
-        target: &Target<'_>,
-    ) -> Result<UpstreamRequest, GatewayError> {
-        let chat = request.chat_request()?;
-        let translated = request::translate_chat(chat, target)?;
-        Ok(self.prepare(translated, target))
+    ) -> Result<TranslatedRequest, GatewayError> {
+        request::translate_chat(chat, target)
     }
 
-    fn response(&mut self, upstream_status: u16, body: &[u8]) -> TranslatedResponse {
-        let status = self.response_status(upstream_status);
-        response::translate_response(
-            upstream_status,
-            status,
-            body,
-            self.now_unix_secs,
-            &self.model,
-        )
+    fn open_stream(client_wants_usage: bool, now_unix_secs: u64, model: &str) -> Self::Stream {
+        stream::GeminiStream::new(client_wants_usage, now_unix_secs, model)
     }
 
-    super::native::stream_methods!(stream);
+    fn path(base_path: &str, model: &str, stream: bool) -> String {
+        endpoint_path(base_path, model, stream)
+    }
+
+    /// In a header, never in the URL, so that it cannot end up in access logs.
+    fn credential(key: &str) -> (&'static str, String) {
+        ("x-goog-api-key", key.to_string())
+    }
+
+    fn translate_response(
+        upstream_status: u16,
+        status: u16,
+        body: &[u8],
+        now_unix_secs: u64,
+        model: &str,
+    ) -> TranslatedResponse {
+        response::translate_response(upstream_status, status, body, now_unix_secs, model)
+    }
 }
 
 #[cfg(test)]

@@ -43,9 +43,10 @@ use crate::openai::{
     ChatRequest, Content as ChatContent, ContentPart, Message, Role, ToolCall, ToolChoice,
 };
 use crate::provider::common::{
-    check_function_tool, check_logprobs_and_bias, move_to_front, parse_chat_request,
-    parse_data_url, parse_response_format, part_text, part_type_error, reasoning_budget,
-    split_thought_signature, stop_sequences, ParamPolicy,
+    call_arguments, check_function_tool, check_logprobs_and_bias, function_role_error,
+    missing_image_url, missing_tool_call_id, move_to_front, parse_chat_request, parse_data_url,
+    parse_response_format, part_text, part_type_error, reasoning_budget, required_json_schema,
+    split_thought_signature, stop_sequences, unknown_format_type, ParamPolicy,
 };
 use crate::provider::Target;
 
@@ -181,14 +182,7 @@ fn map_messages(messages: &[Message]) -> Result<(Option<Content>, Vec<Content>),
                 turns.push(MODEL, model_parts(i, m)?);
             }
             Role::Tool => turns.push(USER, tool_result_parts(i, m, &call_names)?),
-            Role::Function => {
-                return Err(GatewayError::invalid_param(
-                    format!("messages[{i}].role"),
-                    format!(
-                        "messages[{i}] has the legacy role `function`, which Gemini models cannot take; use `tool` messages with `tool_call_id`"
-                    ),
-                ))
-            }
+            Role::Function => return Err(function_role_error(i, "Gemini")),
         }
     }
     let system = (!system.is_empty()).then_some(Content {
@@ -298,21 +292,7 @@ fn model_parts(i: usize, m: &Message) -> Result<Vec<Part>, GatewayError> {
 }
 
 fn function_call_part(i: usize, j: usize, call: &ToolCall) -> Result<Part, GatewayError> {
-    let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
-    let arguments = call.function.arguments.trim();
-    let args = if arguments.is_empty() {
-        Value::Object(Map::new())
-    } else {
-        crate::json::path::from_str::<Value>(arguments).map_err(|e| {
-            GatewayError::invalid_param(param.clone(), format!("{param} is not valid JSON: {e}"))
-        })?
-    };
-    if !args.is_object() {
-        return Err(GatewayError::invalid_param(
-            param.clone(),
-            format!("{param} must be a JSON object"),
-        ));
-    }
+    let args = call_arguments(i, j, call)?;
     let (_, signature) = split_thought_signature(&call.id);
     Ok(Part {
         function_call: Some(FunctionCall {
@@ -332,13 +312,10 @@ fn tool_result_parts(
     m: &Message,
     call_names: &HashMap<String, String>,
 ) -> Result<Vec<Part>, GatewayError> {
-    let param = format!("messages[{i}].tool_call_id");
     let Some(id) = m.tool_call_id.as_deref().filter(|id| !id.is_empty()) else {
-        return Err(GatewayError::invalid_param(
-            param,
-            format!("messages[{i}] has role `tool` but no `tool_call_id`"),
-        ));
+        return Err(missing_tool_call_id(i));
     };
+    let param = format!("messages[{i}].tool_call_id");
     let name = call_names
         .get(id)
         .or_else(|| call_names.get(split_thought_signature(id).0))
@@ -410,10 +387,7 @@ fn is_http_url(url: &str) -> bool {
 fn image_part(i: usize, j: usize, p: &ContentPart) -> Result<Part, GatewayError> {
     let param = format!("messages[{i}].content[{j}].image_url.url");
     let Some(image) = &p.image_url else {
-        return Err(GatewayError::invalid_param(
-            format!("messages[{i}].content[{j}].image_url"),
-            format!("messages[{i}].content[{j}] has type `image_url` but no `image_url`"),
-        ));
+        return Err(missing_image_url(i, j));
     };
     let url = image.url.as_str();
     if url.starts_with("data:") {
@@ -510,18 +484,10 @@ fn response_format(chat: &ChatRequest) -> Result<(Option<String>, Option<Value>)
         "text" => Ok((None, None)),
         "json_object" => Ok((json, None)),
         "json_schema" => {
-            let Some(spec) = format.json_schema else {
-                return Err(GatewayError::invalid_param(
-                    "response_format.json_schema",
-                    "`response_format.json_schema` is required when the type is `json_schema`",
-                ));
-            };
+            let spec = required_json_schema(format.json_schema)?;
             Ok((json, spec.schema.as_ref().map(gemini_json_schema)))
         }
-        other => Err(GatewayError::invalid_param(
-            "response_format.type",
-            format!("`response_format.type` `{other}` is not supported; use text, json_object or json_schema"),
-        )),
+        other => Err(unknown_format_type(other)),
     }
 }
 

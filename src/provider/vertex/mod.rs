@@ -22,6 +22,7 @@ pub mod token;
 
 use super::anthropic::AnthropicTranslator;
 use super::gemini::GeminiTranslator;
+use super::placement::{inner_request, push_encoded_segment};
 use super::{
     join_path, ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator,
     UpstreamRequest,
@@ -55,20 +56,7 @@ pub fn model_path(base_path: &str, publisher: &str, model: &str, method: &str) -
     path.push_str(publisher);
     path.push_str("/models/");
     // Model versions (`claude-sonnet-4-5@20250929`) keep their `@`.
-    let hex = |n: u8| {
-        char::from_digit(u32::from(n), 16)
-            .unwrap_or('0')
-            .to_ascii_uppercase()
-    };
-    for b in model.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-            path.push(char::from(b));
-        } else {
-            path.push('%');
-            path.push(hex(b >> 4));
-            path.push(hex(b & 15));
-        }
-    }
+    push_encoded_segment(&mut path, model, b"-._~@");
     path.push(':');
     path.push_str(method);
     path
@@ -139,18 +127,12 @@ impl Translator for VertexTranslator {
         request: ClientRequest<'_>,
         target: &Target<'_>,
     ) -> Result<UpstreamRequest, GatewayError> {
-        // The publisher's translator sends no credential of its own.
-        let inner_target = Target {
-            api_key: None,
-            ..*target
-        };
-        let mut up = self.inner.request(request, &inner_target)?;
+        let mut up = inner_request(self.inner.as_mut(), request, target)?;
         up.path = self.path(
             target.base_path,
             target.upstream_model,
             self.inner.is_stream(),
         );
-        up.headers.clear();
         self.no_token = target.api_key.is_none();
         if let Some(token) = target.api_key {
             up.headers
