@@ -7,7 +7,8 @@
 
 use super::common::TranslatedRequest;
 use super::{
-    ClientRequest, StreamPreamble, Target, TranslatedResponse, Translator, UpstreamRequest,
+    ClientRequest, ProviderKind, StreamPreamble, Target, TranslatedResponse, Translator,
+    UpstreamRequest,
 };
 use crate::error::GatewayError;
 use crate::openai::ChatRequest;
@@ -150,8 +151,8 @@ pub trait NativeApi {
     /// The request's path under the deployment's `base_path`.
     fn path(base_path: &str, model: &str, stream: bool) -> String;
 
-    /// The header that carries the deployment's key.
-    fn credential(key: &str) -> (&'static str, String);
+    /// Which provider it is: its registry entry says how the key travels.
+    const KIND: ProviderKind;
 
     /// The client's answer to a complete upstream answer; `status` is the one the client
     /// sees.
@@ -200,8 +201,9 @@ impl<A: NativeApi> Translator for NativeTranslator<A> {
             path: A::path(target.base_path, target.upstream_model, translated.stream),
             headers: target
                 .api_key
-                .map(|key| vec![A::credential(key)])
-                .unwrap_or_default(),
+                .and_then(|key| A::KIND.spec().credential.header(key))
+                .into_iter()
+                .collect(),
             body: translated.body,
             dropped: translated.dropped,
         })

@@ -37,6 +37,7 @@ pub fn endpoint_path(base_path: &str) -> String {
 
 impl NativeApi for Cohere {
     type Stream = stream::CohereStream;
+    const KIND: super::ProviderKind = super::ProviderKind::Cohere;
 
     fn translate_chat(
         chat: &ChatRequest,
@@ -51,10 +52,6 @@ impl NativeApi for Cohere {
 
     fn path(base_path: &str, _model: &str, _stream: bool) -> String {
         endpoint_path(base_path)
-    }
-
-    fn credential(key: &str) -> (&'static str, String) {
-        ("authorization", format!("Bearer {key}"))
     }
 
     fn translate_response(

@@ -63,6 +63,7 @@ fn encode_segment(segment: &str) -> String {
 
 impl NativeApi for Gemini {
     type Stream = stream::GeminiStream;
+    const KIND: super::ProviderKind = super::ProviderKind::Gemini;
 
     fn translate_chat(
         chat: &ChatRequest,
@@ -77,11 +78,6 @@ impl NativeApi for Gemini {
 
     fn path(base_path: &str, model: &str, stream: bool) -> String {
         endpoint_path(base_path, model, stream)
-    }
-
-    /// In a header, never in the URL, so that it cannot end up in access logs.
-    fn credential(key: &str) -> (&'static str, String) {
-        ("x-goog-api-key", key.to_string())
     }
 
     fn translate_response(
