@@ -255,6 +255,12 @@ fn text_of(literal: &[u8], escaped: bool) -> Option<std::borrow::Cow<'_, str>> {
 }
 
 impl AnswerFacts {
+    /// Bytes the captured text holds (0 when nothing is captured): counted against the
+    /// worker's byte limit with the stream's own buffers.
+    pub fn held_bytes(&self) -> usize {
+        self.text.as_ref().map_or(0, String::capacity)
+    }
+
     /// Facts to read; `capture`: the text too, cut at this many bytes.
     pub fn new(capture: Option<usize>) -> Self {
         AnswerFacts {

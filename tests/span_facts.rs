@@ -135,6 +135,22 @@ fn stream_upstream(dir: &Path) -> Vec<u8> {
     }
 }
 
+/// A captured answer's text counts against the worker's byte limit, and only while captured.
+#[test]
+fn captured_text_is_held_bytes() {
+    let chunk = br#"data: {"id":"c","choices":[{"index":0,"delta":{"content":"hello there"},"finish_reason":null}]}"#;
+    let mut off = AnswerFacts::new(None);
+    off.read(chunk, false);
+    assert_eq!(off.held_bytes(), 0);
+    let mut on = AnswerFacts::new(Some(1 << 20));
+    on.read(chunk, false);
+    assert!(
+        on.held_bytes() >= "hello there".len(),
+        "{}",
+        on.held_bytes()
+    );
+}
+
 #[test]
 fn every_provider_answer_is_read_as_parsed() {
     let (mut json, mut streams, mut with_reasons) = (0, 0, 0);

@@ -812,9 +812,10 @@ impl HttpContext for UpstreamHttp {
                     host::get_buffer(Buffer::ResponseBody, 0, body_size).unwrap_or_default();
                 let mut out = Vec::with_capacity(chunk.len() + 256);
                 translator.stream(&chunk, end_of_stream, &mut out);
+                let captured = self.facts.as_ref().map_or(0, |f| f.held_bytes());
                 if !self
                     .stream_held
-                    .resize(translator.stream_buffered_bytes() as u64)
+                    .resize((translator.stream_buffered_bytes() + captured) as u64)
                 {
                     return self.end_stream_over_limit(body_size, out);
                 }
